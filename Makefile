@@ -1,0 +1,29 @@
+# jetty: the two commands a newcomer needs are `make run` and `make test`.
+GO      ?= go
+PKGS    ?= ./...
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(shell git rev-parse --short HEAD 2>/dev/null || echo none) -X main.date=$(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+
+.PHONY: run test services check build clean
+
+## run: the main job on the embedded default (SQLite + local disk), dev mode
+run:
+	$(GO) run ./cmd/jetty server --dev
+
+## test: start PostgreSQL and Redis if they are down, then run every test with the race detector
+test: services
+	$(GO) test -race -count=1 $(PKGS)
+
+services:
+	@./scripts/services.sh
+
+## check: formatting and vet
+check:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/jetty ./cmd/jetty
+
+clean:
+	rm -rf bin

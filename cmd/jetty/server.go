@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/jettythunder/jetty/server/app"
+)
+
+// ServerOptions are the inputs of `jetty server`.
+type ServerOptions struct {
+	F       *Factory
+	Listen  string
+	DataDir string
+	Dev     bool
+	// Ready, when set, is called with the running app (tests use it).
+	Ready func(*app.App)
+}
+
+// NewCmdServer builds `jetty server`.
+func NewCmdServer(f *Factory, runF func(*ServerOptions) error) *cobra.Command {
+	opts := &ServerOptions{F: f}
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the companion server (provisioning, quotas, storage)",
+		Long: `Run the jetty companion server.
+
+With nothing configured it runs on the embedded default: a SQLite database
+and local files under --data-dir, rate limits in memory. In production set:
+
+  DATABASE_URL               PostgreSQL (postgres://...)
+  REDIS_URL                  Redis, for rate limits and caches shared by instances
+  AGENTCACHE_WEBHOOK_SECRET  shared secret for AgentCache's provisioning calls
+  INTERNAL_WEBHOOK_SECRET    mounts the AgentCache relay (/api/webhooks/jettythunder/provision)
+  JETTYTHUNDER_API_URL       where the relay provisions (default: this server)
+  LYVE_BUCKET_NAME           bucket named in account answers (default agentcache-assets)
+  PORT                       listen on :PORT when --listen is not given
+
+--dev generates the secrets it lacks, provisions a demo account and prints
+how to use it.`,
+		Example: `  jetty server --dev
+  DATABASE_URL=postgres://jetty@db/jetty REDIS_URL=redis://cache:6379 \
+    AGENTCACHE_WEBHOOK_SECRET=... jetty server --listen :3001`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if runF != nil {
+				return runF(opts)
+			}
+			return serverRun(cmd.Context(), opts)
+		},
+	}
+	cmd.Flags().StringVar(&opts.Listen, "listen", "", "address to listen on (default "+app.DefaultListen+", or :$PORT)")
+	cmd.Flags().StringVar(&opts.DataDir, "data-dir", "", "directory for the embedded database and files (default $XDG_DATA_HOME/jetty/server, or .../jetty/dev with --dev)")
+	cmd.Flags().BoolVar(&opts.Dev, "dev", false, "development mode: generate secrets, provision a demo account, issue jt_test_ keys")
+	return cmd
+}
+
+func serverRun(ctx context.Context, opts *ServerOptions) error {
+	cfg := app.FromEnv(opts.F.Getenv)
+	if opts.Listen != "" {
+		cfg.Listen = opts.Listen
+	}
+	if opts.DataDir != "" {
+		cfg.DataDir = opts.DataDir
+	}
+	cfg.Dev = opts.Dev
+	format := cfg.LogFormat
+	if format == "" && opts.Dev {
+		format = "text"
+	}
+	log := app.NewLogger(opts.F.IO.ErrOut, cfg.LogLevel, format)
+
+	a, err := app.New(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	if opts.Dev {
+		if err := printDevBanner(ctx, opts.F.IO.Out, a); err != nil {
+			a.Close()
+			return err
+		}
+	}
+	if opts.Ready != nil {
+		opts.Ready(a)
+	}
+	return a.Serve(ctx)
+}
+
+// printDevBanner provisions the demo account and tells the newcomer what
+// to do with it.
+func printDevBanner(ctx context.Context, w io.Writer, a *app.App) error {
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	acct, secret, err := a.DemoAccount(dctx)
+	if err != nil {
+		return fmt.Errorf("provision demo account: %w", err)
+	}
+	cfg := a.Config()
+	u := a.URL()
+	db := "SQLite " + cfg.DataDir + "/jetty.db"
+	if cfg.DatabaseURL != "" {
+		db = "PostgreSQL (DATABASE_URL)"
+	}
+	_, err = fmt.Fprintf(w, `jetty server (dev mode) on %[1]s
+  database:  %[2]s
+
+Secrets generated for this run (set them yourself to keep them stable):
+  export AGENTCACHE_WEBHOOK_SECRET=%[3]s
+  export INTERNAL_WEBHOOK_SECRET=%[4]s
+
+Demo account %[5]q (tier %[6]s), credentials shown once:
+  export JETTY_SERVER=%[1]s
+  export JETTY_API_KEY=%[7]s
+  export JETTY_API_SECRET=%[8]s
+
+Try it:
+  curl -s $JETTY_SERVER/api/agentcache/quota -H "Authorization: Bearer $JETTY_API_KEY" -H "X-API-Secret: $JETTY_API_SECRET"
+  curl -s -X POST $JETTY_SERVER/api/agentcache/provision -H "Authorization: Bearer $AGENTCACHE_WEBHOOK_SECRET" \
+       -H "Content-Type: application/json" -d '{"agentcache_user_id":"usr_test_123","agentcache_email":"test@example.com","tier":"pro"}'
+
+Press Ctrl-C to stop.
+`, u, db, cfg.WebhookSecret, cfg.InternalSecret, acct.UserID, acct.Tier, acct.APIKey, secret)
+	return err
+}

@@ -1,0 +1,219 @@
+// Package api is the companion server's HTTP control plane: partner
+// (AgentCache) provisioning calls, user calls authenticated by API key and
+// secret, health, readiness and Prometheus metrics.
+//
+// Handlers speak only server.Store, server.Limiter and server.Cache, so
+// the same code runs on the embedded default (SQLite, in-process limits)
+// and in production (PostgreSQL, Redis). Errors are *server.Error; StatusFor
+// maps each code to one HTTP status and every error body is
+// {"error": "...", "code": "..."}.
+package api
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/jettythunder/jetty/server"
+)
+
+// Config is what a Server is built from. Store and Limiter are required.
+type Config struct {
+	Store   server.Store
+	Limiter server.Limiter
+	Logger  *slog.Logger
+
+	// WebhookSecret is AGENTCACHE_WEBHOOK_SECRET. When empty every partner
+	// call is refused.
+	WebhookSecret string
+	// LiveKeys makes provisioning issue jt_live_ keys (jt_test_ otherwise).
+	LiveKeys bool
+	// Bucket is the object-storage bucket named in provisioning answers.
+	Bucket string
+	// Relay, when set, serves POST /api/webhooks/jettythunder/provision
+	// (the AgentCache-side relay of seed 000).
+	Relay http.Handler
+	// Registry receives the server's metrics; a new one when nil.
+	Registry *prometheus.Registry
+	// TierCacheTTL bounds how long tier rows are cached (default 30s).
+	TierCacheTTL time.Duration
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+}
+
+// Server is the HTTP API. Create it with New, serve Handler, and Close it
+// after the HTTP server has shut down so the request log is flushed.
+type Server struct {
+	store    server.Store
+	limiter  server.Limiter
+	log      *slog.Logger
+	secret   string
+	liveKeys bool
+	bucket   string
+	relay    http.Handler
+	now      func() time.Time
+
+	metrics *metrics
+	reqlog  *requestLog
+	handler http.Handler
+
+	tierMu    sync.Mutex
+	tiers     map[string]server.Tier
+	tiersAt   time.Time
+	tierTTL   time.Duration
+	closeOnce sync.Once
+}
+
+// New builds a Server.
+func New(cfg Config) *Server {
+	s := &Server{
+		store:    cfg.Store,
+		limiter:  cfg.Limiter,
+		log:      cfg.Logger,
+		secret:   cfg.WebhookSecret,
+		liveKeys: cfg.LiveKeys,
+		bucket:   cfg.Bucket,
+		relay:    cfg.Relay,
+		now:      cfg.Now,
+		tierTTL:  cfg.TierCacheTTL,
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.tierTTL == 0 {
+		s.tierTTL = 30 * time.Second
+	}
+	if s.bucket == "" {
+		s.bucket = "agentcache-assets"
+	}
+	reg := cfg.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	s.metrics = newMetrics(reg)
+	s.reqlog = newRequestLog(s.store, s.log, s.metrics)
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /api/agentcache/provision", s.partner(s.handleProvision))
+	mux.HandleFunc("POST /api/agentcache/upgrade", s.partner(s.handleUpgrade))
+	mux.HandleFunc("POST /api/agentcache/suspend", s.partner(s.handleStatus(server.StatusSuspended)))
+	mux.HandleFunc("POST /api/agentcache/reactivate", s.partner(s.handleStatus(server.StatusActive)))
+	mux.HandleFunc("POST /api/agentcache/delete", s.partner(s.handleStatus(server.StatusDeleted)))
+	mux.HandleFunc("POST /api/agentcache/rotate", s.partner(s.handleRotate))
+
+	mux.HandleFunc("GET /api/agentcache/quota", s.user(s.handleQuota))
+	mux.HandleFunc("GET /api/whoami", s.user(s.handleWhoami))
+
+	if s.relay != nil {
+		mux.Handle("POST /api/webhooks/jettythunder/provision", s.relay)
+	}
+
+	mux.HandleFunc("GET /healthz", s.handleHealthz)
+	mux.HandleFunc("GET /readyz", s.handleReadyz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if allowed := allowedMethods(mux, r); len(allowed) > 0 {
+			w.Header().Set("Allow", strings.Join(allowed, ", "))
+			writeJSON(w, http.StatusMethodNotAllowed, errorBody{
+				Error: fmt.Sprintf("%s is not allowed on %s; use %s", r.Method, r.URL.Path, strings.Join(allowed, " or ")),
+				Code:  "method_not_allowed",
+			})
+			return
+		}
+		s.writeError(w, r, server.Errorf(server.ENotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
+	})
+
+	s.handler = s.observe(mux)
+	return s
+}
+
+// Handler returns the root HTTP handler.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Close flushes the request log and stops its writer. Call it after the
+// HTTP server has shut down.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() { s.reqlog.close() })
+	return nil
+}
+
+// FlushRequestLog waits until every request seen so far is written to
+// api_requests (used by tests and at shutdown).
+func (s *Server) FlushRequestLog(ctx context.Context) error { return s.reqlog.flush(ctx) }
+
+// SweepReservations releases expired quota reservations every interval
+// until ctx ends.
+func (s *Server) SweepReservations(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n, err := s.store.ReleaseExpiredReservations(ctx, s.now())
+			if err != nil {
+				s.log.Warn("release expired reservations", "err", err)
+			} else if n > 0 {
+				s.log.Info("released expired reservations", "count", n)
+			}
+		}
+	}
+}
+
+// tier returns a tier row, cached for tierTTL.
+func (s *Server) tier(ctx context.Context, name string) (server.Tier, error) {
+	s.tierMu.Lock()
+	if s.tiers != nil && s.now().Sub(s.tiersAt) < s.tierTTL {
+		t, ok := s.tiers[name]
+		s.tierMu.Unlock()
+		if !ok {
+			return server.Tier{}, server.Errorf(server.EUnknownTier, "unknown tier %q", name)
+		}
+		return t, nil
+	}
+	s.tierMu.Unlock()
+	list, err := s.store.Tiers(ctx)
+	if err != nil {
+		return server.Tier{}, err
+	}
+	m := make(map[string]server.Tier, len(list))
+	for _, t := range list {
+		m[t.Name] = t
+	}
+	s.tierMu.Lock()
+	s.tiers, s.tiersAt = m, s.now()
+	s.tierMu.Unlock()
+	t, ok := m[name]
+	if !ok {
+		return server.Tier{}, server.Errorf(server.EUnknownTier, "unknown tier %q", name)
+	}
+	return t, nil
+}
+
+// allowedMethods lists the methods that have a route for r's path (other
+// than the catch-all), for 405 answers.
+func allowedMethods(mux *http.ServeMux, r *http.Request) []string {
+	var allowed []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {
+		if m == r.Method {
+			continue
+		}
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := mux.Handler(probe); pattern != "" && pattern != "/" {
+			allowed = append(allowed, m)
+		}
+	}
+	return allowed
+}

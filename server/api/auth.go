@@ -1,0 +1,151 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jettythunder/jetty/server"
+	"github.com/jettythunder/jetty/server/apikey"
+)
+
+// partner wraps a handler for AgentCache calls: the request must carry
+// Authorization: Bearer <AGENTCACHE_WEBHOOK_SECRET>, compared in constant
+// time.
+func (s *Server) partner(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.secret == "" {
+			s.writeError(w, r, server.Errorf(server.EUnauthorized, "partner API disabled: the server has no AGENTCACHE_WEBHOOK_SECRET configured"))
+			return
+		}
+		token, ok := bearer(r)
+		if !ok || token == "" {
+			s.writeError(w, r, server.Errorf(server.EUnauthorized, "missing webhook secret: send Authorization: Bearer <AGENTCACHE_WEBHOOK_SECRET>"))
+			return
+		}
+		if !apikey.EqualConstantTime(token, s.secret) {
+			s.writeError(w, r, server.Errorf(server.EUnauthorized, "wrong webhook secret: check that AgentCache's JETTYTHUNDER_WEBHOOK_SECRET matches this server's AGENTCACHE_WEBHOOK_SECRET"))
+			return
+		}
+		h(w, r)
+	}
+}
+
+// bearer returns the token of an Authorization: Bearer header.
+func bearer(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	const p = "Bearer "
+	if len(h) < len(p) || !strings.EqualFold(h[:len(p)], p) {
+		return "", false
+	}
+	return strings.TrimSpace(h[len(p):]), true
+}
+
+// credentials extracts an API key and secret from either Bearer +
+// X-API-Secret or HTTP Basic key:secret.
+func credentials(r *http.Request) (key, secret string, err error) {
+	if k, s, ok := r.BasicAuth(); ok {
+		key, secret = k, s
+	} else if tok, ok := bearer(r); ok {
+		key, secret = tok, r.Header.Get("X-API-Secret")
+	} else {
+		return "", "", server.Errorf(server.EMissingAuth, "missing credentials: send Authorization: Bearer <API key> with X-API-Secret: <API secret>, or HTTP Basic key:secret (run `jetty login`)")
+	}
+	key, secret = strings.TrimSpace(key), strings.TrimSpace(secret)
+	if key == "" {
+		return "", "", server.Errorf(server.EMissingAuth, "missing API key in the Authorization header")
+	}
+	if err := apikey.CheckKey(key); err != nil {
+		return "", "", server.Errorf(server.EMalformedAPIKey, "malformed API key: %v", err)
+	}
+	if secret == "" {
+		return "", "", server.Errorf(server.EMissingAPISecret, "API key given without its secret: add the header X-API-Secret: jts_... (the secret shown once at provisioning)")
+	}
+	if err := apikey.CheckSecret(secret); err != nil {
+		return "", "", server.Errorf(server.EWrongAPISecret, "malformed API secret: %v", err)
+	}
+	return key, secret, nil
+}
+
+// authenticate resolves the caller's account from its key and secret.
+func (s *Server) authenticate(ctx context.Context, r *http.Request) (server.Account, error) {
+	key, secret, err := credentials(r)
+	if err != nil {
+		return server.Account{}, err
+	}
+	acct, err := s.store.AccountByAPIKey(ctx, key)
+	if server.ErrorCode(err) == server.ENotFound {
+		// Spend the same hashing work as a real comparison.
+		apikey.SecretMatches(secret, strings.Repeat("0", 64))
+		return server.Account{}, server.Errorf(server.EUnknownAPIKey, "unknown API key: it was never issued or has been rotated (run `jetty login` with current credentials)")
+	}
+	if err != nil {
+		return server.Account{}, err
+	}
+	if !apikey.SecretMatches(secret, acct.SecretHash) {
+		return server.Account{}, server.Errorf(server.EWrongAPISecret, "wrong API secret for this API key")
+	}
+	switch acct.Status {
+	case server.StatusSuspended:
+		return server.Account{}, server.Errorf(server.EAccountSuspended, "account suspended: contact AgentCache support to reactivate it")
+	case server.StatusDeleted:
+		return server.Account{}, server.Errorf(server.EAccountDeleted, "account deleted: these credentials no longer work")
+	}
+	return acct, nil
+}
+
+// user wraps a handler for calls authenticated by API key and secret. It
+// applies the tier's per-minute rate limit and records the caller.
+func (s *Server) user(h func(http.ResponseWriter, *http.Request, server.Account)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		acct, err := s.authenticate(ctx, r)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if info := requestInfoFrom(ctx); info != nil {
+			info.accountID = acct.ID
+		}
+		if err := s.rateLimit(ctx, w, acct); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if now := s.now(); now.Sub(acct.LastAccessed) > time.Minute {
+			if err := s.store.TouchAccount(ctx, acct.ID, now); err != nil {
+				s.log.Warn("touch account", "account", acct.ID, "err", err)
+			}
+		}
+		h(w, r.WithContext(context.WithValue(ctx, accountKey, acct)), acct)
+	}
+}
+
+// rateLimit applies the tier's rate_limit_per_minute to control-plane
+// calls. Limiter failures fail open (logged): an outage of Redis must not
+// take uploads down with it.
+func (s *Server) rateLimit(ctx context.Context, w http.ResponseWriter, acct server.Account) error {
+	t, err := s.tier(ctx, acct.Tier)
+	if err != nil {
+		return err
+	}
+	if t.RateLimitPerMinute <= 0 {
+		return nil
+	}
+	res, err := s.limiter.Allow(ctx, "acct:"+acct.ID, t.RateLimitPerMinute, time.Minute)
+	if err != nil {
+		s.log.Warn("rate limiter unavailable, allowing request", "err", err)
+		return nil
+	}
+	w.Header().Set("X-RateLimit-Limit", strconv.Itoa(res.Limit))
+	w.Header().Set("X-RateLimit-Remaining", strconv.Itoa(res.Remaining))
+	if !res.Allowed {
+		s.metrics.rateLimited.Inc()
+		return &rateLimitError{
+			err:        server.Errorf(server.ERateLimited, "rate limit of %d requests per minute for tier %q reached: retry after the Retry-After seconds, or upgrade for a higher limit", t.RateLimitPerMinute, t.Name),
+			retryAfter: res.RetryAfter,
+		}
+	}
+	return nil
+}

@@ -1,0 +1,137 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"math"
+	"mime"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/jettythunder/jetty/server"
+)
+
+// statusByCode is the one map from error codes to HTTP statuses.
+var statusByCode = map[string]int{
+	server.EInvalid:          http.StatusBadRequest,
+	server.EInvalidUserID:    http.StatusBadRequest,
+	server.EUnknownTier:      http.StatusBadRequest,
+	server.ENotFound:         http.StatusNotFound,
+	server.EAccountExists:    http.StatusConflict,
+	server.EUnauthorized:     http.StatusUnauthorized,
+	server.EMissingAuth:      http.StatusUnauthorized,
+	server.EMalformedAPIKey:  http.StatusUnauthorized,
+	server.EMissingAPISecret: http.StatusUnauthorized,
+	server.EUnknownAPIKey:    http.StatusUnauthorized,
+	server.EWrongAPISecret:   http.StatusUnauthorized,
+	server.EAccountSuspended: http.StatusForbidden,
+	server.EAccountDeleted:   http.StatusForbidden,
+	server.EFeatureTier:      http.StatusForbidden,
+	server.EQuotaExceeded:    http.StatusRequestEntityTooLarge,
+	server.ETooLarge:         http.StatusRequestEntityTooLarge,
+	server.ERateLimited:      http.StatusTooManyRequests,
+	server.EUnavailable:      http.StatusServiceUnavailable,
+	server.EInternal:         http.StatusInternalServerError,
+}
+
+// StatusFor returns the HTTP status for an error code (500 if unknown).
+func StatusFor(code string) int {
+	if st, ok := statusByCode[code]; ok {
+		return st
+	}
+	return http.StatusInternalServerError
+}
+
+// errorBody is every error response.
+type errorBody struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+}
+
+// rateLimitError carries the wait before a retry.
+type rateLimitError struct {
+	err        *server.Error
+	retryAfter time.Duration
+}
+
+func (e *rateLimitError) Error() string { return e.err.Error() }
+func (e *rateLimitError) Unwrap() error { return e.err }
+
+// writeError answers with err's status and body. Internal errors are
+// logged with their text and answered with a generic message.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	code := server.ErrorCode(err)
+	msg := server.ErrorMessage(err)
+	if code == server.EInternal {
+		s.log.Error("internal error", "method", r.Method, "route", r.Pattern, "err", err)
+	}
+	var rl *rateLimitError
+	if errors.As(err, &rl) {
+		secs := int(math.Ceil(rl.retryAfter.Seconds()))
+		if secs < 1 {
+			secs = 1
+		}
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+	}
+	if info := requestInfoFrom(r.Context()); info != nil {
+		info.errMsg = msg
+	}
+	writeJSON(w, StatusFor(code), errorBody{Error: msg, Code: code})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}
+
+// maxJSONBody bounds control-plane request bodies.
+const maxJSONBody = 64 << 10
+
+// decodeJSON reads one JSON object from the request body into v, refusing
+// bodies over maxJSONBody, trailing data and non-JSON content types.
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != "application/json" && mt != "text/plain") {
+			return server.Errorf(server.EInvalid, "Content-Type must be application/json (got %q)", ct)
+		}
+	}
+	if r.ContentLength > maxJSONBody {
+		return server.Errorf(server.ETooLarge, "request body is %d bytes; the limit is %d", r.ContentLength, maxJSONBody)
+	}
+	body := http.MaxBytesReader(w, r.Body, maxJSONBody)
+	dec := json.NewDecoder(body)
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		switch {
+		case errors.As(err, &mbe):
+			return server.Errorf(server.ETooLarge, "request body is larger than %d bytes", maxJSONBody)
+		case errors.Is(err, io.EOF):
+			return server.Errorf(server.EInvalid, "request body is empty; send a JSON object")
+		default:
+			var se *json.SyntaxError
+			var te *json.UnmarshalTypeError
+			switch {
+			case errors.As(err, &se):
+				return server.Errorf(server.EInvalid, "malformed JSON at byte %d", se.Offset)
+			case errors.As(err, &te):
+				return server.Errorf(server.EInvalid, "field %q must be a %s", te.Field, te.Type)
+			}
+			return server.Errorf(server.EInvalid, "malformed JSON body")
+		}
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return server.Errorf(server.ETooLarge, "request body is larger than %d bytes", maxJSONBody)
+		}
+		return server.Errorf(server.EInvalid, "request body holds more than one JSON value")
+	}
+	return nil
+}

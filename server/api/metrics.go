@@ -1,0 +1,39 @@
+package api
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	requests      *prometheus.CounterVec
+	duration      *prometheus.HistogramVec
+	provisioning  *prometheus.CounterVec
+	rateLimited   prometheus.Counter
+	reqlogDropped prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jetty_http_requests_total",
+			Help: "HTTP requests by route pattern and status code.",
+		}, []string{"route", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "jetty_http_request_duration_seconds",
+			Help:    "HTTP request duration by route pattern.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"route"}),
+		provisioning: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jetty_provisioning_total",
+			Help: "Partner provisioning calls by operation and outcome (the error code, or ok).",
+		}, []string{"operation", "outcome"}),
+		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jetty_rate_limited_total",
+			Help: "Requests refused with 429 by the per-tier rate limit.",
+		}),
+		reqlogDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jetty_request_log_dropped_total",
+			Help: "api_requests rows dropped because the log writer fell behind or failed.",
+		}),
+	}
+	reg.MustRegister(m.requests, m.duration, m.provisioning, m.rateLimited, m.reqlogDropped)
+	return m
+}

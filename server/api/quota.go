@@ -1,0 +1,152 @@
+package api
+
+import (
+	"context"
+	"math"
+	"net/http"
+	"time"
+
+	"github.com/jettythunder/jetty/server"
+)
+
+// usageBody is one resource in the quota answer: the union of seed 000's
+// {used_gb, quota_gb, percent} and seed 002's {quota_gb, used_gb,
+// available_gb, percent_used}, plus exact byte counts.
+type usageBody struct {
+	UsedGB         float64 `json:"used_gb"`
+	QuotaGB        int64   `json:"quota_gb"`
+	AvailableGB    float64 `json:"available_gb"`
+	Percent        float64 `json:"percent"`
+	PercentUsed    float64 `json:"percent_used"`
+	UsedBytes      int64   `json:"used_bytes"`
+	ReservedBytes  int64   `json:"reserved_bytes,omitempty"`
+	QuotaBytes     int64   `json:"quota_bytes"`
+	AvailableBytes int64   `json:"available_bytes"`
+}
+
+type quotaResponse struct {
+	Tier              string    `json:"tier"`
+	Status            string    `json:"status"`
+	JettySpeedEnabled bool      `json:"jetty_speed_enabled"`
+	Storage           usageBody `json:"storage"`
+	Bandwidth         usageBody `json:"bandwidth"`
+	Limits            struct {
+		MaxFileSizeMB      int64 `json:"max_file_size_mb"`
+		MaxFileSizeBytes   int64 `json:"max_file_size_bytes"`
+		RateLimitPerMinute int   `json:"rate_limit_per_minute"`
+	} `json:"limits"`
+}
+
+func round(v float64, places int) float64 {
+	p := math.Pow(10, float64(places))
+	return math.Round(v*p) / p
+}
+
+func usage(used, reserved, quota int64, quotaGB int64) usageBody {
+	avail := quota - used - reserved
+	if avail < 0 {
+		avail = 0
+	}
+	pct := 0.0
+	switch {
+	case quota > 0:
+		pct = float64(used+reserved) / float64(quota) * 100
+	case used+reserved > 0:
+		pct = 100
+	}
+	pct = round(pct, 1)
+	return usageBody{
+		UsedGB:         round(float64(used)/float64(server.GiB), 2),
+		QuotaGB:        quotaGB,
+		AvailableGB:    round(float64(avail)/float64(server.GiB), 2),
+		Percent:        pct,
+		PercentUsed:    pct,
+		UsedBytes:      used,
+		ReservedBytes:  reserved,
+		QuotaBytes:     quota,
+		AvailableBytes: avail,
+	}
+}
+
+// handleQuota answers GET /api/agentcache/quota.
+func (s *Server) handleQuota(w http.ResponseWriter, r *http.Request, acct server.Account) {
+	t, err := s.tier(r.Context(), acct.Tier)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var q quotaResponse
+	q.Tier = acct.Tier
+	q.Status = string(acct.Status)
+	q.JettySpeedEnabled = acct.JettySpeedEnabled
+	q.Storage = usage(acct.StorageUsedBytes, acct.StorageReservedBytes, acct.StorageQuotaBytes(), acct.StorageQuotaGB)
+	q.Bandwidth = usage(acct.BandwidthUsedBytes, 0, acct.BandwidthQuotaBytes(), acct.BandwidthQuotaGB)
+	q.Limits.MaxFileSizeMB = t.MaxFileSizeMB
+	q.Limits.MaxFileSizeBytes = t.MaxFileSizeBytes()
+	q.Limits.RateLimitPerMinute = t.RateLimitPerMinute
+	writeJSON(w, http.StatusOK, q)
+}
+
+type whoamiResponse struct {
+	AccountID         string    `json:"account_id"`
+	UserID            string    `json:"agentcache_user_id"`
+	Email             string    `json:"email"`
+	Tier              string    `json:"tier"`
+	Status            string    `json:"status"`
+	JettySpeedEnabled bool      `json:"jetty_speed_enabled"`
+	S3Prefix          string    `json:"s3_prefix"`
+	CreatedAt         time.Time `json:"created_at"`
+}
+
+// handleWhoami tells the caller which account its credentials belong to.
+func (s *Server) handleWhoami(w http.ResponseWriter, r *http.Request, acct server.Account) {
+	writeJSON(w, http.StatusOK, whoamiResponse{
+		AccountID:         acct.ID,
+		UserID:            acct.UserID,
+		Email:             acct.Email,
+		Tier:              acct.Tier,
+		Status:            string(acct.Status),
+		JettySpeedEnabled: acct.JettySpeedEnabled,
+		S3Prefix:          acct.S3Prefix,
+		CreatedAt:         acct.CreatedAt.UTC(),
+	})
+}
+
+func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// pinger is implemented by adapters that can check their connection.
+type pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// handleReadyz checks the database (and the limiter when it can be
+// pinged) within two seconds.
+func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	checks := map[string]string{}
+	ok := true
+	if err := s.store.Ping(ctx); err != nil {
+		s.log.Warn("readyz: database", "err", err)
+		checks["database"] = "unavailable"
+		ok = false
+	} else {
+		checks["database"] = "ok"
+	}
+	if p, isPinger := s.limiter.(pinger); isPinger {
+		if err := p.Ping(ctx); err != nil {
+			s.log.Warn("readyz: limiter", "err", err)
+			checks["limiter"] = "unavailable"
+			ok = false
+		} else {
+			checks["limiter"] = "ok"
+		}
+	}
+	status := http.StatusOK
+	if !ok {
+		status = http.StatusServiceUnavailable
+	}
+	writeJSON(w, status, map[string]any{"ready": ok, "checks": checks})
+}

@@ -1,0 +1,104 @@
+// Package app wires the companion server together from its configuration:
+// it picks the embedded default (SQLite file and in-process limits under a
+// data directory) or production parts (PostgreSQL via DATABASE_URL, Redis
+// via REDIS_URL), mounts the AgentCache relay when INTERNAL_WEBHOOK_SECRET
+// is set, runs the HTTP server and shuts it down gracefully.
+//
+// cmd/jetty's `server` command is a thin shell around Run.
+package app
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Config is everything `jetty server` needs. FromEnv fills it from the
+// environment (seed names); flags override it.
+type Config struct {
+	Listen  string // host:port; PORT gives ":PORT"
+	DataDir string // SQLite file and (later) blobs for the embedded default
+	Dev     bool   // generate secrets, provision a demo account, test keys
+
+	DatabaseURL string // DATABASE_URL: PostgreSQL when set, SQLite otherwise
+	RedisURL    string // REDIS_URL: shared rate limits and relay cache
+
+	WebhookSecret  string // AGENTCACHE_WEBHOOK_SECRET
+	InternalSecret string // INTERNAL_WEBHOOK_SECRET: mounts the relay
+	RelayUpstream  string // JETTYTHUNDER_API_URL (default: this server)
+	UpstreamSecret string // JETTYTHUNDER_WEBHOOK_SECRET (default: WebhookSecret)
+	RelayKey       string // JETTY_RELAY_ENCRYPTION_KEY: 64 hex chars (default: derived)
+
+	Bucket   string // LYVE_BUCKET_NAME
+	LiveKeys bool   // jt_live_ keys; false in --dev or with JETTY_KEY_ENV=test
+
+	LogLevel  string // JETTY_LOG_LEVEL: debug, info, warn, error
+	LogFormat string // JETTY_LOG_FORMAT: json or text
+}
+
+// FromEnv reads the configuration from getenv (os.Getenv in production).
+func FromEnv(getenv func(string) string) Config {
+	c := Config{
+		DataDir:        getenv("JETTY_DATA_DIR"),
+		DatabaseURL:    getenv("DATABASE_URL"),
+		RedisURL:       getenv("REDIS_URL"),
+		WebhookSecret:  getenv("AGENTCACHE_WEBHOOK_SECRET"),
+		InternalSecret: getenv("INTERNAL_WEBHOOK_SECRET"),
+		RelayUpstream:  getenv("JETTYTHUNDER_API_URL"),
+		UpstreamSecret: getenv("JETTYTHUNDER_WEBHOOK_SECRET"),
+		RelayKey:       getenv("JETTY_RELAY_ENCRYPTION_KEY"),
+		Bucket:         getenv("LYVE_BUCKET_NAME"),
+		LiveKeys:       getenv("JETTY_KEY_ENV") != "test",
+		LogLevel:       getenv("JETTY_LOG_LEVEL"),
+		LogFormat:      getenv("JETTY_LOG_FORMAT"),
+	}
+	if p := getenv("PORT"); p != "" {
+		c.Listen = ":" + p
+	}
+	if c.Bucket == "" {
+		c.Bucket = "agentcache-assets"
+	}
+	return c
+}
+
+// DefaultListen is where the server listens when neither --listen nor
+// PORT says otherwise: loopback only, port 3001 as in the seeds.
+const DefaultListen = "127.0.0.1:3001"
+
+// DefaultDataDir is $XDG_DATA_HOME/jetty (or ~/.local/share/jetty), with
+// a separate "dev" directory for --dev runs.
+func DefaultDataDir(dev bool) string {
+	base := os.Getenv("XDG_DATA_HOME")
+	if base == "" {
+		if home, err := os.UserHomeDir(); err == nil {
+			base = filepath.Join(home, ".local", "share")
+		} else {
+			base = os.TempDir()
+		}
+	}
+	if dev {
+		return filepath.Join(base, "jetty", "dev")
+	}
+	return filepath.Join(base, "jetty", "server")
+}
+
+// validate fills defaults and checks the configuration.
+func (c *Config) validate() error {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir(c.Dev)
+	}
+	if c.Dev {
+		c.LiveKeys = false
+	}
+	if c.DatabaseURL != "" && !strings.HasPrefix(c.DatabaseURL, "postgres://") && !strings.HasPrefix(c.DatabaseURL, "postgresql://") {
+		return fmt.Errorf("DATABASE_URL must be a postgres:// URL (leave it unset for the embedded SQLite database)")
+	}
+	if c.RelayKey != "" && len(c.RelayKey) != 64 {
+		return fmt.Errorf("JETTY_RELAY_ENCRYPTION_KEY must be 64 hex characters (32 bytes)")
+	}
+	return nil
+}

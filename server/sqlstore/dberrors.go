@@ -1,0 +1,37 @@
+package sqlstore
+
+import (
+	"errors"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// uniqueKey names one UNIQUE constraint in both dialects: PostgreSQL
+// reports the constraint name, SQLite the "table.column" it covers.
+type uniqueKey struct {
+	pgConstraint string
+	sqliteColumn string
+}
+
+var (
+	uniqueUserID = uniqueKey{"agentcache_accounts_user_id_key", "agentcache_accounts.agentcache_user_id"}
+	uniqueAPIKey = uniqueKey{"agentcache_accounts_api_key_key", "agentcache_accounts.api_key"}
+)
+
+// isUniqueViolation reports whether err is a violation of key.
+func isUniqueViolation(err error, key uniqueKey) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code == "23505" && pe.ConstraintName == key.pgConstraint
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		code := se.Code()
+		return (code == sqlite3.SQLITE_CONSTRAINT_UNIQUE || code == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY) &&
+			strings.Contains(se.Error(), key.sqliteColumn)
+	}
+	return false
+}
