@@ -4,18 +4,22 @@ PKGS    ?= ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(shell git rev-parse --short HEAD 2>/dev/null || echo none) -X main.date=$(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 
-.PHONY: run test services check build clean
+.PHONY: run test services minio check build clean
 
 ## run: the main job on the embedded default (SQLite + local disk), dev mode
 run:
 	$(GO) run ./cmd/jetty server --dev
 
-## test: start PostgreSQL and Redis if they are down, then run every test with the race detector
-test: services
+## test: start PostgreSQL and Redis if they are down, install the pinned MinIO
+## (the S3 tests start their own on a free port), then run every test with the race detector
+test: services minio
 	$(GO) test -race -count=1 $(PKGS)
 
 services:
 	@./scripts/services.sh
+
+minio:
+	@./scripts/minio.sh
 
 ## check: formatting and vet
 check:

@@ -12,6 +12,7 @@ const (
 	EInternal = "internal"
 	EInvalid  = "invalid_request"
 	ENotFound = "not_found"
+	EConflict = "conflict"
 
 	// Provisioning and accounts.
 	EAccountExists    = "account_exists"
@@ -34,6 +35,10 @@ const (
 	ERateLimited   = "rate_limited"
 	EFeatureTier   = "tier_lacks_feature"
 	EUnavailable   = "unavailable"
+
+	// Storage.
+	EBandwidthExceeded = "bandwidth_quota_exceeded"
+	EInvalidRange      = "invalid_range"
 )
 
 // Error is the one error type of the server. Code is one of the E*

@@ -162,6 +162,8 @@ type Store interface {
 	// before now and reports how many it released.
 	ReleaseExpiredReservations(ctx context.Context, now time.Time) (int, error)
 
+	AssetStore
+
 	LogRequests(ctx context.Context, reqs []APIRequest) error
 	// RecentRequests lists the newest logged requests, newest first
 	// (all accounts when accountID is empty).

@@ -17,6 +17,8 @@ type ServerOptions struct {
 	Listen  string
 	DataDir string
 	Dev     bool
+	// PublicURL overrides JETTY_PUBLIC_URL.
+	PublicURL string
 	// Ready, when set, is called with the running app (tests use it).
 	Ready func(*app.App)
 }
@@ -30,14 +32,17 @@ func NewCmdServer(f *Factory, runF func(*ServerOptions) error) *cobra.Command {
 		Long: `Run the jetty companion server.
 
 With nothing configured it runs on the embedded default: a SQLite database
-and local files under --data-dir, rate limits in memory. In production set:
+and object files under --data-dir, rate limits in memory. In production set:
 
   DATABASE_URL               PostgreSQL (postgres://...)
   REDIS_URL                  Redis, for rate limits and caches shared by instances
   AGENTCACHE_WEBHOOK_SECRET  shared secret for AgentCache's provisioning calls
   INTERNAL_WEBHOOK_SECRET    mounts the AgentCache relay (/api/webhooks/jettythunder/provision)
   JETTYTHUNDER_API_URL       where the relay provisions (default: this server)
-  LYVE_BUCKET_NAME           bucket named in account answers (default agentcache-assets)
+  LYVE_ENDPOINT              S3-compatible object storage (else files under --data-dir)
+  LYVE_REGION, LYVE_ACCESS_KEY_ID, LYVE_SECRET_ACCESS_KEY (or LYVE_ACCESS_KEY, LYVE_SECRET_KEY)
+  LYVE_BUCKET_NAME           bucket (default agentcache-assets; created when missing)
+  JETTY_PUBLIC_URL           base URL clients are told to use (behind a proxy)
   PORT                       listen on :PORT when --listen is not given
 
 --dev generates the secrets it lacks, provisions a demo account and prints
@@ -55,6 +60,8 @@ how to use it.`,
 	}
 	cmd.Flags().StringVar(&opts.Listen, "listen", "", "address to listen on (default "+app.DefaultListen+", or :$PORT)")
 	cmd.Flags().StringVar(&opts.DataDir, "data-dir", "", "directory for the embedded database and files (default $XDG_DATA_HOME/jetty/server, or .../jetty/dev with --dev)")
+	cmd.Flags().StringVar(&opts.PublicURL, "public-url", "", "base URL clients are told to use, when a proxy or load balancer is in front (env JETTY_PUBLIC_URL)")
+	cmd.AddCommand(NewCmdServerJobs(f, nil))
 	cmd.Flags().BoolVar(&opts.Dev, "dev", false, "development mode: generate secrets, provision a demo account, issue jt_test_ keys")
 	return cmd
 }
@@ -66,6 +73,9 @@ func serverRun(ctx context.Context, opts *ServerOptions) error {
 	}
 	if opts.DataDir != "" {
 		cfg.DataDir = opts.DataDir
+	}
+	if opts.PublicURL != "" {
+		cfg.PublicURL = opts.PublicURL
 	}
 	cfg.Dev = opts.Dev
 	format := cfg.LogFormat
@@ -105,8 +115,13 @@ func printDevBanner(ctx context.Context, w io.Writer, a *app.App) error {
 	if cfg.DatabaseURL != "" {
 		db = "PostgreSQL (DATABASE_URL)"
 	}
+	objects := "files under " + cfg.DataDir + "/blobs"
+	if cfg.S3 != nil {
+		objects = "S3 bucket " + cfg.S3.Bucket + " at " + cfg.S3.Endpoint
+	}
 	_, err = fmt.Fprintf(w, `jetty server (dev mode) on %[1]s
   database:  %[2]s
+  objects:   %[9]s
 
 Secrets generated for this run (set them yourself to keep them stable):
   export AGENTCACHE_WEBHOOK_SECRET=%[3]s
@@ -119,10 +134,14 @@ Demo account %[5]q (tier %[6]s), credentials shown once:
 
 Try it:
   curl -s $JETTY_SERVER/api/agentcache/quota -H "Authorization: Bearer $JETTY_API_KEY" -H "X-API-Secret: $JETTY_API_SECRET"
+  echo "Hello JettyThunder!" > test.txt
+  curl -s -X POST $JETTY_SERVER/api/storage/upload -H "Authorization: Bearer $JETTY_API_KEY" -H "X-API-Secret: $JETTY_API_SECRET" \
+       -H "X-Filename: test.txt" --data-binary @test.txt
+  curl -s $JETTY_SERVER/api/storage/assets -H "Authorization: Bearer $JETTY_API_KEY" -H "X-API-Secret: $JETTY_API_SECRET"
   curl -s -X POST $JETTY_SERVER/api/agentcache/provision -H "Authorization: Bearer $AGENTCACHE_WEBHOOK_SECRET" \
        -H "Content-Type: application/json" -d '{"agentcache_user_id":"usr_test_123","agentcache_email":"test@example.com","tier":"pro"}'
 
 Press Ctrl-C to stop.
-`, u, db, cfg.WebhookSecret, cfg.InternalSecret, acct.UserID, acct.Tier, acct.APIKey, secret)
+`, u, db, cfg.WebhookSecret, cfg.InternalSecret, acct.UserID, acct.Tier, acct.APIKey, secret, objects)
 	return err
 }

@@ -1,10 +1,12 @@
 // Package testenv gives tests the real services they need: a fresh
-// PostgreSQL schema, a Redis key prefix, a temporary SQLite file.
+// PostgreSQL schema, a Redis key prefix, a temporary SQLite file, a bucket
+// name on a private MinIO (see MinIO).
 //
 // A test that needs a service calls the helper; when the service is not
 // reachable the test is skipped with a loud message, or fails when
 // JETTY_REQUIRE_SERVICES=1 is set (as .ci/run does). `make test` starts
-// PostgreSQL and Redis first (scripts/services.sh).
+// PostgreSQL and Redis first (scripts/services.sh) and installs the pinned
+// MinIO (scripts/minio.sh).
 package testenv
 
 import (

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/jettythunder/jetty/server"
+	"github.com/jettythunder/jetty/server/blob"
 )
 
 // Config is what a Server is built from. Store and Limiter are required.
@@ -40,6 +41,11 @@ type Config struct {
 	// Relay, when set, serves POST /api/webhooks/jettythunder/provision
 	// (the AgentCache-side relay of seed 000).
 	Relay http.Handler
+	// Blobs is where object bytes live. Required for the storage API.
+	Blobs blob.Store
+	// PublicURL, when set, is the base URL clients are told to use (a
+	// proxy or load balancer in front); otherwise the request's Host.
+	PublicURL string
 	// Registry receives the server's metrics; a new one when nil.
 	Registry *prometheus.Registry
 	// TierCacheTTL bounds how long tier rows are cached (default 30s).
@@ -51,14 +57,16 @@ type Config struct {
 // Server is the HTTP API. Create it with New, serve Handler, and Close it
 // after the HTTP server has shut down so the request log is flushed.
 type Server struct {
-	store    server.Store
-	limiter  server.Limiter
-	log      *slog.Logger
-	secret   string
-	liveKeys bool
-	bucket   string
-	relay    http.Handler
-	now      func() time.Time
+	store     server.Store
+	limiter   server.Limiter
+	log       *slog.Logger
+	secret    string
+	liveKeys  bool
+	bucket    string
+	relay     http.Handler
+	now       func() time.Time
+	blobs     blob.Store
+	publicURL string
 
 	metrics *metrics
 	reqlog  *requestLog
@@ -74,15 +82,17 @@ type Server struct {
 // New builds a Server.
 func New(cfg Config) *Server {
 	s := &Server{
-		store:    cfg.Store,
-		limiter:  cfg.Limiter,
-		log:      cfg.Logger,
-		secret:   cfg.WebhookSecret,
-		liveKeys: cfg.LiveKeys,
-		bucket:   cfg.Bucket,
-		relay:    cfg.Relay,
-		now:      cfg.Now,
-		tierTTL:  cfg.TierCacheTTL,
+		store:     cfg.Store,
+		limiter:   cfg.Limiter,
+		log:       cfg.Logger,
+		secret:    cfg.WebhookSecret,
+		liveKeys:  cfg.LiveKeys,
+		bucket:    cfg.Bucket,
+		relay:     cfg.Relay,
+		now:       cfg.Now,
+		tierTTL:   cfg.TierCacheTTL,
+		blobs:     cfg.Blobs,
+		publicURL: strings.TrimRight(cfg.PublicURL, "/"),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -113,6 +123,14 @@ func New(cfg Config) *Server {
 
 	mux.HandleFunc("GET /api/agentcache/quota", s.user(s.handleQuota))
 	mux.HandleFunc("GET /api/whoami", s.user(s.handleWhoami))
+
+	if s.blobs != nil {
+		mux.HandleFunc("POST /api/storage/upload", s.user(s.handleUpload))
+		mux.HandleFunc("GET /api/storage/assets", s.user(s.handleList))
+		mux.HandleFunc("GET /api/storage/assets/{id}", s.user(s.handleGetAsset))
+		mux.HandleFunc("GET /api/storage/assets/{id}/download", s.user(s.handleDownload))
+		mux.HandleFunc("DELETE /api/storage/assets/{id}", s.user(s.handleDeleteAsset))
+	}
 
 	if s.relay != nil {
 		mux.Handle("POST /api/webhooks/jettythunder/provision", s.relay)
@@ -150,26 +168,6 @@ func (s *Server) Close() error {
 // FlushRequestLog waits until every request seen so far is written to
 // api_requests (used by tests and at shutdown).
 func (s *Server) FlushRequestLog(ctx context.Context) error { return s.reqlog.flush(ctx) }
-
-// SweepReservations releases expired quota reservations every interval
-// until ctx ends.
-func (s *Server) SweepReservations(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			n, err := s.store.ReleaseExpiredReservations(ctx, s.now())
-			if err != nil {
-				s.log.Warn("release expired reservations", "err", err)
-			} else if n > 0 {
-				s.log.Info("released expired reservations", "count", n)
-			}
-		}
-	}
-}
 
 // tier returns a tier row, cached for tierTTL.
 func (s *Server) tier(ctx context.Context, name string) (server.Tier, error) {

@@ -17,6 +17,9 @@ import (
 	"github.com/jettythunder/jetty/internal/testenv"
 	"github.com/jettythunder/jetty/server"
 	"github.com/jettythunder/jetty/server/api"
+	"github.com/jettythunder/jetty/server/blob"
+	"github.com/jettythunder/jetty/server/blob/fsblob"
+	"github.com/jettythunder/jetty/server/blob/s3blob"
 	"github.com/jettythunder/jetty/server/memory"
 	"github.com/jettythunder/jetty/server/redis"
 	"github.com/jettythunder/jetty/server/sqlstore"
@@ -29,6 +32,7 @@ type env struct {
 	url   string
 	api   *api.Server
 	store server.Store
+	blobs blob.Store
 	logs  *testenv.SyncBuffer
 }
 
@@ -89,16 +93,49 @@ func newEnv(t *testing.T, b backend) *env {
 
 func newEnvWith(t *testing.T, st server.Store, lim server.Limiter) *env {
 	t.Helper()
+	return newEnvBlobs(t, st, lim, nil)
+}
+
+func newEnvBlobs(t *testing.T, st server.Store, lim server.Limiter, blobs blob.Store) *env {
+	t.Helper()
 	logs := &testenv.SyncBuffer{}
 	s := api.New(api.Config{
 		Store:         st,
 		Limiter:       lim,
+		Blobs:         blobs,
 		Logger:        slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		WebhookSecret: webhookSecret,
 	})
 	ts := httptest.NewServer(s.Handler())
 	t.Cleanup(func() { ts.Close(); s.Close() })
-	return &env{t: t, url: ts.URL, api: s, store: st, logs: logs}
+	return &env{t: t, url: ts.URL, api: s, store: st, blobs: blobs, logs: logs}
+}
+
+// eachStorage runs fn on the embedded default (SQLite + files) and on
+// production parts (PostgreSQL + MinIO + Redis).
+func eachStorage(t *testing.T, fn func(t *testing.T, e *env)) {
+	t.Run("sqlite+fs", func(t *testing.T) {
+		b := backends()[0]
+		fs, err := fsblob.New(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		fn(t, newEnvBlobs(t, b.store(t), b.limit(t), fs))
+	})
+	t.Run("postgres+s3", func(t *testing.T) {
+		b := backends()[1]
+		m := testenv.MinIO(t)
+		s3, err := s3blob.New(context.Background(), s3blob.Config{
+			Endpoint: m.Endpoint, Region: m.Region, AccessKeyID: m.AccessKey, SecretAccessKey: m.SecretKey, Bucket: m.Bucket,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s3.Setup(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		fn(t, newEnvBlobs(t, b.store(t), b.limit(t), s3))
+	})
 }
 
 type resp struct {

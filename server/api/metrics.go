@@ -3,11 +3,13 @@ package api
 import "github.com/prometheus/client_golang/prometheus"
 
 type metrics struct {
-	requests      *prometheus.CounterVec
-	duration      *prometheus.HistogramVec
-	provisioning  *prometheus.CounterVec
-	rateLimited   prometheus.Counter
-	reqlogDropped prometheus.Counter
+	requests        *prometheus.CounterVec
+	duration        *prometheus.HistogramVec
+	provisioning    *prometheus.CounterVec
+	rateLimited     prometheus.Counter
+	reqlogDropped   prometheus.Counter
+	uploadedBytes   prometheus.Counter
+	downloadedBytes prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -33,7 +35,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "jetty_request_log_dropped_total",
 			Help: "api_requests rows dropped because the log writer fell behind or failed.",
 		}),
+		uploadedBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jetty_uploaded_bytes_total",
+			Help: "Payload bytes of stored uploads (deduplicated uploads included).",
+		}),
+		downloadedBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jetty_downloaded_bytes_total",
+			Help: "Bytes sent by asset downloads.",
+		}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.provisioning, m.rateLimited, m.reqlogDropped)
+	reg.MustRegister(m.requests, m.duration, m.provisioning, m.rateLimited, m.reqlogDropped, m.uploadedBytes, m.downloadedBytes)
 	return m
 }

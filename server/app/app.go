@@ -20,6 +20,10 @@ import (
 	"github.com/jettythunder/jetty/server/agentcache"
 	"github.com/jettythunder/jetty/server/api"
 	"github.com/jettythunder/jetty/server/apikey"
+	"github.com/jettythunder/jetty/server/blob"
+	"github.com/jettythunder/jetty/server/blob/fsblob"
+	"github.com/jettythunder/jetty/server/blob/s3blob"
+	"github.com/jettythunder/jetty/server/jobs"
 	"github.com/jettythunder/jetty/server/memory"
 	"github.com/jettythunder/jetty/server/redis"
 	"github.com/jettythunder/jetty/server/sqlstore"
@@ -27,14 +31,103 @@ import (
 
 // App is a running companion server.
 type App struct {
-	cfg     Config
-	log     *slog.Logger
+	*parts
+	cfg  Config
+	log  *slog.Logger
+	api  *api.Server
+	http *http.Server
+	ln   net.Listener
+	jobs *jobs.Runner
+}
+
+// parts are the server's connections to its database, object store,
+// limiter and cache.
+type parts struct {
 	store   server.Store
+	blobs   blob.Store
+	limiter server.Limiter
+	cache   server.Cache
 	redis   *goredis.Client
-	api     *api.Server
-	http    *http.Server
-	ln      net.Listener
 	closers []func()
+}
+
+func (p *parts) closeParts() {
+	for i := len(p.closers) - 1; i >= 0; i-- {
+		p.closers[i]()
+	}
+	p.closers = nil
+}
+
+// openParts connects to everything cfg names (cfg must be validated).
+func openParts(ctx context.Context, cfg Config, log *slog.Logger) (_ *parts, err error) {
+	p := &parts{}
+	defer func() {
+		if err != nil {
+			p.closeParts()
+		}
+	}()
+
+	// Database.
+	dsn := cfg.DatabaseURL
+	if dsn == "" || cfg.S3 == nil {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("create data dir: %w", err)
+		}
+	}
+	if dsn == "" {
+		dsn = filepath.Join(cfg.DataDir, "jetty.db")
+	}
+	st, err := sqlstore.Open(ctx, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	p.store = st
+	p.closers = append(p.closers, func() { st.Close() })
+
+	// Object storage.
+	if cfg.S3 != nil {
+		s3, err := s3blob.New(ctx, *cfg.S3)
+		if err != nil {
+			return nil, fmt.Errorf("object storage at LYVE_ENDPOINT: %w", err)
+		}
+		p.blobs = s3
+	} else {
+		fs, err := fsblob.New(filepath.Join(cfg.DataDir, "blobs"))
+		if err != nil {
+			return nil, fmt.Errorf("object storage in %s: %w", cfg.DataDir, err)
+		}
+		p.blobs = fs
+	}
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = p.blobs.Setup(sctx)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("set up object storage: %w", err)
+	}
+
+	// Limiter and cache.
+	if cfg.RedisURL != "" {
+		opt, err := goredis.ParseURL(cfg.RedisURL)
+		if err != nil {
+			return nil, fmt.Errorf("REDIS_URL: %w", err)
+		}
+		p.redis = goredis.NewClient(opt)
+		p.closers = append(p.closers, func() { p.redis.Close() })
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err = p.redis.Ping(pctx).Err()
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("connect to Redis at REDIS_URL: %w", err)
+		}
+		p.limiter = redis.NewLimiter(p.redis, "jetty:rl:")
+		p.cache = redis.NewCache(p.redis, "jetty:cache:")
+	} else {
+		ml := memory.NewLimiter()
+		mc := memory.NewCache()
+		p.closers = append(p.closers, func() { ml.Close(); mc.Close() })
+		p.limiter, p.cache = ml, mc
+	}
+	return p, nil
 }
 
 // URL is the base URL the server answers on.
@@ -82,7 +175,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	a := &App{cfg: cfg, log: log}
+	a := &App{cfg: cfg, log: log, parts: &parts{}}
 	ok := false
 	defer func() {
 		if !ok {
@@ -102,45 +195,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		log.Warn("AGENTCACHE_WEBHOOK_SECRET is not set: partner calls (provision, upgrade, suspend, delete) will be refused")
 	}
 
-	// Database.
-	dsn := a.cfg.DatabaseURL
-	if dsn == "" {
-		if err := os.MkdirAll(a.cfg.DataDir, 0o700); err != nil {
-			return nil, fmt.Errorf("create data dir: %w", err)
-		}
-		dsn = filepath.Join(a.cfg.DataDir, "jetty.db")
-	}
-	st, err := sqlstore.Open(ctx, dsn)
+	p, err := openParts(ctx, a.cfg, log)
 	if err != nil {
-		return nil, fmt.Errorf("open database: %w", err)
+		return nil, err
 	}
-	a.store = st
-	a.closers = append(a.closers, func() { st.Close() })
-
-	// Limiter and cache.
-	var limiter server.Limiter
-	var cache server.Cache
-	if a.cfg.RedisURL != "" {
-		opt, err := goredis.ParseURL(a.cfg.RedisURL)
-		if err != nil {
-			return nil, fmt.Errorf("REDIS_URL: %w", err)
-		}
-		a.redis = goredis.NewClient(opt)
-		a.closers = append(a.closers, func() { a.redis.Close() })
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err = a.redis.Ping(pctx).Err()
-		cancel()
-		if err != nil {
-			return nil, fmt.Errorf("connect to Redis at REDIS_URL: %w", err)
-		}
-		limiter = redis.NewLimiter(a.redis, "jetty:rl:")
-		cache = redis.NewCache(a.redis, "jetty:cache:")
-	} else {
-		ml := memory.NewLimiter()
-		mc := memory.NewCache()
-		a.closers = append(a.closers, func() { ml.Close(); mc.Close() })
-		limiter, cache = ml, mc
-	}
+	a.parts = p
 
 	// Listener first, so the relay can default to this server's own URL.
 	a.ln, err = net.Listen("tcp", a.cfg.Listen)
@@ -169,7 +228,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 			InternalSecret: a.cfg.InternalSecret,
 			UpstreamURL:    strings.TrimRight(upstream, "/"),
 			UpstreamSecret: upSecret,
-			Cache:          cache,
+			Cache:          a.cache,
 			Logger:         log,
 			EncryptionKey:  key,
 		})
@@ -181,7 +240,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 
 	a.api = api.New(api.Config{
 		Store:         a.store,
-		Limiter:       limiter,
+		Limiter:       a.limiter,
+		Blobs:         a.blobs,
+		PublicURL:     a.cfg.PublicURL,
 		Logger:        log,
 		WebhookSecret: a.cfg.WebhookSecret,
 		LiveKeys:      a.cfg.LiveKeys,
@@ -195,6 +256,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	a.jobs = newRunner(a.cfg, a.parts, log)
 	ok = true
 	return a, nil
 }
@@ -203,9 +265,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 // accepting, waits up to 30 seconds for requests in flight, flushes the
 // request log and closes the database.
 func (a *App) Serve(ctx context.Context) error {
-	sweepCtx, stopSweep := context.WithCancel(context.Background())
-	defer stopSweep()
-	go a.api.SweepReservations(sweepCtx, time.Minute)
+	jobsCtx, stopJobs := context.WithCancel(context.Background())
+	jobsDone := make(chan struct{})
+	go func() {
+		defer close(jobsDone)
+		a.jobs.Loop(jobsCtx, a.cfg.JobsInterval)
+	}()
 
 	errc := make(chan error, 1)
 	go func() { errc <- a.http.Serve(a.ln) }()
@@ -224,7 +289,8 @@ func (a *App) Serve(ctx context.Context) error {
 		cancel()
 		<-errc
 	}
-	stopSweep()
+	stopJobs()
+	<-jobsDone
 	a.api.Close()
 	a.closeParts()
 	if errors.Is(serveErr, http.ErrServerClosed) {
@@ -242,12 +308,33 @@ func (a *App) Close() {
 	a.closeParts()
 }
 
-func (a *App) closeParts() {
-	for i := len(a.closers) - 1; i >= 0; i-- {
-		a.closers[i]()
+func newRunner(cfg Config, p *parts, log *slog.Logger) *jobs.Runner {
+	host, _ := os.Hostname()
+	return &jobs.Runner{
+		Store:     p.store,
+		Blobs:     p.blobs,
+		Log:       log,
+		Holder:    fmt.Sprintf("%s:%d", host, os.Getpid()),
+		OrphanAge: cfg.OrphanAge,
 	}
-	a.closers = nil
 }
+
+// RunJobs runs the background jobs once against the configured parts
+// (`jetty server jobs`).
+func RunJobs(ctx context.Context, cfg Config, log *slog.Logger) (jobs.Report, error) {
+	if err := cfg.validate(); err != nil {
+		return jobs.Report{}, err
+	}
+	p, err := openParts(ctx, cfg, log)
+	if err != nil {
+		return jobs.Report{}, err
+	}
+	defer p.closeParts()
+	return newRunner(cfg, p, log).RunOnce(ctx)
+}
+
+// Blobs is the server's object store.
+func (a *App) Blobs() blob.Store { return a.blobs }
 
 // DemoAccount provisions (or, when it exists, re-keys) the dev demo
 // account and returns its key and secret.

@@ -2,7 +2,9 @@
 // it picks the embedded default (SQLite file and in-process limits under a
 // data directory) or production parts (PostgreSQL via DATABASE_URL, Redis
 // via REDIS_URL), mounts the AgentCache relay when INTERNAL_WEBHOOK_SECRET
-// is set, runs the HTTP server and shuts it down gracefully.
+// is set, picks the object store (S3 when LYVE_ENDPOINT is set, files
+// under the data directory otherwise), runs the HTTP server and the
+// background jobs, and shuts them down gracefully.
 //
 // cmd/jetty's `server` command is a thin shell around Run.
 package app
@@ -12,6 +14,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
+
+	"github.com/jettythunder/jetty/server/blob/s3blob"
 )
 
 // Config is everything `jetty server` needs. FromEnv fills it from the
@@ -29,6 +34,17 @@ type Config struct {
 	RelayUpstream  string // JETTYTHUNDER_API_URL (default: this server)
 	UpstreamSecret string // JETTYTHUNDER_WEBHOOK_SECRET (default: WebhookSecret)
 	RelayKey       string // JETTY_RELAY_ENCRYPTION_KEY: 64 hex chars (default: derived)
+
+	// S3 is the object store when LYVE_ENDPOINT is set; nil means files
+	// under DataDir/blobs.
+	S3        *s3blob.Config
+	PublicURL string // JETTY_PUBLIC_URL: the base URL clients are told to use
+
+	// JobsInterval is how often background jobs run (JETTY_JOBS_INTERVAL,
+	// default 1m); OrphanAge how old unknown multipart uploads and temp
+	// files must be before they are removed (default 24h).
+	JobsInterval time.Duration
+	OrphanAge    time.Duration
 
 	Bucket   string // LYVE_BUCKET_NAME
 	LiveKeys bool   // jt_live_ keys; false in --dev or with JETTY_KEY_ENV=test
@@ -53,6 +69,11 @@ func FromEnv(getenv func(string) string) Config {
 		LogLevel:       getenv("JETTY_LOG_LEVEL"),
 		LogFormat:      getenv("JETTY_LOG_FORMAT"),
 	}
+	c.PublicURL = getenv("JETTY_PUBLIC_URL")
+	if s3cfg, ok := s3blob.ConfigFromEnv(getenv); ok {
+		c.S3 = &s3cfg
+	}
+	c.JobsInterval, _ = time.ParseDuration(getenv("JETTY_JOBS_INTERVAL"))
 	if p := getenv("PORT"); p != "" {
 		c.Listen = ":" + p
 	}
@@ -93,6 +114,18 @@ func (c *Config) validate() error {
 	}
 	if c.Dev {
 		c.LiveKeys = false
+	}
+	if c.JobsInterval <= 0 {
+		c.JobsInterval = time.Minute
+	}
+	if c.OrphanAge <= 0 {
+		c.OrphanAge = 24 * time.Hour
+	}
+	if c.S3 != nil && c.S3.Bucket != "" {
+		c.Bucket = c.S3.Bucket
+	}
+	if c.PublicURL != "" && !strings.HasPrefix(c.PublicURL, "http://") && !strings.HasPrefix(c.PublicURL, "https://") {
+		return fmt.Errorf("the public URL must start with http:// or https:// (got %q)", c.PublicURL)
 	}
 	if c.DatabaseURL != "" && !strings.HasPrefix(c.DatabaseURL, "postgres://") && !strings.HasPrefix(c.DatabaseURL, "postgresql://") {
 		return fmt.Errorf("DATABASE_URL must be a postgres:// URL (leave it unset for the embedded SQLite database)")

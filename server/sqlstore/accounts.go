@@ -63,19 +63,28 @@ func scanTier(r scanner) (server.Tier, error) {
 
 const accountCols = `id, agentcache_user_id, agentcache_email, agentcache_tier, api_key, api_secret_hash,
   storage_quota_gb, bandwidth_quota_gb, jetty_speed_enabled, s3_bucket_name, s3_prefix, status,
-  storage_used_bytes, storage_reserved_bytes, bandwidth_used_bytes, created_at, updated_at, last_accessed`
+  storage_used_bytes, storage_reserved_bytes, bandwidth_used_bytes, created_at, updated_at, last_accessed,
+  bandwidth_period`
 
-func scanAccount(r scanner) (server.Account, error) {
+// scanAccount scans a row of accountCols. BandwidthUsedBytes is the
+// current month's (by the store's clock): 0 when the counter belongs to an
+// earlier month.
+func (s *Store) scanAccount(r scanner) (server.Account, error) {
 	var (
 		a      server.Account
 		status string
 		last   sql.NullTime
+		period string
 	)
 	err := r.Scan(&a.ID, &a.UserID, &a.Email, &a.Tier, &a.APIKey, &a.SecretHash,
 		&a.StorageQuotaGB, &a.BandwidthQuotaGB, &a.JettySpeedEnabled, &a.S3Bucket, &a.S3Prefix, &status,
-		&a.StorageUsedBytes, &a.StorageReservedBytes, &a.BandwidthUsedBytes, &a.CreatedAt, &a.UpdatedAt, &last)
+		&a.StorageUsedBytes, &a.StorageReservedBytes, &a.BandwidthUsedBytes, &a.CreatedAt, &a.UpdatedAt, &last,
+		&period)
 	if err != nil {
 		return server.Account{}, err
+	}
+	if period != bandwidthPeriod(s.now()) {
+		a.BandwidthUsedBytes = 0
 	}
 	a.Status = server.AccountStatus(status)
 	a.CreatedAt = a.CreatedAt.UTC()
@@ -132,7 +141,7 @@ func (s *Store) CreateAccount(ctx context.Context, n server.NewAccount) (server.
 		return server.Account{}, server.Errorf(server.EInvalid, "S3 bucket or prefix too long")
 	}
 	now := s.nowUTC()
-	a, err := scanAccount(s.db.QueryRowContext(ctx, s.q(`INSERT INTO agentcache_accounts (
+	a, err := s.scanAccount(s.db.QueryRowContext(ctx, s.q(`INSERT INTO agentcache_accounts (
   id, agentcache_user_id, agentcache_email, agentcache_tier, api_key, api_secret_hash,
   storage_quota_gb, bandwidth_quota_gb, jetty_speed_enabled, s3_bucket_name, s3_prefix, status,
   storage_used_bytes, storage_reserved_bytes, bandwidth_used_bytes, created_at, updated_at)
@@ -157,7 +166,10 @@ RETURNING `+accountCols),
 }
 
 func (s *Store) accountBy(ctx context.Context, op, col, val string) (server.Account, error) {
-	a, err := scanAccount(s.rdb.QueryRowContext(ctx, s.q(`SELECT `+accountCols+` FROM agentcache_accounts WHERE `+col+` = ?`), val))
+	if !validKey(val) {
+		return server.Account{}, server.Errorf(server.ENotFound, "account not found")
+	}
+	a, err := s.scanAccount(s.rdb.QueryRowContext(ctx, s.q(`SELECT `+accountCols+` FROM agentcache_accounts WHERE `+col+` = ?`), val))
 	if errors.Is(err, sql.ErrNoRows) {
 		return server.Account{}, server.Errorf(server.ENotFound, "account not found")
 	}
@@ -204,7 +216,7 @@ func (s *Store) ChangeTier(ctx context.Context, userID, tier string) (server.Acc
 	if err := server.ValidateTierName(tier); err != nil {
 		return server.Account{}, err
 	}
-	a, err := scanAccount(s.db.QueryRowContext(ctx, s.q(`UPDATE agentcache_accounts SET
+	a, err := s.scanAccount(s.db.QueryRowContext(ctx, s.q(`UPDATE agentcache_accounts SET
   agentcache_tier = ?,
   storage_quota_gb = (SELECT storage_quota_gb FROM tier_configs WHERE tier = ?),
   bandwidth_quota_gb = (SELECT bandwidth_quota_gb FROM tier_configs WHERE tier = ?),
@@ -236,7 +248,7 @@ func (s *Store) SetStatus(ctx context.Context, userID string, status server.Acco
 	default:
 		return server.Account{}, server.Errorf(server.EInvalid, "status must be active, suspended or deleted")
 	}
-	a, err := scanAccount(s.db.QueryRowContext(ctx, s.q(`UPDATE agentcache_accounts SET status = ?, updated_at = ?
+	a, err := s.scanAccount(s.db.QueryRowContext(ctx, s.q(`UPDATE agentcache_accounts SET status = ?, updated_at = ?
 WHERE agentcache_user_id = ? AND (status <> 'deleted' OR status = ?)
 RETURNING `+accountCols),
 		string(status), s.nowUTC(), userID, string(status)))
@@ -256,7 +268,7 @@ func (s *Store) RotateCredentials(ctx context.Context, userID, apiKey, secretHas
 	if err := validateCredentials(apiKey, secretHash); err != nil {
 		return server.Account{}, err
 	}
-	a, err := scanAccount(s.db.QueryRowContext(ctx, s.q(`UPDATE agentcache_accounts SET api_key = ?, api_secret_hash = ?, updated_at = ?
+	a, err := s.scanAccount(s.db.QueryRowContext(ctx, s.q(`UPDATE agentcache_accounts SET api_key = ?, api_secret_hash = ?, updated_at = ?
 WHERE agentcache_user_id = ? AND status <> 'deleted'
 RETURNING `+accountCols),
 		apiKey, secretHash, s.nowUTC(), userID))

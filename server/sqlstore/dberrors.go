@@ -35,3 +35,16 @@ func isUniqueViolation(err error, key uniqueKey) bool {
 	}
 	return false
 }
+
+// isForeignKeyViolation reports whether err is a foreign key violation.
+func isForeignKeyViolation(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code == "23503"
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		return se.Code() == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY
+	}
+	return false
+}

@@ -219,39 +219,50 @@ func (s *Store) settle(ctx context.Context, op, id string, actual int64, expired
 		return false, wrap(op, err)
 	}
 	defer rollback(tx)
-	var (
-		accountID string
-		bytes     int64
-	)
-	if expiredBefore != nil {
-		err = tx.QueryRowContext(ctx, s.q(`DELETE FROM quota_reservations WHERE id = ? AND expires_at < ? RETURNING account_id, bytes`),
-			id, *expiredBefore).Scan(&accountID, &bytes)
-	} else {
-		err = tx.QueryRowContext(ctx, s.q(`DELETE FROM quota_reservations WHERE id = ? RETURNING account_id, bytes`),
-			id).Scan(&accountID, &bytes)
-	}
-	if errors.Is(err, sql.ErrNoRows) {
-		return false, server.Errorf(server.ENotFound, "reservation not found: it was already committed, released or expired")
-	}
-	if err != nil {
-		return false, wrap(op, err)
-	}
-	if actual > bytes {
-		return false, server.Errorf(server.EInvalid, "committed size %d bytes is more than the %d bytes reserved", actual, bytes)
-	}
-	res, err := tx.ExecContext(ctx, s.q(`UPDATE agentcache_accounts
-SET storage_reserved_bytes = storage_reserved_bytes - ?, storage_used_bytes = storage_used_bytes + ?
-WHERE id = ?`), bytes, actual, accountID)
-	if err != nil {
-		return false, wrap(op, err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return false, wrap(op, err)
-	} else if n != 1 {
-		return false, wrap(op, fmt.Errorf("account %s of reservation %s: %d rows updated", accountID, id, n))
+	if err := s.settleTx(ctx, tx, op, id, "", actual, expiredBefore); err != nil {
+		return false, err
 	}
 	if err := tx.Commit(); err != nil {
 		return false, wrap(op, err)
 	}
 	return true, nil
+}
+
+// settleTx is settle within tx, which the caller commits. With accountID
+// set, a reservation of another account is ENotFound (and left alone once
+// the caller rolls back).
+func (s *Store) settleTx(ctx context.Context, tx *sql.Tx, op, id, accountID string, actual int64, expiredBefore *time.Time) error {
+	var (
+		owner string
+		bytes int64
+		err   error
+	)
+	if expiredBefore != nil {
+		err = tx.QueryRowContext(ctx, s.q(`DELETE FROM quota_reservations WHERE id = ? AND expires_at < ? RETURNING account_id, bytes`),
+			id, *expiredBefore).Scan(&owner, &bytes)
+	} else {
+		err = tx.QueryRowContext(ctx, s.q(`DELETE FROM quota_reservations WHERE id = ? RETURNING account_id, bytes`),
+			id).Scan(&owner, &bytes)
+	}
+	if errors.Is(err, sql.ErrNoRows) || err == nil && accountID != "" && owner != accountID {
+		return server.Errorf(server.ENotFound, "reservation not found: it was already committed, released or expired")
+	}
+	if err != nil {
+		return wrap(op, err)
+	}
+	if actual > bytes {
+		return server.Errorf(server.EInvalid, "committed size %d bytes is more than the %d bytes reserved", actual, bytes)
+	}
+	res, err := tx.ExecContext(ctx, s.q(`UPDATE agentcache_accounts
+SET storage_reserved_bytes = storage_reserved_bytes - ?, storage_used_bytes = storage_used_bytes + ?
+WHERE id = ?`), bytes, actual, owner)
+	if err != nil {
+		return wrap(op, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return wrap(op, err)
+	} else if n != 1 {
+		return wrap(op, fmt.Errorf("account %s of reservation %s: %d rows updated", owner, id, n))
+	}
+	return nil
 }

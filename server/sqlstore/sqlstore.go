@@ -16,6 +16,18 @@
 // by deleting that row, so each reservation is settled exactly once even
 // when the expiry sweeper runs concurrently.
 //
+// Assets are deduplicated per account: stored_objects holds one row per
+// distinct content (SHA-256) of an account, with a reference count, and
+// every asset points at its object (object_id, a foreign key without
+// cascade). CreateAsset finds or creates the object with INSERT ... ON
+// CONFLICT DO NOTHING followed by a reference-counting UPDATE, so
+// concurrent uploads of one content end with one object. Objects that are
+// being written or must be deleted are rows of blob_garbage ('pending'
+// until CreateAsset records them or their deadline passes, then
+// 'garbage'); collectors claim them with a lease (FOR UPDATE SKIP LOCKED
+// on PostgreSQL). Lock order in every transaction is asset, object,
+// account, so concurrent deletes, uploads and downloads cannot deadlock.
+//
 // Times are written from Go, in UTC, truncated to microseconds (the
 // precision of PostgreSQL's TIMESTAMPTZ), and never taken from the
 // database clock. On SQLite they are stored as text in one fixed layout

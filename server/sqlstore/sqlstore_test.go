@@ -204,7 +204,8 @@ func TestSchema(t *testing.T) {
 		if have["api_secret"] {
 			t.Error("agentcache_accounts has a plain api_secret column")
 		}
-		for _, table := range []string{"storage_usage", "agentcache_assets", "api_requests", "quota_reservations", "tier_configs", "schema_migrations"} {
+		for _, table := range []string{"storage_usage", "agentcache_assets", "api_requests", "quota_reservations", "tier_configs", "schema_migrations",
+			"stored_objects", "blob_garbage", "job_leases"} {
 			if n := count(t, s, `SELECT count(*) FROM `+table); n < 0 {
 				t.Errorf("%s: %d", table, n)
 			}

@@ -26,10 +26,7 @@ import (
 // migrated, otherwise empty database (tier_configs seeded); Run closes it
 // when the subtest that asked for it ends.
 func Run(t *testing.T, open func(t *testing.T) server.Store) {
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, s server.Store)
-	}{
+	tests := []storeTest{
 		{"Ping", testPing},
 		{"Tiers", testTiers},
 		{"Tier", testTier},
@@ -54,6 +51,7 @@ func Run(t *testing.T, open func(t *testing.T) server.Store) {
 		{"SweepRacesCommits", testSweepRacesCommits},
 		{"LogRequests", testLogRequests},
 	}
+	tests = append(tests, assetTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t)
@@ -65,6 +63,11 @@ func Run(t *testing.T, open func(t *testing.T) server.Store) {
 			tc.fn(t, s)
 		})
 	}
+}
+
+type storeTest struct {
+	name string
+	fn   func(t *testing.T, s server.Store)
 }
 
 // seedTiers is tier_configs as seed 002 defines it.

@@ -1,0 +1,665 @@
+package api
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jettythunder/jetty/server"
+	"github.com/jettythunder/jetty/server/blob"
+)
+
+// assetBody is seed 000's asset shape ({id, url, key, size, hash}) plus
+// seed 002's metadata.
+type assetBody struct {
+	ID              string     `json:"id"`
+	URL             string     `json:"url"`
+	Key             string     `json:"key"`
+	Size            int64      `json:"size"`
+	Hash            string     `json:"hash"`
+	Filename        string     `json:"filename"`
+	ContentType     string     `json:"content_type,omitempty"`
+	CacheKey        string     `json:"cache_key,omitempty"`
+	HitCount        int64      `json:"hit_count"`
+	LastAccessed    *time.Time `json:"last_accessed,omitempty"`
+	ExpiresAt       *time.Time `json:"expires_at,omitempty"`
+	UploadedVia     string     `json:"uploaded_via"`
+	UploadSpeedMbps float64    `json:"upload_speed_mbps,omitempty"`
+	CreatedAt       time.Time  `json:"created_at"`
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+func (s *Server) newAssetBody(r *http.Request, a server.Asset) assetBody {
+	return assetBody{
+		ID:              a.ID,
+		URL:             s.baseURL(r) + "/api/storage/assets/" + url.PathEscape(a.ID) + "/download",
+		Key:             a.ObjectKey,
+		Size:            a.Size,
+		Hash:            a.SHA256,
+		Filename:        a.Filename,
+		ContentType:     a.ContentType,
+		CacheKey:        a.CacheKey,
+		HitCount:        a.HitCount,
+		LastAccessed:    timePtr(a.LastAccessed),
+		ExpiresAt:       timePtr(a.ExpiresAt),
+		UploadedVia:     a.UploadedVia,
+		UploadSpeedMbps: a.UploadSpeedMbps,
+		CreatedAt:       a.CreatedAt.UTC(),
+	}
+}
+
+// baseURL is the URL clients reach this server at: the configured public
+// URL, else the scheme and Host of the request (never the listen address).
+func (s *Server) baseURL(r *http.Request) string {
+	if s.publicURL != "" {
+		return s.publicURL
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+type uploadResponse struct {
+	Success      bool      `json:"success"`
+	Deduplicated bool      `json:"deduplicated"`
+	Asset        assetBody `json:"asset"`
+}
+
+// uploadInput is what an upload request carries besides the bytes.
+type uploadInput struct {
+	filename    string
+	contentType string
+	cacheKey    string
+	ttl         time.Duration
+	body        io.Reader
+	size        int64 // exact size when known, else -1
+	declared    int64 // Content-Length of the request, -1 when absent
+}
+
+const maxCacheKeyLen = 1024
+
+// parseTTL reads a TTL in seconds (X-TTL header or ttl form field).
+func parseTTL(v string) (time.Duration, error) {
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n <= 0 || n > 10*365*24*3600 {
+		return 0, server.Errorf(server.EInvalid, "ttl must be a whole number of seconds between 1 and 315360000 (got %q)", v)
+	}
+	return time.Duration(n) * time.Second, nil
+}
+
+func checkCacheKey(k string) error {
+	if len(k) > maxCacheKeyLen {
+		return server.Errorf(server.EInvalid, "cache_key is %d bytes; the limit is %d", len(k), maxCacheKeyLen)
+	}
+	if strings.ContainsFunc(k, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return server.Errorf(server.EInvalid, "cache_key contains control characters")
+	}
+	return nil
+}
+
+// readUploadInput understands seed 000's raw body with X-Filename and seed
+// 002's multipart/form-data with "file" (and "cache_key", "ttl" fields
+// sent before it).
+func readUploadInput(r *http.Request) (uploadInput, error) {
+	in := uploadInput{declared: r.ContentLength, size: -1}
+	mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	in.cacheKey = r.Header.Get("X-Cache-Key")
+	ttl, err := parseTTL(r.Header.Get("X-TTL"))
+	if err != nil {
+		return in, err
+	}
+	in.ttl = ttl
+	if mt != "multipart/form-data" {
+		in.filename = r.Header.Get("X-Filename")
+		if in.filename == "" {
+			return in, server.Errorf(server.EInvalid, "missing X-Filename header: send the file name in X-Filename with the raw body, or use multipart/form-data with a \"file\" field")
+		}
+		if dec, err := url.PathUnescape(in.filename); err == nil && strings.Contains(in.filename, "%") {
+			in.filename = dec
+		}
+		in.contentType = mt
+		in.body = r.Body
+		in.size = r.ContentLength
+		return in, checkCacheKey(in.cacheKey)
+	}
+	if params["boundary"] == "" {
+		return in, server.Errorf(server.EInvalid, "multipart/form-data without a boundary")
+	}
+	mr := multipart.NewReader(r.Body, params["boundary"])
+	for {
+		part, err := mr.NextPart()
+		if err == io.EOF {
+			return in, server.Errorf(server.EInvalid, "multipart body has no \"file\" field")
+		}
+		if err != nil {
+			return in, server.Errorf(server.EInvalid, "malformed multipart body: %v", err)
+		}
+		switch part.FormName() {
+		case "file":
+			in.filename = part.FileName()
+			if in.filename == "" {
+				in.filename = "upload"
+			}
+			in.contentType = part.Header.Get("Content-Type")
+			in.body = part
+			return in, checkCacheKey(in.cacheKey)
+		case "cache_key", "ttl":
+			v, err := io.ReadAll(io.LimitReader(part, maxCacheKeyLen+1))
+			if err != nil {
+				return in, server.Errorf(server.EInvalid, "malformed multipart body: %v", err)
+			}
+			if part.FormName() == "ttl" {
+				if in.ttl, err = parseTTL(string(v)); err != nil {
+					return in, err
+				}
+			} else {
+				in.cacheKey = string(v)
+			}
+		default:
+			// Unknown fields are skipped (their bytes are bounded by the
+			// request body limit like everything else).
+			if _, err := io.Copy(io.Discard, io.LimitReader(part, 1<<20)); err != nil {
+				return in, server.Errorf(server.EInvalid, "malformed multipart body: %v", err)
+			}
+		}
+	}
+}
+
+// errBodyTooLarge is returned by capReader when the body goes past its cap.
+var errBodyTooLarge = errors.New("body larger than allowed")
+
+// capReader passes through at most cap bytes and fails with
+// errBodyTooLarge as soon as the source has more.
+type capReader struct {
+	r   io.Reader
+	cap int64
+	n   int64
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	if c.n > c.cap {
+		return 0, errBodyTooLarge
+	}
+	if rem := c.cap - c.n + 1; int64(len(p)) > rem {
+		p = p[:rem]
+	}
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if c.n > c.cap {
+		return n - int(c.n-c.cap), errBodyTooLarge
+	}
+	return n, err
+}
+
+// tooLarge explains a file over the tier's max size, naming a tier that
+// would take it.
+func (s *Server) tooLarge(ctx context.Context, size int64, t server.Tier, exact bool) error {
+	what := humanBytes(size)
+	if !exact {
+		what = "more than " + what
+	}
+	msg := fmt.Sprintf("file is %s; tier %q allows at most %s per file", what, t.Name, humanBytes(t.MaxFileSizeBytes()))
+	if better := s.tierAllowing(ctx, func(c server.Tier) bool { return c.MaxFileSizeBytes() >= size }); better != "" && exact {
+		msg += fmt.Sprintf("; upgrade to %s for files this size", better)
+	} else {
+		msg += "; split the file or upgrade"
+	}
+	return server.Errorf(server.ETooLarge, "%s", msg)
+}
+
+// overQuota explains an upload that does not fit in the storage quota.
+func (s *Server) overQuota(ctx context.Context, size int64, acct server.Account) error {
+	free := max(acct.StorageQuotaBytes()-acct.StorageUsedBytes-acct.StorageReservedBytes, 0)
+	need := acct.StorageUsedBytes + acct.StorageReservedBytes + size
+	msg := fmt.Sprintf("storage quota exceeded: the file is %s but only %s of your %s quota is free (%s used, %s reserved by uploads in progress)",
+		humanBytes(size), humanBytes(free), humanBytes(acct.StorageQuotaBytes()), humanBytes(acct.StorageUsedBytes), humanBytes(acct.StorageReservedBytes))
+	if better := s.tierAllowing(ctx, func(c server.Tier) bool { return c.StorageQuotaBytes() >= need }); better != "" {
+		msg += fmt.Sprintf("; delete files or upgrade to %s", better)
+	} else {
+		msg += "; delete files to make room"
+	}
+	return server.Errorf(server.EQuotaExceeded, "%s", msg)
+}
+
+// tierAllowing names the smallest tier (by storage quota) satisfying ok.
+func (s *Server) tierAllowing(ctx context.Context, ok func(server.Tier) bool) string {
+	tiers, err := s.store.Tiers(ctx)
+	if err != nil {
+		return ""
+	}
+	best := ""
+	var bestQuota int64 = -1
+	for _, t := range tiers {
+		if ok(t) && (bestQuota < 0 || t.StorageQuotaGB < bestQuota) {
+			best, bestQuota = t.Name, t.StorageQuotaGB
+		}
+	}
+	return best
+}
+
+// humanBytes formats n in binary units.
+func humanBytes(n int64) string {
+	const units = "KMGTPE"
+	if n < 1024 {
+		return fmt.Sprintf("%d B", n)
+	}
+	v := float64(n) / 1024
+	i := 0
+	for v >= 1024 && i < len(units)-1 {
+		v /= 1024
+		i++
+	}
+	return fmt.Sprintf("%.1f %ciB", v, units[i])
+}
+
+// reservationTTL is how long an upload of size bytes may take before its
+// reservation and partial object are reclaimed: an hour plus one second
+// per 256 KiB (a 1 GiB upload at 256 KiB/s), at most a day.
+func reservationTTL(size int64) time.Duration {
+	d := time.Hour + time.Duration(size/(256<<10))*time.Second
+	return min(d, 24*time.Hour)
+}
+
+// handleUpload answers POST /api/storage/upload: the body is streamed to
+// storage while its SHA-256 is computed, within the tier's max file size
+// and the account's quota, checked before reading (Content-Length) and
+// enforced while streaming.
+func (s *Server) handleUpload(w http.ResponseWriter, r *http.Request, acct server.Account) {
+	start := time.Now()
+	ctx := r.Context()
+	t, err := s.tier(ctx, acct.Tier)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	maxSize := t.MaxFileSizeBytes()
+	free := acct.StorageQuotaBytes() - acct.StorageUsedBytes - acct.StorageReservedBytes
+	// Refuse on the declared length before reading a byte.
+	if r.ContentLength > maxSize && !isMultipart(r) {
+		s.writeError(w, r, s.tooLarge(ctx, r.ContentLength, t, true))
+		return
+	}
+	// A multipart body carries some framing around the file: allow 1 MiB.
+	if r.ContentLength > maxSize+1<<20 && isMultipart(r) {
+		s.writeError(w, r, s.tooLarge(ctx, r.ContentLength-1<<20, t, false))
+		return
+	}
+	if r.ContentLength > free && !isMultipart(r) {
+		s.writeError(w, r, s.overQuota(ctx, r.ContentLength, acct))
+		return
+	}
+	in, err := readUploadInput(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	// What to reserve: the exact size when known, else as much as the
+	// file could be (tier max, bounded by the free quota and the declared
+	// multipart length).
+	reserve := in.size
+	if reserve < 0 {
+		reserve = min(maxSize, max(free, 0))
+		if in.declared >= 0 {
+			reserve = min(reserve, in.declared)
+		}
+	}
+	if reserve <= 0 && in.size != 0 {
+		s.writeError(w, r, s.overQuota(ctx, max(in.size, 1), acct))
+		return
+	}
+	var resID string
+	if reserve > 0 {
+		res, err := s.store.Reserve(ctx, acct.ID, reserve, reservationTTL(reserve))
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		resID = res.ID
+	}
+	asset, dedup, err := s.storeUpload(ctx, acct, in, resID, reserve, maxSize, start)
+	if err != nil {
+		if resID != "" {
+			if rerr := s.store.ReleaseReservation(context.WithoutCancel(ctx), resID); rerr != nil && server.ErrorCode(rerr) != server.ENotFound {
+				s.log.Warn("release reservation", "err", rerr)
+			}
+		}
+		if errors.Is(err, errBodyTooLarge) {
+			if reserve >= maxSize || in.size >= 0 {
+				err = s.tooLarge(ctx, min(reserve, maxSize)+1, t, false)
+			} else {
+				err = s.overQuota(ctx, reserve+1, acct)
+			}
+		}
+		s.writeError(w, r, err)
+		return
+	}
+	s.metrics.uploadedBytes.Add(float64(asset.Size))
+	s.log.Info("stored asset", "account", acct.ID, "asset", asset.ID, "size", asset.Size, "deduplicated", dedup)
+	writeJSON(w, http.StatusCreated, uploadResponse{Success: true, Deduplicated: dedup, Asset: s.newAssetBody(r, asset)})
+}
+
+func isMultipart(r *http.Request) bool {
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return mt == "multipart/form-data"
+}
+
+// storeUpload streams the body into a new object and records the asset.
+func (s *Server) storeUpload(ctx context.Context, acct server.Account, in uploadInput, resID string, reserve, maxSize int64, start time.Time) (server.Asset, bool, error) {
+	filename := server.CleanFilename(in.filename)
+	key, err := server.NewObjectKey(acct.UserID, filename, s.now())
+	if err != nil {
+		return server.Asset{}, false, err
+	}
+	// The pending record makes a crash from here on leave a trace the
+	// collector removes.
+	if err := s.store.AddPendingObject(ctx, key, "", s.now().Add(reservationTTL(reserve))); err != nil {
+		return server.Asset{}, false, err
+	}
+	cleanup := func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := s.blobs.Delete(cctx, key); err != nil {
+			s.log.Warn("delete object", "key", key, "err", err)
+			return // the collector retries when the pending record expires
+		}
+		if err := s.store.ObjectCollected(cctx, key); err != nil {
+			s.log.Warn("forget object", "key", key, "err", err)
+		}
+	}
+	body := &capReader{r: in.body, cap: min(reserve, maxSize)}
+	info, sum, err := s.blobs.Put(ctx, key, body, in.size, in.contentType)
+	if err != nil {
+		cleanup()
+		if errors.Is(err, errBodyTooLarge) || errors.Is(body.err(), errBodyTooLarge) {
+			return server.Asset{}, false, errBodyTooLarge
+		}
+		if ctx.Err() != nil {
+			return server.Asset{}, false, server.Errorf(server.EInvalid, "upload interrupted: the client went away")
+		}
+		if errors.Is(err, blob.ErrInvalidKey) {
+			return server.Asset{}, false, err
+		}
+		return server.Asset{}, false, fmt.Errorf("store object: %w", err)
+	}
+	var expires time.Time
+	if in.ttl > 0 {
+		expires = s.now().Add(in.ttl)
+	}
+	secs := time.Since(start).Seconds()
+	speed := 0.0
+	if secs > 0 {
+		speed = float64(info.Size) * 8 / 1e6 / secs
+	}
+	asset, dedup, err := s.store.CreateAsset(ctx, server.NewAsset{
+		AccountID:       acct.ID,
+		ObjectKey:       key,
+		Bucket:          acct.S3Bucket,
+		Filename:        filename,
+		ContentType:     in.contentType,
+		Size:            info.Size,
+		SHA256:          hex.EncodeToString(sum),
+		CacheKey:        in.cacheKey,
+		ExpiresAt:       expires,
+		UploadedVia:     "api",
+		UploadSpeedMbps: speed,
+	}, resID)
+	if err != nil {
+		cleanup()
+		return server.Asset{}, false, err
+	}
+	if dedup {
+		cleanup() // the account already held these bytes
+	}
+	return asset, dedup, nil
+}
+
+// err reports whether the cap was exceeded.
+func (c *capReader) err() error {
+	if c.n > c.cap {
+		return errBodyTooLarge
+	}
+	return nil
+}
+
+type listResponse struct {
+	Assets     []assetBody `json:"assets"`
+	NextCursor string      `json:"next_cursor,omitempty"`
+}
+
+// handleList answers GET /api/storage/assets?limit=&cursor=.
+func (s *Server) handleList(w http.ResponseWriter, r *http.Request, acct server.Account) {
+	limit := 100
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			s.writeError(w, r, server.Errorf(server.EInvalid, "limit must be between 1 and 1000 (got %q)", v))
+			return
+		}
+		limit = n
+	}
+	page, err := s.store.ListAssets(r.Context(), acct.ID, r.URL.Query().Get("cursor"), limit)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	out := listResponse{Assets: make([]assetBody, 0, len(page.Assets)), NextCursor: page.Next}
+	for _, a := range page.Assets {
+		out.Assets = append(out.Assets, s.newAssetBody(r, a))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// handleGetAsset answers GET /api/storage/assets/{id}.
+func (s *Server) handleGetAsset(w http.ResponseWriter, r *http.Request, acct server.Account) {
+	a, err := s.store.AssetByID(r.Context(), acct.ID, r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, assetNotFound(err))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"success": true, "asset": s.newAssetBody(r, a)})
+}
+
+func assetNotFound(err error) error {
+	if server.ErrorCode(err) == server.ENotFound {
+		return server.Errorf(server.ENotFound, "no such asset (run `jetty ls` to list your assets)")
+	}
+	return err
+}
+
+// handleDeleteAsset answers DELETE /api/storage/assets/{id}. The bytes
+// are freed from the quota when no other asset of the account shares them.
+func (s *Server) handleDeleteAsset(w http.ResponseWriter, r *http.Request, acct server.Account) {
+	ctx := r.Context()
+	id := r.PathValue("id")
+	a, err := s.store.AssetByID(ctx, acct.ID, id)
+	if err != nil {
+		s.writeError(w, r, assetNotFound(err))
+		return
+	}
+	garbage, err := s.store.DeleteAsset(ctx, acct.ID, id)
+	if err != nil {
+		s.writeError(w, r, assetNotFound(err))
+		return
+	}
+	var freed int64
+	if garbage != "" {
+		freed = a.Size
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		if err := s.blobs.Delete(cctx, garbage); err != nil {
+			s.log.Warn("delete object; the collector will retry", "key", garbage, "err", err)
+		} else if err := s.store.ObjectCollected(cctx, garbage); err != nil {
+			s.log.Warn("forget object", "key", garbage, "err", err)
+		}
+		cancel()
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"success": true, "deleted": id, "freed_bytes": freed})
+}
+
+// byteRange is a resolved Range request.
+type byteRange struct{ start, length int64 }
+
+// parseRange resolves a single-range Range header against size. ok is
+// false when the header should be ignored (absent, or several ranges:
+// the whole object is sent); err is EInvalidRange when unsatisfiable.
+func parseRange(h string, size int64) (br byteRange, ok bool, err error) {
+	if h == "" {
+		return byteRange{}, false, nil
+	}
+	const p = "bytes="
+	if !strings.HasPrefix(h, p) {
+		return byteRange{}, false, server.Errorf(server.EInvalidRange, "Range must be bytes=start-end")
+	}
+	spec := strings.TrimSpace(h[len(p):])
+	if strings.Contains(spec, ",") {
+		return byteRange{}, false, nil
+	}
+	dash := strings.IndexByte(spec, '-')
+	if dash < 0 {
+		return byteRange{}, false, server.Errorf(server.EInvalidRange, "malformed Range %q", h)
+	}
+	a, b := strings.TrimSpace(spec[:dash]), strings.TrimSpace(spec[dash+1:])
+	if a == "" { // suffix: last b bytes
+		n, err := strconv.ParseInt(b, 10, 64)
+		if err != nil || n <= 0 {
+			return byteRange{}, false, server.Errorf(server.EInvalidRange, "malformed Range %q", h)
+		}
+		n = min(n, size)
+		if n == 0 {
+			return byteRange{}, false, server.Errorf(server.EInvalidRange, "range %q is outside the %d-byte object", h, size)
+		}
+		return byteRange{start: size - n, length: n}, true, nil
+	}
+	start, err := strconv.ParseInt(a, 10, 64)
+	if err != nil || start < 0 {
+		return byteRange{}, false, server.Errorf(server.EInvalidRange, "malformed Range %q", h)
+	}
+	if start >= size {
+		return byteRange{}, false, server.Errorf(server.EInvalidRange, "range %q starts beyond the %d-byte object", h, size)
+	}
+	end := size - 1
+	if b != "" {
+		e, err := strconv.ParseInt(b, 10, 64)
+		if err != nil || e < start {
+			return byteRange{}, false, server.Errorf(server.EInvalidRange, "malformed Range %q", h)
+		}
+		end = min(e, size-1)
+	}
+	return byteRange{start: start, length: end - start + 1}, true, nil
+}
+
+// countingWriter counts bytes written.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// handleDownload answers GET /api/storage/assets/{id}/download: the
+// object streamed through the server, with single Range support; bytes
+// sent count toward the monthly bandwidth quota.
+func (s *Server) handleDownload(w http.ResponseWriter, r *http.Request, acct server.Account) {
+	ctx := r.Context()
+	a, err := s.store.AssetByID(ctx, acct.ID, r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, assetNotFound(err))
+		return
+	}
+	etag := `"` + a.SHA256 + `"`
+	rangeHeader := r.Header.Get("Range")
+	if ir := r.Header.Get("If-Range"); ir != "" && ir != etag {
+		rangeHeader = "" // the client's copy is stale: send everything
+	}
+	br, partial, err := parseRange(rangeHeader, a.Size)
+	if err != nil {
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", a.Size))
+		writeJSON(w, http.StatusRequestedRangeNotSatisfiable, errorBody{Error: server.ErrorMessage(err), Code: server.EInvalidRange})
+		if info := requestInfoFrom(ctx); info != nil {
+			info.errMsg = server.ErrorMessage(err)
+		}
+		return
+	}
+	if !partial {
+		br = byteRange{start: 0, length: a.Size}
+	}
+	if r.Method != http.MethodHead && br.length > 0 {
+		used, err := s.store.BandwidthUsed(ctx, acct.ID, s.now())
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if quota := acct.BandwidthQuotaBytes(); used+br.length > quota {
+			s.writeError(w, r, server.Errorf(server.EBandwidthExceeded,
+				"monthly bandwidth quota exceeded: this download is %s, %s of your %s are used this month; upgrade your tier or wait for next month",
+				humanBytes(br.length), humanBytes(used), humanBytes(quota)))
+			return
+		}
+	}
+	var body io.ReadCloser
+	if br.length > 0 && r.Method != http.MethodHead {
+		body, _, err = s.blobs.Get(ctx, a.ObjectKey, br.start, br.length)
+		if err != nil {
+			if errors.Is(err, blob.ErrNotFound) {
+				err = fmt.Errorf("asset %s: object %s missing: %w", a.ID, a.ObjectKey, err)
+			}
+			s.writeError(w, r, err)
+			return
+		}
+		defer body.Close()
+	}
+	h := w.Header()
+	ct := a.ContentType
+	if ct == "" {
+		ct = "application/octet-stream"
+	}
+	h.Set("Content-Type", ct)
+	h.Set("Content-Length", strconv.FormatInt(br.length, 10))
+	h.Set("Accept-Ranges", "bytes")
+	h.Set("ETag", etag)
+	h.Set("X-Content-SHA256", a.SHA256)
+	h.Set("Content-Disposition", "attachment; filename*=UTF-8''"+url.PathEscape(a.Filename))
+	h.Set("X-Content-Type-Options", "nosniff")
+	status := http.StatusOK
+	if partial {
+		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", br.start, br.start+br.length-1, a.Size))
+		status = http.StatusPartialContent
+	}
+	w.WriteHeader(status)
+	if body == nil {
+		return
+	}
+	cw := &countingWriter{w: w}
+	_, copyErr := io.Copy(cw, body)
+	if copyErr != nil {
+		s.log.Warn("download interrupted", "asset", a.ID, "sent", cw.n, "err", copyErr)
+	}
+	s.metrics.downloadedBytes.Add(float64(cw.n))
+	if err := s.store.RecordDownload(context.WithoutCancel(ctx), acct.ID, a.ID, cw.n, s.now()); err != nil {
+		s.log.Warn("record download", "asset", a.ID, "err", err)
+	}
+}

@@ -1,0 +1,156 @@
+package server
+
+import (
+	"context"
+	"time"
+)
+
+// Asset is one named file of an account (a row of agentcache_assets).
+//
+// Deduplication is per account: assets of one account with the same
+// SHA-256 share one stored object (ObjectKey), counted once against the
+// quota. Deleting an asset deletes the object only when no other asset of
+// the account references it. Accounts never share objects, so nothing about
+// one account's content can be learned from another.
+type Asset struct {
+	ID              string
+	AccountID       string
+	ObjectKey       string // s3_key: users/{user_id}/{unix_ms}-{random}{.ext}
+	Bucket          string
+	Filename        string // the user's name for it: metadata, never a path
+	ContentType     string
+	Size            int64
+	SHA256          string // hex
+	CacheKey        string
+	HitCount        int64
+	LastAccessed    time.Time // zero when never downloaded
+	ExpiresAt       time.Time // zero when it never expires
+	UploadedVia     string    // "api" or "jettyspeed"
+	UploadSpeedMbps float64
+	CreatedAt       time.Time
+}
+
+// NewAsset is a finished upload to record.
+type NewAsset struct {
+	AccountID       string
+	ObjectKey       string // where the bytes were written for this upload
+	Bucket          string
+	Filename        string
+	ContentType     string
+	Size            int64
+	SHA256          string // hex
+	CacheKey        string
+	ExpiresAt       time.Time
+	UploadedVia     string
+	UploadSpeedMbps float64
+}
+
+// GarbageObject is a stored object (or multipart upload) due for removal:
+// a crashed or abandoned upload, the redundant copy of a deduplicated
+// upload, or the object of a deleted asset.
+type GarbageObject struct {
+	ObjectKey string
+	UploadID  string // multipart upload to abort, when there is one
+	NotBefore time.Time
+}
+
+// AssetPage is one page of a listing.
+type AssetPage struct {
+	Assets []Asset
+	// Next is the cursor of the next page; empty on the last page.
+	Next string
+}
+
+// AssetStore is the part of Store that tracks objects and assets. Every
+// method that frees or adds storage adjusts storage_used_bytes in the same
+// transaction.
+type AssetStore interface {
+	// AddPendingObject records, before any byte is written, that key (and
+	// uploadID, for a multipart upload) is being written. Unless the
+	// upload is recorded by CreateAsset first, the object becomes garbage
+	// at notBefore and the collector removes it: a crash never leaks it.
+	AddPendingObject(ctx context.Context, key, uploadID string, notBefore time.Time) error
+
+	// CreateAsset records a finished upload in one transaction, claiming
+	// its pending object and settling reservationID (may be empty when no
+	// reservation was taken):
+	//   - if the account already stores an object with n.SHA256, the new
+	//     asset points at that object (its reference count grows), the
+	//     reservation is committed with 0 bytes, and n.ObjectKey becomes
+	//     garbage due now: deduplicated is true and the caller should
+	//     delete that object and call ObjectCollected;
+	//   - otherwise n.ObjectKey becomes the account's object for that hash
+	//     and the reservation is committed with n.Size bytes.
+	// If the pending record of n.ObjectKey is gone or claimed by the
+	// collector (the upload outlived its deadline), CreateAsset fails with
+	// EConflict and changes nothing.
+	CreateAsset(ctx context.Context, n NewAsset, reservationID string) (a Asset, deduplicated bool, err error)
+
+	// LinkAsset records a new asset for content the account already holds
+	// (an upload answered by deduplication before any byte moved). It
+	// fails with ENotFound when the account has no object with n.SHA256.
+	LinkAsset(ctx context.Context, n NewAsset) (Asset, error)
+
+	// AssetByID returns an asset of accountID; another account's asset is
+	// ENotFound.
+	AssetByID(ctx context.Context, accountID, id string) (Asset, error)
+	// AssetByHash returns the newest asset of accountID with that content
+	// hash, or ENotFound.
+	AssetByHash(ctx context.Context, accountID, sha256 string) (Asset, error)
+	// ListAssets lists an account's assets, newest first, limit per page
+	// (1..1000), continuing after cursor (empty for the first page). A
+	// malformed cursor is EInvalid.
+	ListAssets(ctx context.Context, accountID, cursor string, limit int) (AssetPage, error)
+	// DeleteAsset removes an asset. When it was the last reference to its
+	// object, the object's bytes are freed from storage_used_bytes and the
+	// object key is returned as garbage due now (the caller deletes it and
+	// calls ObjectCollected); otherwise garbageKey is empty.
+	DeleteAsset(ctx context.Context, accountID, id string) (garbageKey string, err error)
+	// DeleteExpiredAssets deletes up to limit assets whose expires_at is
+	// before now, as DeleteAsset does, and reports how many it deleted.
+	DeleteExpiredAssets(ctx context.Context, now time.Time, limit int) (int, error)
+
+	// RecordDownload counts a download of bytes: hit_count+1 and
+	// last_accessed on the asset, bytes added to the account's bandwidth
+	// for the calendar month (UTC) of now.
+	RecordDownload(ctx context.Context, accountID, assetID string, bytes int64, now time.Time) error
+	// BandwidthUsed returns the bytes downloaded by the account in the
+	// calendar month (UTC) of now.
+	BandwidthUsed(ctx context.Context, accountID string, now time.Time) (int64, error)
+
+	// ClaimGarbage claims up to limit garbage objects due before now, so
+	// no other collector takes them for the next lease period, and
+	// returns them. Pending objects whose notBefore has passed count as
+	// garbage (and can then no longer be recorded by CreateAsset).
+	ClaimGarbage(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]GarbageObject, error)
+	// ObjectCollected forgets a garbage object once its bytes are gone.
+	ObjectCollected(ctx context.Context, key string) error
+	// IsKnownObject reports whether key is recorded at all (as an asset's
+	// object, pending, or garbage): the orphan sweep leaves such keys to
+	// the collector.
+	IsKnownObject(ctx context.Context, key string) (bool, error)
+
+	// RollupUsage writes one storage_usage row per active account for the
+	// period [start, end): storage bytes at the time of the roll-up,
+	// bandwidth bytes and request count of the period (from api_requests).
+	// Running it again for the same period replaces the rows. It reports
+	// how many rows it wrote.
+	RollupUsage(ctx context.Context, start, end time.Time) (int, error)
+	// UsageRows lists storage_usage rows of an account, newest first.
+	UsageRows(ctx context.Context, accountID string, limit int) ([]UsageRow, error)
+
+	// TryLease takes or renews the named lease for holder until now+ttl,
+	// and reports whether holder has it. Jobs use it so that one server
+	// instance at a time runs them.
+	TryLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error)
+}
+
+// UsageRow is one row of storage_usage.
+type UsageRow struct {
+	AccountID      string
+	StorageBytes   int64
+	BandwidthBytes int64
+	RequestCount   int64
+	PeriodStart    time.Time
+	PeriodEnd      time.Time
+}

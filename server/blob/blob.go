@@ -1,0 +1,129 @@
+// Package blob defines where object bytes live: the Store interface, its
+// errors, and object-key rules. Implementations are server/blob/fsblob
+// (files under the data directory, the embedded default) and
+// server/blob/s3blob (any S3-compatible store); both pass
+// server/blob/blobtest.
+//
+// Every write is atomic: an object is visible under its key only once it is
+// complete. Single writes (Put) stream with bounded memory whatever their
+// size; multipart uploads (CreateUpload, PutPart, CompleteUpload) verify
+// each part's SHA-256 before it counts.
+package blob
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+)
+
+// Errors returned by every Store.
+var (
+	// ErrNotFound: no object (or upload) under that key.
+	ErrNotFound = errors.New("blob: not found")
+	// ErrChecksum: the bytes did not hash to the SHA-256 the caller gave.
+	ErrChecksum = errors.New("blob: checksum mismatch")
+	// ErrInvalidKey: the key is not a clean relative object key.
+	ErrInvalidKey = errors.New("blob: invalid key")
+	// ErrInvalidRange: the requested range lies outside the object.
+	ErrInvalidRange = errors.New("blob: invalid range")
+)
+
+// Info describes a stored object.
+type Info struct {
+	Key         string
+	Size        int64
+	ContentType string
+	ModTime     time.Time
+}
+
+// Part is one uploaded part of a multipart upload.
+type Part struct {
+	Number int    // 1..10000
+	Size   int64  // bytes
+	SHA256 []byte // raw 32-byte digest, as verified when the part was stored
+	ETag   string // backend's part identifier (S3 ETag); may be empty
+}
+
+// Upload is a multipart upload in progress.
+type Upload struct {
+	Key       string
+	UploadID  string
+	Initiated time.Time
+}
+
+// Store is an object store. Keys are relative slash-separated paths made
+// of validated parts (see ValidKey); a Store refuses any other key with
+// ErrInvalidKey.
+type Store interface {
+	// Setup prepares the backend: creates the bucket or directory when
+	// missing and, where supported, a lifecycle rule that aborts
+	// incomplete multipart uploads. Safe to call at every start.
+	Setup(ctx context.Context) error
+
+	// Put stores the bytes of r under key and returns the object's info
+	// and the SHA-256 of what was stored. size is the exact length or -1
+	// when unknown; a reader that yields a different number of bytes than a
+	// known size fails the Put. Memory stays bounded whatever the size. If
+	// r fails (for example a limit reader cutting a too-long body), Put
+	// returns that error and leaves nothing visible.
+	Put(ctx context.Context, key string, r io.Reader, size int64, contentType string) (Info, []byte, error)
+
+	// Get opens the object for reading from offset; length -1 reads to the
+	// end. ErrInvalidRange when offset is beyond the end.
+	Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, Info, error)
+	Stat(ctx context.Context, key string) (Info, error)
+	// Delete removes the object; deleting a missing object is not an error.
+	Delete(ctx context.Context, key string) error
+	// List returns every object whose key starts with prefix, sorted by key.
+	List(ctx context.Context, prefix string) ([]Info, error)
+
+	// CreateUpload starts a multipart upload of key.
+	CreateUpload(ctx context.Context, key, contentType string) (uploadID string, err error)
+	// PutPart stores part number of an upload. size is exact; sha256 is
+	// the raw digest the bytes must have: the part is verified while it
+	// streams and refused with ErrChecksum (nothing kept) on mismatch.
+	// Putting the same part number again replaces it.
+	PutPart(ctx context.Context, key, uploadID string, number int, r io.Reader, size int64, sha256 []byte) (Part, error)
+	// ListParts lists the parts stored so far, by number, with the
+	// backend's own record of each part's size and SHA-256.
+	ListParts(ctx context.Context, key, uploadID string) ([]Part, error)
+	// CompleteUpload assembles the parts, in order, into the object,
+	// atomically. The parts must all have been stored (checked against the
+	// backend's record).
+	CompleteUpload(ctx context.Context, key, uploadID string, parts []Part) (Info, error)
+	// AbortUpload discards an upload and its parts. Aborting an unknown or
+	// already finished upload is not an error.
+	AbortUpload(ctx context.Context, key, uploadID string) error
+	// ListUploads lists multipart uploads under prefix started before
+	// the given time (zero: all of them).
+	ListUploads(ctx context.Context, prefix string, before time.Time) ([]Upload, error)
+}
+
+// MaxKeyLen is the longest key accepted (S3's limit).
+const MaxKeyLen = 1024
+
+// ValidKey reports whether key is a clean relative object key: non-empty,
+// at most MaxKeyLen bytes, slash-separated segments each non-empty and not
+// "." or "..", no leading slash, no backslash, no control characters.
+func ValidKey(key string) bool {
+	if key == "" || len(key) > MaxKeyLen || key[0] == '/' {
+		return false
+	}
+	seg := 0
+	for i := 0; i <= len(key); i++ {
+		if i == len(key) || key[i] == '/' {
+			s := key[seg:i]
+			if s == "" || s == "." || s == ".." {
+				return false
+			}
+			seg = i + 1
+			continue
+		}
+		c := key[i]
+		if c < 0x20 || c == 0x7f || c == '\\' {
+			return false
+		}
+	}
+	return true
+}

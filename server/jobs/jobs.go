@@ -1,0 +1,226 @@
+// Package jobs runs the server's background work: releasing expired quota
+// reservations, deleting expired assets, collecting garbage objects
+// (abandoned uploads, deduplicated copies, deleted assets), aborting
+// orphaned multipart uploads, and rolling usage up into storage_usage.
+//
+// Every step is idempotent, and a database lease makes one server instance
+// at a time run them, so any number of instances can run the loop; `jetty
+// server jobs` runs one pass by hand.
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jettythunder/jetty/server"
+	"github.com/jettythunder/jetty/server/blob"
+)
+
+// Runner runs the jobs against one store and one blob store.
+type Runner struct {
+	Store  server.Store
+	Blobs  blob.Store
+	Log    *slog.Logger
+	Holder string           // this instance's lease name (hostname:pid, say)
+	Now    func() time.Time // clock; time.Now when nil
+
+	// OrphanAge is how old a multipart upload or temporary file unknown to
+	// the database must be before it is removed (default 24h).
+	OrphanAge time.Duration
+}
+
+// Report says what one pass did.
+type Report struct {
+	ReservationsReleased int `json:"reservations_released"`
+	AssetsExpired        int `json:"assets_expired"`
+	ObjectsCollected     int `json:"objects_collected"`
+	OrphansRemoved       int `json:"orphans_removed"`
+	UsageRows            int `json:"usage_rows"`
+}
+
+const (
+	batch     = 500
+	gcLease   = 10 * time.Minute
+	leaseName = "server-jobs"
+)
+
+func (r *Runner) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+func (r *Runner) log() *slog.Logger {
+	if r.Log != nil {
+		return r.Log
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// tempCleaner is implemented by blob stores that keep temporary files.
+type tempCleaner interface {
+	CleanTemp(olderThan time.Time) (int, error)
+}
+
+// RunOnce runs every job once. It keeps going when one step fails and
+// returns the first error.
+func (r *Runner) RunOnce(ctx context.Context) (Report, error) {
+	var rep Report
+	var errs []error
+	now := r.now()
+	orphanAge := r.OrphanAge
+	if orphanAge == 0 {
+		orphanAge = 24 * time.Hour
+	}
+
+	n, err := r.Store.ReleaseExpiredReservations(ctx, now)
+	rep.ReservationsReleased = n
+	errs = append(errs, wrap("release reservations", err))
+
+	for {
+		n, err := r.Store.DeleteExpiredAssets(ctx, now, batch)
+		rep.AssetsExpired += n
+		if err != nil || n < batch {
+			errs = append(errs, wrap("delete expired assets", err))
+			break
+		}
+	}
+
+	n, err = r.collect(ctx, now)
+	rep.ObjectsCollected = n
+	errs = append(errs, wrap("collect garbage", err))
+
+	n, err = r.orphans(ctx, now.Add(-orphanAge))
+	rep.OrphansRemoved = n
+	errs = append(errs, wrap("remove orphans", err))
+
+	n, err = r.rollup(ctx, now)
+	rep.UsageRows = n
+	errs = append(errs, wrap("roll up usage", err))
+
+	return rep, errors.Join(errs...)
+}
+
+func wrap(step string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", step, err)
+}
+
+// collect deletes the bytes of garbage objects and forgets them.
+func (r *Runner) collect(ctx context.Context, now time.Time) (int, error) {
+	done := 0
+	for {
+		items, err := r.Store.ClaimGarbage(ctx, now, gcLease, batch)
+		if err != nil {
+			return done, err
+		}
+		for _, g := range items {
+			if g.UploadID != "" {
+				if err := r.Blobs.AbortUpload(ctx, g.ObjectKey, g.UploadID); err != nil {
+					r.log().Warn("abort upload", "key", g.ObjectKey, "err", err)
+					continue
+				}
+			}
+			if err := r.Blobs.Delete(ctx, g.ObjectKey); err != nil {
+				r.log().Warn("delete garbage object", "key", g.ObjectKey, "err", err)
+				continue // claimed for gcLease; retried after it
+			}
+			if err := r.Store.ObjectCollected(ctx, g.ObjectKey); err != nil {
+				return done, err
+			}
+			done++
+		}
+		if len(items) < batch {
+			return done, nil
+		}
+	}
+}
+
+// orphans aborts multipart uploads and removes temporary files that the
+// database does not know and that are older than cutoff: the remains of a
+// crash between the blob store and the database.
+func (r *Runner) orphans(ctx context.Context, cutoff time.Time) (int, error) {
+	removed := 0
+	ups, err := r.Blobs.ListUploads(ctx, "users/", cutoff)
+	if err != nil {
+		return 0, err
+	}
+	for _, u := range ups {
+		known, err := r.Store.IsKnownObject(ctx, u.Key)
+		if err != nil {
+			return removed, err
+		}
+		if known {
+			continue // the collector owns it
+		}
+		if err := r.Blobs.AbortUpload(ctx, u.Key, u.UploadID); err != nil {
+			r.log().Warn("abort orphaned upload", "key", u.Key, "err", err)
+			continue
+		}
+		removed++
+	}
+	if tc, ok := r.Blobs.(tempCleaner); ok {
+		n, err := tc.CleanTemp(cutoff)
+		removed += n
+		if err != nil {
+			return removed, err
+		}
+	}
+	return removed, nil
+}
+
+// rollup writes today's usage so far and finalises yesterday's.
+func (r *Runner) rollup(ctx context.Context, now time.Time) (int, error) {
+	day := now.UTC().Truncate(24 * time.Hour)
+	total := 0
+	for _, start := range []time.Time{day.Add(-24 * time.Hour), day} {
+		n, err := r.Store.RollupUsage(ctx, start, start.Add(24*time.Hour))
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// Loop runs a pass every interval until ctx ends, when this instance holds
+// the jobs lease.
+func (r *Runner) Loop(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		r.tick(ctx, interval)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (r *Runner) tick(ctx context.Context, interval time.Duration) {
+	ok, err := r.Store.TryLease(ctx, leaseName, r.Holder, 2*interval)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log().Warn("jobs lease", "err", err)
+		}
+		return
+	}
+	if !ok {
+		return
+	}
+	rep, err := r.RunOnce(ctx)
+	if err != nil && ctx.Err() == nil {
+		r.log().Warn("background jobs", "err", err)
+	}
+	if rep != (Report{}) {
+		r.log().Info("background jobs", "reservations_released", rep.ReservationsReleased, "assets_expired", rep.AssetsExpired,
+			"objects_collected", rep.ObjectsCollected, "orphans_removed", rep.OrphansRemoved, "usage_rows", rep.UsageRows)
+	}
+}

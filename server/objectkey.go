@@ -1,0 +1,93 @@
+package server
+
+import (
+	"crypto/rand"
+	"fmt"
+	"path"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// MaxFilenameLen bounds a stored filename, in bytes.
+const MaxFilenameLen = 255
+
+// CleanFilename turns whatever name a client sent into safe metadata: the
+// last path element only (both / and \ separate), invalid UTF-8 replaced,
+// control and format characters removed, surrounding spaces and dots
+// trimmed, at most MaxFilenameLen bytes (cut on a rune boundary, keeping
+// the extension when it is short). A name with nothing left is "upload".
+// The result is never a path: it contains no separator and is not "." or
+// "..".
+func CleanFilename(name string) string {
+	name = strings.ToValidUTF8(name, "\uFFFD")
+	if i := strings.LastIndexAny(name, `/\`); i >= 0 {
+		name = name[i+1:]
+	}
+	name = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+			return -1
+		}
+		return r
+	}, name)
+	name = strings.Trim(name, " .")
+	if len(name) > MaxFilenameLen {
+		ext := path.Ext(name)
+		if len(ext) > 16 {
+			ext = ""
+		}
+		name = truncateUTF8(name[:len(name)-len(ext)], MaxFilenameLen-len(ext)) + ext
+	}
+	if name == "" {
+		return "upload"
+	}
+	return name
+}
+
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// keyExt returns a safe extension for an object key: a dot and 1–10
+// lowercase ASCII letters or digits taken from the filename, or "".
+func keyExt(filename string) string {
+	ext := strings.ToLower(path.Ext(CleanFilename(filename)))
+	if len(ext) < 2 || len(ext) > 11 {
+		return ""
+	}
+	for _, c := range ext[1:] {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+			return ""
+		}
+	}
+	return ext
+}
+
+const keyAlphabet = "abcdefghijklmnopqrstuvwxyz234567"
+
+// NewObjectKey builds users/{user_id}/{unix_ms}-{random}{.ext} from a
+// validated user id, the time and 60 random bits. The filename only
+// contributes a sanitised extension.
+func NewObjectKey(userID, filename string, now time.Time) (string, error) {
+	if err := ValidateUserID(userID); err != nil {
+		return "", err
+	}
+	b := make([]byte, 12)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("object key: %w", err)
+	}
+	for i := range b {
+		b[i] = keyAlphabet[b[i]&31]
+	}
+	return fmt.Sprintf("users/%s/%d-%s%s", userID, now.UnixMilli(), b, keyExt(filename)), nil
+}
+
+// AccountPrefix is the object-key prefix of an account's objects.
+func AccountPrefix(userID string) string { return "users/" + userID + "/" }

@@ -1,0 +1,721 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"errors"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+
+	"github.com/jettythunder/jetty/server"
+)
+
+// Bounds of asset metadata. Longer values are EInvalid rather than cut:
+// a cut key or content type would be wrong, not just short.
+const (
+	maxObjectKeyLen   = 1024
+	maxFilenameLen    = 1024
+	maxContentTypeLen = 100 // VARCHAR(100) in seed 002
+	maxCacheKeyLen    = 1024
+	maxBucketLen      = 255
+	maxUploadIDLen    = 1024
+	// maxSpeedMbps is the largest value of DECIMAL(10,2).
+	maxSpeedMbps = 99999999.99
+)
+
+// Page sizes of ListAssets.
+const (
+	minListLimit = 1
+	maxListLimit = 1000
+)
+
+// createAttempts bounds how often CreateAsset and LinkAsset retry finding
+// or creating the account's object for a hash when the object they found
+// was deleted by a concurrent DeleteAsset before they could reference it.
+const createAttempts = 4
+
+var (
+	uniquePendingKey = uniqueKey{"blob_garbage_pkey", "blob_garbage.object_key"}
+	uniqueObjectKey  = uniqueKey{"stored_objects_object_key_key", "stored_objects.object_key"}
+)
+
+const assetCols = `id, account_id, s3_key, s3_bucket, filename, content_type, size_bytes, content_hash, cache_key,
+  hit_count, last_accessed, expires_at, uploaded_via, upload_speed_mbps, created_at`
+
+func scanAsset(r scanner) (server.Asset, error) {
+	var (
+		a                       server.Asset
+		contentType, cacheKey   sql.NullString
+		lastAccessed, expiresAt sql.NullTime
+		speed                   sql.NullFloat64
+	)
+	err := r.Scan(&a.ID, &a.AccountID, &a.ObjectKey, &a.Bucket, &a.Filename, &contentType, &a.Size, &a.SHA256, &cacheKey,
+		&a.HitCount, &lastAccessed, &expiresAt, &a.UploadedVia, &speed, &a.CreatedAt)
+	if err != nil {
+		return server.Asset{}, err
+	}
+	a.ContentType = contentType.String
+	a.CacheKey = cacheKey.String
+	if lastAccessed.Valid {
+		a.LastAccessed = lastAccessed.Time.UTC()
+	}
+	if expiresAt.Valid {
+		a.ExpiresAt = expiresAt.Time.UTC()
+	}
+	a.UploadSpeedMbps = speed.Float64
+	a.CreatedAt = a.CreatedAt.UTC()
+	return a, nil
+}
+
+// nullTime maps the zero time to NULL and any other to its stored form.
+func nullTime(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return ts(t)
+}
+
+// validText reports whether s fits a text column: valid UTF-8 without NUL
+// bytes (PostgreSQL refuses both), at most limit bytes.
+func validText(s string, limit int) bool {
+	return len(s) <= limit && utf8.ValidString(s) && !strings.ContainsRune(s, 0)
+}
+
+// validKey reports whether an id or key can be looked up at all:
+// PostgreSQL refuses invalid UTF-8 and NUL bytes in text parameters, and
+// no row can hold them, so such a value is simply not found.
+func validKey(v string) bool {
+	return utf8.ValidString(v) && !strings.ContainsRune(v, 0)
+}
+
+// normalizeHash returns h in lower case if it is a hex SHA-256.
+func normalizeHash(h string) (string, bool) {
+	if len(h) != 64 {
+		return "", false
+	}
+	h = strings.ToLower(h)
+	for i := 0; i < len(h); i++ {
+		if c := h[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return "", false
+		}
+	}
+	return h, true
+}
+
+func validObjectKey(key string) error {
+	if key == "" || !validText(key, maxObjectKeyLen) {
+		return server.Errorf(server.EInvalid, "object key must be 1 to %d bytes of UTF-8", maxObjectKeyLen)
+	}
+	return nil
+}
+
+// checkNewAsset validates n and normalizes it in place: the hash in lower
+// case, UploadedVia defaulted to "api", the speed rounded to the column's
+// two decimals. The object key is checked by the callers that use it.
+func checkNewAsset(n *server.NewAsset) error {
+	if n.AccountID == "" || !validKey(n.AccountID) {
+		return server.Errorf(server.ENotFound, "account not found")
+	}
+	h, ok := normalizeHash(n.SHA256)
+	if !ok {
+		return server.Errorf(server.EInvalid, "content hash must be a hex SHA-256 (64 hex digits)")
+	}
+	n.SHA256 = h
+	switch {
+	case n.Size < 0 || n.Size > maxReserveBytes:
+		return server.Errorf(server.EInvalid, "size must be between 0 and %d bytes, got %d", int64(maxReserveBytes), n.Size)
+	case !validText(n.Filename, maxFilenameLen):
+		return server.Errorf(server.EInvalid, "file name must be at most %d bytes of UTF-8 without NUL", maxFilenameLen)
+	case !validText(n.ContentType, maxContentTypeLen):
+		return server.Errorf(server.EInvalid, "content type must be at most %d bytes of UTF-8", maxContentTypeLen)
+	case !validText(n.CacheKey, maxCacheKeyLen):
+		return server.Errorf(server.EInvalid, "cache key must be at most %d bytes of UTF-8 without NUL", maxCacheKeyLen)
+	case !validText(n.Bucket, maxBucketLen):
+		return server.Errorf(server.EInvalid, "bucket name must be at most %d bytes", maxBucketLen)
+	}
+	switch n.UploadedVia {
+	case "":
+		n.UploadedVia = "api"
+	case "api", "jettyspeed":
+	default:
+		return server.Errorf(server.EInvalid, `uploaded_via must be "api" or "jettyspeed"`)
+	}
+	if math.IsNaN(n.UploadSpeedMbps) || n.UploadSpeedMbps < 0 {
+		return server.Errorf(server.EInvalid, "upload speed must be a non-negative number")
+	}
+	n.UploadSpeedMbps = min(n.UploadSpeedMbps, maxSpeedMbps)
+	n.UploadSpeedMbps, _ = strconv.ParseFloat(strconv.FormatFloat(n.UploadSpeedMbps, 'f', 2, 64), 64)
+	return nil
+}
+
+// object is a row of stored_objects.
+type object struct {
+	ID     string
+	Key    string
+	Bucket string
+	Size   int64
+}
+
+// AddPendingObject records that key (and uploadID, for a multipart upload)
+// is about to be written; see server.AssetStore. A key that is already
+// recorded (pending, garbage or an asset's object) is EConflict.
+func (s *Store) AddPendingObject(ctx context.Context, key, uploadID string, notBefore time.Time) error {
+	if err := validObjectKey(key); err != nil {
+		return err
+	}
+	if !validText(uploadID, maxUploadIDLen) {
+		return server.Errorf(server.EInvalid, "upload id must be at most %d bytes of UTF-8", maxUploadIDLen)
+	}
+	if notBefore.IsZero() {
+		return server.Errorf(server.EInvalid, "pending object needs a deadline")
+	}
+	res, err := s.db.ExecContext(ctx, s.q(`INSERT INTO blob_garbage (object_key, upload_id, state, not_before, claimed_until, created_at)
+SELECT ?, ?, 'pending', `+s.tsParam()+`, NULL, `+s.tsParam()+`
+WHERE NOT EXISTS (SELECT 1 FROM stored_objects WHERE object_key = ?)`),
+		key, uploadID, ts(notBefore), s.nowUTC(), key)
+	if isUniqueViolation(err, uniquePendingKey) {
+		return server.Errorf(server.EConflict, "object key is already recorded")
+	}
+	if err != nil {
+		return wrap("add pending object", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return wrap("add pending object", err)
+	} else if n == 0 {
+		return server.Errorf(server.EConflict, "object key is already recorded")
+	}
+	return nil
+}
+
+// tsParam is a placeholder for a timestamp in a position (a SELECT list)
+// where PostgreSQL cannot infer its type.
+func (s *Store) tsParam() string {
+	if s.dialect == Postgres {
+		return "CAST(? AS TIMESTAMPTZ)"
+	}
+	return "?"
+}
+
+// CreateAsset records a finished upload; see server.AssetStore. In one
+// transaction it claims the pending record of n.ObjectKey (EConflict when
+// it is gone, claimed, or past its deadline), finds or creates the
+// account's object for n.SHA256, inserts the asset, settles the
+// reservation and, when deduplicated, makes n.ObjectKey garbage due now.
+//
+// With an empty reservationID the new bytes are added to the account's
+// used storage under the same check as Reserve (EQuotaExceeded,
+// EAccountSuspended, EAccountDeleted, ENotFound). A reservation of another
+// account, or one already settled, is ENotFound; committing more than
+// was reserved is EInvalid. Any error leaves everything as it was.
+func (s *Store) CreateAsset(ctx context.Context, n server.NewAsset, reservationID string) (server.Asset, bool, error) {
+	const op = "create asset"
+	if err := checkNewAsset(&n); err != nil {
+		return server.Asset{}, false, err
+	}
+	if err := validObjectKey(n.ObjectKey); err != nil {
+		return server.Asset{}, false, err
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return server.Asset{}, false, wrap(op, err)
+	}
+	defer rollback(tx)
+	now := s.nowUTC()
+
+	// Claim the pending record: only an upload within its deadline that no
+	// collector has claimed may be recorded.
+	var claimed string
+	err = tx.QueryRowContext(ctx, s.q(`DELETE FROM blob_garbage
+WHERE object_key = ? AND state = 'pending' AND not_before > ? AND claimed_until IS NULL
+RETURNING object_key`), n.ObjectKey, now).Scan(&claimed)
+	if errors.Is(err, sql.ErrNoRows) {
+		return server.Asset{}, false, server.Errorf(server.EConflict, "upload took too long; try again")
+	}
+	if err != nil {
+		return server.Asset{}, false, wrap(op, err)
+	}
+
+	obj, dedup, err := s.findOrCreateObject(ctx, tx, n, now)
+	if err != nil {
+		return server.Asset{}, false, err
+	}
+	if dedup && obj.Key == n.ObjectKey {
+		// The upload wrote over the account's own object: never make it garbage.
+		return server.Asset{}, false, wrap(op, errors.New("upload key is already the stored object of its hash"))
+	}
+	a, err := s.insertAsset(ctx, tx, n, obj, now)
+	if err != nil {
+		return server.Asset{}, false, err
+	}
+
+	added := n.Size
+	if dedup {
+		added = 0
+	}
+	switch {
+	case reservationID != "":
+		if err := s.settleTx(ctx, tx, op, reservationID, n.AccountID, added, nil); err != nil {
+			return server.Asset{}, false, err
+		}
+	case added > 0:
+		if err := s.addUsed(ctx, tx, n.AccountID, added); err != nil {
+			return server.Asset{}, false, err
+		}
+	}
+	if dedup {
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO blob_garbage (object_key, upload_id, state, not_before, claimed_until, created_at)
+VALUES (?, '', 'garbage', ?, NULL, ?)`), n.ObjectKey, now, now); err != nil {
+			return server.Asset{}, false, wrap(op, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return server.Asset{}, false, wrap(op, err)
+	}
+	return a, dedup, nil
+}
+
+// findOrCreateObject references the account's object for n.SHA256 (its
+// ref_count grows by one; dedup is true) or, when there is none, makes
+// n.ObjectKey that object with one reference. INSERT ... ON CONFLICT DO
+// NOTHING waits, on PostgreSQL, for a concurrent transaction inserting the
+// same hash, so concurrent uploads of one content end with one object.
+func (s *Store) findOrCreateObject(ctx context.Context, tx *sql.Tx, n server.NewAsset, now time.Time) (object, bool, error) {
+	const op = "create asset"
+	for range createAttempts {
+		o := object{ID: uuid.NewString(), Key: n.ObjectKey, Bucket: n.Bucket, Size: n.Size}
+		var id string
+		err := tx.QueryRowContext(ctx, s.q(`INSERT INTO stored_objects (id, account_id, content_hash, object_key, s3_bucket, size_bytes, ref_count, created_at)
+VALUES (?, ?, ?, ?, ?, ?, 1, ?)
+ON CONFLICT (account_id, content_hash) DO NOTHING
+RETURNING id`), o.ID, n.AccountID, n.SHA256, o.Key, o.Bucket, o.Size, now).Scan(&id)
+		switch {
+		case err == nil:
+			return o, false, nil
+		case isUniqueViolation(err, uniqueObjectKey):
+			return object{}, false, server.Errorf(server.EConflict, "object key is already recorded")
+		case isForeignKeyViolation(err):
+			return object{}, false, server.Errorf(server.ENotFound, "account not found")
+		case !errors.Is(err, sql.ErrNoRows):
+			return object{}, false, wrap(op, err)
+		}
+		o, found, err := s.refObject(ctx, tx, n.AccountID, n.SHA256)
+		if err != nil {
+			return object{}, false, wrap(op, err)
+		}
+		if found {
+			if o.Size != n.Size {
+				return object{}, false, sizeMismatch(n.Size, o.Size)
+			}
+			return o, true, nil
+		}
+		// Deleted between the two statements: try again.
+	}
+	return object{}, false, wrap(op, errors.New("stored object keeps disappearing"))
+}
+
+// refObject adds a reference to the account's object for hash, if any.
+func (s *Store) refObject(ctx context.Context, tx *sql.Tx, accountID, hash string) (object, bool, error) {
+	var o object
+	err := tx.QueryRowContext(ctx, s.q(`UPDATE stored_objects SET ref_count = ref_count + 1
+WHERE account_id = ? AND content_hash = ?
+RETURNING id, object_key, s3_bucket, size_bytes`), accountID, hash).Scan(&o.ID, &o.Key, &o.Bucket, &o.Size)
+	if errors.Is(err, sql.ErrNoRows) {
+		return object{}, false, nil
+	}
+	if err != nil {
+		return object{}, false, err
+	}
+	return o, true, nil
+}
+
+func sizeMismatch(got, stored int64) error {
+	return server.Errorf(server.EInvalid, "size %d bytes does not match the %d bytes stored for that content hash", got, stored)
+}
+
+// insertAsset inserts the asset of n, pointing at obj (whose key and
+// bucket it takes).
+func (s *Store) insertAsset(ctx context.Context, tx *sql.Tx, n server.NewAsset, obj object, now time.Time) (server.Asset, error) {
+	var speed any
+	if n.UploadSpeedMbps != 0 {
+		speed = n.UploadSpeedMbps
+	}
+	a, err := scanAsset(tx.QueryRowContext(ctx, s.q(`INSERT INTO agentcache_assets (
+  id, account_id, object_id, s3_key, s3_bucket, filename, content_type, size_bytes, content_hash, cache_key,
+  hit_count, last_accessed, expires_at, uploaded_via, upload_speed_mbps, created_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, ?, ?, ?, ?)
+RETURNING `+assetCols),
+		uuid.NewString(), n.AccountID, obj.ID, obj.Key, obj.Bucket, n.Filename, nullable(n.ContentType), obj.Size, n.SHA256,
+		nullable(n.CacheKey), nullTime(n.ExpiresAt), n.UploadedVia, speed, now))
+	if isForeignKeyViolation(err) {
+		return server.Asset{}, server.Errorf(server.ENotFound, "account not found")
+	}
+	if err != nil {
+		return server.Asset{}, wrap("insert asset", err)
+	}
+	return a, nil
+}
+
+// addUsed adds bytes to the account's used storage if they fit its quota
+// and it is active: the check of Reserve, for uploads without a
+// reservation.
+func (s *Store) addUsed(ctx context.Context, tx *sql.Tx, accountID string, bytes int64) error {
+	res, err := tx.ExecContext(ctx, s.q(`UPDATE agentcache_accounts
+SET storage_used_bytes = storage_used_bytes + ?
+WHERE id = ? AND status = 'active'
+  AND storage_used_bytes + storage_reserved_bytes + ? <= storage_quota_gb * 1073741824`),
+		bytes, accountID, bytes)
+	if err != nil {
+		return wrap("create asset", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return wrap("create asset", err)
+	}
+	if n == 1 {
+		return nil
+	}
+	_, err = s.whyNoReservation(ctx, tx, server.Reservation{AccountID: accountID, Bytes: bytes}, false)
+	return err
+}
+
+// LinkAsset records a new asset for content the account already stores;
+// see server.AssetStore. n.ObjectKey is ignored: the asset takes the
+// object's key and bucket. A size other than the stored object's is
+// EInvalid. The account's usage does not change.
+func (s *Store) LinkAsset(ctx context.Context, n server.NewAsset) (server.Asset, error) {
+	if _, ok := normalizeHash(n.SHA256); !ok {
+		return server.Asset{}, server.Errorf(server.ENotFound, "no stored content with that hash")
+	}
+	if err := checkNewAsset(&n); err != nil {
+		return server.Asset{}, err
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return server.Asset{}, wrap("link asset", err)
+	}
+	defer rollback(tx)
+	o, found, err := s.refObject(ctx, tx, n.AccountID, n.SHA256)
+	if err != nil {
+		return server.Asset{}, wrap("link asset", err)
+	}
+	if !found {
+		return server.Asset{}, server.Errorf(server.ENotFound, "no stored content with that hash")
+	}
+	if o.Size != n.Size {
+		return server.Asset{}, sizeMismatch(n.Size, o.Size)
+	}
+	a, err := s.insertAsset(ctx, tx, n, o, s.nowUTC())
+	if err != nil {
+		return server.Asset{}, err
+	}
+	if err := tx.Commit(); err != nil {
+		return server.Asset{}, wrap("link asset", err)
+	}
+	return a, nil
+}
+
+func assetNotFound() error { return server.Errorf(server.ENotFound, "asset not found") }
+
+// AssetByID returns an asset of accountID, or ENotFound (also for another
+// account's asset and for a malformed id).
+func (s *Store) AssetByID(ctx context.Context, accountID, id string) (server.Asset, error) {
+	if !validKey(accountID) || !validKey(id) {
+		return server.Asset{}, assetNotFound()
+	}
+	a, err := scanAsset(s.rdb.QueryRowContext(ctx, s.q(`SELECT `+assetCols+` FROM agentcache_assets WHERE id = ? AND account_id = ?`), id, accountID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return server.Asset{}, assetNotFound()
+	}
+	if err != nil {
+		return server.Asset{}, wrap("asset by id", err)
+	}
+	return a, nil
+}
+
+// AssetByHash returns the newest asset of accountID with content hash
+// sha256 (hex, either case), or ENotFound.
+func (s *Store) AssetByHash(ctx context.Context, accountID, sha256 string) (server.Asset, error) {
+	h, ok := normalizeHash(sha256)
+	if !ok || !validKey(accountID) {
+		return server.Asset{}, assetNotFound()
+	}
+	a, err := scanAsset(s.rdb.QueryRowContext(ctx, s.q(`SELECT `+assetCols+` FROM agentcache_assets
+WHERE account_id = ? AND content_hash = ?
+ORDER BY created_at DESC, id DESC LIMIT 1`), accountID, h))
+	if errors.Is(err, sql.ErrNoRows) {
+		return server.Asset{}, assetNotFound()
+	}
+	if err != nil {
+		return server.Asset{}, wrap("asset by hash", err)
+	}
+	return a, nil
+}
+
+// ListAssets lists an account's assets newest first (created_at, then id,
+// descending), limit (1..1000, else EInvalid) per page. The cursor is
+// opaque (base64url of the last asset's created_at and id); a malformed
+// one is EInvalid. Keyset pagination: assets added or deleted between
+// pages never make a page repeat or skip another asset.
+func (s *Store) ListAssets(ctx context.Context, accountID, cursor string, limit int) (server.AssetPage, error) {
+	if limit < minListLimit || limit > maxListLimit {
+		return server.AssetPage{}, server.Errorf(server.EInvalid, "limit must be between %d and %d, got %d", minListLimit, maxListLimit, limit)
+	}
+	if !validKey(accountID) {
+		return server.AssetPage{Assets: []server.Asset{}}, nil
+	}
+	query := `SELECT ` + assetCols + ` FROM agentcache_assets WHERE account_id = ?`
+	args := []any{accountID}
+	if cursor != "" {
+		at, id, err := decodeCursor(cursor)
+		if err != nil {
+			return server.AssetPage{}, err
+		}
+		query += ` AND (created_at < ? OR (created_at = ? AND id < ?))`
+		args = append(args, at, at, id)
+	}
+	query += ` ORDER BY created_at DESC, id DESC LIMIT ?`
+	args = append(args, limit+1) // one more tells whether there is a next page
+	rows, err := s.rdb.QueryContext(ctx, s.q(query), args...)
+	if err != nil {
+		return server.AssetPage{}, wrap("list assets", err)
+	}
+	defer rows.Close()
+	page := server.AssetPage{Assets: []server.Asset{}}
+	for rows.Next() {
+		a, err := scanAsset(rows)
+		if err != nil {
+			return server.AssetPage{}, wrap("list assets", err)
+		}
+		page.Assets = append(page.Assets, a)
+	}
+	if err := rows.Err(); err != nil {
+		return server.AssetPage{}, wrap("list assets", err)
+	}
+	if len(page.Assets) > limit {
+		page.Assets = page.Assets[:limit]
+		last := page.Assets[limit-1]
+		page.Next = encodeCursor(last.CreatedAt, last.ID)
+	}
+	return page, nil
+}
+
+// encodeCursor makes the cursor of the page after the asset (at, id).
+func encodeCursor(at time.Time, id string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(at.UTC().Format(time.RFC3339Nano) + " " + id))
+}
+
+func decodeCursor(c string) (time.Time, string, error) {
+	bad := server.Errorf(server.EInvalid, "malformed cursor: pass the next cursor of the previous page unchanged")
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return time.Time{}, "", bad
+	}
+	at, id, ok := strings.Cut(string(b), " ")
+	if !ok || id == "" || !validText(id, 64) {
+		return time.Time{}, "", bad
+	}
+	t, err := time.Parse(time.RFC3339Nano, at)
+	if err != nil {
+		return time.Time{}, "", bad
+	}
+	return ts(t), id, nil
+}
+
+// DeleteAsset removes an asset of accountID (ENotFound for another
+// account's asset, a malformed id, or one already deleted). When it was
+// the last reference to its object, the object is deleted, its bytes are
+// freed from storage_used_bytes (never below zero) and its key is recorded
+// as garbage due now and returned.
+func (s *Store) DeleteAsset(ctx context.Context, accountID, id string) (string, error) {
+	return s.deleteAsset(ctx, accountID, id, nil)
+}
+
+// deleteAsset is DeleteAsset; with expiredBefore set it deletes the asset
+// only if it expired before that time.
+func (s *Store) deleteAsset(ctx context.Context, accountID, id string, expiredBefore *time.Time) (string, error) {
+	const op = "delete asset"
+	if !validKey(accountID) || !validKey(id) {
+		return "", assetNotFound()
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return "", wrap(op, err)
+	}
+	defer rollback(tx)
+	query := `DELETE FROM agentcache_assets WHERE id = ? AND account_id = ?`
+	args := []any{id, accountID}
+	if expiredBefore != nil {
+		query += ` AND expires_at < ?`
+		args = append(args, *expiredBefore)
+	}
+	var objectID sql.NullString
+	err = tx.QueryRowContext(ctx, s.q(query+` RETURNING object_id`), args...).Scan(&objectID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", assetNotFound()
+	}
+	if err != nil {
+		return "", wrap(op, err)
+	}
+	garbage := ""
+	if objectID.Valid { // NULL only for rows not written by the store
+		var (
+			key   string
+			size  int64
+			refs  int64
+			owner string
+		)
+		err := tx.QueryRowContext(ctx, s.q(`UPDATE stored_objects SET ref_count = ref_count - 1 WHERE id = ?
+RETURNING object_key, size_bytes, ref_count, account_id`), objectID.String).Scan(&key, &size, &refs, &owner)
+		if err != nil {
+			return "", wrap(op, err)
+		}
+		if refs == 0 {
+			if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM stored_objects WHERE id = ?`), objectID.String); err != nil {
+				return "", wrap(op, err)
+			}
+			if _, err := tx.ExecContext(ctx, s.q(`UPDATE agentcache_accounts
+SET storage_used_bytes = CASE WHEN storage_used_bytes > ? THEN storage_used_bytes - ? ELSE 0 END
+WHERE id = ?`), size, size, owner); err != nil {
+				return "", wrap(op, err)
+			}
+			now := s.nowUTC()
+			if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO blob_garbage (object_key, upload_id, state, not_before, claimed_until, created_at)
+VALUES (?, '', 'garbage', ?, NULL, ?)
+ON CONFLICT (object_key) DO UPDATE SET state = 'garbage', not_before = excluded.not_before, claimed_until = NULL`),
+				key, now, now); err != nil {
+				return "", wrap(op, err)
+			}
+			garbage = key
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return "", wrap(op, err)
+	}
+	return garbage, nil
+}
+
+// DeleteExpiredAssets deletes up to limit (at least 1, else EInvalid)
+// assets whose expires_at is before now, each in its own transaction by
+// the path of DeleteAsset, and reports how many it deleted. An asset
+// deleted concurrently by someone else is not counted.
+func (s *Store) DeleteExpiredAssets(ctx context.Context, now time.Time, limit int) (int, error) {
+	if limit < 1 {
+		return 0, server.Errorf(server.EInvalid, "limit must be positive, got %d", limit)
+	}
+	now = ts(now)
+	rows, err := s.rdb.QueryContext(ctx, s.q(`SELECT id, account_id FROM agentcache_assets
+WHERE expires_at < ? ORDER BY expires_at LIMIT ?`), now, limit)
+	if err != nil {
+		return 0, wrap("delete expired assets", err)
+	}
+	type ref struct{ id, account string }
+	var due []ref
+	for rows.Next() {
+		var r ref
+		if err := rows.Scan(&r.id, &r.account); err != nil {
+			rows.Close()
+			return 0, wrap("delete expired assets", err)
+		}
+		due = append(due, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, wrap("delete expired assets", err)
+	}
+	deleted := 0
+	for _, r := range due {
+		_, err := s.deleteAsset(ctx, r.account, r.id, &now)
+		switch server.ErrorCode(err) {
+		case "":
+			deleted++
+		case server.ENotFound:
+		default:
+			return deleted, err
+		}
+	}
+	return deleted, nil
+}
+
+// bandwidthPeriod is the calendar month (UTC) of t, as 'YYYY-MM'.
+func bandwidthPeriod(t time.Time) string { return t.UTC().Format("2006-01") }
+
+// RecordDownload counts a download: hit_count+1 and last_accessed (never
+// moved back) on the asset of accountID (ENotFound otherwise), and bytes
+// added to the account's bandwidth of the month of now. The month's
+// counter starts from zero when the stored one belongs to an earlier
+// month; a download stamped in an earlier month than the stored one (a
+// late report across a month boundary) counts no bandwidth.
+func (s *Store) RecordDownload(ctx context.Context, accountID, assetID string, bytes int64, now time.Time) error {
+	const op = "record download"
+	if bytes < 0 {
+		return server.Errorf(server.EInvalid, "downloaded bytes must not be negative, got %d", bytes)
+	}
+	if now.IsZero() {
+		now = s.now()
+	}
+	if !validKey(accountID) || !validKey(assetID) {
+		return assetNotFound()
+	}
+	now = ts(now)
+	period := bandwidthPeriod(now)
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return wrap(op, err)
+	}
+	defer rollback(tx)
+	res, err := tx.ExecContext(ctx, s.q(`UPDATE agentcache_assets SET hit_count = hit_count + 1,
+  last_accessed = CASE WHEN last_accessed IS NULL OR last_accessed < ? THEN ? ELSE last_accessed END
+WHERE id = ? AND account_id = ?`), now, now, assetID, accountID)
+	if err != nil {
+		return wrap(op, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return wrap(op, err)
+	} else if n == 0 {
+		return assetNotFound()
+	}
+	if _, err := tx.ExecContext(ctx, s.q(`UPDATE agentcache_accounts SET
+  bandwidth_used_bytes = CASE
+    WHEN bandwidth_period = ? THEN bandwidth_used_bytes + ?
+    WHEN bandwidth_period > ? THEN bandwidth_used_bytes
+    ELSE ? END,
+  bandwidth_period = CASE WHEN bandwidth_period > ? THEN bandwidth_period ELSE ? END
+WHERE id = ?`), period, bytes, period, bytes, period, period, accountID); err != nil {
+		return wrap(op, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return wrap(op, err)
+	}
+	return nil
+}
+
+// BandwidthUsed returns the bytes downloaded by the account in the
+// calendar month (UTC) of now (zero when nothing was recorded in that
+// month), or ENotFound.
+func (s *Store) BandwidthUsed(ctx context.Context, accountID string, now time.Time) (int64, error) {
+	var (
+		used   int64
+		period string
+	)
+	if !validKey(accountID) {
+		return 0, server.Errorf(server.ENotFound, "account not found")
+	}
+	err := s.rdb.QueryRowContext(ctx, s.q(`SELECT bandwidth_used_bytes, bandwidth_period FROM agentcache_accounts WHERE id = ?`),
+		accountID).Scan(&used, &period)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, server.Errorf(server.ENotFound, "account not found")
+	}
+	if err != nil {
+		return 0, wrap("bandwidth used", err)
+	}
+	if period != bandwidthPeriod(now) {
+		return 0, nil
+	}
+	return used, nil
+}
