@@ -4,7 +4,7 @@ PKGS    ?= ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(shell git rev-parse --short HEAD 2>/dev/null || echo none) -X main.date=$(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 
-.PHONY: run test services minio check build clean
+.PHONY: run test services minio check build clean bench-server
 
 ## run: the main job on the embedded default (SQLite + local disk), dev mode
 run:
@@ -20,6 +20,10 @@ services:
 
 minio:
 	@./scripts/minio.sh
+
+## bench-server: peak RSS and throughput of a real server process taking a 2 GiB upload
+bench-server: services minio
+	$(GO) test -run '^$$' -bench BenchmarkServerUploadRSS -benchtime 1x ./cmd/jetty
 
 ## check: formatting and vet
 check:

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"regexp"
 	"strings"
@@ -93,6 +94,40 @@ func TestServerDev(t *testing.T) {
 	if st, body := quota(t, srv, key, secret); st != 200 || body["tier"] != "pro" {
 		t.Fatalf("quota with banner credentials: %d %v", st, body)
 	}
+	// The banner's upload line works: the bytes come back.
+	up, _ := http.NewRequest("POST", srv+"/api/storage/upload", strings.NewReader("Hello JettyThunder!\n"))
+	up.Header.Set("Authorization", "Bearer "+key)
+	up.Header.Set("X-API-Secret", secret)
+	up.Header.Set("X-Filename", "test.txt")
+	ures, err := http.DefaultClient.Do(up)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var uploaded struct {
+		Asset struct {
+			URL string `json:"url"`
+		} `json:"asset"`
+	}
+	json.NewDecoder(ures.Body).Decode(&uploaded)
+	ures.Body.Close()
+	if ures.StatusCode != 201 || !strings.HasPrefix(uploaded.Asset.URL, srv) {
+		t.Fatalf("upload: %d %+v", ures.StatusCode, uploaded)
+	}
+	down, _ := http.NewRequest("GET", uploaded.Asset.URL, nil)
+	down.SetBasicAuth(key, secret)
+	dres, err := http.DefaultClient.Do(down)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(dres.Body)
+	dres.Body.Close()
+	if string(got) != "Hello JettyThunder!\n" {
+		t.Fatalf("download gave %q", got)
+	}
+	if !strings.Contains(banner, "X-Filename: test.txt") || !strings.Contains(banner, dir+"/blobs") {
+		t.Fatalf("banner lacks the upload example or the object store:\n%s", banner)
+	}
+
 	// The relay is mounted in dev mode with the printed internal secret.
 	inSecret := export(t, banner, "INTERNAL_WEBHOOK_SECRET")
 	req, _ := http.NewRequest("POST", srv+"/api/webhooks/jettythunder/provision",

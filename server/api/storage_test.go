@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"mime/multipart"
 	"net"
 	"net/http"
@@ -19,40 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jettythunder/jetty/internal/testenv"
 	"github.com/jettythunder/jetty/server"
 	"github.com/jettythunder/jetty/server/blob"
 )
-
-// genReader yields n deterministic pseudo-random bytes without holding
-// them in memory.
-type genReader struct {
-	rng *rand.ChaCha8
-	n   int64
-}
-
-func newGen(seed byte, n int64) *genReader {
-	var s [32]byte
-	s[0] = seed
-	return &genReader{rng: rand.NewChaCha8(s), n: n}
-}
-
-func (g *genReader) Read(p []byte) (int, error) {
-	if g.n <= 0 {
-		return 0, io.EOF
-	}
-	if int64(len(p)) > g.n {
-		p = p[:g.n]
-	}
-	g.rng.Read(p)
-	g.n -= int64(len(p))
-	return len(p), nil
-}
-
-func genHash(seed byte, n int64) string {
-	h := sha256.New()
-	io.Copy(h, newGen(seed, n))
-	return hex.EncodeToString(h.Sum(nil))
-}
 
 type uploadResult struct {
 	status int
@@ -200,11 +169,11 @@ func TestUploadSizesRoundTrip(t *testing.T) {
 		key, secret := e.provision("usr_sizes", "enterprise")
 		for i, n := range []int64{0, 1, 5<<20 - 1, 5<<20 + 1, 8<<20 + 3, 17 << 20} {
 			for _, length := range []int64{n, -1} { // declared, then chunked
-				r := e.upload(key, secret, fmt.Sprintf("f%d.bin", n), newGen(byte(i), n), length, nil)
+				r := e.upload(key, secret, fmt.Sprintf("f%d.bin", n), testenv.NewRandReader(byte(i), n), length, nil)
 				if r.status != 201 {
 					t.Fatalf("upload %d bytes (length %d): %d %s", n, length, r.status, r.raw)
 				}
-				want := genHash(byte(i), n)
+				want := testenv.RandHash(byte(i), n)
 				if r.asset["hash"] != want || r.asset["size"] != float64(n) {
 					t.Fatalf("upload %d: asset %v, want hash %s", n, r.asset, want)
 				}
@@ -225,8 +194,8 @@ func TestUploadOneGiB(t *testing.T) {
 	eachStorage(t, func(t *testing.T, e *env) {
 		key, secret := e.provision("usr_big", "enterprise")
 		const n = 1 << 30
-		r := e.upload(key, secret, "big.bin", newGen(7, n), n, nil)
-		if r.status != 201 || r.asset["hash"] != genHash(7, n) {
+		r := e.upload(key, secret, "big.bin", testenv.NewRandReader(7, n), n, nil)
+		if r.status != 201 || r.asset["hash"] != testenv.RandHash(7, n) {
 			t.Fatalf("upload: %d %s", r.status, r.raw)
 		}
 		st, _, got, size := e.download(key, secret, r.asset["id"].(string), "")
@@ -348,11 +317,11 @@ func TestUploadLimits(t *testing.T) {
 			nothingStored(name)
 		}
 		// Declared too large: refused before reading.
-		check("declared over max", e.upload(key, secret, "big.bin", newGen(1, max+1), max+1, nil), 413, server.ETooLarge, "50.0 MiB", "starter", "pro")
+		check("declared over max", e.upload(key, secret, "big.bin", testenv.NewRandReader(1, max+1), max+1, nil), 413, server.ETooLarge, "50.0 MiB", "starter", "pro")
 		// Chunked body over the max: cut off while streaming.
-		check("chunked over max", e.upload(key, secret, "big.bin", newGen(1, max+1), -1, nil), 413, server.ETooLarge, "50.0 MiB")
+		check("chunked over max", e.upload(key, secret, "big.bin", testenv.NewRandReader(1, max+1), -1, nil), 413, server.ETooLarge, "50.0 MiB")
 		// Exactly the max is fine.
-		r := e.upload(key, secret, "max.bin", newGen(2, max), max, nil)
+		r := e.upload(key, secret, "max.bin", testenv.NewRandReader(2, max), max, nil)
 		if r.status != 201 {
 			t.Fatalf("upload of exactly the max: %d %s", r.status, r.raw)
 		}

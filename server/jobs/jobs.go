@@ -219,8 +219,10 @@ func (r *Runner) tick(ctx context.Context, interval time.Duration) {
 	if err != nil && ctx.Err() == nil {
 		r.log().Warn("background jobs", "err", err)
 	}
-	if rep != (Report{}) {
-		r.log().Info("background jobs", "reservations_released", rep.ReservationsReleased, "assets_expired", rep.AssetsExpired,
-			"objects_collected", rep.ObjectsCollected, "orphans_removed", rep.OrphansRemoved, "usage_rows", rep.UsageRows)
+	level := slog.LevelDebug
+	if rep.ReservationsReleased+rep.AssetsExpired+rep.ObjectsCollected+rep.OrphansRemoved > 0 {
+		level = slog.LevelInfo
 	}
+	r.log().Log(ctx, level, "background jobs", "reservations_released", rep.ReservationsReleased, "assets_expired", rep.AssetsExpired,
+		"objects_collected", rep.ObjectsCollected, "orphans_removed", rep.OrphansRemoved, "usage_rows", rep.UsageRows)
 }
