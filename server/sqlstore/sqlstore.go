@@ -52,6 +52,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -182,8 +183,23 @@ func OpenPostgres(ctx context.Context, url string) (*Store, error) {
 }
 
 func (s *Store) init(ctx context.Context) error {
-	if err := s.db.PingContext(ctx); err != nil {
-		return fmt.Errorf("sqlstore: connect to %s: %w", s.dialect, err)
+	// Opening a fresh SQLite file while another process switches it to
+	// WAL can fail with SQLITE_BUSY without waiting on the busy timeout
+	// (the journal-mode change is not covered by the busy handler): retry.
+	deadline := time.Now().Add(SQLiteBusyTimeout)
+	for {
+		err := s.db.PingContext(ctx)
+		if err == nil {
+			break
+		}
+		if s.dialect != SQLite || !isBusy(err) || time.Now().After(deadline) {
+			return fmt.Errorf("sqlstore: connect to %s: %w", s.dialect, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("sqlstore: connect to %s: %w", s.dialect, ctx.Err())
+		case <-time.After(time.Duration(10+rand.IntN(40)) * time.Millisecond):
+		}
 	}
 	return s.migrate(ctx)
 }
