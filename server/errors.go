@@ -39,6 +39,16 @@ const (
 	// Storage.
 	EBandwidthExceeded = "bandwidth_quota_exceeded"
 	EInvalidRange      = "invalid_range"
+
+	// Upload sessions.
+	EInvalidManifest  = "invalid_manifest"
+	EChecksumMismatch = "checksum_mismatch"
+	EChunksMissing    = "chunks_missing"
+	ETokenInvalid     = "token_invalid"
+	ETokenExpired     = "token_expired"
+	ETooManyStreams   = "too_many_streams"
+	ELengthRequired   = "length_required"
+	EGone             = "session_gone" // the session expired before it was completed
 )
 
 // Error is the one error type of the server. Code is one of the E*

@@ -163,6 +163,7 @@ type Store interface {
 	ReleaseExpiredReservations(ctx context.Context, now time.Time) (int, error)
 
 	AssetStore
+	SessionStore
 
 	LogRequests(ctx context.Context, reqs []APIRequest) error
 	// RecentRequests lists the newest logged requests, newest first

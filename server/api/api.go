@@ -23,6 +23,7 @@ import (
 
 	"github.com/jettythunder/jetty/server"
 	"github.com/jettythunder/jetty/server/blob"
+	"github.com/jettythunder/jetty/server/uploadtoken"
 )
 
 // Config is what a Server is built from. Store and Limiter are required.
@@ -46,6 +47,9 @@ type Config struct {
 	// PublicURL, when set, is the base URL clients are told to use (a
 	// proxy or load balancer in front); otherwise the request's Host.
 	PublicURL string
+	// TokenSigner signs upload tokens; every instance (and edge) must
+	// share its key. Required for the session API.
+	TokenSigner *uploadtoken.Signer
 	// Registry receives the server's metrics; a new one when nil.
 	Registry *prometheus.Registry
 	// TierCacheTTL bounds how long tier rows are cached (default 30s).
@@ -67,6 +71,9 @@ type Server struct {
 	now       func() time.Time
 	blobs     blob.Store
 	publicURL string
+	tokens    *uploadtoken.Signer
+	streams   streamLimiter
+	manifests manifestCache
 
 	metrics *metrics
 	reqlog  *requestLog
@@ -93,6 +100,7 @@ func New(cfg Config) *Server {
 		tierTTL:   cfg.TierCacheTTL,
 		blobs:     cfg.Blobs,
 		publicURL: strings.TrimRight(cfg.PublicURL, "/"),
+		tokens:    cfg.TokenSigner,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -130,6 +138,15 @@ func New(cfg Config) *Server {
 		mux.HandleFunc("GET /api/storage/assets/{id}", s.user(s.handleGetAsset))
 		mux.HandleFunc("GET /api/storage/assets/{id}/download", s.user(s.handleDownload))
 		mux.HandleFunc("DELETE /api/storage/assets/{id}", s.user(s.handleDeleteAsset))
+	}
+	if s.blobs != nil && s.tokens != nil {
+		mux.HandleFunc("POST /api/jetty/sessions", s.user(s.handleOpenSession))
+		mux.HandleFunc("GET /api/jetty/sessions/{id}", s.user(s.handleSessionStatus))
+		mux.HandleFunc("POST /api/jetty/sessions/{id}/token", s.user(s.handleRefreshToken))
+		mux.HandleFunc("POST /api/jetty/sessions/{id}/complete", s.user(s.handleComplete))
+		mux.HandleFunc("DELETE /api/jetty/sessions/{id}", s.user(s.handleAbort))
+		// The data plane: authorised by the upload token, not rate limited.
+		mux.HandleFunc("PUT /api/jetty/sessions/{id}/chunks/{index}", s.handlePutChunk)
 	}
 
 	if s.relay != nil {

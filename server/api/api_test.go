@@ -23,6 +23,7 @@ import (
 	"github.com/jettythunder/jetty/server/memory"
 	"github.com/jettythunder/jetty/server/redis"
 	"github.com/jettythunder/jetty/server/sqlstore"
+	"github.com/jettythunder/jetty/server/uploadtoken"
 )
 
 const webhookSecret = "whsec_test_0123456789abcdef"
@@ -98,8 +99,30 @@ func newEnvWith(t *testing.T, st server.Store, lim server.Limiter) *env {
 
 func newEnvBlobs(t *testing.T, st server.Store, lim server.Limiter, blobs blob.Store) *env {
 	t.Helper()
+	return newEnvFull(t, st, lim, blobs, nil)
+}
+
+// newClockEnv is an embedded-default env whose server reads clock.
+func newClockEnv(t *testing.T, clock func() time.Time) *env {
+	t.Helper()
+	b := backends()[0]
+	fs, err := fsblob.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newEnvFull(t, b.store(t), b.limit(t), fs, clock)
+}
+
+func newEnvFull(t *testing.T, st server.Store, lim server.Limiter, blobs blob.Store, clock func() time.Time) *env {
+	t.Helper()
 	logs := &testenv.SyncBuffer{}
+	signer, err := uploadtoken.NewSigner([]byte("test token secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	s := api.New(api.Config{
+		Now:           clock,
+		TokenSigner:   signer,
 		Store:         st,
 		Limiter:       lim,
 		Blobs:         blobs,

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -37,6 +38,14 @@ var statusByCode = map[string]int{
 	server.EConflict:          http.StatusConflict,
 	server.EBandwidthExceeded: http.StatusForbidden,
 	server.EInvalidRange:      http.StatusRequestedRangeNotSatisfiable,
+	server.EInvalidManifest:   http.StatusBadRequest,
+	server.EChecksumMismatch:  http.StatusBadRequest,
+	server.EChunksMissing:     http.StatusConflict,
+	server.ETokenInvalid:      http.StatusUnauthorized,
+	server.ETokenExpired:      http.StatusUnauthorized,
+	server.ETooManyStreams:    http.StatusTooManyRequests,
+	server.ELengthRequired:    http.StatusLengthRequired,
+	server.EGone:              http.StatusGone,
 }
 
 // StatusFor returns the HTTP status for an error code (500 if unknown).
@@ -99,22 +108,38 @@ const maxJSONBody = 64 << 10
 // decodeJSON reads one JSON object from the request body into v, refusing
 // bodies over maxJSONBody, trailing data and non-JSON content types.
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	return decodeJSONLimit(w, r, v, maxJSONBody)
+}
+
+// jsonMarshal encodes v without HTML escaping.
+func jsonMarshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(b.Bytes(), "\n"), nil
+}
+
+// decodeJSONLimit is decodeJSON with a body limit of limit bytes.
+func decodeJSONLimit(w http.ResponseWriter, r *http.Request, v any, limit int64) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/json" && mt != "text/plain") {
 			return server.Errorf(server.EInvalid, "Content-Type must be application/json (got %q)", ct)
 		}
 	}
-	if r.ContentLength > maxJSONBody {
-		return server.Errorf(server.ETooLarge, "request body is %d bytes; the limit is %d", r.ContentLength, maxJSONBody)
+	if r.ContentLength > limit {
+		return server.Errorf(server.ETooLarge, "request body is %d bytes; the limit is %d", r.ContentLength, limit)
 	}
-	body := http.MaxBytesReader(w, r.Body, maxJSONBody)
+	body := http.MaxBytesReader(w, r.Body, limit)
 	dec := json.NewDecoder(body)
 	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError
 		switch {
 		case errors.As(err, &mbe):
-			return server.Errorf(server.ETooLarge, "request body is larger than %d bytes", maxJSONBody)
+			return server.Errorf(server.ETooLarge, "request body is larger than %d bytes", limit)
 		case errors.Is(err, io.EOF):
 			return server.Errorf(server.EInvalid, "request body is empty; send a JSON object")
 		default:
@@ -132,7 +157,7 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	if _, err := dec.Token(); err != io.EOF {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return server.Errorf(server.ETooLarge, "request body is larger than %d bytes", maxJSONBody)
+			return server.Errorf(server.ETooLarge, "request body is larger than %d bytes", limit)
 		}
 		return server.Errorf(server.EInvalid, "request body holds more than one JSON value")
 	}

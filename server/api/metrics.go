@@ -10,6 +10,8 @@ type metrics struct {
 	reqlogDropped   prometheus.Counter
 	uploadedBytes   prometheus.Counter
 	downloadedBytes prometheus.Counter
+	sessions        *prometheus.CounterVec
+	chunks          *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -43,7 +45,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "jetty_downloaded_bytes_total",
 			Help: "Bytes sent by asset downloads.",
 		}),
+		sessions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jetty_upload_sessions_total",
+			Help: "JettySpeed upload sessions by event (opened, completed, aborted).",
+		}, []string{"event"}),
+		chunks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jetty_chunks_total",
+			Help: "Chunk PUTs by outcome (stored, checksum_mismatch).",
+		}, []string{"outcome"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.provisioning, m.rateLimited, m.reqlogDropped, m.uploadedBytes, m.downloadedBytes)
+	reg.MustRegister(m.requests, m.duration, m.provisioning, m.rateLimited, m.reqlogDropped, m.uploadedBytes, m.downloadedBytes, m.sessions, m.chunks)
 	return m
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/jettythunder/jetty/server/memory"
 	"github.com/jettythunder/jetty/server/redis"
 	"github.com/jettythunder/jetty/server/sqlstore"
+	"github.com/jettythunder/jetty/server/uploadtoken"
 )
 
 // App is a running companion server.
@@ -238,7 +239,18 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		relay = r
 	}
 
+	if a.cfg.TokenSecret == "" {
+		if !a.cfg.Dev {
+			log.Warn("JETTY_TOKEN_SECRET is not set: upload tokens are signed with a per-process key, so run one instance only")
+		}
+		a.cfg.TokenSecret = randomSecret("tok_")
+	}
+	signer, err := uploadtoken.NewSigner([]byte(a.cfg.TokenSecret))
+	if err != nil {
+		return nil, err
+	}
 	a.api = api.New(api.Config{
+		TokenSigner:   signer,
 		Store:         a.store,
 		Limiter:       a.limiter,
 		Blobs:         a.blobs,

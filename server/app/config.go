@@ -34,6 +34,10 @@ type Config struct {
 	RelayUpstream  string // JETTYTHUNDER_API_URL (default: this server)
 	UpstreamSecret string // JETTYTHUNDER_WEBHOOK_SECRET (default: WebhookSecret)
 	RelayKey       string // JETTY_RELAY_ENCRYPTION_KEY: 64 hex chars (default: derived)
+	// TokenSecret signs upload tokens (JETTY_TOKEN_SECRET, else
+	// JETTY_EDGE_SECRET). Every server instance and edge must share it;
+	// when unset a random one is made per process (one instance only).
+	TokenSecret string
 
 	// S3 is the object store when LYVE_ENDPOINT is set; nil means files
 	// under DataDir/blobs.
@@ -64,10 +68,14 @@ func FromEnv(getenv func(string) string) Config {
 		RelayUpstream:  getenv("JETTYTHUNDER_API_URL"),
 		UpstreamSecret: getenv("JETTYTHUNDER_WEBHOOK_SECRET"),
 		RelayKey:       getenv("JETTY_RELAY_ENCRYPTION_KEY"),
+		TokenSecret:    getenv("JETTY_TOKEN_SECRET"),
 		Bucket:         getenv("LYVE_BUCKET_NAME"),
 		LiveKeys:       getenv("JETTY_KEY_ENV") != "test",
 		LogLevel:       getenv("JETTY_LOG_LEVEL"),
 		LogFormat:      getenv("JETTY_LOG_FORMAT"),
+	}
+	if c.TokenSecret == "" {
+		c.TokenSecret = getenv("JETTY_EDGE_SECRET")
 	}
 	c.PublicURL = getenv("JETTY_PUBLIC_URL")
 	if s3cfg, ok := s3blob.ConfigFromEnv(getenv); ok {

@@ -52,6 +52,7 @@ func Run(t *testing.T, open func(t *testing.T) server.Store) {
 		{"LogRequests", testLogRequests},
 	}
 	tests = append(tests, assetTests...)
+	tests = append(tests, sessionTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t)

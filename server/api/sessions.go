@@ -1,0 +1,767 @@
+package api
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jettythunder/jetty/server"
+	"github.com/jettythunder/jetty/server/blob"
+	"github.com/jettythunder/jetty/server/uploadtoken"
+)
+
+// Session timing (docs/protocol.md).
+const (
+	sessionTTL = 24 * time.Hour
+	tokenTTL   = 15 * time.Minute
+	// staleCompletion is how long a completion may show no progress
+	// before it is presumed dead (its server crashed).
+	staleCompletion = 10 * time.Minute
+	// Workers suggested and allowed: tiers with JettySpeed get parallel
+	// chunk streams, the others one.
+	jettySpeedWorkers    = 16
+	jettySpeedMaxWorkers = 32
+)
+
+type strategyBody struct {
+	Workers    int   `json:"workers"`
+	MaxWorkers int   `json:"max_workers"`
+	ChunkSize  int64 `json:"chunk_size"`
+}
+
+type sessionBody struct {
+	ID             string       `json:"id"`
+	ExpiresAt      time.Time    `json:"expires_at"`
+	ChunkURL       string       `json:"chunk_url"`
+	UploadToken    string       `json:"upload_token"`
+	TokenExpiresAt time.Time    `json:"token_expires_at"`
+	Missing        []int        `json:"missing"`
+	Strategy       strategyBody `json:"strategy"`
+}
+
+type openResponse struct {
+	Deduplicated bool         `json:"deduplicated"`
+	Session      *sessionBody `json:"session,omitempty"`
+	Asset        *assetBody   `json:"asset,omitempty"`
+}
+
+type openRequest struct {
+	Manifest *wireManifest `json:"manifest"`
+	Stream   *struct {
+		Name      string `json:"name"`
+		ChunkSize int64  `json:"chunk_size"`
+	} `json:"stream"`
+	ContentType string `json:"content_type"`
+	CacheKey    string `json:"cache_key"`
+	TTL         int64  `json:"ttl"`
+}
+
+// workersFor is the strategy a tier gets.
+func workersFor(t server.Tier) (suggested, ceiling int) {
+	if t.JettySpeedEnabled {
+		return jettySpeedWorkers, jettySpeedMaxWorkers
+	}
+	return 1, 1
+}
+
+// streamLimiter caps concurrent chunk PUTs per session at the token's
+// worker ceiling, in this process.
+type streamLimiter struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (l *streamLimiter) acquire(id string, max int) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.n == nil {
+		l.n = map[string]int{}
+	}
+	if l.n[id] >= max {
+		return false
+	}
+	l.n[id]++
+	return true
+}
+
+func (l *streamLimiter) release(id string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.n[id]--; l.n[id] <= 0 {
+		delete(l.n, id)
+	}
+}
+
+// manifestCache keeps parsed manifests of recent sessions so chunk PUTs
+// do not parse up to a megabyte of JSON each.
+type manifestCache struct {
+	mu sync.Mutex
+	m  map[string]*wireManifest
+}
+
+const manifestCacheSize = 256
+
+func (c *manifestCache) get(s server.UploadSession) (*wireManifest, error) {
+	c.mu.Lock()
+	m, ok := c.m[s.ID]
+	c.mu.Unlock()
+	if ok {
+		return m, nil
+	}
+	m, err := parseStoredManifest(s.Manifest)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = map[string]*wireManifest{}
+	}
+	if len(c.m) >= manifestCacheSize {
+		for k := range c.m { // evict one at random
+			delete(c.m, k)
+			break
+		}
+	}
+	c.m[s.ID] = m
+	c.mu.Unlock()
+	return m, nil
+}
+
+// handleOpenSession answers POST /api/jetty/sessions.
+func (s *Server) handleOpenSession(w http.ResponseWriter, r *http.Request, acct server.Account) {
+	ctx := r.Context()
+	var req openRequest
+	if err := decodeJSONLimit(w, r, &req, maxManifestBody); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if (req.Manifest == nil) == (req.Stream == nil) {
+		s.writeError(w, r, server.Errorf(server.EInvalid, "send either \"manifest\" or \"stream\""))
+		return
+	}
+	if err := checkCacheKey(req.CacheKey); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if req.TTL < 0 || req.TTL > 10*365*24*3600 {
+		s.writeError(w, r, server.Errorf(server.EInvalid, "ttl must be 0..315360000 seconds"))
+		return
+	}
+	t, err := s.tier(ctx, acct.Tier)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	sess := server.UploadSession{
+		AccountID:   acct.ID,
+		ContentType: req.ContentType,
+		CacheKey:    req.CacheKey,
+		TTLSeconds:  req.TTL,
+		ExpiresAt:   s.now().Add(sessionTTL),
+	}
+	var reserve int64
+	if m := req.Manifest; m != nil {
+		if err := m.validate(); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if m.Size > t.MaxFileSizeBytes() {
+			s.writeError(w, r, s.tooLarge(ctx, m.Size, t, true))
+			return
+		}
+		// Content the account already holds: a new asset, no byte moves.
+		if a, err := s.store.AssetByHash(ctx, acct.ID, m.SHA256); err == nil && a.Size == m.Size {
+			linked, err := s.store.LinkAsset(ctx, server.NewAsset{
+				AccountID: acct.ID, Bucket: a.Bucket, Filename: server.CleanFilename(m.Name),
+				ContentType: req.ContentType, Size: m.Size, SHA256: m.SHA256, CacheKey: req.CacheKey,
+				ExpiresAt: s.expiry(req.TTL), UploadedVia: "jettyspeed",
+			})
+			if err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			body := s.newAssetBody(r, linked)
+			writeJSON(w, http.StatusOK, openResponse{Deduplicated: true, Asset: &body})
+			return
+		} else if err != nil && server.ErrorCode(err) != server.ENotFound {
+			s.writeError(w, r, err)
+			return
+		}
+		// An open session for the same content: resume it.
+		if existing, err := s.store.OpenSessionFor(ctx, acct.ID, m.SHA256, m.Size, s.now()); err == nil {
+			body, err := s.sessionBody(ctx, r, existing, t)
+			if err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			writeJSON(w, http.StatusOK, openResponse{Session: body})
+			return
+		} else if server.ErrorCode(err) != server.ENotFound {
+			s.writeError(w, r, err)
+			return
+		}
+		raw, _ := jsonMarshal(m)
+		sess.Manifest, sess.SHA256, sess.Size = raw, m.SHA256, m.Size
+		sess.ChunkSize, sess.ChunkCount = m.ChunkSize, len(m.Chunks)
+		sess.Filename = server.CleanFilename(m.Name)
+		reserve = m.Size
+		if reserve > acct.StorageQuotaBytes()-acct.StorageUsedBytes-acct.StorageReservedBytes {
+			s.writeError(w, r, s.overQuota(ctx, reserve, acct))
+			return
+		}
+	} else {
+		cs := req.Stream.ChunkSize
+		if cs < minChunkSize || cs > maxChunkSize {
+			s.writeError(w, r, badManifest("stream chunk_size %d is outside %d..%d bytes", cs, minChunkSize, maxChunkSize))
+			return
+		}
+		sess.Size, sess.ChunkSize = -1, cs
+		sess.Filename = server.CleanFilename(req.Stream.Name)
+		free := acct.StorageQuotaBytes() - acct.StorageUsedBytes - acct.StorageReservedBytes
+		reserve = min(t.MaxFileSizeBytes(), free)
+		if reserve <= 0 {
+			s.writeError(w, r, s.overQuota(ctx, 1, acct))
+			return
+		}
+	}
+	created, err := s.createSession(ctx, acct, sess, reserve)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	body, err := s.sessionBody(ctx, r, created, t)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.metrics.sessions.WithLabelValues("opened").Inc()
+	writeJSON(w, http.StatusCreated, openResponse{Session: body})
+}
+
+func (s *Server) expiry(ttl int64) time.Time {
+	if ttl <= 0 {
+		return time.Time{}
+	}
+	return s.now().Add(time.Duration(ttl) * time.Second)
+}
+
+// createSession reserves the bytes, starts the multipart upload, records
+// the pending object and the session; on failure it undoes what it did.
+func (s *Server) createSession(ctx context.Context, acct server.Account, sess server.UploadSession, reserve int64) (server.UploadSession, error) {
+	key, err := server.NewObjectKey(acct.UserID, sess.Filename, s.now())
+	if err != nil {
+		return sess, err
+	}
+	sess.ObjectKey = key
+	undo := []func(){}
+	fail := func(err error) (server.UploadSession, error) {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+		return server.UploadSession{}, err
+	}
+	bg := context.WithoutCancel(ctx)
+	if reserve > 0 {
+		res, err := s.store.Reserve(ctx, acct.ID, reserve, sessionTTL)
+		if err != nil {
+			return fail(err)
+		}
+		sess.ReservationID, sess.Reserved = res.ID, reserve
+		undo = append(undo, func() { s.store.ReleaseReservation(bg, res.ID) })
+	}
+	if sess.Size != 0 {
+		id, err := s.blobs.CreateUpload(ctx, key, sess.ContentType)
+		if err != nil {
+			return fail(fmt.Errorf("create upload: %w", err))
+		}
+		sess.UploadID = id
+		undo = append(undo, func() { s.blobs.AbortUpload(bg, key, id) })
+	}
+	if err := s.store.AddPendingObject(ctx, key, sess.UploadID, sess.ExpiresAt); err != nil {
+		return fail(err)
+	}
+	created, err := s.store.CreateSession(ctx, sess)
+	if err != nil {
+		return fail(err) // the pending record expires with the session
+	}
+	return created, nil
+}
+
+// heldParts lists the parts storage holds for a session.
+func (s *Server) heldParts(ctx context.Context, sess server.UploadSession) (map[int]blob.Part, error) {
+	held := map[int]blob.Part{}
+	if sess.UploadID == "" {
+		return held, nil
+	}
+	parts, err := s.blobs.ListParts(ctx, sess.ObjectKey, sess.UploadID)
+	if err != nil {
+		return nil, fmt.Errorf("list parts: %w", err)
+	}
+	for _, p := range parts {
+		held[p.Number-1] = p
+	}
+	return held, nil
+}
+
+// missingChunks compares a manifest with the parts held.
+func missingChunks(m *wireManifest, held map[int]blob.Part) []int {
+	missing := []int{}
+	for _, c := range m.Chunks {
+		p, ok := held[c.Index]
+		if !ok || p.Size != c.Size || hex.EncodeToString(p.SHA256) != c.SHA256 {
+			if c.Size == 0 && len(m.Chunks) == 1 {
+				continue // an empty file has nothing to send
+			}
+			missing = append(missing, c.Index)
+		}
+	}
+	return missing
+}
+
+// sessionBody describes an open session with a fresh token.
+func (s *Server) sessionBody(ctx context.Context, r *http.Request, sess server.UploadSession, t server.Tier) (*sessionBody, error) {
+	workers, ceiling := workersFor(t)
+	missing := []int{}
+	if sess.Manifest != nil {
+		m, err := s.manifests.get(sess)
+		if err != nil {
+			return nil, err
+		}
+		held, err := s.heldParts(ctx, sess)
+		if err != nil {
+			return nil, err
+		}
+		missing = missingChunks(m, held)
+	}
+	tok, exp := s.issueToken(sess, ceiling)
+	return &sessionBody{
+		ID:             sess.ID,
+		ExpiresAt:      sess.ExpiresAt.UTC(),
+		ChunkURL:       s.baseURL(r) + "/api/jetty/sessions/" + url.PathEscape(sess.ID) + "/chunks/{index}",
+		UploadToken:    tok,
+		TokenExpiresAt: exp,
+		Missing:        missing,
+		Strategy:       strategyBody{Workers: workers, MaxWorkers: ceiling, ChunkSize: sess.ChunkSize},
+	}, nil
+}
+
+func (s *Server) issueToken(sess server.UploadSession, ceiling int) (string, time.Time) {
+	exp := s.now().Add(tokenTTL)
+	if exp.After(sess.ExpiresAt) {
+		exp = sess.ExpiresAt
+	}
+	exp = exp.UTC().Truncate(time.Second)
+	return s.tokens.Sign(uploadtoken.Claims{SessionID: sess.ID, AccountID: sess.AccountID, MaxWorkers: ceiling, Expires: exp.Unix()}), exp
+}
+
+// openSession loads a session of acct that can still take chunks.
+func (s *Server) openSession(ctx context.Context, accountID, id string) (server.UploadSession, error) {
+	sess, err := s.store.SessionByID(ctx, accountID, id)
+	if err != nil {
+		if server.ErrorCode(err) == server.ENotFound {
+			return sess, server.Errorf(server.ENotFound, "no such upload session")
+		}
+		return sess, err
+	}
+	switch {
+	case sess.State == server.SessionAborted:
+		return sess, server.Errorf(server.EGone, "upload session was aborted; start the upload again")
+	case sess.State == server.SessionCompleted:
+		return sess, server.Errorf(server.EConflict, "upload session is already complete")
+	case !s.now().Before(sess.ExpiresAt):
+		return sess, server.Errorf(server.EGone, "upload session expired at %s; start the upload again", sess.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	return sess, nil
+}
+
+// handleRefreshToken answers POST /api/jetty/sessions/{id}/token.
+func (s *Server) handleRefreshToken(w http.ResponseWriter, r *http.Request, acct server.Account) {
+	sess, err := s.openSession(r.Context(), acct.ID, r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	t, err := s.tier(r.Context(), acct.Tier)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	_, ceiling := workersFor(t)
+	tok, exp := s.issueToken(sess, ceiling)
+	writeJSON(w, http.StatusOK, map[string]any{"upload_token": tok, "token_expires_at": exp})
+}
+
+// chunkToken reads and verifies the upload token of a chunk request.
+func (s *Server) chunkToken(r *http.Request) (uploadtoken.Claims, error) {
+	tok := r.Header.Get("X-Upload-Token")
+	if tok == "" {
+		tok, _ = bearer(r)
+	}
+	if tok == "" {
+		return uploadtoken.Claims{}, server.Errorf(server.ETokenInvalid, "missing upload token: send Authorization: Bearer <upload_token> from the session")
+	}
+	c, err := s.tokens.Verify(tok, s.now())
+	switch {
+	case errors.Is(err, uploadtoken.ErrExpired):
+		return c, server.Errorf(server.ETokenExpired, "upload token expired: get a new one with POST /api/jetty/sessions/{id}/token")
+	case err != nil:
+		return c, server.Errorf(server.ETokenInvalid, "invalid upload token: %v", err)
+	case c.SessionID != r.PathValue("id"):
+		return c, server.Errorf(server.ETokenInvalid, "upload token belongs to another session")
+	}
+	return c, nil
+}
+
+// chunkResponse acknowledges a stored chunk.
+type chunkResponse struct {
+	Index  int    `json:"index"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// handlePutChunk answers PUT /api/jetty/sessions/{id}/chunks/{index}: the
+// bytes stream into storage while their SHA-256 is checked; a mismatch
+// stores nothing.
+func (s *Server) handlePutChunk(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	claims, err := s.chunkToken(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if info := requestInfoFrom(ctx); info != nil {
+		info.accountID = claims.AccountID
+	}
+	sess, err := s.openSession(ctx, claims.AccountID, claims.SessionID)
+	if err == nil && sess.State != server.SessionOpen {
+		err = server.Errorf(server.EConflict, "upload session is being completed; no more chunks")
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	index, err := strconv.Atoi(r.PathValue("index"))
+	if err != nil || index < 0 || index >= maxChunks {
+		s.writeError(w, r, server.Errorf(server.EInvalid, "chunk index must be 0..%d", maxChunks-1))
+		return
+	}
+	sum := strings.ToLower(r.Header.Get("X-Chunk-SHA256"))
+	if !isHex64(sum) {
+		s.writeError(w, r, server.Errorf(server.EInvalid, "X-Chunk-SHA256 must be the chunk's SHA-256 in hex"))
+		return
+	}
+	if r.ContentLength < 0 {
+		s.writeError(w, r, server.Errorf(server.ELengthRequired, "Content-Length is required for chunks"))
+		return
+	}
+	size := r.ContentLength
+	if sess.Manifest != nil {
+		m, err := s.manifests.get(sess)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if index >= len(m.Chunks) {
+			s.writeError(w, r, server.Errorf(server.EInvalid, "chunk %d is beyond the manifest's %d chunks", index, len(m.Chunks)))
+			return
+		}
+		c := m.Chunks[index]
+		if size != c.Size {
+			s.writeError(w, r, server.Errorf(server.EInvalid, "chunk %d is %d bytes in the manifest, the request carries %d", index, c.Size, size))
+			return
+		}
+		if sum != c.SHA256 {
+			s.writeError(w, r, server.Errorf(server.EChecksumMismatch, "chunk %d: X-Chunk-SHA256 differs from the manifest", index))
+			return
+		}
+	} else if size > sess.ChunkSize || size == 0 {
+		s.writeError(w, r, server.Errorf(server.EInvalid, "stream chunks are 1..%d bytes", sess.ChunkSize))
+		return
+	}
+	if !s.streams.acquire(sess.ID, max(claims.MaxWorkers, 1)) {
+		s.writeError(w, r, &rateLimitError{
+			err:        server.Errorf(server.ETooManyStreams, "more than %d chunk uploads at once on this session (your tier's ceiling); retry after the Retry-After seconds", claims.MaxWorkers),
+			retryAfter: time.Second,
+		})
+		return
+	}
+	defer s.streams.release(sess.ID)
+	digest, _ := hex.DecodeString(sum)
+	if _, err := s.blobs.PutPart(ctx, sess.ObjectKey, sess.UploadID, index+1, r.Body, size, digest); err != nil {
+		switch {
+		case errors.Is(err, blob.ErrChecksum):
+			s.metrics.chunks.WithLabelValues("checksum_mismatch").Inc()
+			err = server.Errorf(server.EChecksumMismatch, "chunk %d: the bytes received do not hash to %s; nothing was stored, send it again", index, sum)
+		case ctx.Err() != nil || errors.Is(err, io.ErrUnexpectedEOF):
+			err = server.Errorf(server.EInvalid, "chunk %d: the body ended early", index)
+		default:
+			err = fmt.Errorf("put part: %w", err)
+		}
+		s.writeError(w, r, err)
+		return
+	}
+	s.metrics.chunks.WithLabelValues("stored").Inc()
+	s.metrics.uploadedBytes.Add(float64(size))
+	writeJSON(w, http.StatusOK, chunkResponse{Index: index, Size: size, SHA256: sum})
+}
+
+type statusResponse struct {
+	ID        string    `json:"id"`
+	State     string    `json:"state"`
+	ExpiresAt time.Time `json:"expires_at"`
+	Held      []int     `json:"held"`
+	Missing   []int     `json:"missing"`
+	AssetID   string    `json:"asset_id,omitempty"`
+}
+
+// handleSessionStatus answers GET /api/jetty/sessions/{id}.
+func (s *Server) handleSessionStatus(w http.ResponseWriter, r *http.Request, acct server.Account) {
+	ctx := r.Context()
+	sess, err := s.store.SessionByID(ctx, acct.ID, r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	out := statusResponse{ID: sess.ID, State: string(sess.State), ExpiresAt: sess.ExpiresAt.UTC(), AssetID: sess.AssetID, Held: []int{}, Missing: []int{}}
+	if sess.State == server.SessionOpen && !s.now().Before(sess.ExpiresAt) {
+		out.State = "expired"
+	}
+	if sess.State == server.SessionOpen || sess.State == server.SessionCompleting {
+		held, err := s.heldParts(ctx, sess)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		for i := 0; i < maxChunks && len(out.Held) < len(held); i++ {
+			if _, ok := held[i]; ok {
+				out.Held = append(out.Held, i)
+			}
+		}
+		if sess.Manifest != nil {
+			m, err := s.manifests.get(sess)
+			if err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			out.Missing = missingChunks(m, held)
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+type completeRequest struct {
+	Manifest *wireManifest `json:"manifest"`
+}
+
+type missingError struct {
+	err     *server.Error
+	missing []int
+}
+
+func (e *missingError) Error() string { return e.err.Error() }
+func (e *missingError) Unwrap() error { return e.err }
+
+// handleComplete answers POST /api/jetty/sessions/{id}/complete.
+func (s *Server) handleComplete(w http.ResponseWriter, r *http.Request, acct server.Account) {
+	ctx := r.Context()
+	id := r.PathValue("id")
+	var req completeRequest
+	if r.ContentLength != 0 {
+		if err := decodeJSONLimit(w, r, &req, maxManifestBody); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
+	sess, claimed, err := s.store.BeginCompletion(ctx, acct.ID, id, s.now())
+	if err != nil {
+		if server.ErrorCode(err) == server.EGone {
+			err = server.Errorf(server.EGone, "upload session expired; start the upload again")
+		}
+		s.writeError(w, r, err)
+		return
+	}
+	if !claimed {
+		sess, err = s.awaitCompletion(ctx, acct.ID, sess)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		s.writeCompleted(w, r, acct, sess)
+		return
+	}
+	asset, dedup, err := s.complete(ctx, acct, sess, req.Manifest)
+	if err != nil {
+		if ferr := s.store.FailCompletion(context.WithoutCancel(ctx), sess.ID); ferr != nil {
+			s.log.Warn("reopen session after failed completion", "session", sess.ID, "err", ferr)
+		}
+		var me *missingError
+		if errors.As(err, &me) {
+			writeJSON(w, StatusFor(server.EChunksMissing), map[string]any{"error": me.err.Message, "code": server.EChunksMissing, "missing": me.missing})
+			if info := requestInfoFrom(ctx); info != nil {
+				info.errMsg = me.err.Message
+			}
+			return
+		}
+		s.writeError(w, r, err)
+		return
+	}
+	if err := s.store.FinishCompletion(context.WithoutCancel(ctx), sess.ID, asset.ID, dedup); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.metrics.sessions.WithLabelValues("completed").Inc()
+	body := s.newAssetBody(r, asset)
+	writeJSON(w, http.StatusOK, openResponse{Deduplicated: dedup, Asset: &body})
+}
+
+// awaitCompletion waits (up to a minute) for another request completing
+// the same session.
+func (s *Server) awaitCompletion(ctx context.Context, accountID string, sess server.UploadSession) (server.UploadSession, error) {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		switch sess.State {
+		case server.SessionCompleted:
+			return sess, nil
+		case server.SessionAborted:
+			return sess, server.Errorf(server.EGone, "upload session was aborted; start the upload again")
+		case server.SessionOpen:
+			return sess, server.Errorf(server.EConflict, "completion failed in a concurrent request; retry")
+		case server.SessionCompleting:
+			// A completion that has made no progress for this long died
+			// with its server: hand the session back so a retry can finish.
+			if s.now().Sub(sess.UpdatedAt) > staleCompletion {
+				if err := s.store.FailCompletion(ctx, sess.ID); err == nil {
+					return sess, server.Errorf(server.EConflict, "an earlier completion of this session was interrupted; complete again")
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			return sess, server.Errorf(server.EConflict, "upload session is still being completed; retry later")
+		}
+		select {
+		case <-ctx.Done():
+			return sess, ctx.Err()
+		case <-time.After(time.Duration(100+rand.IntN(100)) * time.Millisecond):
+		}
+		var err error
+		if sess, err = s.store.SessionByID(ctx, accountID, sess.ID); err != nil {
+			return sess, err
+		}
+	}
+}
+
+func (s *Server) writeCompleted(w http.ResponseWriter, r *http.Request, acct server.Account, sess server.UploadSession) {
+	asset, err := s.store.AssetByID(r.Context(), acct.ID, sess.AssetID)
+	if err != nil {
+		s.writeError(w, r, assetNotFound(err))
+		return
+	}
+	body := s.newAssetBody(r, asset)
+	writeJSON(w, http.StatusOK, openResponse{Deduplicated: sess.Deduplicated, Asset: &body})
+}
+
+// complete checks every chunk against storage's own record, assembles the
+// object and records the asset.
+func (s *Server) complete(ctx context.Context, acct server.Account, sess server.UploadSession, streamManifest *wireManifest) (server.Asset, bool, error) {
+	var m *wireManifest
+	if sess.Stream && (streamManifest != nil || sess.Manifest == nil) {
+		if streamManifest == nil {
+			return server.Asset{}, false, server.Errorf(server.EInvalid, "a stream session is completed with its manifest")
+		}
+		if err := streamManifest.validate(); err != nil {
+			return server.Asset{}, false, err
+		}
+		if streamManifest.ChunkSize != sess.ChunkSize && len(streamManifest.Chunks) > 1 {
+			return server.Asset{}, false, badManifest("chunk_size %d differs from the session's %d", streamManifest.ChunkSize, sess.ChunkSize)
+		}
+		if streamManifest.Size > sess.Reserved {
+			return server.Asset{}, false, server.Errorf(server.ETooLarge, "stream is %s, more than the %s reserved for it", humanBytes(streamManifest.Size), humanBytes(sess.Reserved))
+		}
+		raw, _ := jsonMarshal(streamManifest)
+		if err := s.store.SetSessionManifest(ctx, sess.ID, raw, streamManifest.SHA256, streamManifest.Size, len(streamManifest.Chunks)); err != nil {
+			return server.Asset{}, false, err
+		}
+		m = streamManifest
+	} else {
+		var err error
+		if m, err = s.manifests.get(sess); err != nil {
+			return server.Asset{}, false, err
+		}
+	}
+	held, err := s.heldParts(ctx, sess)
+	if err != nil {
+		return server.Asset{}, false, err
+	}
+	if missing := missingChunks(m, held); len(missing) > 0 {
+		return server.Asset{}, false, &missingError{
+			err:     server.Errorf(server.EChunksMissing, "%d of %d chunks are not stored yet; send them and complete again", len(missing), len(m.Chunks)),
+			missing: missing,
+		}
+	}
+	if m.Size == 0 {
+		if _, _, err := s.blobs.Put(ctx, sess.ObjectKey, strings.NewReader(""), 0, sess.ContentType); err != nil {
+			return server.Asset{}, false, fmt.Errorf("store empty object: %w", err)
+		}
+	} else {
+		parts := make([]blob.Part, len(m.Chunks))
+		for i := range m.Chunks {
+			parts[i] = held[i]
+		}
+		if _, err := s.blobs.CompleteUpload(ctx, sess.ObjectKey, sess.UploadID, parts); err != nil {
+			return server.Asset{}, false, fmt.Errorf("complete upload: %w", err)
+		}
+	}
+	secs := s.now().Sub(sess.CreatedAt).Seconds()
+	speed := 0.0
+	if secs > 0 {
+		speed = float64(m.Size) * 8 / 1e6 / secs
+	}
+	asset, dedup, err := s.store.CreateAsset(ctx, server.NewAsset{
+		AccountID: acct.ID, ObjectKey: sess.ObjectKey, Bucket: acct.S3Bucket, Filename: sess.Filename,
+		ContentType: sess.ContentType, Size: m.Size, SHA256: m.SHA256, CacheKey: sess.CacheKey,
+		ExpiresAt: s.expiry(sess.TTLSeconds), UploadedVia: "jettyspeed", UploadSpeedMbps: speed,
+	}, sess.ReservationID)
+	if err != nil {
+		return server.Asset{}, false, err
+	}
+	if dedup {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		if err := s.blobs.Delete(cctx, sess.ObjectKey); err == nil {
+			s.store.ObjectCollected(cctx, sess.ObjectKey)
+		}
+		cancel()
+	}
+	return asset, dedup, nil
+}
+
+// handleAbort answers DELETE /api/jetty/sessions/{id}.
+func (s *Server) handleAbort(w http.ResponseWriter, r *http.Request, acct server.Account) {
+	ctx := r.Context()
+	sess, err := s.store.AbortSession(ctx, acct.ID, r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	bg := context.WithoutCancel(ctx)
+	if sess.UploadID != "" {
+		if err := s.blobs.AbortUpload(bg, sess.ObjectKey, sess.UploadID); err != nil {
+			s.log.Warn("abort upload; the collector will retry", "session", sess.ID, "err", err)
+		}
+	}
+	if sess.ReservationID != "" {
+		if err := s.store.ReleaseReservation(bg, sess.ReservationID); err != nil && server.ErrorCode(err) != server.ENotFound {
+			s.log.Warn("release reservation", "session", sess.ID, "err", err)
+		}
+	}
+	s.metrics.sessions.WithLabelValues("aborted").Inc()
+	writeJSON(w, http.StatusOK, map[string]any{"success": true, "id": sess.ID, "state": string(sess.State)})
+}
