@@ -4,7 +4,7 @@ PKGS    ?= ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(shell git rev-parse --short HEAD 2>/dev/null || echo none) -X main.date=$(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 
-.PHONY: run test services minio check build clean bench-server
+.PHONY: run test services minio check build clean bench-server bench-client bench-engine
 
 ## run: the main job on the embedded default (SQLite + local disk), dev mode
 run:
@@ -24,6 +24,14 @@ minio:
 ## bench-server: peak RSS and throughput of a real server process taking a 2 GiB upload
 bench-server: services minio
 	$(GO) test -run '^$$' -bench BenchmarkServerUploadRSS -benchtime 1x ./cmd/jetty
+
+## bench-client: peak RSS of the client uploading a generated 10 GiB file (bound: workers × chunk + 64 MiB)
+bench-client: services minio
+	$(GO) test -run '^$$' -bench BenchmarkClientRSS -benchtime 1x -timeout 30m ./internal/e2e
+
+## bench-engine: hashing and planning throughput (SHA-256 vs BLAKE3, per core)
+bench-engine:
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./engine
 
 ## check: formatting and vet
 check:

@@ -1,5 +1,21 @@
-// Package engine will hold JettySpeed, the upload engine: chunk planning,
-// SHA-256 manifests, the bounded parallel worker pool, retries with
-// backoff, the resume journal and progress events. It has no HTTP server
-// code and no cobra. Nothing is implemented here yet (see issue 4).
+// Package engine is JettySpeed, the client side of the upload protocol
+// (docs/protocol.md): it plans a file into fixed-size chunks with SHA-256
+// manifests, opens an upload session, sends the missing chunks with a
+// bounded pool of parallel workers and completes the session.
+//
+// The pieces:
+//
+//   - Plan and Manifest: chunking (ChooseChunkSize) and hashing on all
+//     cores, the versioned manifest, its validation (the server's rules).
+//   - Client: the protocol's HTTP calls (open, status, token, chunk PUT,
+//     complete, abort) and its errors (*APIError, Retryable).
+//   - Upload, UploadReader, UploadStream: the whole flow with retries
+//     (exponential backoff with full jitter, Retry-After, single-flight
+//     token refresh), a shared bandwidth limit, progress events (Progress,
+//     Rate) and, for files, a resume journal so that a second run sends
+//     only what the server lacks.
+//
+// Memory stays bounded by workers × chunk size (workers+2 blocks for a
+// stream) plus a few MiB for planning, whatever the file size. The package
+// has no server code and no command-line code; cmd/jetty wires it.
 package engine

@@ -18,7 +18,7 @@ func BenchmarkServerUploadRSS(b *testing.B) {
 		d := mk(b)
 		b.Run(d.name, func(b *testing.B) {
 			c := startChild(b, d.env, d.args...)
-			key, secret := provisionChild(b, c.url, "usr_rss", "enterprise")
+			key, secret := testenv.Provision(b, c.url, e2eSecret, "usr_rss", "enterprise")
 			b.SetBytes(size)
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {

@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -75,30 +73,6 @@ func deployments(t testing.TB) []func(t testing.TB) deployment {
 	}
 }
 
-// provisionChild provisions an account on a child server.
-func provisionChild(t testing.TB, url, userID, tier string) (string, string) {
-	t.Helper()
-	req, _ := http.NewRequest("POST", url+"/api/agentcache/provision",
-		strings.NewReader(`{"agentcache_user_id":"`+userID+`","agentcache_email":"e2e@example.com","tier":"`+tier+`"}`))
-	req.Header.Set("Authorization", "Bearer "+e2eSecret)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	var body struct {
-		Account struct {
-			APIKey    string `json:"api_key"`
-			APISecret string `json:"api_secret"`
-		} `json:"account"`
-	}
-	json.NewDecoder(res.Body).Decode(&body)
-	if res.StatusCode != 201 {
-		t.Fatalf("provision: %d", res.StatusCode)
-	}
-	return body.Account.APIKey, body.Account.APISecret
-}
-
 // TestServerKilledMidUpload: kill -9 the server while a chunked upload
 // streams: nothing becomes visible, and one cleanup pass leaves no
 // reservation, no object, no multipart part and no temp file behind.
@@ -108,7 +82,7 @@ func TestServerKilledMidUpload(t *testing.T) {
 		t.Run(d.name, func(t *testing.T) {
 			ctx := context.Background()
 			c := startChild(t, d.env, d.args...)
-			key, secret := provisionChild(t, c.url, "usr_killed", "enterprise")
+			key, secret := testenv.Provision(t, c.url, e2eSecret, "usr_killed", "enterprise")
 
 			pr, pw := io.Pipe()
 			req, _ := http.NewRequest("POST", c.url+"/api/storage/upload", pr)

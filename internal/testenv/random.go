@@ -40,3 +40,12 @@ func RandHash(seed byte, n int64) string {
 	io.Copy(h, NewRandReader(seed, n))
 	return hex.EncodeToString(h.Sum(nil))
 }
+
+// FillBlock fills b with the deterministic pseudo-random block number i.
+func FillBlock(b []byte, i uint64) {
+	var s [32]byte
+	for k := 0; k < 8; k++ {
+		s[k] = byte(i >> (8 * k))
+	}
+	rand.NewChaCha8(s).Read(b)
+}

@@ -170,7 +170,7 @@ func (s *Server) handleOpenSession(w http.ResponseWriter, r *http.Request, acct 
 	}
 	var reserve int64
 	if m := req.Manifest; m != nil {
-		if err := m.validate(); err != nil {
+		if err := validateManifest(m); err != nil {
 			s.writeError(w, r, err)
 			return
 		}
@@ -677,7 +677,7 @@ func (s *Server) complete(ctx context.Context, acct server.Account, sess server.
 		if streamManifest == nil {
 			return server.Asset{}, false, server.Errorf(server.EInvalid, "a stream session is completed with its manifest")
 		}
-		if err := streamManifest.validate(); err != nil {
+		if err := validateManifest(streamManifest); err != nil {
 			return server.Asset{}, false, err
 		}
 		if streamManifest.ChunkSize != sess.ChunkSize && len(streamManifest.Chunks) > 1 {

@@ -1,0 +1,423 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Error codes of the upload protocol the engine acts on.
+const (
+	CodeTokenExpired     = "token_expired"
+	CodeTokenInvalid     = "token_invalid"
+	CodeChecksumMismatch = "checksum_mismatch"
+	CodeChunksMissing    = "chunks_missing"
+	CodeTooManyStreams   = "too_many_streams"
+	CodeRateLimited      = "rate_limited"
+	CodeSessionGone      = "session_gone"
+)
+
+// Client speaks the JettySpeed protocol (docs/protocol.md) to one server.
+// Control calls carry the API key and secret; chunk PUTs carry only the
+// session's upload token. A Client is safe for concurrent use; its fields
+// must not change while it is in use.
+type Client struct {
+	// BaseURL is the server, e.g. "https://jetty.example" (no trailing
+	// path is needed; one is kept if given).
+	BaseURL string
+	// APIKey and APISecret authenticate control calls.
+	APIKey, APISecret string
+	// HTTP is the client used; nil means one shared client made for bulk
+	// uploads (HTTP/1.1, so each worker gets its own TCP connection, and
+	// enough idle connections kept per host for every worker).
+	HTTP *http.Client
+	// UserAgent is sent with every request ("jetty-engine" when empty).
+	UserAgent string
+}
+
+// OpenRequest is the body of POST /api/jetty/sessions: exactly one of
+// Manifest and Stream.
+type OpenRequest struct {
+	Manifest    *Manifest   `json:"manifest,omitempty"`
+	Stream      *StreamSpec `json:"stream,omitempty"`
+	ContentType string      `json:"content_type,omitempty"`
+	CacheKey    string      `json:"cache_key,omitempty"`
+	// TTL is the asset's lifetime in seconds (0: no expiry).
+	TTL int64 `json:"ttl,omitempty"`
+}
+
+// StreamSpec opens a session for a stream of unknown length.
+type StreamSpec struct {
+	Name      string `json:"name"`
+	ChunkSize int64  `json:"chunk_size"`
+}
+
+// OpenResponse is the answer to OpenSession. Either Deduplicated is true
+// and Asset is the new asset (no byte needs to move), or Session is set.
+type OpenResponse struct {
+	Deduplicated bool     `json:"deduplicated"`
+	Asset        *Asset   `json:"asset,omitempty"`
+	Session      *Session `json:"session,omitempty"`
+	// Existing is true when the server answered 200 with a session it
+	// already had for this content (a resumed or concurrent upload), false
+	// when it created one (201).
+	Existing bool `json:"-"`
+}
+
+// Session is an open upload session.
+type Session struct {
+	ID        string    `json:"id"`
+	ExpiresAt time.Time `json:"expires_at"`
+	// ChunkURL is the PUT address of chunks, with "{index}" standing for
+	// the chunk index.
+	ChunkURL       string    `json:"chunk_url"`
+	UploadToken    string    `json:"upload_token"`
+	TokenExpiresAt time.Time `json:"token_expires_at"`
+	// Missing lists the chunks the server does not hold yet.
+	Missing  []int    `json:"missing"`
+	Strategy Strategy `json:"strategy"`
+}
+
+// Strategy is the server's advice for a session.
+type Strategy struct {
+	// Workers is the suggested number of parallel chunk PUTs.
+	Workers int `json:"workers"`
+	// MaxWorkers is the tier's ceiling, enforced by the server.
+	MaxWorkers int `json:"max_workers"`
+	// ChunkSize is the session's chunk size.
+	ChunkSize int64 `json:"chunk_size"`
+}
+
+// Asset is a stored file as the server describes it (docs/api.md).
+type Asset struct {
+	ID              string     `json:"id"`
+	URL             string     `json:"url"`
+	Key             string     `json:"key"`
+	Size            int64      `json:"size"`
+	Hash            string     `json:"hash"`
+	Filename        string     `json:"filename"`
+	ContentType     string     `json:"content_type,omitempty"`
+	CacheKey        string     `json:"cache_key,omitempty"`
+	HitCount        int64      `json:"hit_count"`
+	LastAccessed    *time.Time `json:"last_accessed,omitempty"`
+	ExpiresAt       *time.Time `json:"expires_at,omitempty"`
+	UploadedVia     string     `json:"uploaded_via,omitempty"`
+	UploadSpeedMbps float64    `json:"upload_speed_mbps,omitempty"`
+	CreatedAt       time.Time  `json:"created_at"`
+}
+
+// SessionState is the answer of SessionStatus.
+type SessionState struct {
+	ID string `json:"id"`
+	// State is open, completing, completed, aborted or expired.
+	State     string    `json:"state"`
+	ExpiresAt time.Time `json:"expires_at"`
+	Held      []int     `json:"held"`
+	Missing   []int     `json:"missing"`
+	AssetID   string    `json:"asset_id,omitempty"`
+}
+
+// Token is a fresh upload token.
+type Token struct {
+	UploadToken    string    `json:"upload_token"`
+	TokenExpiresAt time.Time `json:"token_expires_at"`
+}
+
+// CompleteResponse is the answer of Complete.
+type CompleteResponse struct {
+	Deduplicated bool  `json:"deduplicated"`
+	Asset        Asset `json:"asset"`
+}
+
+// APIError is an error answer of the server.
+type APIError struct {
+	// Status is the HTTP status.
+	Status int
+	// Code and Message are the body's "code" and "error".
+	Code, Message string
+	// RetryAfter is the Retry-After header, when there was one.
+	RetryAfter time.Duration
+	// Missing is the body's "missing" list (409 chunks_missing).
+	Missing []int
+}
+
+func (e *APIError) Error() string {
+	msg := e.Message
+	if msg == "" {
+		msg = http.StatusText(e.Status)
+	}
+	if e.Code != "" {
+		return fmt.Sprintf("%s (HTTP %d, %s)", msg, e.Status, e.Code)
+	}
+	return fmt.Sprintf("%s (HTTP %d)", msg, e.Status)
+}
+
+// IsCode reports whether err is an *APIError with that code.
+func IsCode(err error, code string) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.Code == code
+}
+
+var (
+	defaultHTTPOnce sync.Once
+	defaultHTTP     *http.Client
+)
+
+// httpClient is c.HTTP or the shared bulk-upload client.
+func (c *Client) httpClient() *http.Client {
+	if c.HTTP != nil {
+		return c.HTTP
+	}
+	defaultHTTPOnce.Do(func() {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		// One TCP connection per worker: parallel connections are what
+		// fills a long fat pipe; HTTP/2 would multiplex every worker onto
+		// one connection and one congestion window.
+		t.Protocols = new(http.Protocols)
+		t.Protocols.SetHTTP1(true)
+		t.MaxIdleConns = 256
+		t.MaxIdleConnsPerHost = 128
+		t.WriteBufferSize = 64 << 10
+		t.ReadBufferSize = 16 << 10
+		t.ResponseHeaderTimeout = 0 // the per-chunk timeout covers it
+		defaultHTTP = &http.Client{Transport: t}
+	})
+	return defaultHTTP
+}
+
+func (c *Client) userAgent() string {
+	if c.UserAgent != "" {
+		return c.UserAgent
+	}
+	return "jetty-engine"
+}
+
+// endpoint joins BaseURL and path.
+func (c *Client) endpoint(path string) string {
+	return strings.TrimRight(c.BaseURL, "/") + path
+}
+
+// serverKey names the server in journals.
+func (c *Client) serverKey() string { return strings.TrimRight(c.BaseURL, "/") }
+
+// control makes an authenticated control call: in is sent as JSON (when
+// not nil), a 2xx answer decoded into out (when not nil). It returns the
+// status.
+func (c *Client) control(ctx context.Context, method, path string, in, out any) (int, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return 0, err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.endpoint(path), body)
+	if err != nil {
+		return 0, err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", c.userAgent())
+	if c.APIKey != "" {
+		req.Header.Set("Authorization", "Bearer "+c.APIKey)
+	}
+	if c.APISecret != "" {
+		req.Header.Set("X-API-Secret", c.APISecret)
+	}
+	resp, err := c.httpClient().Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return resp.StatusCode, readAPIError(resp)
+	}
+	if out != nil {
+		// Manifests of 10,000 chunks are about 1.2 MB; answers are smaller.
+		if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(out); err != nil {
+			return resp.StatusCode, fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+		}
+	}
+	return resp.StatusCode, nil
+}
+
+// readAPIError turns an error answer into an *APIError.
+func readAPIError(resp *http.Response) error {
+	e := &APIError{Status: resp.StatusCode, RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var body struct {
+		Error   string `json:"error"`
+		Code    string `json:"code"`
+		Missing []int  `json:"missing"`
+	}
+	if json.Unmarshal(b, &body) == nil {
+		e.Code, e.Message, e.Missing = body.Code, body.Error, body.Missing
+	} else if s := strings.TrimSpace(string(b)); s != "" && len(s) < 200 {
+		e.Message = s
+	}
+	return e
+}
+
+// parseRetryAfter reads delay-seconds or an HTTP date.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(v); err == nil {
+		if s < 0 {
+			return 0
+		}
+		return time.Duration(min(s, 24*3600)) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return min(t.Sub(now), 24*time.Hour)
+	}
+	return 0
+}
+
+// OpenSession opens (or finds again) an upload session: a deduplicated
+// answer (200 with an asset), an existing session for the same content
+// (200, Existing), or a new one (201).
+func (c *Client) OpenSession(ctx context.Context, req OpenRequest) (OpenResponse, error) {
+	var out OpenResponse
+	status, err := c.control(ctx, http.MethodPost, "/api/jetty/sessions", req, &out)
+	if err != nil {
+		return out, err
+	}
+	switch {
+	case out.Deduplicated && out.Asset == nil:
+		return out, errors.New("open session: deduplicated answer without an asset")
+	case !out.Deduplicated && out.Session == nil:
+		return out, errors.New("open session: answer has neither session nor asset")
+	}
+	out.Existing = status == http.StatusOK && !out.Deduplicated
+	if s := out.Session; s != nil {
+		if s.ChunkURL, err = c.resolve(s.ChunkURL); err != nil {
+			return out, fmt.Errorf("open session: chunk_url: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// resolve makes a possibly relative URL absolute against BaseURL.
+func (c *Client) resolve(u string) (string, error) {
+	ref, err := url.Parse(strings.ReplaceAll(u, "{index}", "0"))
+	if err != nil {
+		return "", err
+	}
+	if ref.IsAbs() {
+		return u, nil
+	}
+	base, err := url.Parse(c.BaseURL)
+	if err != nil {
+		return "", err
+	}
+	abs := base.ResolveReference(&url.URL{Path: "/"}).String()
+	return strings.TrimRight(abs, "/") + "/" + strings.TrimLeft(u, "/"), nil
+}
+
+// SessionStatus asks what the server holds of a session.
+func (c *Client) SessionStatus(ctx context.Context, id string) (SessionState, error) {
+	var out SessionState
+	_, err := c.control(ctx, http.MethodGet, "/api/jetty/sessions/"+url.PathEscape(id), nil, &out)
+	return out, err
+}
+
+// RefreshToken gets a fresh upload token for a session.
+func (c *Client) RefreshToken(ctx context.Context, id string) (Token, error) {
+	var out Token
+	_, err := c.control(ctx, http.MethodPost, "/api/jetty/sessions/"+url.PathEscape(id)+"/token", struct{}{}, &out)
+	if err == nil && out.UploadToken == "" {
+		err = errors.New("refresh token: answer has no upload_token")
+	}
+	return out, err
+}
+
+// Complete asks the server to assemble the session's object. m is the
+// manifest of a stream session, nil otherwise. A 409 chunks_missing error
+// lists the chunks to send again in its Missing.
+func (c *Client) Complete(ctx context.Context, id string, m *Manifest) (CompleteResponse, error) {
+	var out CompleteResponse
+	body := map[string]any{}
+	if m != nil {
+		body["manifest"] = m
+	}
+	_, err := c.control(ctx, http.MethodPost, "/api/jetty/sessions/"+url.PathEscape(id)+"/complete", body, &out)
+	return out, err
+}
+
+// Abort drops a session: its chunks are removed and its reservation
+// released.
+func (c *Client) Abort(ctx context.Context, id string) error {
+	_, err := c.control(ctx, http.MethodDelete, "/api/jetty/sessions/"+url.PathEscape(id), nil, nil)
+	return err
+}
+
+// ChunkURL substitutes index for "{index}" in a session's chunk URL.
+func ChunkURL(chunkURL string, index int) string {
+	return strings.ReplaceAll(chunkURL, "{index}", strconv.Itoa(index))
+}
+
+// PutChunk sends one chunk: size bytes of body, with its hex SHA-256.
+// chunkURL is the session's chunk_url ("{index}" is replaced by index; a
+// URL without it is used as is). Only the upload token is sent, never the
+// API secret: the URL may be an edge.
+func (c *Client) PutChunk(ctx context.Context, chunkURL, token string, index int, sha256 string, body io.Reader, size int64) error {
+	if body == nil || size == 0 {
+		body = http.NoBody
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, ChunkURL(chunkURL, index), body)
+	if err != nil {
+		return err
+	}
+	req.ContentLength = size
+	req.GetBody = nil // the engine retries itself, counting every byte
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("X-Chunk-SHA256", sha256)
+	req.Header.Set("Content-Type", "application/octet-stream")
+	req.Header.Set("User-Agent", c.userAgent())
+	resp, err := c.httpClient().Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return readAPIError(resp)
+	}
+	var ack struct {
+		Index  *int   `json:"index"`
+		Size   *int64 `json:"size"`
+		SHA256 string `json:"sha256"`
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if json.Unmarshal(b, &ack) == nil {
+		switch {
+		case ack.Index != nil && *ack.Index != index,
+			ack.Size != nil && *ack.Size != size,
+			ack.SHA256 != "" && !strings.EqualFold(ack.SHA256, sha256):
+			return fmt.Errorf("chunk %d: the server acknowledged another chunk (%s)", index, bytes.TrimSpace(b))
+		}
+	}
+	return nil
+}
+
+// isNetError reports errors of the connection rather than of the server.
+func isNetError(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
+		errors.Is(err, net.ErrClosed) || isConnReset(err)
+}

@@ -1,0 +1,141 @@
+package engine
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// journalVersion is the journal file format.
+const journalVersion = 1
+
+// Journal is what the engine remembers of an unfinished upload of one
+// file to one server, so that a second run neither hashes the file again
+// nor sends what the server already holds.
+type Journal struct {
+	Version int    `json:"version"`
+	Server  string `json:"server"`
+	Path    string `json:"path"`
+	Size    int64  `json:"size"`
+	// MTime is the file's modification time in Unix nanoseconds.
+	MTime int64 `json:"mtime"`
+	// Fingerprint is the hex SHA-256 of the size and the first and last
+	// MiB of the file: it catches a file replaced by another of the same
+	// size and mtime (cp -p, rsync -t) for about a millisecond of reading.
+	Fingerprint string    `json:"fingerprint"`
+	Manifest    *Manifest `json:"manifest"`
+	SessionID   string    `json:"session_id,omitempty"`
+	Created     time.Time `json:"created"`
+}
+
+// DefaultJournalDir is where journals live: $XDG_STATE_HOME/jetty/journal,
+// or ~/.local/state/jetty/journal.
+func DefaultJournalDir() (string, error) {
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" && filepath.IsAbs(d) {
+		return filepath.Join(d, "jetty", "journal"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("journal directory: %w", err)
+	}
+	return filepath.Join(home, ".local", "state", "jetty", "journal"), nil
+}
+
+// JournalPath is the journal file of absPath uploaded to server, in dir:
+// the hex SHA-256 of server, a newline and the path, plus ".json".
+func JournalPath(dir, server, absPath string) string {
+	sum := sha256.Sum256([]byte(server + "\n" + absPath))
+	return filepath.Join(dir, hex.EncodeToString(sum[:])+".json")
+}
+
+// fileFingerprint hashes size and the first and last MiB of f.
+func fileFingerprint(f io.ReaderAt, size int64) (string, error) {
+	const span = 1 << 20
+	h := sha256.New()
+	fmt.Fprintf(h, "%d\n", size)
+	buf := make([]byte, min(size, span))
+	if err := readFull(f, buf, 0); err != nil {
+		return "", err
+	}
+	h.Write(buf)
+	if size > span {
+		if err := readFull(f, buf, size-int64(len(buf))); err != nil {
+			return "", err
+		}
+		h.Write(buf)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// loadJournal reads the journal at path and returns it when it still
+// describes the file (same server, path, size, mtime and fingerprint, a
+// valid manifest). A journal that does not is deleted; none is nil, nil.
+func loadJournal(path string, want Journal) (*Journal, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var j Journal
+	if err := json.Unmarshal(b, &j); err == nil && j.Version == journalVersion &&
+		j.Server == want.Server && j.Path == want.Path && j.Size == want.Size &&
+		j.MTime == want.MTime && j.Fingerprint == want.Fingerprint &&
+		j.Manifest.Validate() == nil && j.Manifest.Size == want.Size {
+		return &j, nil
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	return nil, nil
+}
+
+// save writes j to path atomically (temporary file, fsync, rename), 0600
+// in a 0700 directory.
+func (j *Journal) save(path string) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	b, err := json.Marshal(j)
+	if err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".tmp-journal-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // after a successful rename there is nothing left to remove
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func removeJournal(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,150 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"net/http"
+	"syscall"
+	"time"
+)
+
+// RetryPolicy says how failed requests are retried. Zero fields take the
+// defaults.
+type RetryPolicy struct {
+	// MaxAttempts bounds the attempts of one request, the first included
+	// (default 8). Token refreshes after 401 token_expired do not count.
+	MaxAttempts int
+	// BaseDelay and MaxDelay shape the backoff: before attempt n+1 the
+	// engine waits a uniformly random time in [0, min(MaxDelay,
+	// BaseDelay×2^(n-1))] ("full jitter"), or Retry-After when the server
+	// sent one and it is longer. Defaults 250 ms and 20 s.
+	BaseDelay, MaxDelay time.Duration
+	// ChunkTimeout bounds one attempt of one chunk PUT. Default: 5 minutes,
+	// plus twice the time the bandwidth limit needs for the chunks of all
+	// workers when there is a limit.
+	ChunkTimeout time.Duration
+}
+
+// Defaults of RetryPolicy.
+const (
+	DefaultMaxAttempts  = 8
+	DefaultBaseDelay    = 250 * time.Millisecond
+	DefaultMaxDelay     = 20 * time.Second
+	DefaultChunkTimeout = 5 * time.Minute
+	// checksumRetries is how many times a chunk refused with 400
+	// checksum_mismatch is sent again when the bytes in memory still hash
+	// right (the corruption happened on the way).
+	checksumRetries = 2
+	// tokenRefreshes bounds the refreshes one request may ask for.
+	tokenRefreshes = 3
+	// controlTimeout bounds one attempt of a control call (a completion
+	// assembling 10,000 parts included).
+	controlTimeout = 5 * time.Minute
+	// maxCrowdedWaits bounds the 429 too_many_streams answers one chunk
+	// waits out (about a second each) before the upload fails.
+	maxCrowdedWaits = 120
+)
+
+func (p RetryPolicy) withDefaults() RetryPolicy {
+	if p.MaxAttempts <= 0 {
+		p.MaxAttempts = DefaultMaxAttempts
+	}
+	if p.BaseDelay <= 0 {
+		p.BaseDelay = DefaultBaseDelay
+	}
+	if p.MaxDelay <= 0 {
+		p.MaxDelay = DefaultMaxDelay
+	}
+	if p.MaxDelay < p.BaseDelay {
+		p.MaxDelay = p.BaseDelay
+	}
+	return p
+}
+
+// backoff is the wait after the attempt-th failed attempt (1-based):
+// full jitter, at least the server's Retry-After.
+func (p RetryPolicy) backoff(attempt int, err error) time.Duration {
+	ceiling := p.MaxDelay
+	if attempt < 32 {
+		ceiling = min(p.MaxDelay, p.BaseDelay<<(attempt-1))
+	}
+	d := time.Duration(rand.Int64N(int64(ceiling) + 1))
+	var ae *APIError
+	if errors.As(err, &ae) && ae.RetryAfter > 0 {
+		// Honour it, and spread the workers that were all told the same.
+		d = ae.RetryAfter + time.Duration(rand.Int64N(int64(p.BaseDelay)+1))
+	}
+	return d
+}
+
+// Retryable reports whether a request that failed with err may succeed if
+// sent again unchanged: network errors and timeouts, 408, 429 and 5xx
+// answers. 400, 403, 404, 409, 410 and 413 never are; 401 token_expired
+// is not retryable as such (the engine refreshes the token first) and a
+// canceled context is final.
+func Retryable(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return false
+	}
+	var ae *APIError
+	if errors.As(err, &ae) {
+		switch {
+		case ae.Status == http.StatusRequestTimeout, ae.Status == http.StatusTooManyRequests:
+			return true
+		case ae.Status >= 500:
+			return ae.Status != http.StatusNotImplemented && ae.Status != http.StatusHTTPVersionNotSupported
+		}
+		return false
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true // a per-attempt timeout; the caller checks its own context first
+	}
+	return isNetError(err)
+}
+
+func isConnReset(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNABORTED)
+}
+
+// sleepCtx waits d or until ctx is done.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// retryControl runs a control call until it succeeds, fails for good or
+// runs out of attempts.
+func retryControl(ctx context.Context, p RetryPolicy, sleep func(context.Context, time.Duration) error, onRetry func(attempt int, err error, d time.Duration), call func(context.Context) error) error {
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, controlTimeout)
+		err := call(actx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if !Retryable(err) || attempt >= p.MaxAttempts {
+			return err
+		}
+		d := p.backoff(attempt, err)
+		if onRetry != nil {
+			onRetry(attempt, err, d)
+		}
+		if err := sleep(ctx, d); err != nil {
+			return err
+		}
+	}
+}

@@ -1,0 +1,640 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
+)
+
+// DefaultWorkers is the number of parallel chunk PUTs when neither the
+// options nor the server say (always capped by the server's ceiling).
+const DefaultWorkers = 16
+
+// ErrFileChanged means the bytes read from the file no longer hash to the
+// manifest: the file changed after it was planned. The journal is dropped;
+// running the upload again plans the new content.
+var ErrFileChanged = errors.New("the file changed since it was hashed; run the upload again")
+
+// Options tunes an upload. The zero value is a sensible default.
+type Options struct {
+	// Workers is the number of parallel chunk PUTs: 0 takes the server's
+	// strategy.workers. It is always capped by the server's
+	// strategy.max_workers (the tier's ceiling).
+	Workers int
+	// ChunkSize is the chunk size; 0 means ChooseChunkSize (files) or
+	// DefaultChunkSize (streams). Between 5 MiB and 512 MiB.
+	ChunkSize int64
+	// BandwidthLimit caps the payload bytes per second of all workers
+	// together; 0 means no limit.
+	BandwidthLimit int64
+	// Progress receives events; nil ignores them.
+	Progress Progress
+	// JournalDir holds resume journals (Upload only): "" is
+	// DefaultJournalDir, "-" disables the journal.
+	JournalDir string
+	// Name is the file name given to the server; Upload defaults it to
+	// the path's base name.
+	Name string
+	// ContentType, CacheKey and TTL are recorded with the asset (TTL 0:
+	// the asset does not expire).
+	ContentType string
+	CacheKey    string
+	TTL         time.Duration
+	// Retry is the retry policy.
+	Retry RetryPolicy
+	// Sleep waits between retries (tests replace it); nil waits for real.
+	Sleep func(ctx context.Context, d time.Duration) error
+}
+
+// Result is the outcome of an upload.
+type Result struct {
+	Asset Asset `json:"asset"`
+	// Deduplicated is true when the server already held the content
+	// (nothing was sent) or found it when completing.
+	Deduplicated bool `json:"deduplicated"`
+	// BytesSent is the payload bytes sent in this run, retries included.
+	BytesSent int64 `json:"bytes_sent"`
+	// ChunksTotal is the number of chunks of the file; ChunksSent the
+	// chunks stored in this run.
+	ChunksTotal int `json:"chunks_total"`
+	ChunksSent  int `json:"chunks_sent"`
+	// Duration is the wall time of the upload, planning included.
+	Duration  time.Duration `json:"-"`
+	SessionID string        `json:"session_id,omitempty"`
+	// Workers is the size of the worker pool: the requested or suggested
+	// number, never above the server's ceiling.
+	Workers int `json:"workers"`
+	// Resumed is true when the manifest came from the journal.
+	Resumed bool `json:"resumed"`
+	// Edges is what each receiver took, in first-use order.
+	Edges []EdgeStat `json:"edges"`
+}
+
+// MarshalJSON adds duration_ms.
+func (r Result) MarshalJSON() ([]byte, error) {
+	type plain Result
+	if r.Edges == nil {
+		r.Edges = []EdgeStat{}
+	}
+	return json.Marshal(struct {
+		plain
+		DurationMS int64 `json:"duration_ms"`
+	}{plain(r), r.Duration.Milliseconds()})
+}
+
+// uploader is the state of one upload.
+type uploader struct {
+	c            *Client
+	opts         Options
+	policy       RetryPolicy
+	sleep        func(context.Context, time.Duration) error
+	hub          *hub
+	lim          *rate.Limiter
+	chunkTimeout time.Duration
+	started      time.Time
+
+	sess      *Session
+	edge      string
+	tok       *tokenSource
+	workers   int
+	sent      atomic.Int64 // chunks stored in this run
+	chunkSize int64
+}
+
+func newUploader(c *Client, opts Options) *uploader {
+	u := &uploader{c: c, opts: opts, policy: opts.Retry.withDefaults(), sleep: opts.Sleep, hub: newHub(opts.Progress), started: time.Now()}
+	if u.sleep == nil {
+		u.sleep = sleepCtx
+	}
+	u.lim = newBandwidthLimiter(opts.BandwidthLimit)
+	return u
+}
+
+func (u *uploader) onControlRetry(attempt int, err error, d time.Duration) {
+	u.hub.retry(-1, attempt+1, err, d)
+}
+
+// open opens a session, with retries.
+func (u *uploader) open(ctx context.Context, req OpenRequest) (OpenResponse, error) {
+	req.ContentType, req.CacheKey = u.opts.ContentType, u.opts.CacheKey
+	if u.opts.TTL > 0 {
+		req.TTL = int64((u.opts.TTL + time.Second - 1) / time.Second)
+	}
+	var resp OpenResponse
+	err := retryControl(ctx, u.policy, u.sleep, u.onControlRetry, func(ctx context.Context) error {
+		var err error
+		resp, err = u.c.OpenSession(ctx, req)
+		return err
+	})
+	if err != nil {
+		return resp, fmt.Errorf("open upload session: %w", err)
+	}
+	return resp, nil
+}
+
+// begin takes the session: token source, edge, worker count.
+func (u *uploader) begin(s *Session, chunkSize int64) {
+	u.sess, u.chunkSize = s, chunkSize
+	u.edge = edgeOf(s.ChunkURL)
+	u.tok = &tokenSource{u: u, id: s.ID, token: s.UploadToken, exp: s.TokenExpiresAt, fetched: time.Now()}
+	w := u.opts.Workers
+	if w <= 0 {
+		w = s.Strategy.Workers
+	}
+	if w <= 0 {
+		w = DefaultWorkers
+	}
+	if s.Strategy.MaxWorkers > 0 {
+		w = min(w, s.Strategy.MaxWorkers)
+	}
+	u.workers = w
+	u.chunkTimeout = u.policy.ChunkTimeout
+	if u.chunkTimeout <= 0 {
+		u.chunkTimeout = DefaultChunkTimeout
+		if u.opts.BandwidthLimit > 0 {
+			secs := 2 * float64(chunkSize) * float64(max(u.workers, 1)) / float64(u.opts.BandwidthLimit)
+			u.chunkTimeout += time.Duration(secs * float64(time.Second))
+		}
+	}
+}
+
+// edgeOf is the scheme and host of a chunk URL.
+func edgeOf(chunkURL string) string {
+	pu, err := url.Parse(ChunkURL(chunkURL, 0))
+	if err != nil || pu.Host == "" {
+		return chunkURL
+	}
+	return pu.Scheme + "://" + pu.Host
+}
+
+// complete completes the session, with retries.
+func (u *uploader) complete(ctx context.Context, m *Manifest) (CompleteResponse, error) {
+	var resp CompleteResponse
+	err := retryControl(ctx, u.policy, u.sleep, u.onControlRetry, func(ctx context.Context) error {
+		var err error
+		resp, err = u.c.Complete(ctx, u.sess.ID, m)
+		return err
+	})
+	return resp, err
+}
+
+// tokenSource holds the session's upload token and renews it once for
+// all workers (single flight): a worker that saw its token refused asks
+// for a refresh naming the generation it used, and whoever comes second
+// gets the token the first one fetched.
+type tokenSource struct {
+	u       *uploader
+	id      string
+	mu      sync.Mutex
+	token   string
+	exp     time.Time
+	fetched time.Time
+	gen     int
+}
+
+// tokenMargin is how long before its expiry a token is renewed.
+const tokenMargin = 30 * time.Second
+
+// get returns the current token, renewing it first when it is about to
+// expire (but not again within tokenMargin of the last renewal, so a
+// skewed clock cannot make every request refresh).
+func (t *tokenSource) get(ctx context.Context) (string, int, error) {
+	t.mu.Lock()
+	tok, gen, exp, fetched := t.token, t.gen, t.exp, t.fetched
+	t.mu.Unlock()
+	if !exp.IsZero() && time.Until(exp) < tokenMargin && time.Since(fetched) > tokenMargin {
+		return t.refresh(ctx, gen)
+	}
+	return tok, gen, nil
+}
+
+// refresh renews the token unless someone already renewed generation gen.
+func (t *tokenSource) refresh(ctx context.Context, gen int) (string, int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.gen != gen {
+		return t.token, t.gen, nil
+	}
+	var tok Token
+	err := retryControl(ctx, t.u.policy, t.u.sleep, t.u.onControlRetry, func(ctx context.Context) error {
+		var err error
+		tok, err = t.u.c.RefreshToken(ctx, t.id)
+		return err
+	})
+	if err != nil {
+		return "", gen, fmt.Errorf("refresh upload token: %w", err)
+	}
+	t.token, t.exp, t.fetched = tok.UploadToken, tok.TokenExpiresAt, time.Now()
+	t.gen++
+	t.u.hub.emit(Event{Kind: EventTokenRefresh})
+	return t.token, t.gen, nil
+}
+
+// sendChunk PUTs one chunk until it is stored, fails for good or runs out
+// of attempts. data is not modified. It reports whether the transport has
+// released data (false only when a refused request still held it after
+// the wait; the buffer must then not be reused for another chunk).
+func (u *uploader) sendChunk(ctx context.Context, index int, sum string, data []byte) (bool, error) {
+	var refreshes, mismatches, crowded int
+	clean := true
+	for attempt := 1; ; attempt++ {
+		tok, gen, err := u.tok.get(ctx)
+		if err != nil {
+			return clean, err
+		}
+		actx, cancel := context.WithTimeout(ctx, u.chunkTimeout)
+		var body io.Reader
+		var br *bodyReader
+		if len(data) > 0 {
+			br = newBodyReader(actx, bytes.NewReader(data), u.lim, u.hub)
+			body = br
+		}
+		err = u.c.PutChunk(actx, u.sess.ChunkURL, tok, index, sum, body, int64(len(data)))
+		cancel() // a refused request may still be writing its body: stop it
+		if br != nil {
+			clean = waitReleased(ctx, br) && clean
+			br.flush()
+		}
+		if err == nil {
+			u.sent.Add(1)
+			u.hub.chunkDone(index, int64(len(data)), u.edge)
+			return clean, nil
+		}
+		if ctx.Err() != nil {
+			return clean, ctx.Err()
+		}
+		switch {
+		case IsCode(err, CodeTokenExpired), IsCode(err, CodeTokenInvalid):
+			// Invalid too: a server restarted with a new token secret
+			// (--dev) still knows the session.
+			if refreshes++; refreshes > tokenRefreshes {
+				return clean, err
+			}
+			if _, _, err := u.tok.refresh(ctx, gen); err != nil {
+				return clean, err
+			}
+			attempt-- // a refused token is not a failed attempt
+			continue
+		case IsCode(err, CodeTooManyStreams):
+			// The session's ceiling is shared (another process uploading
+			// the same content, or PUTs the server has not noticed
+			// ending): wait as told; not a failed attempt, but bounded.
+			if crowded++; crowded > maxCrowdedWaits {
+				return clean, err
+			}
+			attempt--
+		case IsCode(err, CodeChecksumMismatch):
+			// The engine sends the manifest's hash. If the bytes in
+			// memory still have it, they were damaged on the way: worth
+			// a couple more tries. If not, the file changed under us.
+			if h := sha256.Sum256(data); hex.EncodeToString(h[:]) != sum {
+				return clean, ErrFileChanged
+			}
+			if mismatches++; mismatches > checksumRetries {
+				return clean, err
+			}
+		case !Retryable(err):
+			return clean, err
+		}
+		if attempt >= u.policy.MaxAttempts {
+			return clean, fmt.Errorf("gave up after %d attempts: %w", attempt, err)
+		}
+		d := u.policy.backoff(max(attempt, 1), err)
+		u.hub.retry(index, attempt+1, err, d)
+		if err := u.sleep(ctx, d); err != nil {
+			return clean, err
+		}
+	}
+}
+
+// waitReleased waits until the transport closed the body (it must, see
+// http.RoundTripper; the wait is bounded all the same), and reports
+// whether it did. When ctx ends first it waits a little more.
+func waitReleased(ctx context.Context, br *bodyReader) bool {
+	t := time.NewTimer(30 * time.Second)
+	defer t.Stop()
+	select {
+	case <-br.closed:
+		return true
+	case <-t.C:
+		return false
+	case <-ctx.Done():
+	}
+	t.Reset(5 * time.Second)
+	select {
+	case <-br.closed:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// Chunk buffers, pooled by size so that consecutive uploads reuse them.
+// A worker holds one at a time, so an upload's buffers take at most
+// workers × chunk size.
+var bufPools sync.Map // int64 → *sync.Pool
+
+func getBuf(size int64) *[]byte {
+	p, _ := bufPools.LoadOrStore(size, &sync.Pool{New: func() any {
+		b := make([]byte, size)
+		return &b
+	}})
+	return p.(*sync.Pool).Get().(*[]byte)
+}
+
+func putBuf(b *[]byte) {
+	if p, ok := bufPools.Load(int64(cap(*b))); ok {
+		*b = (*b)[:cap(*b)]
+		p.(*sync.Pool).Put(b)
+	}
+}
+
+// sendChunks sends the chunks listed of a file: workers pull indexes from
+// one queue, read each chunk into their buffer and PUT it.
+func (u *uploader) sendChunks(ctx context.Context, r io.ReaderAt, m *Manifest, idx []int) error {
+	if len(idx) == 0 {
+		return nil
+	}
+	queue := make(chan int, len(idx))
+	for _, i := range idx {
+		queue <- i
+	}
+	close(queue)
+	g, gctx := errgroup.WithContext(ctx)
+	for range min(u.workers, len(idx)) {
+		g.Go(func() error {
+			bp := getBuf(m.ChunkSize)
+			reusable := true
+			defer func() {
+				if reusable {
+					putBuf(bp)
+				}
+			}()
+			for i := range queue {
+				if gctx.Err() != nil {
+					return gctx.Err()
+				}
+				c := m.Chunks[i]
+				buf := (*bp)[:c.Size]
+				if err := readFull(r, buf, c.Offset); err != nil {
+					return fmt.Errorf("chunk %d: %w", i, err)
+				}
+				var err error
+				if reusable, err = u.sendChunk(gctx, i, c.SHA256, buf); err != nil {
+					if errors.Is(err, context.Canceled) && ctx.Err() == nil {
+						return err // another worker failed first
+					}
+					return fmt.Errorf("chunk %d: %w", i, err)
+				}
+				if !reusable { // a transport still holds it: leave it to the GC
+					bp, reusable = getBuf(m.ChunkSize), true
+				}
+			}
+			return nil
+		})
+	}
+	err := g.Wait()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}
+
+// checkMissing validates a server's missing list against m.
+func checkMissing(m *Manifest, missing []int) ([]int, error) {
+	seen := make(map[int]bool, len(missing))
+	out := make([]int, 0, len(missing))
+	for _, i := range missing {
+		if i < 0 || i >= len(m.Chunks) {
+			return nil, fmt.Errorf("the server asks for chunk %d of a %d-chunk manifest", i, len(m.Chunks))
+		}
+		if !seen[i] {
+			seen[i] = true
+			out = append(out, i)
+		}
+	}
+	return out, nil
+}
+
+// journalFunc records the manifest and session of an upload (nil: no
+// journal).
+type journalFunc func(m *Manifest, sessionID string) error
+
+// fileUpload is the common path of Upload and UploadReader.
+type fileUpload struct {
+	r       io.ReaderAt
+	size    int64
+	name    string
+	m       *Manifest // from the journal, or nil
+	resumed bool
+	save    journalFunc
+	drop    func()
+}
+
+func (u *uploader) uploadFile(ctx context.Context, f fileUpload) (*Result, error) {
+	res := &Result{}
+	plan := func(chunkSize int64) (*Manifest, error) {
+		m, err := Plan(ctx, f.r, f.size, chunkSize, PlanOptions{Name: f.name, Progress: func(n int64) { u.hub.plan(n, f.size) }})
+		if err != nil {
+			return nil, fmt.Errorf("hash %s: %w", f.name, err)
+		}
+		if f.save != nil {
+			if err := f.save(m, ""); err != nil {
+				u.hub.warn(fmt.Errorf("journal: %w (the upload goes on, but cannot resume)", err))
+			}
+		}
+		return m, nil
+	}
+	m := f.m
+	res.Resumed = m != nil
+	if m == nil {
+		var err error
+		if m, err = plan(u.opts.ChunkSize); err != nil {
+			return res, err
+		}
+	} else {
+		m.Name = f.name
+	}
+	resp, err := u.open(ctx, OpenRequest{Manifest: m})
+	if err != nil {
+		return res, err
+	}
+	// The server found an open session for this content cut differently
+	// (another chunk size): adopt its chunking, so the chunks it holds
+	// count, rather than start over.
+	if s := resp.Session; s != nil && len(m.Chunks) > 1 && s.Strategy.ChunkSize != 0 && s.Strategy.ChunkSize != m.ChunkSize {
+		if m, err = plan(s.Strategy.ChunkSize); err != nil {
+			return res, err
+		}
+		res.Resumed = false
+		if resp, err = u.open(ctx, OpenRequest{Manifest: m}); err != nil {
+			return res, err
+		}
+		if s := resp.Session; s != nil && s.Strategy.ChunkSize != 0 && s.Strategy.ChunkSize != m.ChunkSize && len(m.Chunks) > 1 {
+			return res, fmt.Errorf("open upload session: the server's session has chunk size %d, the manifest %d", s.Strategy.ChunkSize, m.ChunkSize)
+		}
+	}
+	res.ChunksTotal = len(m.Chunks)
+	if resp.Deduplicated {
+		res.Asset, res.Deduplicated = *resp.Asset, true
+		return res, nil
+	}
+	s := resp.Session
+	res.SessionID = s.ID
+	if f.save != nil {
+		if err := f.save(m, s.ID); err != nil {
+			u.hub.warn(fmt.Errorf("journal: %w (the upload goes on, but cannot resume)", err))
+		}
+	}
+	missing, err := checkMissing(m, s.Missing)
+	if err != nil {
+		return res, err
+	}
+	u.begin(s, m.ChunkSize)
+	res.Workers = u.workers
+	pending := m.missingBytes(missing)
+	u.hub.start(m.Size, m.Size-pending, len(m.Chunks), len(m.Chunks)-len(missing), u.workers)
+
+	err = u.sendChunks(ctx, f.r, m, missing)
+	var cr CompleteResponse
+	if err == nil {
+		cr, err = u.complete(ctx, nil)
+		var ae *APIError
+		if errors.As(err, &ae) && ae.Code == CodeChunksMissing && len(ae.Missing) > 0 {
+			// The receiver lost chunks it had acknowledged (or held
+			// chunks the session no longer counts): send them once more.
+			again, cerr := checkMissing(m, ae.Missing)
+			if cerr != nil {
+				return res, cerr
+			}
+			if err = u.sendChunks(ctx, f.r, m, again); err == nil {
+				cr, err = u.complete(ctx, nil)
+			}
+		}
+		if err != nil && ctx.Err() == nil {
+			err = fmt.Errorf("complete upload: %w", err)
+		}
+	}
+	if err != nil {
+		if errors.Is(err, ErrFileChanged) && f.drop != nil {
+			f.drop()
+		}
+		return res, err
+	}
+	res.Asset, res.Deduplicated = cr.Asset, cr.Deduplicated
+	return res, nil
+}
+
+// finish fills in the figures every result has and reports the end.
+func (u *uploader) finish(res *Result, err error) (*Result, error) {
+	res.BytesSent = u.hub.sentBytes()
+	res.ChunksSent = int(u.sent.Load())
+	res.Duration = time.Since(u.started)
+	res.Edges = u.hub.edgeStats()
+	u.hub.emit(Event{Kind: EventDone, Err: err})
+	return res, err
+}
+
+// UploadReader uploads size bytes of r as name: plan, open a session,
+// send the missing chunks with a bounded worker pool, complete. It keeps
+// no journal. On error the Result holds the figures so far.
+func UploadReader(ctx context.Context, c *Client, r io.ReaderAt, size int64, name string, opts Options) (*Result, error) {
+	u := newUploader(c, opts)
+	if opts.Name != "" {
+		name = opts.Name
+	}
+	res, err := u.uploadFile(ctx, fileUpload{r: r, size: size, name: name})
+	return u.finish(res, err)
+}
+
+// Upload uploads the file at path. It keeps a journal (see Options) so
+// that running it again after a crash, Ctrl-C or a network failure neither
+// hashes the file again nor sends the chunks the server already holds.
+// The journal is valid while the file keeps its size, modification time
+// and fingerprint; it is deleted once the upload succeeds.
+func Upload(ctx context.Context, c *Client, path string, opts Options) (*Result, error) {
+	u := newUploader(c, opts)
+	res, err := u.uploadPath(ctx, path)
+	return u.finish(res, err)
+}
+
+func (u *uploader) uploadPath(ctx context.Context, path string) (*Result, error) {
+	res := &Result{}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return res, err
+	}
+	f, err := os.Open(abs)
+	if err != nil {
+		return res, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return res, err
+	}
+	if !st.Mode().IsRegular() {
+		return res, fmt.Errorf("%s is not a regular file (upload streams with UploadStream)", path)
+	}
+	name := u.opts.Name
+	if name == "" {
+		name = filepath.Base(abs)
+	}
+	fu := fileUpload{r: f, size: st.Size(), name: name}
+
+	dir := u.opts.JournalDir
+	if dir == "" {
+		if dir, err = DefaultJournalDir(); err != nil {
+			u.hub.warn(fmt.Errorf("journal: %w (the upload goes on, but cannot resume)", err))
+			dir = "-"
+		}
+	}
+	if dir != "-" {
+		jpath := JournalPath(dir, u.c.serverKey(), abs)
+		want := Journal{Version: journalVersion, Server: u.c.serverKey(), Path: abs, Size: st.Size(), MTime: st.ModTime().UnixNano()}
+		if want.Fingerprint, err = fileFingerprint(f, st.Size()); err != nil {
+			return res, fmt.Errorf("read %s: %w", path, err)
+		}
+		j, err := loadJournal(jpath, want)
+		if err != nil {
+			u.hub.warn(fmt.Errorf("journal: %w", err))
+		}
+		// A journal cut with another chunk size than the one asked for
+		// is planned again.
+		if j != nil && (u.opts.ChunkSize == 0 || u.opts.ChunkSize == j.Manifest.ChunkSize) {
+			fu.m = j.Manifest
+			want.Created = j.Created
+		} else {
+			want.Created = time.Now().UTC()
+		}
+		fu.save = func(m *Manifest, sessionID string) error {
+			jj := want
+			jj.Manifest, jj.SessionID = m, sessionID
+			return jj.save(jpath)
+		}
+		fu.drop = func() {
+			if err := removeJournal(jpath); err != nil {
+				u.hub.warn(fmt.Errorf("journal: %w", err))
+			}
+		}
+	}
+	res, err = u.uploadFile(ctx, fu)
+	if err == nil && fu.drop != nil {
+		fu.drop()
+	}
+	return res, err
+}
