@@ -29,9 +29,11 @@ bench-server: services minio
 bench-client: services minio
 	$(GO) test -run '^$$' -bench BenchmarkClientRSS -benchtime 1x -timeout 30m ./internal/e2e
 
-## bench-engine: hashing and planning throughput (SHA-256 vs BLAKE3, per core)
+## bench-engine: hashing and planning throughput (SHA-256 vs BLAKE3, per core), and the
+## whole pipeline to a local server; compare with `openssl speed -evp sha256`
 bench-engine:
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./engine
+	$(GO) test -run '^$$' -bench BenchmarkPipelineLocal -benchtime 3x ./internal/e2e
 
 ## check: formatting and vet
 check:

@@ -1,9 +1,12 @@
 package e2e
 
 import (
+	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"io"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -40,7 +43,7 @@ func BenchmarkClientRSS(b *testing.B) {
 	db.Close()
 	for i := 0; i < b.N; i++ {
 		cmd := runChild(b, "JETTY_E2E_SERVER="+s.url, "JETTY_E2E_KEY="+s.key, "JETTY_E2E_SECRET="+s.secret,
-			fmt.Sprintf("JETTY_E2E_GEN=%d", size), "JETTY_E2E_JOURNAL=-", "JETTY_E2E_MEMLIMIT=1",
+			fmt.Sprintf("JETTY_E2E_GEN=%d", size), "JETTY_E2E_JOURNAL=-", "JETTY_E2E_MEMLIMIT="+memLimit(),
 			fmt.Sprintf("JETTY_E2E_WORKERS=%d", workers), fmt.Sprintf("JETTY_E2E_CHUNK=%d", chunk))
 		var out strings.Builder
 		cmd.Stdout = &out
@@ -61,4 +64,44 @@ func BenchmarkClientRSS(b *testing.B) {
 			b.Fatalf("asset size %d", res.Asset.Size)
 		}
 	}
+}
+
+// BenchmarkPipelineLocal measures the whole pipeline (plan, open, 16
+// workers, complete) against a local server in this process, on the
+// embedded default: 512 MiB of generated data per iteration, each
+// iteration different content so nothing deduplicates.
+func BenchmarkPipelineLocal(b *testing.B) {
+	const size = 512 << 20
+	s := startServer(b, app.Config{DataDir: b.TempDir()})
+	c := &engine.Client{BaseURL: s.url, APIKey: s.key, APISecret: s.secret}
+	b.SetBytes(size)
+	for i := 0; i < b.N; i++ {
+		r := &offsetReaderAt{ReaderAt: newGenReaderAt(size + int64(i)), off: int64(i)}
+		res, err := engine.UploadReader(context.Background(), c, r, size, fmt.Sprintf("p%d.bin", i), engine.Options{Workers: 16, JournalDir: "-"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if res.Deduplicated || res.Asset.Size != size {
+			b.Fatalf("result %+v", res)
+		}
+	}
+}
+
+// offsetReaderAt shifts a ReaderAt so each iteration reads other bytes.
+type offsetReaderAt struct {
+	io.ReaderAt
+	off int64
+}
+
+func (o *offsetReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	return o.ReaderAt.ReadAt(p, off+o.off)
+}
+
+// memLimit is "1" unless JETTY_E2E_MEMLIMIT=0 asks to measure without
+// engine.LimitMemory.
+func memLimit() string {
+	if os.Getenv("JETTY_E2E_MEMLIMIT") == "0" {
+		return "0"
+	}
+	return "1"
 }
