@@ -14,6 +14,17 @@ import (
 type Factory struct {
 	IO     *iostreams.IOStreams
 	Getenv func(string) string
+	// LoadCredentials finds stored credentials for server ("" means the
+	// server last logged in to) and says where they came from (keychain,
+	// file). Set by main from the keychain package; nil means none.
+	LoadCredentials func(server string) (Credentials, string, error)
+}
+
+// Credentials are a server and the key and secret for it.
+type Credentials struct {
+	Server    string
+	APIKey    string
+	APISecret string
 }
 
 // Exit codes. They are part of the command-line contract (see
@@ -91,7 +102,15 @@ enforces quotas and stores the objects.`,
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &ExitError{Code: ExitUsage, Err: fmt.Errorf("%w\nRun '%s --help' for usage.", err, c.CommandPath())}
 	})
-	root.AddCommand(NewCmdServer(f, nil))
-	root.AddCommand(NewCmdVersion(f, nil))
+	root.AddCommand(
+		NewCmdServer(f, nil),
+		NewCmdLs(f, nil),
+		NewCmdRm(f, nil),
+		NewCmdQuota(f, nil),
+		NewCmdCompletion(f),
+		NewCmdVersion(f, nil),
+		NewCmdExitCodes(),
+		NewCmdGenDocs(f),
+	)
 	return root
 }
