@@ -1,25 +1,37 @@
-# jetty: the two commands a newcomer needs are `make run` and `make test`.
+# jetty: the two commands a newcomer needs are `make demo` and `make test`.
 GO      ?= go
 PKGS    ?= ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(shell git rev-parse --short HEAD 2>/dev/null || echo none) -X main.date=$(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 
-.PHONY: run test services minio check build clean bench-server bench-client bench-engine
+.PHONY: run demo test test-keyring services minio check build clean bench-server bench-client bench-engine
 
-## run: the main job on the embedded default (SQLite + local disk), dev mode
+## demo: the main job on the embedded default, end to end: dev server, login, upload
+## with progress, download, verify, logout, stop (all in a temporary directory)
+demo:
+	@./scripts/demo.sh
+
+## run: a dev server on the embedded default (SQLite + local disk) that stays up
 run:
 	$(GO) run ./cmd/jetty server --dev
 
 ## test: start PostgreSQL and Redis if they are down, install the pinned MinIO
-## (the S3 tests start their own on a free port), then run every test with the race detector
+## (the S3 tests start their own on a free port), run every test with the race
+## detector, then the keychain tests against a real Secret Service
 test: services minio
 	$(GO) test -race -count=1 $(PKGS)
+	@./scripts/keyring-test.sh
 
 services:
 	@./scripts/services.sh
 
 minio:
 	@./scripts/minio.sh
+
+## test-keyring: the keychain against a real Secret Service (gnome-keyring under a
+## private dbus-run-session; installs gnome-keyring, dbus, libsecret-tools if missing)
+test-keyring:
+	@./scripts/keyring-test.sh
 
 ## bench-server: peak RSS and throughput of a real server process taking a 2 GiB upload
 bench-server: services minio

@@ -141,7 +141,7 @@ func TestAuthFailuresExitThree(t *testing.T) {
 		{map[string]string{}, "jetty login"},
 		{map[string]string{"JETTY_SERVER": srv, "JETTY_API_KEY": key}, "set together"},
 		{map[string]string{"JETTY_API_KEY": key, "JETTY_API_SECRET": secret}, "JETTY_SERVER"},
-		{map[string]string{"JETTY_SERVER": srv, "JETTY_API_KEY": key, "JETTY_API_SECRET": secret[:len(secret)-1] + "A"}, "wrong API secret"},
+		{map[string]string{"JETTY_SERVER": srv, "JETTY_API_KEY": key, "JETTY_API_SECRET": otherSecret(secret)}, "wrong API secret"},
 	}
 	for _, c := range cases {
 		_, errOut, code := runJetty(t, c.env, "", "quota")
@@ -210,4 +210,13 @@ func readDir(dir string) (map[string][]byte, error) {
 		m[e.Name()] = b
 	}
 	return m, nil
+}
+
+// otherSecret is secret with its last character changed.
+func otherSecret(secret string) string {
+	last := byte('A')
+	if secret[len(secret)-1] == 'A' {
+		last = 'B'
+	}
+	return secret[:len(secret)-1] + string(last)
 }

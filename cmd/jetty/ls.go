@@ -77,6 +77,10 @@ func lsRun(ctx context.Context, opts *LsOptions) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%.12s\t%s\n", a.ID, humanBytes(a.Size), a.CreatedAt.Local().Format("2006-01-02 15:04"), a.Hash, a.Filename)
 	}
 	tw.Flush()
-	fmt.Fprintf(out, "%d files, %s\n", len(assets), humanBytes(total))
+	noun := "files"
+	if len(assets) == 1 {
+		noun = "file"
+	}
+	fmt.Fprintf(out, "%d %s, %s\n", len(assets), noun, humanBytes(total))
 	return nil
 }

@@ -24,7 +24,9 @@ func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	io := iostreams.System()
-	root := NewCmdRoot(&Factory{IO: io, Getenv: os.Getenv})
+	f := &Factory{IO: io, Getenv: os.Getenv}
+	f.LoadCredentials = loadFrom(systemStore(f))
+	root := NewCmdRoot(f)
 	root.SetArgs(os.Args[1:])
 	err := root.ExecuteContext(ctx)
 	if err == nil {

@@ -103,10 +103,15 @@ enforces quotas and stores the objects.`,
 		return &ExitError{Code: ExitUsage, Err: fmt.Errorf("%w\nRun '%s --help' for usage.", err, c.CommandPath())}
 	})
 	root.AddCommand(
-		NewCmdServer(f, nil),
+		NewCmdLogin(f, nil),
+		NewCmdLogout(f, nil),
+		NewCmdWhoami(f, nil),
+		NewCmdUpload(f, nil),
+		NewCmdDownload(f, nil),
 		NewCmdLs(f, nil),
 		NewCmdRm(f, nil),
 		NewCmdQuota(f, nil),
+		NewCmdServer(f, nil),
 		NewCmdCompletion(f),
 		NewCmdVersion(f, nil),
 		NewCmdExitCodes(),

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/jettythunder/jetty/keychain"
+)
+
+// LogoutOptions are the inputs of `jetty logout`.
+type LogoutOptions struct {
+	F      *Factory
+	Server string
+	Store  CredentialStore
+}
+
+// NewCmdLogout builds `jetty logout`.
+func NewCmdLogout(f *Factory, runF func(*LogoutOptions) error) *cobra.Command {
+	opts := &LogoutOptions{F: f, Store: systemStore(f)}
+	cmd := &cobra.Command{
+		Use:   "logout [--server URL]",
+		Short: "Remove stored credentials from the OS keychain and the plain file",
+		Long: `Remove the stored credentials for a server (default: JETTY_SERVER, then the
+server you last logged in to) from the OS keychain and from the plain file,
+wherever they are. Not being logged in is not an error.
+
+Environment variables (JETTY_API_KEY, JETTY_API_SECRET) are not touched:
+unset them yourself.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if runF != nil {
+				return runF(opts)
+			}
+			return logoutRun(opts)
+		},
+	}
+	cmd.Flags().StringVar(&opts.Server, "server", "", "server URL (default: JETTY_SERVER or the one you logged in to)")
+	return cmd
+}
+
+func logoutRun(opts *LogoutOptions) error {
+	out := opts.F.IO.Out
+	server := opts.Server
+	if server == "" {
+		server = opts.F.Getenv("JETTY_SERVER")
+	}
+	if server == "" {
+		cur, err := opts.Store.Current()
+		if err != nil {
+			return err
+		}
+		server = cur
+	}
+	if server == "" {
+		fmt.Fprintln(out, "Not logged in; nothing to remove.")
+		return envNote(opts.F)
+	}
+	server, err := keychain.NormalizeServer(server)
+	if err != nil {
+		return usageError("--server: %v", err)
+	}
+	removed, err := opts.Store.Delete(server)
+	if err != nil {
+		if len(removed) > 0 {
+			fmt.Fprintf(out, "Removed the credentials for %s from %s.\n", server, describeAll(removed))
+		}
+		return err
+	}
+	if len(removed) == 0 {
+		fmt.Fprintf(out, "Not logged in to %s; nothing to remove.\n", server)
+		return envNote(opts.F)
+	}
+	fmt.Fprintf(out, "Logged out of %s: removed the credentials from %s.\n", server, describeAll(removed))
+	return envNote(opts.F)
+}
+
+// envNote reminds that environment credentials still apply.
+func envNote(f *Factory) error {
+	if f.Getenv("JETTY_API_KEY") != "" || f.Getenv("JETTY_API_SECRET") != "" {
+		fmt.Fprintln(f.IO.ErrOut, "note: JETTY_API_KEY/JETTY_API_SECRET are still set in the environment; unset them to stop using those credentials")
+	}
+	return nil
+}
+
+func describeAll(sources []string) string {
+	words := make([]string, len(sources))
+	for i, s := range sources {
+		words[i] = describeSource(s)
+	}
+	return strings.Join(words, " and ")
+}

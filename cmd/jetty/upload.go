@@ -1,0 +1,469 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/semaphore"
+
+	"github.com/jettythunder/jetty/engine"
+)
+
+// UploadOptions are the inputs of `jetty upload`.
+type UploadOptions struct {
+	F      *Factory
+	Client ClientOptions
+	Paths  []string
+
+	Workers   int
+	ChunkSize int64 // 0: chosen from the file size
+	BWLimit   int64 // bytes per second for the whole command; 0: none
+
+	JSON       bool
+	Quiet      bool
+	NoProgress bool
+
+	Name        string
+	ContentType string
+	CacheKey    string
+	TTL         time.Duration
+
+	chunkSizeFlag, bwLimitFlag string
+}
+
+// NewCmdUpload builds `jetty upload`.
+func NewCmdUpload(f *Factory, runF func(*UploadOptions) error) *cobra.Command {
+	opts := &UploadOptions{F: f}
+	cmd := &cobra.Command{
+		Use:   "upload PATH...",
+		Short: "Upload files, directories or stdin",
+		Long: `Upload files with JettySpeed: each file is cut into chunks, every chunk is
+hashed (SHA-256) and sent in parallel through the best edges, and the server
+verifies the whole file before it becomes visible.
+
+PATH may be a file, a directory (uploaded recursively: regular files only,
+symbolic links inside it are skipped, not followed) or - for stdin (needs
+--name). All the files of one command share one budget of --workers chunk
+uploads: small files go several at a time, a big file gets all the workers.
+
+An interrupted upload (Ctrl-C, crash, network loss) resumes where it
+stopped when you run the same command again: only the missing chunks are
+sent. Content the account already holds is not sent again (deduplicated).
+
+A progress bar is drawn on stderr when it is a terminal; otherwise a plain
+progress line is printed every few seconds. --json prints one JSON object
+per file on stdout.`,
+		Example: `  jetty upload big.mp4
+  jetty upload ./photos --workers 32
+  tar c dir | jetty upload - --name dir.tar
+  jetty upload data.bin --json --bwlimit 20MB/s`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usageError("jetty upload needs at least one PATH (a file, a directory, or - for stdin)\nRun 'jetty upload --help' for usage.")
+			}
+			opts.Paths = args
+			if err := opts.parseFlags(); err != nil {
+				return err
+			}
+			if runF != nil {
+				return runF(opts)
+			}
+			return uploadRun(cmd.Context(), opts)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&opts.Client.Server, "server", "", "server URL (default: JETTY_SERVER or the one you logged in to)")
+	fl.IntVarP(&opts.Workers, "workers", "w", 0, "parallel chunk uploads for the whole command (default: the server's suggestion, 16 at most across files)")
+	fl.StringVar(&opts.chunkSizeFlag, "chunk-size", "", "chunk size, 5MiB to 512MiB, e.g. 64MiB or 8M (default: chosen from the file size)")
+	fl.StringVar(&opts.bwLimitFlag, "bwlimit", "", "limit the upload rate of the whole command, e.g. 20MB/s or 10M (M = MiB, MB = 10^6 bytes)")
+	fl.BoolVar(&opts.JSON, "json", false, "print one JSON object per file on stdout")
+	fl.BoolVarP(&opts.Quiet, "quiet", "q", false, "print nothing but errors (and the JSON with --json)")
+	fl.BoolVar(&opts.NoProgress, "no-progress", false, "do not show progress")
+	fl.StringVar(&opts.Name, "name", "", "file name to store (required for -, stdin; allowed with a single file)")
+	fl.StringVar(&opts.ContentType, "content-type", "", "content type to record, e.g. video/mp4")
+	fl.StringVar(&opts.CacheKey, "cache-key", "", "cache key to record with the file")
+	fl.DurationVar(&opts.TTL, "ttl", 0, "delete the file after this long, e.g. 24h (default: never)")
+	return cmd
+}
+
+func (o *UploadOptions) parseFlags() error {
+	if o.chunkSizeFlag != "" {
+		n, err := parseSize(o.chunkSizeFlag)
+		if err != nil {
+			return usageError("--chunk-size: %v", err)
+		}
+		if n < engine.MinChunkSize || n > engine.MaxChunkSize {
+			return usageError("--chunk-size %s is outside 5MiB..512MiB", o.chunkSizeFlag)
+		}
+		o.ChunkSize = n
+	}
+	if o.bwLimitFlag != "" {
+		n, err := parseRate(o.bwLimitFlag)
+		if err != nil {
+			return usageError("--bwlimit: %v", err)
+		}
+		if n <= 0 {
+			return usageError("--bwlimit must be more than 0 (leave it out for no limit)")
+		}
+		o.BWLimit = n
+	}
+	if o.Workers < 0 {
+		return usageError("--workers must be 0 (let the server suggest) or more")
+	}
+	if o.TTL < 0 {
+		return usageError("--ttl must be positive")
+	}
+	stdin := 0
+	for _, p := range o.Paths {
+		if p == "-" {
+			stdin++
+		}
+	}
+	switch {
+	case stdin > 1:
+		return usageError("- (stdin) can be given only once")
+	case stdin == 1 && o.Name == "":
+		return usageError("uploading stdin (-) needs --name NAME, the file name to store")
+	case o.Name != "" && len(o.Paths) > 1:
+		return usageError("--name names a single file; it cannot be used with %d paths", len(o.Paths))
+	}
+	return nil
+}
+
+// uploadJob is one file (or stdin) to upload.
+type uploadJob struct {
+	path  string // as given or found by the walk; "-" for stdin
+	size  int64  // -1 for stdin
+	err   error  // the walk could not read it
+	stdin bool
+}
+
+// uploadBudgetDefault is the shared worker budget across files when
+// --workers is not given.
+const uploadBudgetDefault = engine.DefaultWorkers
+
+func uploadRun(ctx context.Context, opts *UploadOptions) error {
+	ios := opts.F.IO
+	notef := func(format string, args ...any) {
+		if !opts.Quiet {
+			fmt.Fprintf(ios.ErrOut, "jetty: "+format+"\n", args...)
+		}
+	}
+	jobs, notes := collectUploads(opts.Paths)
+	for _, n := range notes {
+		notef("%s", n)
+	}
+	if len(jobs) == 0 {
+		return &ExitError{Code: ExitFailure, Err: errors.New("nothing to upload: the directories hold no regular files")}
+	}
+	if opts.Name != "" && len(jobs) > 1 {
+		return usageError("--name names a single file, but %s is a directory", opts.Paths[0])
+	}
+
+	c, _, err := opts.F.Client(opts.Client)
+	if err != nil {
+		return err
+	}
+	ec := c.Engine()
+
+	budget := opts.Workers
+	if budget == 0 {
+		budget = uploadBudgetDefault
+	}
+	var total int64
+	var maxChunk int64 = engine.DefaultChunkSize
+	for _, j := range jobs {
+		switch {
+		case j.stdin || total < 0:
+			total = -1
+		case j.err == nil:
+			total += j.size
+		}
+		if j.err == nil {
+			maxChunk = max(maxChunk, chunkSizeFor(opts.ChunkSize, j.size))
+		}
+	}
+	engine.LimitMemory(budget, maxChunk)
+
+	journalDir := ""
+	if x := opts.F.Getenv("XDG_STATE_HOME"); x != "" && filepath.IsAbs(x) {
+		journalDir = filepath.Join(x, "jetty", "journal")
+	}
+
+	ui := newProgressUI(ios, opts.Quiet, opts.NoProgress, total, len(jobs))
+	sem := semaphore.NewWeighted(int64(budget))
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		failed  int
+		lastErr error
+		okCount int
+	)
+	fail := func(j uploadJob, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		failed++
+		lastErr = uploadFailure(j, err)
+		if len(jobs) > 1 && ctx.Err() == nil {
+			ui.Print(func() { fmt.Fprintf(ios.ErrOut, "jetty: %v\n", lastErr) })
+		}
+	}
+	for _, j := range jobs {
+		if j.err != nil {
+			fail(j, j.err)
+			continue
+		}
+		// A file takes one worker slot per chunk, up to the whole budget:
+		// single-chunk files go up to budget at a time, a big file gets
+		// all the workers. The semaphore is FIFO, so files start in order.
+		weight := int64(budget)
+		if !j.stdin {
+			cs := chunkSizeFor(opts.ChunkSize, j.size)
+			weight = min(max((j.size+cs-1)/cs, 1), int64(budget))
+		}
+		if err := sem.Acquire(ctx, weight); err != nil {
+			break // interrupted: no new file starts
+		}
+		wg.Add(1)
+		go func(j uploadJob, weight int64) {
+			defer wg.Done()
+			defer sem.Release(weight)
+			res, err := uploadOne(ctx, ec, j, opts, int(weight), budget, journalDir, ui)
+			if err != nil {
+				fail(j, err)
+				return
+			}
+			mu.Lock()
+			okCount++
+			mu.Unlock()
+			ui.Print(func() { printUploadResult(opts, j, res) })
+		}(j, weight)
+	}
+	wg.Wait()
+	ui.Close(failed == 0 && ctx.Err() == nil)
+
+	switch {
+	case ctx.Err() != nil:
+		msg := "interrupted; run the same command again to resume"
+		if len(jobs) == 1 && jobs[0].stdin {
+			msg = "interrupted; stdin cannot resume: run the command again to upload the stream from the start"
+		}
+		return &ExitError{Code: ExitInterrupted, Err: errors.New(msg)}
+	case failed == 0:
+		return nil
+	case len(jobs) == 1:
+		return lastErr
+	default:
+		fmt.Fprintf(ios.ErrOut, "jetty: %d of %d files failed, %d uploaded; fix the errors above and run the same command again (finished files are not sent twice)\n", failed, len(jobs), okCount)
+		if okCount == 0 {
+			return &SilentError{Code: ExitCodeFor(lastErr)}
+		}
+		return &SilentError{Code: ExitPartial}
+	}
+}
+
+// chunkSizeFor is the chunk size a file of size bytes is cut into.
+func chunkSizeFor(flag, size int64) int64 {
+	if flag > 0 {
+		return flag
+	}
+	return engine.ChooseChunkSize(size)
+}
+
+// uploadOne uploads one job with workers chunk uploads and its share of
+// the bandwidth limit.
+func uploadOne(ctx context.Context, ec *engine.Client, j uploadJob, opts *UploadOptions, workers, budget int, journalDir string, ui progressUI) (*engine.Result, error) {
+	eo := engine.Options{
+		Workers:     workers,
+		ChunkSize:   opts.ChunkSize,
+		JournalDir:  journalDir,
+		Name:        opts.Name,
+		ContentType: opts.ContentType,
+		CacheKey:    opts.CacheKey,
+		TTL:         opts.TTL,
+	}
+	if opts.Workers == 0 && workers == budget {
+		eo.Workers = 0 // a big file: the server suggests (within the tier's ceiling)
+	}
+	if opts.BWLimit > 0 {
+		eo.BandwidthLimit = max(opts.BWLimit*int64(workers)/int64(budget), 1)
+	}
+	name := j.path
+	if j.stdin {
+		name = opts.Name
+	}
+	t := ui.Add(name, j.size)
+	eo.Progress = uploadProgress(t, func(err error) {
+		if !opts.Quiet {
+			ui.Print(func() { fmt.Fprintf(opts.F.IO.ErrOut, "jetty: warning: %s: %v\n", safeName(name), err) })
+		}
+	})
+	var res *engine.Result
+	var err error
+	if j.stdin {
+		res, err = engine.UploadStream(ctx, ec, opts.F.IO.In, opts.Name, eo)
+	} else {
+		res, err = engine.Upload(ctx, ec, j.path, eo)
+	}
+	t.Finish(err)
+	return res, err
+}
+
+// uploadProgress turns engine events into transfer updates. The bar moves
+// with the bytes sent (smooth) from what the server already held.
+func uploadProgress(t transfer, warn func(error)) engine.Progress {
+	var base int64
+	edges := map[string]bool{}
+	return engine.ProgressFunc(func(e engine.Event) {
+		switch e.Kind {
+		case engine.EventPlan:
+			t.Hashing(e.Done, e.Total)
+		case engine.EventStart:
+			base = e.Done
+			t.Update(e.Done, e.Total, 0)
+		case engine.EventSent, engine.EventChunkDone:
+			if e.Kind == engine.EventChunkDone && e.Edge.URL != "" {
+				edges[e.Edge.URL] = true
+			}
+			done := base + e.Sent
+			if e.Total >= 0 {
+				done = min(done, e.Total)
+			}
+			t.Update(max(done, e.Done), e.Total, len(edges))
+		case engine.EventWarning:
+			warn(e.Err)
+		}
+	})
+}
+
+// uploadFailure adds the path and what to do next to an upload error.
+func uploadFailure(j uploadJob, err error) error {
+	name := j.path
+	if j.stdin {
+		name = "stdin"
+	}
+	err = apiFailure(fmt.Errorf("%s: %w", name, err))
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		return err
+	}
+	var pe *fs.PathError
+	switch {
+	case errors.As(err, &pe):
+		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("%w\n(check the path and its permissions)", err)}
+	case errors.Is(err, engine.ErrFileChanged):
+		return err
+	case j.stdin:
+		return fmt.Errorf("%w\n(a stream cannot resume: run the command again to upload it from the start)", err)
+	default:
+		return fmt.Errorf("%w\n(run the same command again to resume; only missing chunks are sent)", err)
+	}
+}
+
+// printUploadResult prints one finished file: a JSON object with --json,
+// otherwise one summary line (unless --quiet).
+func printUploadResult(opts *UploadOptions, j uploadJob, res *engine.Result) {
+	out := opts.F.IO.Out
+	path := j.path
+	if j.stdin {
+		path = "-"
+	}
+	if opts.JSON {
+		b, err := json.Marshal(res)
+		if err != nil {
+			return
+		}
+		p, _ := json.Marshal(path)
+		fmt.Fprintf(out, "{\"path\":%s,%s\n", p, b[1:])
+		return
+	}
+	if opts.Quiet {
+		return
+	}
+	a := res.Asset
+	name := safeName(path)
+	if j.stdin {
+		name = safeName(opts.Name) + " (stdin)"
+	}
+	var how string
+	switch {
+	case res.Deduplicated && res.BytesSent == 0:
+		how = fmt.Sprintf("%s already stored (deduplicated, nothing sent)", humanBytes(a.Size))
+	default:
+		how = fmt.Sprintf("%s in %s (%s)", humanBytes(a.Size), humanDuration(res.Duration), humanRate(rateOf(res.BytesSent, res.Duration)))
+		if res.Resumed || res.ChunksSent < res.ChunksTotal {
+			how += fmt.Sprintf(", resumed: sent %d of %d chunks", res.ChunksSent, res.ChunksTotal)
+		}
+		if res.Deduplicated {
+			how += ", deduplicated"
+		}
+	}
+	fmt.Fprintf(out, "uploaded %s: %s  id %s  key %s  sha256 %s\n", name, how, a.ID, a.Key, a.Hash)
+}
+
+// collectUploads expands the paths: files as given (a symbolic link on
+// the command line is followed), directories walked recursively for
+// regular files (symbolic links and special files inside are skipped,
+// with a note). A path that cannot be read becomes a job with an error.
+func collectUploads(paths []string) ([]uploadJob, []string) {
+	var jobs []uploadJob
+	var notes []string
+	for _, p := range paths {
+		if p == "-" {
+			jobs = append(jobs, uploadJob{path: "-", size: -1, stdin: true})
+			continue
+		}
+		st, err := os.Stat(p)
+		if err != nil {
+			jobs = append(jobs, uploadJob{path: p, err: err})
+			continue
+		}
+		if st.Mode().IsRegular() {
+			jobs = append(jobs, uploadJob{path: p, size: st.Size()})
+			continue
+		}
+		if !st.IsDir() {
+			jobs = append(jobs, uploadJob{path: p, err: fmt.Errorf("not a regular file or directory (use - to upload a stream: jetty upload - --name NAME < %s)", p)})
+			continue
+		}
+		root := p
+		err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				jobs = append(jobs, uploadJob{path: path, err: err})
+				if d != nil && d.IsDir() && path != root {
+					return fs.SkipDir
+				}
+				return nil
+			}
+			switch {
+			case d.IsDir():
+				return nil
+			case d.Type()&fs.ModeSymlink != 0:
+				notes = append(notes, fmt.Sprintf("skipping symbolic link %s (links inside directories are not followed; name it on the command line to upload its target)", safeName(path)))
+				return nil
+			case !d.Type().IsRegular():
+				notes = append(notes, fmt.Sprintf("skipping %s: not a regular file", safeName(path)))
+				return nil
+			}
+			info, err := d.Info()
+			if err != nil {
+				jobs = append(jobs, uploadJob{path: path, err: err})
+				return nil
+			}
+			jobs = append(jobs, uploadJob{path: path, size: info.Size()})
+			return nil
+		})
+		if err != nil {
+			jobs = append(jobs, uploadJob{path: p, err: err})
+		}
+	}
+	return jobs, notes
+}

@@ -1,0 +1,349 @@
+package keychain
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// mapKeyring is an in-memory Keyring.
+type mapKeyring struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+func newMapKeyring() *mapKeyring { return &mapKeyring{m: map[string]string{}} }
+
+func (k *mapKeyring) Get(service, user string) (string, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	v, ok := k.m[service+"\x00"+user]
+	if !ok {
+		return "", ErrNotFound
+	}
+	return v, nil
+}
+
+func (k *mapKeyring) Set(service, user, secret string) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.m[service+"\x00"+user] = secret
+	return nil
+}
+
+func (k *mapKeyring) Delete(service, user string) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if _, ok := k.m[service+"\x00"+user]; !ok {
+		return ErrNotFound
+	}
+	delete(k.m, service+"\x00"+user)
+	return nil
+}
+
+// blockingKeyring never answers, like a D-Bus call to a Secret Service
+// that is not there.
+type blockingKeyring struct{ calls chan struct{} }
+
+func (b blockingKeyring) Get(string, string) (string, error) { b.calls <- struct{}{}; select {} }
+func (b blockingKeyring) Set(string, string, string) error   { b.calls <- struct{}{}; select {} }
+func (b blockingKeyring) Delete(string, string) error        { b.calls <- struct{}{}; select {} }
+
+// brokenKeyring fails at once, like a machine with no session bus.
+type brokenKeyring struct{}
+
+var errNoBus = errors.New("dbus: no session bus")
+
+func (brokenKeyring) Get(string, string) (string, error) {
+	return "", errors.Join(ErrUnavailable, errNoBus)
+}
+func (brokenKeyring) Set(string, string, string) error { return errors.Join(ErrUnavailable, errNoBus) }
+func (brokenKeyring) Delete(string, string) error      { return errors.Join(ErrUnavailable, errNoBus) }
+
+const (
+	srv    = "https://Jetty.Example.com:8443/"
+	norm   = "https://jetty.example.com:8443"
+	key    = "jt_test_abc"
+	secret = "jts_secret"
+)
+
+func mode(t *testing.T, path string) os.FileMode {
+	t.Helper()
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Mode().Perm()
+}
+
+func TestNormalizeServer(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://Jetty.Example.com:8443/": "https://jetty.example.com:8443",
+		" http://127.0.0.1:3001 ":         "http://127.0.0.1:3001",
+		"https://h/base/?x=1#f":           "https://h/base",
+		"HTTPS://H":                       "https://h",
+	} {
+		if got, err := NormalizeServer(in); err != nil || got != want {
+			t.Errorf("NormalizeServer(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "jetty.example.com", "ftp://h", "https://", "https://u:p@h"} {
+		if _, err := NormalizeServer(bad); err == nil {
+			t.Errorf("NormalizeServer(%q) accepted", bad)
+		}
+	}
+}
+
+func TestSaveLoadDeleteKeychain(t *testing.T) {
+	kr := newMapKeyring()
+	var warn bytes.Buffer
+	dir := filepath.Join(t.TempDir(), "jetty")
+	s := &Store{Keyring: kr, Dir: dir, Warn: &warn}
+
+	if _, _, err := s.Load(""); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "jetty login --server URL") {
+		t.Fatalf("Load before login: %v", err)
+	}
+	src, err := s.Save(srv, key, secret, false)
+	if err != nil || src != SourceKeychain {
+		t.Fatalf("Save: %q %v", src, err)
+	}
+	if warn.Len() != 0 {
+		t.Fatalf("warning with a working keychain: %q", warn.String())
+	}
+	if v, _ := kr.Get(Service, norm); v != key+":"+secret {
+		t.Fatalf("keychain holds %q", v)
+	}
+	if _, err := os.Stat(filepath.Join(dir, CredentialsFile)); !os.IsNotExist(err) {
+		t.Fatalf("credentials.json written with a working keychain: %v", err)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, ConfigFile))
+	if strings.Contains(string(b), secret) || !strings.Contains(string(b), norm) {
+		t.Fatalf("config.json: %s", b)
+	}
+	for _, server := range []string{"", norm, "https://jetty.example.com:8443"} {
+		c, src, err := s.Load(server)
+		if err != nil || src != SourceKeychain || c != (Credentials{norm, key, secret}) {
+			t.Fatalf("Load(%q) = %+v %q %v", server, c, src, err)
+		}
+	}
+	if _, _, err := s.Load("https://other.example.com"); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "jetty login --server https://other.example.com") {
+		t.Fatalf("Load(other): %v", err)
+	}
+
+	removed, err := s.Delete("")
+	if err != nil || len(removed) != 1 || removed[0] != SourceKeychain {
+		t.Fatalf("Delete: %v %v", removed, err)
+	}
+	if cur, _ := s.Current(); cur != "" {
+		t.Fatalf("current server after logout: %q", cur)
+	}
+	if _, _, err := s.Load(norm); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Load after Delete: %v", err)
+	}
+	if removed, err := s.Delete(norm); err != nil || len(removed) != 0 {
+		t.Fatalf("second Delete: %v %v", removed, err)
+	}
+}
+
+func TestInsecureStorageUsesFile(t *testing.T) {
+	kr := newMapKeyring()
+	kr.Set(Service, norm, "jt_old:jts_old") // an earlier keychain login
+	var warn bytes.Buffer
+	dir := filepath.Join(t.TempDir(), "cfg", "jetty")
+	s := &Store{Keyring: kr, Dir: dir, Warn: &warn}
+
+	src, err := s.Save(srv, key, secret, true)
+	path := filepath.Join(dir, CredentialsFile)
+	if err != nil || src != "file ("+path+")" {
+		t.Fatalf("Save: %q %v", src, err)
+	}
+	if !strings.Contains(warn.String(), path) || !strings.Contains(warn.String(), "--insecure-storage") {
+		t.Fatalf("warning: %q", warn.String())
+	}
+	if _, err := kr.Get(Service, norm); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("the old keychain entry survived: %v", err)
+	}
+	if m := mode(t, path); m != 0o600 {
+		t.Fatalf("credentials.json mode %o", m)
+	}
+	if m := mode(t, dir); m != 0o700 {
+		t.Fatalf("dir mode %o", m)
+	}
+	var f credFile
+	b, _ := os.ReadFile(path)
+	if err := json.Unmarshal(b, &f); err != nil || f.Servers[norm].APISecret != secret {
+		t.Fatalf("file: %s %v", b, err)
+	}
+	c, src, err := s.Load("")
+	if err != nil || src != "file ("+path+")" || c.APIKey != key {
+		t.Fatalf("Load: %+v %q %v", c, src, err)
+	}
+
+	// A second server in the same file; deleting one keeps the other.
+	if _, err := s.Save("http://127.0.0.1:3001", "jt_b", "jts_b", true); err != nil {
+		t.Fatal(err)
+	}
+	if removed, err := s.Delete(norm); err != nil || len(removed) != 1 || removed[0] != "file ("+path+")" {
+		t.Fatalf("Delete: %v %v", removed, err)
+	}
+	if c, _, err := s.Load(""); err != nil || c.APIKey != "jt_b" {
+		t.Fatalf("Load after deleting the other server: %+v %v", c, err)
+	}
+	s.Delete("")
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("empty credentials.json left behind: %v", err)
+	}
+	// No temporary files left.
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if strings.Contains(e.Name(), ".tmp-") {
+			t.Fatalf("temporary file left: %s", e.Name())
+		}
+	}
+}
+
+// A keychain login removes a plain-text copy from an earlier insecure one.
+func TestKeychainLoginRemovesFileCopy(t *testing.T) {
+	kr := newMapKeyring()
+	dir := t.TempDir()
+	s := &Store{Keyring: kr, Dir: dir}
+	if _, err := s.Save(srv, "jt_old", "jts_old", true); err != nil {
+		t.Fatal(err)
+	}
+	if src, err := s.Save(srv, key, secret, false); err != nil || src != SourceKeychain {
+		t.Fatalf("Save: %q %v", src, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, CredentialsFile)); !os.IsNotExist(err) {
+		t.Fatalf("plain-text copy survived: %v", err)
+	}
+}
+
+func TestUnavailableKeychainFallsBackToFile(t *testing.T) {
+	var warn bytes.Buffer
+	dir := t.TempDir()
+	s := &Store{Keyring: brokenKeyring{}, Dir: dir, Warn: &warn}
+	src, err := s.Save(srv, key, secret, false)
+	path := filepath.Join(dir, CredentialsFile)
+	if err != nil || src != "file ("+path+")" {
+		t.Fatalf("Save: %q %v", src, err)
+	}
+	if w := warn.String(); !strings.Contains(w, "OS keychain unavailable") || !strings.Contains(w, "no session bus") || !strings.Contains(w, path) {
+		t.Fatalf("warning: %q", w)
+	}
+	if c, src, err := s.Load(""); err != nil || c.APISecret != secret || !strings.HasPrefix(src, "file (") {
+		t.Fatalf("Load: %+v %q %v", c, src, err)
+	}
+	warn.Reset()
+	removed, err := s.Delete("")
+	if err != nil || len(removed) != 1 || !strings.Contains(warn.String(), "nothing was removed") {
+		t.Fatalf("Delete: %v %v %q", removed, err, warn.String())
+	}
+	_, _, err = s.Load(norm)
+	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "no session bus") {
+		t.Fatalf("Load after Delete: %v", err)
+	}
+}
+
+// TestHangingKeychainTimesOut: a keychain that never answers costs one
+// timeout, then the file is used with a warning; nothing hangs.
+func TestHangingKeychainTimesOut(t *testing.T) {
+	calls := make(chan struct{}, 10)
+	var warn bytes.Buffer
+	dir := t.TempDir()
+	s := &Store{Keyring: WithTimeout(blockingKeyring{calls}, 200*time.Millisecond), Dir: dir, Warn: &warn}
+
+	start := time.Now()
+	src, err := s.Save(srv, key, secret, false)
+	if err != nil || !strings.HasPrefix(src, "file (") {
+		t.Fatalf("Save: %q %v", src, err)
+	}
+	if w := warn.String(); !strings.Contains(w, "no answer from the keychain within 200ms") || !strings.Contains(w, filepath.Join(dir, CredentialsFile)) {
+		t.Fatalf("warning: %q", w)
+	}
+	c, src, err := s.Load("")
+	if err != nil || c.APISecret != secret || !strings.HasPrefix(src, "file (") {
+		t.Fatalf("Load: %+v %q %v", c, src, err)
+	}
+	if _, err := s.Delete(""); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("took %s: the timeout is not sticky", d)
+	}
+	if n := len(calls); n != 1 {
+		t.Fatalf("%d calls reached the hanging keychain, want 1", n)
+	}
+	// The error itself.
+	_, err = WithTimeout(blockingKeyring{calls}, 10*time.Millisecond).Get(Service, norm)
+	if !errors.Is(err, ErrUnavailable) || !errors.Is(err, errTimeout) {
+		t.Fatalf("timeout error: %v", err)
+	}
+}
+
+func TestCorruptFiles(t *testing.T) {
+	dir := t.TempDir()
+	s := &Store{Keyring: newMapKeyring(), Dir: dir}
+	os.WriteFile(filepath.Join(dir, CredentialsFile), []byte("{"), 0o600)
+	if _, _, err := s.Load(norm); err == nil || !strings.Contains(err.Error(), "not valid JSON") {
+		t.Fatalf("corrupt credentials.json: %v", err)
+	}
+	s.Keyring.Set(Service, norm, "no-colon")
+	if _, _, err := s.Load(norm); err == nil || !strings.Contains(err.Error(), "malformed") {
+		t.Fatalf("malformed keychain entry: %v", err)
+	}
+}
+
+func TestDefaultDir(t *testing.T) {
+	env := map[string]string{"XDG_CONFIG_HOME": "/x/cfg", "HOME": "/home/u"}
+	if d, _ := DefaultDir(func(k string) string { return env[k] }); d != "/x/cfg/jetty" {
+		t.Fatal(d)
+	}
+	env["XDG_CONFIG_HOME"] = "relative" // ignored, as the XDG spec says
+	if d, _ := DefaultDir(func(k string) string { return env[k] }); d != "/home/u/.config/jetty" {
+		t.Fatal(d)
+	}
+}
+
+// TestRealSecretService stores, reads back and deletes through the real
+// OS keychain. It runs only under scripts/keyring-test.sh (which starts
+// gnome-keyring-daemon in a private D-Bus session and sets
+// JETTY_SECRET_SERVICE=1): it must never touch a developer's keychain.
+func TestRealSecretService(t *testing.T) {
+	if os.Getenv("JETTY_SECRET_SERVICE") != "1" {
+		t.Skip("needs a Secret Service: run scripts/keyring-test.sh (make test-keyring)")
+	}
+	dir := t.TempDir()
+	var warn bytes.Buffer
+	s := &Store{Keyring: System(), Dir: dir, Warn: &warn}
+	server := "http://127.0.0.1:1/" + strings.ReplaceAll(t.Name(), "/", "-")
+	src, err := s.Save(server, key, secret, false)
+	if err != nil || src != SourceKeychain {
+		t.Fatalf("Save: %q %v (warnings: %s)", src, err, warn.String())
+	}
+	out, err := exec.Command("secret-tool", "lookup", "service", Service, "username", server).Output()
+	if err != nil || string(out) != key+":"+secret {
+		t.Fatalf("secret-tool lookup: %q %v", out, err)
+	}
+	if c, src, err := s.Load(server); err != nil || src != SourceKeychain || c.APISecret != secret {
+		t.Fatalf("Load: %+v %q %v", c, src, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, CredentialsFile)); !os.IsNotExist(err) {
+		t.Fatalf("credentials.json written: %v", err)
+	}
+	if removed, err := s.Delete(server); err != nil || len(removed) != 1 || removed[0] != SourceKeychain {
+		t.Fatalf("Delete: %v %v", removed, err)
+	}
+	if out, err := exec.Command("secret-tool", "lookup", "service", Service, "username", server).Output(); err == nil || len(out) != 0 {
+		t.Fatalf("secret-tool still finds %q after Delete (%v)", out, err)
+	}
+	if warn.Len() != 0 {
+		t.Fatalf("warnings: %s", warn.String())
+	}
+}
