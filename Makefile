@@ -4,7 +4,7 @@ PKGS    ?= ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(shell git rev-parse --short HEAD 2>/dev/null || echo none) -X main.date=$(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 
-.PHONY: run demo test test-keyring services minio check build clean bench-server bench-client bench-engine
+.PHONY: run demo test test-deps test-keyring services minio check build clean bench-server bench-client bench-engine
 
 ## demo: the main job on the embedded default, end to end: dev server, login, upload
 ## with progress, download, verify, logout, stop (all in a temporary directory)
@@ -18,12 +18,15 @@ run:
 ## test: start PostgreSQL and Redis if they are down, install the pinned MinIO
 ## (the S3 tests start their own on a free port), run every test with the race
 ## detector, then the keychain tests against a real Secret Service
-test: services minio
+test: services minio test-deps
 	$(GO) test -race -count=1 $(PKGS)
 	@./scripts/keyring-test.sh
 
 services:
 	@./scripts/services.sh
+
+test-deps:
+	@./scripts/test-deps.sh
 
 minio:
 	@./scripts/minio.sh

@@ -81,18 +81,7 @@ func account(t *testing.T, server, user, tier string) map[string]string {
 func randomFile(t *testing.T, dir, name string, seed byte, n int64) (string, string) {
 	t.Helper()
 	p := filepath.Join(dir, name)
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := sha256.New()
-	if _, err := io.Copy(io.MultiWriter(f, h), testenv.NewRandReader(seed, n)); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return p, hex.EncodeToString(h.Sum(nil))
+	return p, testenv.WriteRandFile(t, p, seed, n)
 }
 
 // uploadLine is one line of `jetty upload --json`.

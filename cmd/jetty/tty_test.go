@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/jettythunder/jetty/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,7 +23,7 @@ func TestProgressBarOnRealTTY(t *testing.T) {
 	}
 	tmux, err := exec.LookPath("tmux")
 	if err != nil {
-		t.Skip("\n*** tmux is not installed: the progress bar is not checked on a real terminal\n*** install it (apt-get install tmux) to run this test\n")
+		testenv.Unavailable(t, "tmux (apt-get install tmux; `make test` installs it)", err)
 	}
 	ios, _, _, _ := iostreams.Test()
 	if c, _, err := NewCmdRoot(&Factory{IO: ios, Getenv: os.Getenv}).Find([]string{"upload"}); err != nil || c.Name() != "upload" {

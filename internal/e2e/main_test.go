@@ -161,18 +161,7 @@ func (s *server) download(t testing.TB, id string) (string, int64) {
 func writeFile(t testing.TB, seed byte, n int64) (string, string) {
 	t.Helper()
 	path := t.TempDir() + "/data.bin"
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := sha256.New()
-	if _, err := io.Copy(io.MultiWriter(f, h), testenv.NewRandReader(seed, n)); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return path, hex.EncodeToString(h.Sum(nil))
+	return path, testenv.WriteRandFile(t, path, seed, n)
 }
 
 // countingProxy forwards to target and counts the request-body bytes of

@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"io"
 	"math/rand/v2"
+	"os"
+	"testing"
 )
 
 // RandReader yields n deterministic pseudo-random bytes for seed without
@@ -48,4 +50,22 @@ func FillBlock(b []byte, i uint64) {
 		s[k] = byte(i >> (8 * k))
 	}
 	rand.NewChaCha8(s).Read(b)
+}
+
+// WriteRandFile writes NewRandReader(seed, n)'s bytes to path and returns
+// their hex SHA-256.
+func WriteRandFile(t testing.TB, path string, seed byte, n int64) string {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(f, h), NewRandReader(seed, n)); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the tests drive for real when they are
+# missing: tmux (the progress bar on a real terminal), and gnome-keyring,
+# dbus, libsecret-tools (the keychain against a real Secret Service).
+# `apt-get update` once, then `apt-get install -y`; needs root or sudo only
+# when something is missing.
+set -euo pipefail
+log() { printf 'test-deps: %s\n' "$*" >&2; }
+
+missing=()
+command -v tmux >/dev/null 2>&1 || missing+=(tmux)
+command -v gnome-keyring-daemon >/dev/null 2>&1 || missing+=(gnome-keyring)
+command -v dbus-run-session >/dev/null 2>&1 || missing+=(dbus)
+command -v dbus-daemon >/dev/null 2>&1 || missing+=(dbus)
+command -v secret-tool >/dev/null 2>&1 || missing+=(libsecret-tools)
+if [ ${#missing[@]} -eq 0 ]; then
+	log "tmux, gnome-keyring, dbus and libsecret-tools are installed"
+	exit 0
+fi
+mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+	command -v sudo >/dev/null 2>&1 || { log "missing ${missing[*]} and not root: apt-get install ${missing[*]}"; exit 1; }
+	sudo="sudo"
+fi
+log "installing ${missing[*]} (apt-get update, then apt-get install -y)"
+$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q
+$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
