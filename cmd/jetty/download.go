@@ -24,6 +24,7 @@ import (
 
 	"github.com/jettythunder/jetty/engine"
 	"github.com/jettythunder/jetty/internal/apiclient"
+	"github.com/jettythunder/jetty/internal/units"
 )
 
 // DownloadOptions are the inputs of `jetty download`.
@@ -163,9 +164,9 @@ func downloadRun(ctx context.Context, opts *DownloadOptions) error {
 		fmt.Fprintf(ios.Out, "%s\n", b)
 	case !opts.Quiet:
 		el := time.Since(started)
-		how := fmt.Sprintf("%s in %s (%s)", humanBytes(a.Size), humanDuration(el), humanRate(rateOf(fetched, el)))
+		how := fmt.Sprintf("%s in %s (%s)", units.HumanBytes(a.Size), humanDuration(el), humanRate(rateOf(fetched, el)))
 		if d.resumed {
-			how += fmt.Sprintf(", resumed: fetched %s", humanBytes(fetched))
+			how += fmt.Sprintf(", resumed: fetched %s", units.HumanBytes(fetched))
 		}
 		fmt.Fprintf(ios.Out, "downloaded %s to %s: %s, sha256 %s verified\n", a.ID, safeName(target), how, a.Hash)
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/jettythunder/jetty/engine"
+	"github.com/jettythunder/jetty/internal/units"
 )
 
 // LsOptions are the inputs of `jetty ls`.
@@ -74,13 +75,13 @@ func lsRun(ctx context.Context, opts *LsOptions) error {
 	var total int64
 	for _, a := range assets {
 		total += a.Size
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.12s\t%s\n", a.ID, humanBytes(a.Size), a.CreatedAt.Local().Format("2006-01-02 15:04"), a.Hash, a.Filename)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.12s\t%s\n", a.ID, units.HumanBytes(a.Size), a.CreatedAt.Local().Format("2006-01-02 15:04"), a.Hash, a.Filename)
 	}
 	tw.Flush()
 	noun := "files"
 	if len(assets) == 1 {
 		noun = "file"
 	}
-	fmt.Fprintf(out, "%d %s, %s\n", len(assets), noun, humanBytes(total))
+	fmt.Fprintf(out, "%d %s, %s\n", len(assets), noun, units.HumanBytes(total))
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jettythunder/jetty/engine"
 	"github.com/jettythunder/jetty/internal/iostreams"
+	"github.com/jettythunder/jetty/internal/units"
 )
 
 // progressUI shows the progress of a command's transfers on stderr. Three
@@ -190,16 +191,16 @@ func (t *lineTransfer) Finish(err error) {
 func (t *lineTransfer) lineLocked(final bool) string {
 	name := safeName(t.name)
 	if t.hashing {
-		return fmt.Sprintf("%s: hashing %d%% of %s", name, percent(t.done, t.total), humanBytes(t.total))
+		return fmt.Sprintf("%s: hashing %d%% of %s", name, percent(t.done, t.total), units.HumanBytes(t.total))
 	}
 	bps := t.rate.BytesPerSecond()
 	if final {
 		bps = rateOf(t.done-t.first, time.Since(t.start))
 	}
 	if t.total < 0 {
-		return fmt.Sprintf("%s: %s %s", name, humanBytes(t.done), humanRate(bps))
+		return fmt.Sprintf("%s: %s %s", name, units.HumanBytes(t.done), humanRate(bps))
 	}
-	return fmt.Sprintf("%s: %d%% %s/%s %s", name, percent(t.done, t.total), humanBytes(t.done), humanBytes(t.total), humanRate(bps))
+	return fmt.Sprintf("%s: %d%% %s/%s %s", name, percent(t.done, t.total), units.HumanBytes(t.done), units.HumanBytes(t.total), humanRate(bps))
 }
 
 func percent(done, total int64) int {

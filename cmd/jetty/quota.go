@@ -6,6 +6,8 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+
+	"github.com/jettythunder/jetty/internal/units"
 )
 
 // QuotaOptions are the inputs of `jetty quota`.
@@ -54,12 +56,12 @@ func quotaRun(ctx context.Context, opts *QuotaOptions) error {
 	fmt.Fprintf(out, "Tier %s (%s), JettySpeed %s\n\n", q.Tier, q.Status, speed)
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "\tUSED\tLIMIT\tFREE\tUSE")
-	fmt.Fprintf(tw, "storage\t%s\t%s\t%s\t%.1f%%\n", humanBytes(q.Storage.UsedBytes+q.Storage.ReservedBytes), humanBytes(q.Storage.QuotaBytes), humanBytes(q.Storage.AvailableBytes), q.Storage.PercentUsed)
-	fmt.Fprintf(tw, "bandwidth (this month)\t%s\t%s\t%s\t%.1f%%\n", humanBytes(q.Bandwidth.UsedBytes), humanBytes(q.Bandwidth.QuotaBytes), humanBytes(q.Bandwidth.AvailableBytes), q.Bandwidth.PercentUsed)
+	fmt.Fprintf(tw, "storage\t%s\t%s\t%s\t%.1f%%\n", units.HumanBytes(q.Storage.UsedBytes+q.Storage.ReservedBytes), units.HumanBytes(q.Storage.QuotaBytes), units.HumanBytes(q.Storage.AvailableBytes), q.Storage.PercentUsed)
+	fmt.Fprintf(tw, "bandwidth (this month)\t%s\t%s\t%s\t%.1f%%\n", units.HumanBytes(q.Bandwidth.UsedBytes), units.HumanBytes(q.Bandwidth.QuotaBytes), units.HumanBytes(q.Bandwidth.AvailableBytes), q.Bandwidth.PercentUsed)
 	tw.Flush()
-	fmt.Fprintf(out, "\nLargest file: %s. Requests: %d per minute.\n", humanBytes(q.Limits.MaxFileSizeBytes), q.Limits.RateLimitPerMinute)
+	fmt.Fprintf(out, "\nLargest file: %s. Requests: %d per minute.\n", units.HumanBytes(q.Limits.MaxFileSizeBytes), q.Limits.RateLimitPerMinute)
 	if q.Storage.ReservedBytes > 0 {
-		fmt.Fprintf(out, "%s is held for uploads in progress.\n", humanBytes(q.Storage.ReservedBytes))
+		fmt.Fprintf(out, "%s is held for uploads in progress.\n", units.HumanBytes(q.Storage.ReservedBytes))
 	}
 	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+
+	"github.com/jettythunder/jetty/internal/units"
 )
 
 // RmOptions are the inputs of `jetty rm`.
@@ -61,7 +63,7 @@ func rmRun(ctx context.Context, opts *RmOptions) error {
 		if opts.JSON {
 			writeJSON(opts.F.IO.Out, map[string]any{"deleted": d.Deleted, "freed_bytes": d.FreedBytes})
 		} else {
-			fmt.Fprintf(opts.F.IO.Out, "deleted %s (freed %s)\n", d.Deleted, humanBytes(d.FreedBytes))
+			fmt.Fprintf(opts.F.IO.Out, "deleted %s (freed %s)\n", d.Deleted, units.HumanBytes(d.FreedBytes))
 		}
 	}
 	switch {

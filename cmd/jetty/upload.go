@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/jettythunder/jetty/engine"
+	"github.com/jettythunder/jetty/internal/units"
 )
 
 // UploadOptions are the inputs of `jetty upload`.
@@ -396,9 +397,9 @@ func printUploadResult(opts *UploadOptions, j uploadJob, res *engine.Result) {
 	var how string
 	switch {
 	case res.Deduplicated && res.BytesSent == 0:
-		how = fmt.Sprintf("%s already stored (deduplicated, nothing sent)", humanBytes(a.Size))
+		how = fmt.Sprintf("%s already stored (deduplicated, nothing sent)", units.HumanBytes(a.Size))
 	default:
-		how = fmt.Sprintf("%s in %s (%s)", humanBytes(a.Size), humanDuration(res.Duration), humanRate(rateOf(res.BytesSent, res.Duration)))
+		how = fmt.Sprintf("%s in %s (%s)", units.HumanBytes(a.Size), humanDuration(res.Duration), humanRate(rateOf(res.BytesSent, res.Duration)))
 		if res.Resumed || res.ChunksSent < res.ChunksTotal {
 			how += fmt.Sprintf(", resumed: sent %d of %d chunks", res.ChunksSent, res.ChunksTotal)
 		}

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jettythunder/jetty/internal/units"
 	"github.com/jettythunder/jetty/server"
 	"github.com/jettythunder/jetty/server/blob"
 	"github.com/jettythunder/jetty/server/uploadtoken"
@@ -684,7 +685,7 @@ func (s *Server) complete(ctx context.Context, acct server.Account, sess server.
 			return server.Asset{}, false, badManifest("chunk_size %d differs from the session's %d", streamManifest.ChunkSize, sess.ChunkSize)
 		}
 		if streamManifest.Size > sess.Reserved {
-			return server.Asset{}, false, server.Errorf(server.ETooLarge, "stream is %s, more than the %s reserved for it", humanBytes(streamManifest.Size), humanBytes(sess.Reserved))
+			return server.Asset{}, false, server.Errorf(server.ETooLarge, "stream is %s, more than the %s reserved for it", units.HumanBytes(streamManifest.Size), units.HumanBytes(sess.Reserved))
 		}
 		raw, _ := jsonMarshal(streamManifest)
 		if err := s.store.SetSessionManifest(ctx, sess.ID, raw, streamManifest.SHA256, streamManifest.Size, len(streamManifest.Chunks)); err != nil {

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jettythunder/jetty/internal/units"
 	"github.com/jettythunder/jetty/server"
 	"github.com/jettythunder/jetty/server/blob"
 )
@@ -215,11 +216,11 @@ func (c *capReader) Read(p []byte) (int, error) {
 // tooLarge explains a file over the tier's max size, naming a tier that
 // would take it.
 func (s *Server) tooLarge(ctx context.Context, size int64, t server.Tier, exact bool) error {
-	what := humanBytes(size)
+	what := units.HumanBytes(size)
 	if !exact {
 		what = "more than " + what
 	}
-	msg := fmt.Sprintf("file is %s; tier %q allows at most %s per file", what, t.Name, humanBytes(t.MaxFileSizeBytes()))
+	msg := fmt.Sprintf("file is %s; tier %q allows at most %s per file", what, t.Name, units.HumanBytes(t.MaxFileSizeBytes()))
 	if better := s.tierAllowing(ctx, func(c server.Tier) bool { return c.MaxFileSizeBytes() >= size }); better != "" && exact {
 		msg += fmt.Sprintf("; upgrade to %s for files this size", better)
 	} else {
@@ -233,7 +234,7 @@ func (s *Server) overQuota(ctx context.Context, size int64, acct server.Account)
 	free := max(acct.StorageQuotaBytes()-acct.StorageUsedBytes-acct.StorageReservedBytes, 0)
 	need := acct.StorageUsedBytes + acct.StorageReservedBytes + size
 	msg := fmt.Sprintf("storage quota exceeded: the file is %s but only %s of your %s quota is free (%s used, %s reserved by uploads in progress)",
-		humanBytes(size), humanBytes(free), humanBytes(acct.StorageQuotaBytes()), humanBytes(acct.StorageUsedBytes), humanBytes(acct.StorageReservedBytes))
+		units.HumanBytes(size), units.HumanBytes(free), units.HumanBytes(acct.StorageQuotaBytes()), units.HumanBytes(acct.StorageUsedBytes), units.HumanBytes(acct.StorageReservedBytes))
 	if better := s.tierAllowing(ctx, func(c server.Tier) bool { return c.StorageQuotaBytes() >= need }); better != "" {
 		msg += fmt.Sprintf("; delete files or upgrade to %s", better)
 	} else {
@@ -256,21 +257,6 @@ func (s *Server) tierAllowing(ctx context.Context, ok func(server.Tier) bool) st
 		}
 	}
 	return best
-}
-
-// humanBytes formats n in binary units.
-func humanBytes(n int64) string {
-	const units = "KMGTPE"
-	if n < 1024 {
-		return fmt.Sprintf("%d B", n)
-	}
-	v := float64(n) / 1024
-	i := 0
-	for v >= 1024 && i < len(units)-1 {
-		v /= 1024
-		i++
-	}
-	return fmt.Sprintf("%.1f %ciB", v, units[i])
 }
 
 // reservationTTL is how long an upload of size bytes may take before its
@@ -616,7 +602,7 @@ func (s *Server) handleDownload(w http.ResponseWriter, r *http.Request, acct ser
 		if quota := acct.BandwidthQuotaBytes(); used+br.length > quota {
 			s.writeError(w, r, server.Errorf(server.EBandwidthExceeded,
 				"monthly bandwidth quota exceeded: this download is %s, %s of your %s are used this month; upgrade your tier or wait for next month",
-				humanBytes(br.length), humanBytes(used), humanBytes(quota)))
+				units.HumanBytes(br.length), units.HumanBytes(used), units.HumanBytes(quota)))
 			return
 		}
 	}

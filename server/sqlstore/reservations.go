@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/jettythunder/jetty/internal/units"
 	"github.com/jettythunder/jetty/server"
 )
 
@@ -34,7 +35,7 @@ func (s *Store) Reserve(ctx context.Context, accountID string, bytes int64, ttl 
 	}
 	if bytes > maxReserveBytes {
 		return server.Reservation{}, server.Errorf(server.EQuotaExceeded,
-			"storage quota exceeded: requested %s is more than any tier allows; split the upload", humanBytes(bytes))
+			"storage quota exceeded: requested %s is more than any tier allows; split the upload", units.HumanBytes(bytes))
 	}
 	now := s.nowUTC()
 	r := server.Reservation{
@@ -123,22 +124,7 @@ func quotaExceeded(requested, used, reserved, quota int64) error {
 	free := max(quota-used-reserved, 0)
 	return server.Errorf(server.EQuotaExceeded,
 		"storage quota exceeded: requested %s, but %s is used and %s is reserved for uploads in progress of a %s quota (%s free); upgrade your tier or delete files",
-		humanBytes(requested), humanBytes(used), humanBytes(reserved), humanBytes(quota), humanBytes(free))
-}
-
-// humanBytes formats n in binary units: 512 B, 1.5 KiB, 20.0 GiB.
-func humanBytes(n int64) string {
-	const units = "KMGTPE"
-	if n < 1024 && n > -1024 {
-		return fmt.Sprintf("%d B", n)
-	}
-	v := float64(n) / 1024
-	i := 0
-	for (v >= 1024 || v <= -1024) && i < len(units)-1 {
-		v /= 1024
-		i++
-	}
-	return fmt.Sprintf("%.1f %ciB", v, units[i])
+		units.HumanBytes(requested), units.HumanBytes(used), units.HumanBytes(reserved), units.HumanBytes(quota), units.HumanBytes(free))
 }
 
 // CommitReservation turns a reservation into used storage: actual bytes

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jettythunder/jetty/internal/testenv"
+	"github.com/jettythunder/jetty/internal/units"
 	"github.com/jettythunder/jetty/server"
 	"github.com/jettythunder/jetty/server/storetest"
 )
@@ -370,8 +371,8 @@ func TestHumanBytes(t *testing.T) {
 		20 * server.GiB: "20.0 GiB", 1000 * server.GiB: "1000.0 GiB", 2048 * server.GiB: "2.0 TiB",
 	}
 	for n, want := range cases {
-		if got := humanBytes(n); got != want {
-			t.Errorf("humanBytes(%d) = %q, want %q", n, got, want)
+		if got := units.HumanBytes(n); got != want {
+			t.Errorf("units.HumanBytes(%d) = %q, want %q", n, got, want)
 		}
 	}
 }
