@@ -4,7 +4,7 @@ PKGS    ?= ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(shell git rev-parse --short HEAD 2>/dev/null || echo none) -X main.date=$(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 
-.PHONY: run demo test test-deps test-keyring services minio check build clean bench-server bench-client bench-engine
+.PHONY: run demo test test-deps test-keyring services minio check build clean bench-server bench-client bench-engine release-check ci-smoke
 
 ## demo: the main job on the embedded default, end to end: dev server, login, upload
 ## with progress, download, verify, logout, stop (all in a temporary directory)
@@ -55,8 +55,17 @@ check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
+## release-check: the release build locally: installs the pinned goreleaser, checks
+## goreleaser.yaml, builds a snapshot into dist/ (nothing published) and checks it
+release-check:
+	@./scripts/goreleaser.sh
+
+## ci-smoke: runs the `sh ci-smoke` recipes of docs/ci.md against a local dev server
+ci-smoke:
+	@./scripts/ci-recipes-test.sh
+
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/jetty ./cmd/jetty
 
 clean:
-	rm -rf bin
+	rm -rf bin dist dist-assets

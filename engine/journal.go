@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 )
 
@@ -35,15 +36,35 @@ type Journal struct {
 	Created     time.Time `json:"created"`
 }
 
-// DefaultJournalDir is where journals live: $XDG_STATE_HOME/jetty/journal,
-// or ~/.local/state/jetty/journal.
+// DefaultJournalDir is where journals live: $XDG_STATE_HOME/jetty/journal
+// when XDG_STATE_HOME is set (absolute) on any OS, else the OS's own place:
+// ~/.local/state/jetty/journal on Linux and other Unixes,
+// ~/Library/Application Support/jetty/journal on macOS,
+// %LocalAppData%\jetty\journal on Windows.
 func DefaultJournalDir() (string, error) {
-	if d := os.Getenv("XDG_STATE_HOME"); d != "" && filepath.IsAbs(d) {
+	return journalDir(runtime.GOOS, os.Getenv)
+}
+
+// journalDir is DefaultJournalDir for the OS goos and the environment getenv.
+func journalDir(goos string, getenv func(string) string) (string, error) {
+	if d := getenv("XDG_STATE_HOME"); d != "" && filepath.IsAbs(d) {
 		return filepath.Join(d, "jetty", "journal"), nil
 	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return "", fmt.Errorf("journal directory: %w", err)
+	if goos == "windows" {
+		if d := getenv("LocalAppData"); d != "" {
+			return filepath.Join(d, "jetty", "journal"), nil
+		}
+		return "", errors.New("journal directory: %LocalAppData% is not set (or set XDG_STATE_HOME)")
+	}
+	home := getenv("HOME")
+	if home == "" {
+		var err error
+		if home, err = os.UserHomeDir(); err != nil {
+			return "", fmt.Errorf("journal directory: %w", err)
+		}
+	}
+	if goos == "darwin" || goos == "ios" {
+		return filepath.Join(home, "Library", "Application Support", "jetty", "journal"), nil
 	}
 	return filepath.Join(home, ".local", "state", "jetty", "journal"), nil
 }

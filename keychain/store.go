@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 )
@@ -44,11 +45,25 @@ type Store struct {
 	Warn    io.Writer // warnings (plain-file storage, keychain trouble); nil: discarded
 }
 
-// DefaultDir is $XDG_CONFIG_HOME/jetty, or ~/.config/jetty. getenv is
-// os.Getenv or a test's replacement.
+// DefaultDir is the config directory: $XDG_CONFIG_HOME/jetty when
+// XDG_CONFIG_HOME is set (absolute) on any OS, else the OS's own place:
+// ~/.config/jetty on Linux and other Unixes, ~/Library/Application
+// Support/jetty on macOS, %AppData%\jetty on Windows. getenv is os.Getenv
+// or a test's replacement.
 func DefaultDir(getenv func(string) string) (string, error) {
+	return defaultDir(runtime.GOOS, getenv)
+}
+
+// defaultDir is DefaultDir for the OS goos.
+func defaultDir(goos string, getenv func(string) string) (string, error) {
 	if x := getenv("XDG_CONFIG_HOME"); x != "" && filepath.IsAbs(x) {
 		return filepath.Join(x, "jetty"), nil
+	}
+	if goos == "windows" {
+		if a := getenv("AppData"); a != "" {
+			return filepath.Join(a, "jetty"), nil
+		}
+		return "", errors.New("cannot find the config directory: %AppData% is not set (or set XDG_CONFIG_HOME)")
 	}
 	home := getenv("HOME")
 	if home == "" {
@@ -56,6 +71,9 @@ func DefaultDir(getenv func(string) string) (string, error) {
 		if home, err = os.UserHomeDir(); err != nil {
 			return "", fmt.Errorf("cannot find the config directory: set XDG_CONFIG_HOME or HOME (%w)", err)
 		}
+	}
+	if goos == "darwin" || goos == "ios" {
+		return filepath.Join(home, "Library", "Application Support", "jetty"), nil
 	}
 	return filepath.Join(home, ".config", "jetty"), nil
 }

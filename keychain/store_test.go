@@ -347,3 +347,26 @@ func TestRealSecretService(t *testing.T) {
 		t.Fatalf("warnings: %s", warn.String())
 	}
 }
+
+func TestDefaultDirPerOS(t *testing.T) {
+	for _, c := range []struct {
+		goos string
+		env  map[string]string
+		want string
+	}{
+		{"linux", map[string]string{"HOME": "/home/u"}, filepath.Join("/home/u", ".config", "jetty")},
+		{"linux", map[string]string{"HOME": "/home/u", "XDG_CONFIG_HOME": "/x"}, filepath.Join("/x", "jetty")},
+		{"freebsd", map[string]string{"HOME": "/home/u"}, filepath.Join("/home/u", ".config", "jetty")},
+		{"darwin", map[string]string{"HOME": "/Users/u"}, filepath.Join("/Users/u", "Library", "Application Support", "jetty")},
+		{"darwin", map[string]string{"HOME": "/Users/u", "XDG_CONFIG_HOME": "/x"}, filepath.Join("/x", "jetty")},
+		{"windows", map[string]string{"AppData": `C:\Users\u\AppData\Roaming`, "HOME": "/ignored"}, filepath.Join(`C:\Users\u\AppData\Roaming`, "jetty")},
+	} {
+		got, err := defaultDir(c.goos, func(k string) string { return c.env[k] })
+		if err != nil || got != c.want {
+			t.Errorf("%s %v: %q, %v; want %q", c.goos, c.env, got, err, c.want)
+		}
+	}
+	if _, err := defaultDir("windows", func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "AppData") {
+		t.Errorf("windows without AppData: %v", err)
+	}
+}
