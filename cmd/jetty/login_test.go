@@ -206,7 +206,7 @@ func TestLoginWhoamiLogoutKeychain(t *testing.T) {
 
 func TestLoginRefusesBadCredentialsBeforeStoring(t *testing.T) {
 	e := newAuthEnv(t, "usr_bad")
-	wrong := e.secret[:len(e.secret)-1] + "A"
+	wrong := otherSecret(e.secret)
 	if e.secret[len(e.secret)-1] == 'A' {
 		wrong = e.secret[:len(e.secret)-1] + "B"
 	}

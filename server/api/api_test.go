@@ -468,7 +468,7 @@ func TestUserAuth(t *testing.T) {
 		wantError(t, e.do("GET", "/api/agentcache/quota", "", userHeaders(typo, secret)), 401, server.EMalformedAPIKey)
 		wantError(t, e.do("GET", "/api/agentcache/quota", "", userHeaders(forged, secret)), 401, server.EMalformedAPIKey)
 		wantError(t, e.do("GET", "/api/agentcache/quota", "", map[string]string{"Authorization": "Bearer " + key}), 401, server.EMissingAPISecret)
-		wantError(t, e.do("GET", "/api/agentcache/quota", "", userHeaders(key, secret[:len(secret)-1]+"A")), 401, server.EWrongAPISecret)
+		wantError(t, e.do("GET", "/api/agentcache/quota", "", userHeaders(key, changeLast(secret))), 401, server.EWrongAPISecret)
 		wantError(t, e.do("GET", "/api/agentcache/quota", "", userHeaders(other, secret)), 401, server.EWrongAPISecret)
 		wantError(t, e.do("GET", "/api/agentcache/quota", "", userHeaders(key, "hunter2")), 401, server.EWrongAPISecret)
 
@@ -637,4 +637,13 @@ func TestHealthReadyMetrics(t *testing.T) {
 	if r := e.do("GET", "/readyz", "", nil); r.status != 503 || r.body["ready"] != false {
 		t.Fatalf("readyz with closed database: %d %s", r.status, r.raw)
 	}
+}
+
+// changeLast returns s with its last character replaced by a different one.
+func changeLast(s string) string {
+	c := byte('A')
+	if s[len(s)-1] == c {
+		c = 'B'
+	}
+	return s[:len(s)-1] + string(c)
 }

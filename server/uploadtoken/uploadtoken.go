@@ -33,6 +33,8 @@ type Claims struct {
 // ExpiresAt is the expiry as a time.
 func (c Claims) ExpiresAt() time.Time { return time.Unix(c.Expires, 0).UTC() }
 
+var b64 = base64.RawURLEncoding.Strict()
+
 // Signer signs and verifies tokens with one key.
 type Signer struct {
 	key []byte
@@ -70,14 +72,16 @@ func (s *Signer) Verify(token string, now time.Time) (Claims, error) {
 	if !ok || payload == "" || sig == "" {
 		return Claims{}, ErrMalformed
 	}
-	got, err := base64.RawURLEncoding.DecodeString(sig)
+	// Strict: a token has exactly one encoding, so no variant of a valid
+	// token (different unused bits in the last character) is accepted.
+	got, err := b64.DecodeString(sig)
 	if err != nil {
 		return Claims{}, ErrMalformed
 	}
 	if !hmac.Equal(got, s.mac(payload)) {
 		return Claims{}, ErrBadSignature
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(payload)
+	raw, err := b64.DecodeString(payload)
 	if err != nil {
 		return Claims{}, ErrMalformed
 	}
