@@ -127,3 +127,21 @@ func ValidKey(key string) bool {
 	}
 	return true
 }
+
+// ContextReader returns a reader of r whose reads fail with ctx's error
+// once ctx is done, so a copy into a store stops when its request ends.
+func ContextReader(ctx context.Context, r io.Reader) io.Reader {
+	return ctxReader{ctx, r}
+}
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}

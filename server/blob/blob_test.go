@@ -1,6 +1,8 @@
 package blob
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"testing"
 )
@@ -15,5 +17,18 @@ func TestValidKey(t *testing.T) {
 		if ValidKey(k) {
 			t.Errorf("ValidKey(%q) = true", k)
 		}
+	}
+}
+
+func TestContextReader(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := ContextReader(ctx, strings.NewReader("abc"))
+	b := make([]byte, 1)
+	if n, err := r.Read(b); n != 1 || err != nil {
+		t.Fatalf("read before cancel: %d %v", n, err)
+	}
+	cancel()
+	if _, err := r.Read(b); !errors.Is(err, context.Canceled) {
+		t.Fatalf("read after cancel: %v", err)
 	}
 }

@@ -229,19 +229,6 @@ func (s *Store) renameInto(tmp, dst string) error {
 	return fmt.Errorf("fsblob: %w", err)
 }
 
-// ctxReader fails reads once ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
-
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
 // copyCtx copies src to dst with a pooled buffer, stopping when ctx ends.
@@ -249,7 +236,7 @@ func copyCtx(ctx context.Context, dst io.Writer, src io.Reader) (int64, error) {
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
 	// Hide ReadFrom/WriteTo so the buffer (and ctx checks) are used.
-	return io.CopyBuffer(struct{ io.Writer }{dst}, ctxReader{ctx, src}, *bp)
+	return io.CopyBuffer(struct{ io.Writer }{dst}, blob.ContextReader(ctx, src), *bp)
 }
 
 type objectMeta struct {

@@ -365,19 +365,6 @@ func (s *Store) lifecycleRefused(op string, err error) error {
 
 // --- objects ---
 
-// ctxReader fails reads once ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
-
 func (s *Store) getBuf(size int64) *[]byte {
 	if size == s.partSize {
 		return s.bufs.Get().(*[]byte)
@@ -430,7 +417,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, co
 	}
 	contentType = normContentType(contentType)
 	partSize := s.partSize
-	src := io.Reader(ctxReader{ctx, r})
+	src := io.Reader(blob.ContextReader(ctx, r))
 	if size >= 0 {
 		src = io.LimitReader(src, size+1)
 		if need := (size + blob.MaxParts - 1) / blob.MaxParts; need > partSize {
@@ -772,7 +759,7 @@ func (s *Store) PutPart(ctx context.Context, key, uploadID string, number int, r
 		return blob.Part{}, fmt.Errorf("s3blob: part size must be known, got %d", size)
 	}
 	// Hide any Seek method: the body is streamed once, never rewound.
-	body := struct{ io.Reader }{io.LimitReader(ctxReader{ctx, r}, size)}
+	body := struct{ io.Reader }{io.LimitReader(blob.ContextReader(ctx, r), size)}
 	out, err := s.c.UploadPart(ctx, &s3.UploadPartInput{
 		Bucket:            &s.bucket,
 		Key:               &key,
