@@ -8,45 +8,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
-
-// mapKeyring is an in-memory Keyring.
-type mapKeyring struct {
-	mu sync.Mutex
-	m  map[string]string
-}
-
-func newMapKeyring() *mapKeyring { return &mapKeyring{m: map[string]string{}} }
-
-func (k *mapKeyring) Get(service, user string) (string, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	v, ok := k.m[service+"\x00"+user]
-	if !ok {
-		return "", ErrNotFound
-	}
-	return v, nil
-}
-
-func (k *mapKeyring) Set(service, user, secret string) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.m[service+"\x00"+user] = secret
-	return nil
-}
-
-func (k *mapKeyring) Delete(service, user string) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if _, ok := k.m[service+"\x00"+user]; !ok {
-		return ErrNotFound
-	}
-	delete(k.m, service+"\x00"+user)
-	return nil
-}
 
 // blockingKeyring never answers, like a D-Bus call to a Secret Service
 // that is not there.
@@ -102,7 +66,7 @@ func TestNormalizeServer(t *testing.T) {
 }
 
 func TestSaveLoadDeleteKeychain(t *testing.T) {
-	kr := newMapKeyring()
+	kr := NewMemory()
 	var warn bytes.Buffer
 	dir := filepath.Join(t.TempDir(), "jetty")
 	s := &Store{Keyring: kr, Dir: dir, Warn: &warn}
@@ -153,7 +117,7 @@ func TestSaveLoadDeleteKeychain(t *testing.T) {
 }
 
 func TestInsecureStorageUsesFile(t *testing.T) {
-	kr := newMapKeyring()
+	kr := NewMemory()
 	kr.Set(Service, norm, "jt_old:jts_old") // an earlier keychain login
 	var warn bytes.Buffer
 	dir := filepath.Join(t.TempDir(), "cfg", "jetty")
@@ -211,7 +175,7 @@ func TestInsecureStorageUsesFile(t *testing.T) {
 
 // A keychain login removes a plain-text copy from an earlier insecure one.
 func TestKeychainLoginRemovesFileCopy(t *testing.T) {
-	kr := newMapKeyring()
+	kr := NewMemory()
 	dir := t.TempDir()
 	s := &Store{Keyring: kr, Dir: dir}
 	if _, err := s.Save(srv, "jt_old", "jts_old", true); err != nil {
@@ -289,7 +253,7 @@ func TestHangingKeychainTimesOut(t *testing.T) {
 
 func TestCorruptFiles(t *testing.T) {
 	dir := t.TempDir()
-	s := &Store{Keyring: newMapKeyring(), Dir: dir}
+	s := &Store{Keyring: NewMemory(), Dir: dir}
 	os.WriteFile(filepath.Join(dir, CredentialsFile), []byte("{"), 0o600)
 	if _, _, err := s.Load(norm); err == nil || !strings.Contains(err.Error(), "not valid JSON") {
 		t.Fatalf("corrupt credentials.json: %v", err)
@@ -368,5 +332,22 @@ func TestDefaultDirPerOS(t *testing.T) {
 	}
 	if _, err := defaultDir("windows", func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "AppData") {
 		t.Errorf("windows without AppData: %v", err)
+	}
+}
+
+func TestMemoryKeyring(t *testing.T) {
+	k := NewMemory()
+	if _, err := k.Get("s", "u"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get on empty: %v", err)
+	}
+	k.Set("s", "u", "v")
+	if v, err := k.Get("s", "u"); v != "v" || err != nil || k.Len() != 1 {
+		t.Fatalf("Get = %q %v, Len %d", v, err, k.Len())
+	}
+	if err := k.Delete("s", "u"); err != nil || k.Len() != 0 {
+		t.Fatalf("Delete: %v, Len %d", err, k.Len())
+	}
+	if err := k.Delete("s", "u"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second Delete: %v", err)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,43 +19,6 @@ import (
 	"github.com/jettythunder/jetty/internal/testenv"
 	"github.com/jettythunder/jetty/keychain"
 )
-
-// fakeKeyring is an in-memory keychain.Keyring.
-type fakeKeyring struct {
-	mu sync.Mutex
-	m  map[string]string
-}
-
-func newFakeKeyring() *fakeKeyring { return &fakeKeyring{m: map[string]string{}} }
-
-func (k *fakeKeyring) Get(service, user string) (string, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	v, ok := k.m[service+" "+user]
-	if !ok {
-		return "", keychain.ErrNotFound
-	}
-	return v, nil
-}
-
-func (k *fakeKeyring) Set(service, user, secret string) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.m[service+" "+user] = secret
-	return nil
-}
-
-func (k *fakeKeyring) Delete(service, user string) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if _, ok := k.m[service+" "+user]; !ok {
-		return keychain.ErrNotFound
-	}
-	delete(k.m, service+" "+user)
-	return nil
-}
-
-func (k *fakeKeyring) len() int { k.mu.Lock(); defer k.mu.Unlock(); return len(k.m) }
 
 // hangingKeyring never answers.
 type hangingKeyring struct{}
@@ -91,13 +53,13 @@ type authEnv struct {
 	secret string
 	env    map[string]string
 	store  *keychain.Store
-	kr     *fakeKeyring
+	kr     *keychain.Memory
 }
 
 func newAuthEnv(t *testing.T, user string) *authEnv {
 	srv := testServer(t)
 	key, secret := testenv.Provision(t, srv, cmdSecret, user, "pro")
-	kr := newFakeKeyring()
+	kr := keychain.NewMemory()
 	return &authEnv{t: t, srv: srv, key: key, secret: secret, env: map[string]string{}, kr: kr,
 		store: &keychain.Store{Keyring: kr, Dir: filepath.Join(t.TempDir(), "jetty")}}
 }
@@ -191,8 +153,8 @@ func TestLoginWhoamiLogoutKeychain(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.out, "Logged out of "+e.srv+": removed the credentials from the OS keychain") {
 		t.Fatalf("logout: %d %q %q", r.code, r.out, r.err)
 	}
-	if e.kr.len() != 0 {
-		t.Fatalf("keychain not emptied: %v", e.kr.m)
+	if e.kr.Len() != 0 {
+		t.Fatalf("keychain not emptied: %d secrets left", e.kr.Len())
 	}
 	r = e.run(whoamiCmd, false, "")
 	if r.code != ExitAuth || !strings.Contains(r.err, "jetty login") {
@@ -224,8 +186,8 @@ func TestLoginRefusesBadCredentialsBeforeStoring(t *testing.T) {
 	if r.code != ExitAuth || !strings.Contains(r.err, "not a valid API key") {
 		t.Fatalf("typo in key: %d %q", r.code, r.err)
 	}
-	if e.kr.len() != 0 {
-		t.Fatalf("stored after a refusal: %v", e.kr.m)
+	if e.kr.Len() != 0 {
+		t.Fatalf("stored after a refusal: %d secrets", e.kr.Len())
 	}
 	if cur, _ := e.store.Current(); cur != "" {
 		t.Fatalf("current server set after a refusal: %q", cur)
@@ -233,7 +195,7 @@ func TestLoginRefusesBadCredentialsBeforeStoring(t *testing.T) {
 }
 
 func TestLoginUsageErrors(t *testing.T) {
-	e := &authEnv{t: t, env: map[string]string{}, kr: newFakeKeyring()}
+	e := &authEnv{t: t, env: map[string]string{}, kr: keychain.NewMemory()}
 	e.store = &keychain.Store{Keyring: e.kr, Dir: t.TempDir()}
 	cases := []struct {
 		tty   bool
@@ -336,7 +298,7 @@ func TestLoginInsecureStorage(t *testing.T) {
 	if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("credentials.json: %v %v", st, err)
 	}
-	if e.kr.len() != 0 {
+	if e.kr.Len() != 0 {
 		t.Fatal("the keychain was written")
 	}
 }
