@@ -50,6 +50,18 @@ func NewSigner(secret []byte) (*Signer, error) {
 	return &Signer{key: m.Sum(nil)}, nil
 }
 
+// NewSignerKey makes a Signer from a key that Key returned (relays get
+// it sealed from the origin, so they need no token secret of their own).
+func NewSignerKey(key []byte) (*Signer, error) {
+	if len(key) != sha256.Size {
+		return nil, errors.New("uploadtoken: the key must be 32 bytes")
+	}
+	return &Signer{key: append([]byte(nil), key...)}, nil
+}
+
+// Key is the derived signing key (for NewSignerKey).
+func (s *Signer) Key() []byte { return append([]byte(nil), s.key...) }
+
 func (s *Signer) mac(payload string) []byte {
 	m := hmac.New(sha256.New, s.key)
 	m.Write([]byte(payload))

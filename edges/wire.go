@@ -1,0 +1,152 @@
+package edges
+
+import "time"
+
+// Paths of the edge protocol on the origin (and, for chunks and probes,
+// on relays).
+const (
+	// PathHeartbeat: POST, edge-authenticated, body Heartbeat.
+	PathHeartbeat = "/api/jetty/edges/heartbeat"
+	// PathNode: DELETE PathNode+id deregisters a relay (edge-authenticated).
+	PathNode = "/api/jetty/edges/nodes/"
+	// PathSession: GET PathSession+id, edge-authenticated: SessionInfo.
+	PathSession = "/api/jetty/edges/sessions/"
+	// PathOptimal: POST, API key: OptimalRequest → OptimalResponse.
+	PathOptimal = "/api/jetty/optimal-edges"
+	// PathProbe: POST a body of up to MaxProbeBytes; the receiver reads
+	// it for at most ProbeReadTime and answers ProbeResult. No
+	// authentication (it stores nothing).
+	PathProbe = "/api/jetty/probe"
+	// PathLocations: GET, API key: the catalogue with live relay counts.
+	PathLocations = "/api/jetty/edges"
+)
+
+// Probe limits.
+const (
+	MaxProbeBytes = 1 << 20
+	ProbeReadTime = 2 * time.Second
+)
+
+// Modes of a relay.
+const (
+	ModeS3    = "s3"    // writes parts straight to the S3 backend
+	ModeRelay = "relay" // forwards chunks to the origin
+)
+
+// Kinds of Candidate (the same words as engine.Route kinds).
+const (
+	KindOrigin = "origin"
+	KindRelay  = "relay"
+	KindDirect = "direct"
+)
+
+// Location is a catalogue entry.
+type Location struct {
+	ID        string  `json:"id"`
+	Name      string  `json:"name"`
+	City      string  `json:"city"`
+	Country   string  `json:"country"`
+	Region    string  `json:"region"`
+	Latitude  float64 `json:"latitude"`
+	Longitude float64 `json:"longitude"`
+	// Relays is the number of live relays serving the location (in the
+	// catalogue listing only).
+	Relays int `json:"relays"`
+}
+
+// Heartbeat is what a relay reports every interval.
+type Heartbeat struct {
+	ID         string `json:"id"`
+	URL        string `json:"url"`
+	Location   string `json:"location,omitempty"`
+	Mode       string `json:"mode"`
+	Capacity   int    `json:"capacity"`
+	InFlight   int    `json:"inflight"`
+	IntervalMS int64  `json:"interval_ms"`
+	Draining   bool   `json:"draining,omitempty"`
+	Version    string `json:"version,omitempty"`
+}
+
+// HeartbeatResponse tells a relay how to verify upload tokens and where
+// the origin keeps its objects.
+type HeartbeatResponse struct {
+	// TokenKey is the upload-token verification key, sealed with the
+	// edge secret (see Seal).
+	TokenKey string `json:"token_key"`
+	// Backend is "s3" or "fs"; Bucket the S3 bucket when s3.
+	Backend string `json:"backend"`
+	Bucket  string `json:"bucket,omitempty"`
+	// LivenessMS is how long the origin keeps offering the relay without
+	// a heartbeat.
+	LivenessMS int64 `json:"liveness_ms"`
+}
+
+// SessionInfo is what a relay needs to accept chunks of a session.
+type SessionInfo struct {
+	ID        string    `json:"id"`
+	AccountID string    `json:"account_id"`
+	State     string    `json:"state"` // open, completing, completed, aborted
+	ExpiresAt time.Time `json:"expires_at"`
+	ObjectKey string    `json:"object_key"`
+	UploadID  string    `json:"upload_id"`
+	ChunkSize int64     `json:"chunk_size"`
+	// Chunks is the manifest (nil for a stream session, whose chunks are
+	// 1..ChunkSize bytes with the hash their sender declares).
+	Chunks []ChunkInfo `json:"chunks,omitempty"`
+}
+
+// ChunkInfo is one manifest entry.
+type ChunkInfo struct {
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// OptimalRequest asks for candidates. Every field is optional.
+type OptimalRequest struct {
+	FileSize int64 `json:"file_size,omitempty"`
+	// Region or coordinates of the client, when it knows them: relays
+	// nearer come first among equally loaded ones.
+	Region    string   `json:"region,omitempty"`
+	Latitude  *float64 `json:"latitude,omitempty"`
+	Longitude *float64 `json:"longitude,omitempty"`
+}
+
+// Candidate is one receiver offered to the client.
+type Candidate struct {
+	ID   string `json:"id"`
+	Kind string `json:"kind"` // origin, relay, direct
+	// URL is the base URL (origin, relay) or the storage endpoint
+	// (direct; probed for latency only).
+	URL      string    `json:"url"`
+	Location *Location `json:"location,omitempty"`
+	// Load is in-flight chunks over capacity at the last heartbeat.
+	Load float64 `json:"load"`
+	// Weight is the server's a-priori share (the client refines it).
+	Weight float64 `json:"weight"`
+}
+
+// Strategy is the server's advice for the upload.
+type Strategy struct {
+	ChunkSize  int64              `json:"chunk_size"`
+	Workers    int                `json:"workers"`
+	MaxWorkers int                `json:"max_workers"`
+	Weights    map[string]float64 `json:"weights"`
+}
+
+// OptimalResponse lists up to MaxCandidates receivers, the origin always
+// among them.
+type OptimalResponse struct {
+	JettySpeed bool        `json:"jettyspeed"`
+	Edges      []Candidate `json:"edges"`
+	Strategy   Strategy    `json:"strategy"`
+}
+
+// MaxCandidates is the most candidates optimal-edges returns.
+const MaxCandidates = 5
+
+// ProbeResult is the receiver's account of a probe: bytes read and the
+// time from the first byte to the last.
+type ProbeResult struct {
+	Bytes  int64 `json:"bytes"`
+	Micros int64 `json:"micros"`
+}

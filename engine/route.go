@@ -1,0 +1,73 @@
+package engine
+
+import (
+	"context"
+	"time"
+)
+
+// Kinds of Route.
+const (
+	// RouteOrigin is the server's own chunk endpoint (the session's
+	// chunk_url).
+	RouteOrigin = "origin"
+	// RouteRelay is a `jetty edge` relay: same chunk protocol and upload
+	// token as the origin, another base URL.
+	RouteRelay = "relay"
+	// RouteDirect is the object store itself: each chunk goes to a
+	// presigned part URL (with its SHA-256 signed in) that the server
+	// hands out at PresignURL.
+	RouteDirect = "direct"
+)
+
+// Route is one way for chunks to reach storage, with the share of the
+// workers it gets.
+type Route struct {
+	// ID names the route in statistics: the edge id, "origin" or
+	// "direct".
+	ID   string `json:"id"`
+	Kind string `json:"kind"`
+	// Label is a human description (location, host).
+	Label string `json:"label,omitempty"`
+	// ChunkURL is the PUT address of chunks, "{index}" standing for the
+	// chunk index (origin and relay routes).
+	ChunkURL string `json:"chunk_url,omitempty"`
+	// PresignURL is where presigned part URLs are asked for (direct
+	// routes): POST with the upload token.
+	PresignURL string `json:"presign_url,omitempty"`
+	// Weight is the route's share of the workers (any positive scale).
+	Weight float64 `json:"weight"`
+}
+
+// EdgeSelector picks the routes of an upload once its session is open.
+// Implementations (package edges) ask the server for candidates and probe
+// them with the session's upload token.
+type EdgeSelector interface {
+	// Select returns the routes to use, best first, with their weights.
+	// An error or an empty list makes the engine use the origin alone.
+	Select(ctx context.Context, s *Session, chunkSize int64, workers int) ([]Route, error)
+}
+
+// PresignRequest asks for presigned part URLs of a session's chunks:
+// POST /api/jetty/sessions/{id}/presign with the upload token.
+type PresignRequest struct {
+	Chunks []int `json:"chunks"`
+}
+
+// MaxPresign is the most parts one presign call may ask for.
+const MaxPresign = 64
+
+// PresignedPart is where and how to PUT one chunk straight to storage:
+// the request must carry Headers exactly (the chunk's SHA-256 is one of
+// them, signed into the URL) and the chunk's bytes.
+type PresignedPart struct {
+	Index     int               `json:"index"`
+	URL       string            `json:"url"`
+	Method    string            `json:"method"`
+	Headers   map[string]string `json:"headers"`
+	ExpiresAt time.Time         `json:"expires_at"`
+}
+
+// PresignResponse is the answer of a presign call.
+type PresignResponse struct {
+	Parts []PresignedPart `json:"parts"`
+}
