@@ -254,6 +254,19 @@ func (c *Client) control(ctx context.Context, method, path string, in, out any) 
 	return resp.StatusCode, nil
 }
 
+// Call makes an authenticated control call to path on the server (for
+// endpoints outside the session protocol, such as optimal-edges): in is
+// sent as JSON when not nil, a 2xx answer is decoded into out when not
+// nil; other answers are *APIError.
+func (c *Client) Call(ctx context.Context, method, path string, in, out any) error {
+	_, err := c.control(ctx, method, path, in, out)
+	return err
+}
+
+// HTTPClient is the HTTP client the Client uses (c.HTTP or the shared
+// bulk-upload client).
+func (c *Client) HTTPClient() *http.Client { return c.httpClient() }
+
 // readAPIError turns an error answer into an *APIError.
 func readAPIError(resp *http.Response) error {
 	e := &APIError{Status: resp.StatusCode, RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
