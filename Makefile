@@ -4,7 +4,7 @@ PKGS    ?= ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(shell git rev-parse --short HEAD 2>/dev/null || echo none) -X main.date=$(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 
-.PHONY: run demo test test-deps test-keyring services minio check build clean bench-server bench-client bench-engine release-check ci-smoke
+.PHONY: run demo test test-deps test-keyring services minio toxiproxy check build clean bench-server bench-client bench-engine release-check ci-smoke
 
 ## demo: the main job on the embedded default, end to end: dev server, login, upload
 ## with progress, download, verify, logout, stop (all in a temporary directory)
@@ -15,10 +15,10 @@ demo:
 run:
 	$(GO) run ./cmd/jetty server --dev
 
-## test: start PostgreSQL and Redis if they are down, install the pinned MinIO
-## (the S3 tests start their own on a free port), run every test with the race
-## detector, then the keychain tests against a real Secret Service
-test: services minio test-deps
+## test: start PostgreSQL and Redis if they are down, install the pinned MinIO and
+## toxiproxy (the S3 and network-shaping tests start their own on free ports), run
+## every test with the race detector, then the keychain tests against a real Secret Service
+test: services minio toxiproxy test-deps
 	$(GO) test -race -count=1 $(PKGS)
 	@./scripts/keyring-test.sh
 
@@ -30,6 +30,9 @@ test-deps:
 
 minio:
 	@./scripts/minio.sh
+
+toxiproxy:
+	@./scripts/toxiproxy.sh
 
 ## test-keyring: the keychain against a real Secret Service (gnome-keyring under a
 ## private dbus-run-session; installs gnome-keyring, dbus, libsecret-tools if missing)

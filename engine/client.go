@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -25,7 +26,26 @@ const (
 	CodeTooManyStreams   = "too_many_streams"
 	CodeRateLimited      = "rate_limited"
 	CodeSessionGone      = "session_gone"
+	// CodeEdgeDraining (503) is a relay going away: the engine stops
+	// sending through it at once.
+	CodeEdgeDraining = "edge_draining"
 )
+
+// S3's error codes for a part whose bytes do not match its declared
+// checksum: the engine treats them as CodeChecksumMismatch.
+const (
+	S3CodeBadDigest                   = "BadDigest"
+	S3CodeXAmzContentChecksumMismatch = "XAmzContentChecksumMismatch"
+	S3CodeInvalidDigest               = "InvalidDigest"
+)
+
+// isChecksumMismatch reports a receiver refusing a chunk whose bytes do
+// not hash to what was declared: the server's checksum_mismatch or S3's
+// equivalents.
+func isChecksumMismatch(err error) bool {
+	return IsCode(err, CodeChecksumMismatch) || IsCode(err, S3CodeBadDigest) ||
+		IsCode(err, S3CodeXAmzContentChecksumMismatch) || IsCode(err, S3CodeInvalidDigest)
+}
 
 // Client speaks the JettySpeed protocol (docs/protocol.md) to one server.
 // Control calls carry the API key and secret; chunk PUTs carry only the
@@ -271,6 +291,33 @@ func (c *Client) HTTPClient() *http.Client { return c.httpClient() }
 func readAPIError(resp *http.Response) error {
 	e := &APIError{Status: resp.StatusCode, RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	decodeAPIError(e, b)
+	return e
+}
+
+// readStoreError turns an object store's error answer into an *APIError:
+// S3 answers XML (<Error><Code>BadDigest</Code><Message>…</Message>
+// </Error>), whose Code and Message it takes; anything else is read as
+// readAPIError does.
+func readStoreError(resp *http.Response) error {
+	e := &APIError{Status: resp.StatusCode, RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var x struct {
+		XMLName xml.Name `xml:"Error"`
+		Code    string   `xml:"Code"`
+		Message string   `xml:"Message"`
+	}
+	if xml.Unmarshal(b, &x) == nil && x.Code != "" {
+		e.Code, e.Message = x.Code, x.Message
+		return e
+	}
+	decodeAPIError(e, b)
+	return e
+}
+
+// decodeAPIError fills e from an error body: the protocol's JSON, or a
+// short text.
+func decodeAPIError(e *APIError, b []byte) {
 	var body struct {
 		Error   string `json:"error"`
 		Code    string `json:"code"`
@@ -281,7 +328,6 @@ func readAPIError(resp *http.Response) error {
 	} else if s := strings.TrimSpace(string(b)); s != "" && len(s) < 200 {
 		e.Message = s
 	}
-	return e
 }
 
 // parseRetryAfter reads delay-seconds or an HTTP date.
@@ -426,6 +472,113 @@ func (c *Client) PutChunk(ctx context.Context, chunkURL, token string, index int
 		}
 	}
 	return nil
+}
+
+// Presign asks presignURL (a direct route's PresignURL) for presigned part
+// URLs of chunks: POST with the session's upload token, body
+// PresignRequest, answer PresignResponse. Every part answered is checked
+// to be one asked for and to have an absolute http(s) URL. Only the upload
+// token is sent, never the API key or secret.
+func (c *Client) Presign(ctx context.Context, presignURL, token string, chunks []int) (PresignResponse, error) {
+	var out PresignResponse
+	target, err := c.resolve(presignURL)
+	if err != nil {
+		return out, fmt.Errorf("presign URL: %w", err)
+	}
+	b, err := json.Marshal(PresignRequest{Chunks: chunks})
+	if err != nil {
+		return out, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(b))
+	if err != nil {
+		return out, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", c.userAgent())
+	resp, err := c.httpClient().Do(req)
+	if err != nil {
+		return out, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return out, readAPIError(resp)
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&out); err != nil {
+		return out, fmt.Errorf("presign: decode answer: %w", err)
+	}
+	asked := make(map[int]bool, len(chunks))
+	for _, i := range chunks {
+		asked[i] = true
+	}
+	for _, p := range out.Parts {
+		if !asked[p.Index] {
+			return out, fmt.Errorf("presign: the answer has chunk %d, which was not asked for", p.Index)
+		}
+		if pu, err := url.Parse(p.URL); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			return out, fmt.Errorf("presign: chunk %d: bad part URL %q", p.Index, p.URL)
+		}
+	}
+	return out, nil
+}
+
+// PutPresigned sends one chunk straight to the object store: size bytes
+// of body to part.URL with part.Method (PUT when empty), exactly
+// part.Headers (they are signed into the URL; a Host among them sets the
+// request's host) and Content-Length. A 2xx answer is success; an error
+// answer is an *APIError with the store's own code (S3's XML Code, e.g.
+// BadDigest or SignatureDoesNotMatch). No credential of the Client and no
+// upload token is ever sent: the URL is a third party's.
+func (c *Client) PutPresigned(ctx context.Context, part PresignedPart, body io.Reader, size int64) error {
+	method := part.Method
+	if method == "" {
+		method = http.MethodPut
+	}
+	if body == nil || size == 0 {
+		body = http.NoBody
+	}
+	req, err := http.NewRequestWithContext(ctx, method, part.URL, body)
+	if err != nil {
+		closeBody(body)
+		return err
+	}
+	req.ContentLength = size
+	req.GetBody = nil // the engine retries itself, counting every byte
+	for k, v := range part.Headers {
+		switch http.CanonicalHeaderKey(k) {
+		case "Host":
+			req.Host = v
+		case "Content-Length": // written from req.ContentLength
+			if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err != nil || n != size {
+				closeBody(body)
+				return fmt.Errorf("chunk %d: the presigned part is for %s bytes, not %d", part.Index, v, size)
+			}
+		default:
+			req.Header.Set(k, v)
+		}
+	}
+	if req.Header.Get("User-Agent") == "" {
+		req.Header.Set("User-Agent", c.userAgent())
+	}
+	resp, err := c.httpClient().Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return readStoreError(resp)
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // keep the connection reusable
+	return nil
+}
+
+// closeBody closes a request body no transport took (the engine waits
+// for its chunk bodies to be closed before it reuses their buffers).
+func closeBody(body io.Reader) {
+	if c, ok := body.(io.Closer); ok {
+		c.Close()
+	}
 }
 
 // isNetError reports errors of the connection rather than of the server.

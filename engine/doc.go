@@ -14,6 +14,12 @@
 //     token refresh), a shared bandwidth limit, progress events (Progress,
 //     Rate) and, for files, a resume journal so that a second run sends
 //     only what the server lacks.
+//   - Routes (router.go): with Options.Edges, chunks go through several
+//     routes at once — the origin, relays, the object store via presigned
+//     part URLs — each with a share of the workers by weight, all workers
+//     taking chunks from one queue; a per-route circuit breaker moves the
+//     chunks of a failing route to the others, the origin being the last
+//     resort. Result.Edges says what each route took.
 //
 // Memory stays bounded by workers × chunk size (workers+2 blocks for a
 // stream) plus a few MiB for planning, whatever the file size. The package

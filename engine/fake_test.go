@@ -48,6 +48,8 @@ type fakeServer struct {
 	tooMany     int // PUTs refused for the ceiling
 	completes   int
 	nextID      int
+	stored      map[int]int // chunks stored, by index (origin, relays, direct)
+	store       *fakeStore  // the direct route's object store, when a test made one
 }
 
 type fakeSession struct {
@@ -73,6 +75,7 @@ func newFake(t testing.TB) *fakeServer {
 		assets:   map[string]Asset{},
 		objects:  map[string][]byte{},
 		attempts: map[int]int{},
+		stored:   map[int]int{},
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/jetty/sessions", f.control(f.open))
@@ -81,6 +84,7 @@ func newFake(t testing.TB) *fakeServer {
 	mux.HandleFunc("POST /api/jetty/sessions/{id}/token", f.control(f.refreshToken))
 	mux.HandleFunc("POST /api/jetty/sessions/{id}/complete", f.control(f.complete))
 	mux.HandleFunc("PUT /api/jetty/sessions/{id}/chunks/{index}", f.put)
+	mux.HandleFunc("POST /api/jetty/sessions/{id}/presign", f.presign) // fake_routes_test.go
 	f.srv = httptest.NewServer(mux)
 	t.Cleanup(f.srv.Close)
 	return f
@@ -315,6 +319,7 @@ func (f *fakeServer) put(w http.ResponseWriter, r *http.Request) {
 	if f.keep {
 		s.chunks[index] = buf.Bytes()
 	}
+	f.stored[index]++
 	f.mu.Unlock()
 	writeJSON(w, 200, map[string]any{"index": index, "size": n, "sha256": sum})
 }

@@ -41,7 +41,7 @@ const (
 	// emitted about every 1 MiB per worker, for smooth progress bars.
 	EventSent
 	// EventChunkDone: the receiver stored chunk Index (Bytes long) through
-	// Edge.
+	// the route Edge describes.
 	EventChunkDone
 	// EventRetry: a request for chunk Index (-1: a control call) failed
 	// with Err; attempt Attempt follows after Delay.
@@ -97,7 +97,8 @@ type Event struct {
 	// Index and Bytes name the chunk of EventChunkDone and EventRetry.
 	Index int
 	Bytes int64
-	// Edge is the figures of the edge that took the chunk, so far.
+	// Edge is the figures of the route that took the chunk, so far
+	// (EventChunkDone).
 	Edge EdgeStat
 	// Attempt, Delay and Err describe a retry; Err also a warning or the
 	// end of a failed upload.
@@ -106,9 +107,15 @@ type Event struct {
 	Err     error
 }
 
-// EdgeStat is what one receiver (the origin or an edge) took.
+// EdgeStat is what one route (the origin, a relay or the object store
+// reached directly) took: the chunks it stored and their bytes.
 type EdgeStat struct {
-	// URL is the receiver's scheme and host, e.g. "https://jetty.example".
+	// ID is the route's ID ("origin", an edge id, "direct"); Kind its
+	// kind (RouteOrigin, RouteRelay, RouteDirect).
+	ID   string `json:"id"`
+	Kind string `json:"kind"`
+	// URL is the receiver's scheme and host, e.g. "https://jetty.example"
+	// (for a direct route, the storage's host).
 	URL    string `json:"url"`
 	Chunks int    `json:"chunks"`
 	Bytes  int64  `json:"bytes"`
@@ -186,7 +193,7 @@ type hub struct {
 	chunks     int
 	chunksDone int
 	workers    int
-	edges      map[string]*EdgeStat
+	edges      map[string]*EdgeStat // by route id
 	edgeOrder  []string
 	ended      bool // EventDone was delivered: nothing follows it
 }
@@ -248,16 +255,21 @@ func (h *hub) grow(bytes int64, chunks int) { // a stream read more
 	}
 }
 
-func (h *hub) chunkDone(index int, size int64, edge string) {
+// chunkDone records that chunk index was stored through the route id (of
+// that kind, at url): the figures are kept per route id.
+func (h *hub) chunkDone(index int, size int64, id, kind, url string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.done += size
 	h.chunksDone++
-	es := h.edges[edge]
+	es := h.edges[id]
 	if es == nil {
-		es = &EdgeStat{URL: edge}
-		h.edges[edge] = es
-		h.edgeOrder = append(h.edgeOrder, edge)
+		es = &EdgeStat{ID: id, Kind: kind, URL: url}
+		h.edges[id] = es
+		h.edgeOrder = append(h.edgeOrder, id)
+	}
+	if es.URL == "" {
+		es.URL = url
 	}
 	es.Chunks++
 	es.Bytes += size

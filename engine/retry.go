@@ -24,6 +24,10 @@ type RetryPolicy struct {
 	// plus twice the time the bandwidth limit needs for the chunks of all
 	// workers when there is a limit.
 	ChunkTimeout time.Duration
+	// BreakerCooldown is how long a route whose circuit breaker opened
+	// (consecutive failures, or a draining edge) gets no chunks before
+	// one trial chunk is sent through it again. Default 10 s.
+	BreakerCooldown time.Duration
 }
 
 // Defaults of RetryPolicy.
@@ -32,6 +36,8 @@ const (
 	DefaultBaseDelay    = 250 * time.Millisecond
 	DefaultMaxDelay     = 20 * time.Second
 	DefaultChunkTimeout = 5 * time.Minute
+	// DefaultBreakerCooldown is RetryPolicy.BreakerCooldown's default.
+	DefaultBreakerCooldown = 10 * time.Second
 	// checksumRetries is how many times a chunk refused with 400
 	// checksum_mismatch is sent again when the bytes in memory still hash
 	// right (the corruption happened on the way).
@@ -58,6 +64,9 @@ func (p RetryPolicy) withDefaults() RetryPolicy {
 	}
 	if p.MaxDelay < p.BaseDelay {
 		p.MaxDelay = p.BaseDelay
+	}
+	if p.BreakerCooldown <= 0 {
+		p.BreakerCooldown = DefaultBreakerCooldown
 	}
 	return p
 }

@@ -59,7 +59,7 @@ func (u *uploader) uploadStream(ctx context.Context, r io.Reader, name string) (
 	}
 	s := resp.Session
 	res.SessionID = s.ID
-	u.begin(s, cs)
+	u.begin(ctx, s, cs, true)
 	res.Workers = u.workers
 	u.hub.start(-1, 0, 0, 0, u.workers)
 
@@ -127,8 +127,14 @@ func (u *uploader) uploadStream(ctx context.Context, r io.Reader, name string) (
 			}
 		}
 	})
-	for range u.workers {
+	// The same routes as a file's, except direct ones (setupRoutes): each
+	// worker is bound to a route and all take blocks from jobs. A block
+	// cannot be read again, so a block that failed on a route is not put
+	// back: its worker sends it at once through another route that is up
+	// (sendChunk with no queue), and memory stays workers+2 blocks.
+	for _, w := range u.rt.workers(u.workers) {
 		g.Go(func() error {
+			defer u.rt.leave(w)
 			for j := range jobs {
 				data := (*j.buf)[:j.n]
 				h := sha256.Sum256(data)
@@ -139,7 +145,8 @@ func (u *uploader) uploadStream(ctx context.Context, r io.Reader, name string) (
 				reusable := true
 				var err error
 				if gctx.Err() == nil {
-					reusable, err = u.sendChunk(gctx, j.index, sum, data)
+					st := chunkTry{last: -1}
+					_, reusable, err = u.sendChunk(gctx, w, nil, j.index, sum, data, &st)
 				} else {
 					err = gctx.Err()
 				}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -58,6 +59,12 @@ type Options struct {
 	Retry RetryPolicy
 	// Sleep waits between retries (tests replace it); nil waits for real.
 	Sleep func(ctx context.Context, d time.Duration) error
+	// Edges chooses the routes of the chunks once the session is open
+	// (relays, the object store directly, the origin) and their shares of
+	// the workers; nil sends every chunk to the session's chunk_url (the
+	// origin). A failing route is left for the others (see router.go);
+	// the origin is always kept as the last resort.
+	Edges EdgeSelector
 }
 
 // Result is the outcome of an upload.
@@ -80,7 +87,8 @@ type Result struct {
 	Workers int `json:"workers"`
 	// Resumed is true when the manifest came from the journal.
 	Resumed bool `json:"resumed"`
-	// Edges is what each receiver took, in first-use order.
+	// Edges is what each route that stored chunks took (by route id), in
+	// first-use order.
 	Edges []EdgeStat `json:"edges"`
 }
 
@@ -108,7 +116,7 @@ type uploader struct {
 	started      time.Time
 
 	sess      *Session
-	edge      string
+	rt        *router
 	tok       *tokenSource
 	workers   int
 	sent      atomic.Int64 // chunks stored in this run
@@ -146,10 +154,10 @@ func (u *uploader) open(ctx context.Context, req OpenRequest) (OpenResponse, err
 	return resp, nil
 }
 
-// begin takes the session: token source, edge, worker count.
-func (u *uploader) begin(s *Session, chunkSize int64) {
+// begin takes the session: token source, worker count, then the routes
+// (Options.Edges; stream: a stream session).
+func (u *uploader) begin(ctx context.Context, s *Session, chunkSize int64, stream bool) {
 	u.sess, u.chunkSize = s, chunkSize
-	u.edge = edgeOf(s.ChunkURL)
 	u.tok = &tokenSource{u: u, id: s.ID, token: s.UploadToken, exp: s.TokenExpiresAt, fetched: time.Now()}
 	w := u.opts.Workers
 	if w <= 0 {
@@ -170,6 +178,7 @@ func (u *uploader) begin(s *Session, chunkSize int64) {
 			u.chunkTimeout += time.Duration(secs * float64(time.Second))
 		}
 	}
+	u.setupRoutes(ctx, stream)
 }
 
 // edgeOf is the scheme and host of a chunk URL.
@@ -244,81 +253,164 @@ func (t *tokenSource) refresh(ctx context.Context, gen int) (string, int, error)
 	return t.token, t.gen, nil
 }
 
-// sendChunk PUTs one chunk until it is stored, fails for good or runs out
-// of attempts. data is not modified. It reports whether the transport has
-// released data (false only when a refused request still held it after
-// the wait; the buffer must then not be reused for another chunk).
-func (u *uploader) sendChunk(ctx context.Context, index int, sum string, data []byte) (bool, error) {
-	var refreshes, mismatches, crowded int
-	clean := true
-	for attempt := 1; ; attempt++ {
+// sendChunk sends one chunk through the routes (assigned to worker w,
+// see router.go) until it is stored, fails for good or runs out of
+// attempts (st counts them across routes and re-queues). After a route
+// failure while another route is up, a chunk of a file (q not nil) goes
+// back to the queue at once (requeued: the caller lets go of it and
+// takes another); a stream's chunk, which cannot be read again, is sent
+// at once through another route by the same worker. With no other route
+// up it is retried with backoff. data is not modified. clean reports
+// whether the transport has released data (false only when a refused
+// request still held it after the wait; the buffer must then not be
+// reused for another chunk).
+func (u *uploader) sendChunk(ctx context.Context, w *worker, q *chunkQueue, index int, sum string, data []byte, st *chunkTry) (requeued, clean bool, err error) {
+	var refreshes, mismatches, crowded, presigns int
+	clean = true
+	var avoid *route
+	if st.last >= 0 {
+		avoid = u.rt.routes[st.last]
+	}
+	for {
+		rt, trial, fellBack := u.rt.assign(w, avoid)
+		avoid = nil
+		if fellBack && u.rt.fellBack.CompareAndSwap(false, true) {
+			u.hub.warn(errors.New("every route is failing: sending through the origin, with retries"))
+		}
 		tok, gen, err := u.tok.get(ctx)
 		if err != nil {
-			return clean, err
+			u.rt.release(rt, trial)
+			return false, clean, err
 		}
 		actx, cancel := context.WithTimeout(ctx, u.chunkTimeout)
-		var body io.Reader
-		var br *bodyReader
-		if len(data) > 0 {
-			br = newBodyReader(actx, bytes.NewReader(data), u.lim, u.hub)
-			body = br
-		}
-		err = u.c.PutChunk(actx, u.sess.ChunkURL, tok, index, sum, body, int64(len(data)))
+		edge, br, stale, err := u.put(actx, rt, q, index, sum, data, tok)
 		cancel() // a refused request may still be writing its body: stop it
 		if br != nil {
 			clean = waitReleased(ctx, br) && clean
 			br.flush()
 		}
 		if err == nil {
+			u.rt.success(rt, trial)
+			if rt.pc != nil {
+				rt.pc.drop(index)
+			}
 			u.sent.Add(1)
-			u.hub.chunkDone(index, int64(len(data)), u.edge)
-			return clean, nil
+			u.hub.chunkDone(index, int64(len(data)), rt.ID, rt.Kind, edge)
+			return false, clean, nil
 		}
 		if ctx.Err() != nil {
-			return clean, ctx.Err()
+			u.rt.release(rt, trial)
+			return false, clean, ctx.Err()
 		}
+		failed, now := routeFailure(err)
+		if failed {
+			if u.rt.failure(rt, trial, now) {
+				why := fmt.Sprintf("%d failures in a row", breakerThreshold)
+				if now {
+					why = "it is draining"
+				}
+				u.hub.warn(fmt.Errorf("route %s (%s, %s) is left out for now (%s; last: %w); its chunks go through the other routes", rt.ID, rt.Kind, rt.url, why, err))
+			}
+		} else {
+			u.rt.release(rt, trial)
+		}
+		counts := true // the attempt counts against MaxAttempts
 		switch {
 		case IsCode(err, CodeTokenExpired), IsCode(err, CodeTokenInvalid):
 			// Invalid too: a server restarted with a new token secret
 			// (--dev) still knows the session.
 			if refreshes++; refreshes > tokenRefreshes {
-				return clean, err
+				return false, clean, err
 			}
 			if _, _, err := u.tok.refresh(ctx, gen); err != nil {
-				return clean, err
+				return false, clean, err
 			}
-			attempt-- // a refused token is not a failed attempt
+			continue // a refused token is not a failed attempt
+		case stale:
+			// The store refused the presigned URL (expired, or a
+			// signature it does not accept): ask for a new one, a few
+			// times at most; not a failed attempt.
+			if presigns++; presigns > presignRefreshes {
+				return false, clean, err
+			}
+			rt.pc.drop(index)
 			continue
 		case IsCode(err, CodeTooManyStreams):
 			// The session's ceiling is shared (another process uploading
 			// the same content, or PUTs the server has not noticed
 			// ending): wait as told; not a failed attempt, but bounded.
 			if crowded++; crowded > maxCrowdedWaits {
-				return clean, err
+				return false, clean, err
 			}
-			attempt--
-		case IsCode(err, CodeChecksumMismatch):
+			counts = false
+		case isChecksumMismatch(err):
 			// The engine sends the manifest's hash. If the bytes in
 			// memory still have it, they were damaged on the way: worth
 			// a couple more tries. If not, the file changed under us.
 			if h := sha256.Sum256(data); hex.EncodeToString(h[:]) != sum {
-				return clean, ErrFileChanged
+				return false, clean, ErrFileChanged
 			}
 			if mismatches++; mismatches > checksumRetries {
-				return clean, err
+				return false, clean, err
+			}
+		case failed && !Retryable(err):
+			// A route failure not worth retrying on the same route (501
+			// from a relay): another route may take it; with none, the
+			// upload fails as it always did.
+			if !u.rt.otherClosed(rt) {
+				return false, clean, err
 			}
 		case !Retryable(err):
-			return clean, err
+			return false, clean, err
 		}
-		if attempt >= u.policy.MaxAttempts {
-			return clean, fmt.Errorf("gave up after %d attempts: %w", attempt, err)
+		if counts {
+			st.tries++
 		}
-		d := u.policy.backoff(max(attempt, 1), err)
-		u.hub.retry(index, attempt+1, err, d)
+		if st.tries >= u.policy.MaxAttempts {
+			return false, clean, fmt.Errorf("gave up after %d attempts: %w", st.tries, err)
+		}
+		if failed && u.rt.otherClosed(rt) {
+			// Fail over at once, no backoff: another route is up.
+			u.hub.retry(index, st.tries+1, err, 0)
+			if q != nil {
+				q.requeue(index, rt.idx)
+				return true, clean, nil
+			}
+			avoid = rt
+			continue
+		}
+		d := u.policy.backoff(max(st.tries, 1), err)
+		u.hub.retry(index, st.tries+1, err, d)
 		if err := u.sleep(ctx, d); err != nil {
-			return clean, err
+			return false, clean, err
 		}
 	}
+}
+
+// put makes one attempt at chunk index through rt: a chunk PUT (origin,
+// relay), or a presigned part (direct: from the cache or a presign call)
+// then the PUT to the store. It returns the receiver's scheme and host,
+// the body given to the transport (nil: none) and, for a direct route,
+// whether the store refused the URL itself (403: presign again).
+func (u *uploader) put(ctx context.Context, rt *route, q *chunkQueue, index int, sum string, data []byte, tok string) (edge string, br *bodyReader, stale bool, err error) {
+	var part PresignedPart
+	if rt.Kind == RouteDirect {
+		if part, err = rt.pc.get(ctx, u.c, rt.PresignURL, tok, q, index); err != nil {
+			return "", nil, false, fmt.Errorf("presign chunk %d: %w", index, err)
+		}
+	}
+	var body io.Reader
+	if len(data) > 0 {
+		br = newBodyReader(ctx, bytes.NewReader(data), u.lim, u.hub)
+		body = br
+	}
+	if rt.Kind != RouteDirect {
+		return rt.url, br, false, u.c.PutChunk(ctx, rt.ChunkURL, tok, index, sum, body, int64(len(data)))
+	}
+	err = u.c.PutPresigned(ctx, part, body, int64(len(data)))
+	var ae *APIError
+	stale = errors.As(err, &ae) && ae.Status == http.StatusForbidden
+	return edgeOf(part.URL), br, stale, err
 }
 
 // waitReleased waits until the transport closed the body (it must, see
@@ -363,20 +455,23 @@ func putBuf(b *[]byte) {
 	}
 }
 
-// sendChunks sends the chunks listed of a file: workers pull indexes from
-// one queue, read each chunk into their buffer and PUT it.
+// sendChunks sends the chunks listed of a file: the workers, each bound
+// to a route, pull indexes from one shared queue, read each chunk into
+// their buffer and send it. A chunk that failed on a route while another
+// is up goes back to the queue and is read again by whoever takes it:
+// no buffer is held across re-queues, so buffers stay workers × chunk
+// size.
 func (u *uploader) sendChunks(ctx context.Context, r io.ReaderAt, m *Manifest, idx []int) error {
 	if len(idx) == 0 {
 		return nil
 	}
-	queue := make(chan int, len(idx))
-	for _, i := range idx {
-		queue <- i
-	}
-	close(queue)
+	q := newChunkQueue(idx, len(m.Chunks))
 	g, gctx := errgroup.WithContext(ctx)
-	for range min(u.workers, len(idx)) {
+	stop := context.AfterFunc(gctx, q.close) // wake the waiting workers on failure
+	defer stop()
+	for _, w := range u.rt.workers(min(u.workers, len(idx))) {
 		g.Go(func() error {
+			defer u.rt.leave(w)
 			bp := getBuf(m.ChunkSize)
 			reusable := true
 			defer func() {
@@ -384,7 +479,11 @@ func (u *uploader) sendChunks(ctx context.Context, r io.ReaderAt, m *Manifest, i
 					putBuf(bp)
 				}
 			}()
-			for i := range queue {
+			for {
+				i, ok := q.pop(w.cur.idx)
+				if !ok {
+					return nil // all stored, or the upload failed
+				}
 				if gctx.Err() != nil {
 					return gctx.Err()
 				}
@@ -393,8 +492,9 @@ func (u *uploader) sendChunks(ctx context.Context, r io.ReaderAt, m *Manifest, i
 				if err := readFull(r, buf, c.Offset); err != nil {
 					return fmt.Errorf("chunk %d: %w", i, err)
 				}
-				var err error
-				if reusable, err = u.sendChunk(gctx, i, c.SHA256, buf); err != nil {
+				requeued, clean, err := u.sendChunk(gctx, w, q, i, c.SHA256, buf, &q.state[i])
+				reusable = clean
+				if err != nil {
 					if errors.Is(err, context.Canceled) && ctx.Err() == nil {
 						return err // another worker failed first
 					}
@@ -403,8 +503,10 @@ func (u *uploader) sendChunks(ctx context.Context, r io.ReaderAt, m *Manifest, i
 				if !reusable { // a transport still holds it: leave it to the GC
 					bp, reusable = getBuf(m.ChunkSize), true
 				}
+				if !requeued {
+					q.done()
+				}
 			}
-			return nil
 		})
 	}
 	err := g.Wait()
@@ -504,7 +606,7 @@ func (u *uploader) uploadFile(ctx context.Context, f fileUpload) (*Result, error
 	if err != nil {
 		return res, err
 	}
-	u.begin(s, m.ChunkSize)
+	u.begin(ctx, s, m.ChunkSize, false)
 	res.Workers = u.workers
 	pending := m.missingBytes(missing)
 	u.hub.start(m.Size, m.Size-pending, len(m.Chunks), len(m.Chunks)-len(missing), u.workers)

@@ -46,8 +46,11 @@ type EdgeStore interface {
 	// EdgeLocations lists the catalogue, ordered by ID.
 	EdgeLocations(ctx context.Context) ([]EdgeLocation, error)
 	// EdgeHeartbeat inserts or updates the node n.ID with LastSeen = now
-	// (StartedAt is kept from the first heartbeat). An unknown
-	// n.LocationID is EInvalid.
+	// (StartedAt is kept from the first heartbeat; n.StartedAt and
+	// n.LastSeen are ignored). An unknown n.LocationID is EInvalid, and so
+	// is a node that does not validate: an empty ID or one over 128 bytes,
+	// an empty URL, a Mode other than "s3" or "relay", a negative Capacity,
+	// InFlight or Interval.
 	EdgeHeartbeat(ctx context.Context, n EdgeNode, now time.Time) (EdgeNode, error)
 	// RemoveEdge deletes a node (deregistration); a missing one is not an
 	// error.

@@ -164,6 +164,7 @@ type Store interface {
 
 	AssetStore
 	SessionStore
+	EdgeStore
 
 	LogRequests(ctx context.Context, reqs []APIRequest) error
 	// RecentRequests lists the newest logged requests, newest first

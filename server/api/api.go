@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/jettythunder/jetty/edges"
 	"github.com/jettythunder/jetty/server"
 	"github.com/jettythunder/jetty/server/blob"
 	"github.com/jettythunder/jetty/server/uploadtoken"
@@ -50,6 +51,14 @@ type Config struct {
 	// TokenSigner signs upload tokens; every instance (and edge) must
 	// share its key. Required for the session API.
 	TokenSigner *uploadtoken.Signer
+	// EdgeKeys, when set (JETTY_EDGE_SECRET), lets relays register and
+	// heartbeat, look up sessions, and receive the token key.
+	EdgeKeys *edges.Keys
+	// Backend is "s3" or "fs": where objects live (told to relays).
+	Backend string
+	// DirectURL, when set and Blobs can presign parts, is the storage
+	// endpoint clients reach; optimal-edges then offers the direct route.
+	DirectURL string
 	// Registry receives the server's metrics; a new one when nil.
 	Registry *prometheus.Registry
 	// TierCacheTTL bounds how long tier rows are cached (default 30s).
@@ -72,6 +81,9 @@ type Server struct {
 	blobs     blob.Store
 	publicURL string
 	tokens    *uploadtoken.Signer
+	edgeKeys  *edges.Keys
+	backend   string
+	directURL string
 	streams   streamLimiter
 	manifests manifestCache
 
@@ -101,6 +113,9 @@ func New(cfg Config) *Server {
 		blobs:     cfg.Blobs,
 		publicURL: strings.TrimRight(cfg.PublicURL, "/"),
 		tokens:    cfg.TokenSigner,
+		edgeKeys:  cfg.EdgeKeys,
+		backend:   cfg.Backend,
+		directURL: strings.TrimRight(cfg.DirectURL, "/"),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -147,7 +162,17 @@ func New(cfg Config) *Server {
 		mux.HandleFunc("DELETE /api/jetty/sessions/{id}", s.user(s.handleAbort))
 		// The data plane: authorised by the upload token, not rate limited.
 		mux.HandleFunc("PUT /api/jetty/sessions/{id}/chunks/{index}", s.handlePutChunk)
+		mux.HandleFunc("POST /api/jetty/sessions/{id}/presign", s.handlePresign)
+
+		// Edges: clients ask for candidates; relays (edge-authenticated)
+		// heartbeat, deregister and look sessions up.
+		mux.HandleFunc("POST "+edges.PathOptimal, s.user(s.handleOptimalEdges))
+		mux.HandleFunc("GET "+edges.PathLocations, s.user(s.handleEdgeLocations))
+		mux.HandleFunc("POST "+edges.PathHeartbeat, s.handleEdgeHeartbeat)
+		mux.HandleFunc("DELETE "+edges.PathNode+"{id}", s.handleEdgeDeregister)
+		mux.HandleFunc("GET "+edges.PathSession+"{id}", s.handleEdgeSession)
 	}
+	mux.Handle("POST "+edges.PathProbe, edges.ProbeHandler())
 
 	if s.relay != nil {
 		mux.Handle("POST /api/webhooks/jettythunder/provision", s.relay)

@@ -12,6 +12,8 @@ type metrics struct {
 	downloadedBytes prometheus.Counter
 	sessions        *prometheus.CounterVec
 	chunks          *prometheus.CounterVec
+	edgeHeartbeats  prometheus.Counter
+	presigned       prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -53,7 +55,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "jetty_chunks_total",
 			Help: "Chunk PUTs by outcome (stored, checksum_mismatch).",
 		}, []string{"outcome"}),
+		edgeHeartbeats: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jetty_edge_heartbeats_total",
+			Help: "Relay heartbeats accepted.",
+		}),
+		presigned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jetty_presigned_parts_total",
+			Help: "Presigned part URLs handed out for direct uploads to storage.",
+		}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.provisioning, m.rateLimited, m.reqlogDropped, m.uploadedBytes, m.downloadedBytes, m.sessions, m.chunks)
+	reg.MustRegister(m.requests, m.duration, m.provisioning, m.rateLimited, m.reqlogDropped, m.uploadedBytes, m.downloadedBytes, m.sessions, m.chunks, m.edgeHeartbeats, m.presigned)
 	return m
 }

@@ -100,6 +100,23 @@ type Store interface {
 	ListUploads(ctx context.Context, prefix string, before time.Time) ([]Upload, error)
 }
 
+// Presigner is implemented by stores whose multipart parts can be sent
+// straight to the backend by a client holding a presigned request.
+type Presigner interface {
+	// PresignPart returns a request that stores part number of an upload
+	// when sent with exactly size bytes that hash to sha256 (raw digest),
+	// valid for ttl. The backend refuses other bytes.
+	PresignPart(ctx context.Context, key, uploadID string, number int, size int64, sha256 []byte, ttl time.Duration) (PresignedRequest, error)
+}
+
+// PresignedRequest is a request a client sends as is.
+type PresignedRequest struct {
+	Method  string
+	URL     string
+	Headers map[string]string // to send exactly (the checksum among them)
+	Expires time.Time
+}
+
 // MaxKeyLen is the longest key accepted (S3's limit).
 const MaxKeyLen = 1024
 

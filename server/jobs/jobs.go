@@ -1,7 +1,8 @@
 // Package jobs runs the server's background work: releasing expired quota
 // reservations, deleting expired assets, collecting garbage objects
 // (abandoned uploads, deduplicated copies, deleted assets), aborting
-// orphaned multipart uploads, and rolling usage up into storage_usage.
+// orphaned multipart uploads, rolling usage up into storage_usage, and
+// forgetting edge relays that stopped heartbeating.
 //
 // Every step is idempotent, and a database lease makes one server instance
 // at a time run them, so any number of instances can run the loop; `jetty
@@ -39,12 +40,18 @@ type Report struct {
 	ObjectsCollected     int `json:"objects_collected"`
 	OrphansRemoved       int `json:"orphans_removed"`
 	UsageRows            int `json:"usage_rows"`
+	EdgesPruned          int `json:"edges_pruned"`
 }
 
 const (
 	batch     = 500
 	gcLease   = 10 * time.Minute
 	leaseName = "server-jobs"
+	// edgeMaxAge is how long an edge relay may go without a heartbeat
+	// before its row is deleted. It stops being offered much sooner
+	// (server.EdgeLiveness); this only keeps edge_nodes from growing with
+	// relays that died without deregistering.
+	edgeMaxAge = time.Hour
 )
 
 func (r *Runner) now() time.Time {
@@ -101,6 +108,10 @@ func (r *Runner) RunOnce(ctx context.Context) (Report, error) {
 	n, err = r.rollup(ctx, now)
 	rep.UsageRows = n
 	errs = append(errs, wrap("roll up usage", err))
+
+	n, err = r.Store.PruneEdges(ctx, now, edgeMaxAge)
+	rep.EdgesPruned = n
+	errs = append(errs, wrap("prune edges", err))
 
 	return rep, errors.Join(errs...)
 }
@@ -220,9 +231,10 @@ func (r *Runner) tick(ctx context.Context, interval time.Duration) {
 		r.log().Warn("background jobs", "err", err)
 	}
 	level := slog.LevelDebug
-	if rep.ReservationsReleased+rep.AssetsExpired+rep.ObjectsCollected+rep.OrphansRemoved > 0 {
+	if rep.ReservationsReleased+rep.AssetsExpired+rep.ObjectsCollected+rep.OrphansRemoved+rep.EdgesPruned > 0 {
 		level = slog.LevelInfo
 	}
 	r.log().Log(ctx, level, "background jobs", "reservations_released", rep.ReservationsReleased, "assets_expired", rep.AssetsExpired,
-		"objects_collected", rep.ObjectsCollected, "orphans_removed", rep.OrphansRemoved, "usage_rows", rep.UsageRows)
+		"objects_collected", rep.ObjectsCollected, "orphans_removed", rep.OrphansRemoved, "usage_rows", rep.UsageRows,
+		"edges_pruned", rep.EdgesPruned)
 }

@@ -284,6 +284,53 @@ func TestUsageRollup(t *testing.T) {
 	})
 }
 
+// TestStaleEdgesPruned: relays not seen for more than an hour are
+// deleted; recent ones, draining or not, stay.
+func TestStaleEdgesPruned(t *testing.T) {
+	each(t, func(t *testing.T, f fixture) {
+		ctx := context.Background()
+		now := time.Now().UTC().Truncate(time.Microsecond)
+		beat := func(id string, at time.Time, draining bool) {
+			t.Helper()
+			_, err := f.store.EdgeHeartbeat(ctx, server.EdgeNode{
+				ID: id, URL: "https://" + id + ".example.com", LocationID: "fra", Mode: "relay",
+				Capacity: 8, Interval: 5 * time.Second, Draining: draining,
+			}, at)
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		beat("edge_dead", now.Add(-2*time.Hour), false)
+		beat("edge_gone", now.Add(-time.Hour-time.Second), true)
+		beat("edge_quiet", now.Add(-30*time.Minute), false) // not offered, but kept
+		beat("edge_live", now.Add(-time.Second), false)
+		beat("edge_draining", now, true)
+
+		rep, err := runner(f, now).RunOnce(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.EdgesPruned != 2 {
+			t.Fatalf("report %+v, want 2 edges pruned", rep)
+		}
+		live, err := f.store.LiveEdges(ctx, now)
+		if err != nil || len(live) != 1 || live[0].ID != "edge_live" {
+			t.Fatalf("LiveEdges = %+v, %v; want edge_live", live, err)
+		}
+		// A second pass finds nothing to do; 31 minutes later the quiet one goes.
+		if rep, err := runner(f, now).RunOnce(ctx); err != nil || rep.EdgesPruned != 0 {
+			t.Fatalf("second pass: %+v %v", rep, err)
+		}
+		if rep, err := runner(f, now.Add(31*time.Minute)).RunOnce(ctx); err != nil || rep.EdgesPruned != 1 {
+			t.Fatalf("pass 31 minutes later: %+v %v; want edge_quiet pruned", rep, err)
+		}
+		// What is left: edge_live and edge_draining, both seen within the hour.
+		if n, err := f.store.PruneEdges(ctx, now.Add(24*time.Hour), 0); err != nil || n != 2 {
+			t.Fatalf("nodes left = %d, %v; want 2", n, err)
+		}
+	})
+}
+
 // TestLoopTakesLeaseAndStops: the loop runs a pass when it holds the
 // lease, skips when another instance holds it, and stops with its context.
 func TestLoopTakesLeaseAndStops(t *testing.T) {

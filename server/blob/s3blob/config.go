@@ -20,6 +20,12 @@ type Config struct {
 	// Endpoint is the S3 API's base URL, e.g.
 	// https://s3.us-east-1.lyvecloud.seagate.com; a bare host gets https://.
 	Endpoint string
+	// PublicEndpoint is the S3 API's base URL as clients reach it, when
+	// that differs from Endpoint (the server talks to http://minio:9000
+	// inside a network, clients to a public name). It is used only for
+	// presigned requests (PresignPart); empty: Endpoint. A bare host gets
+	// https://.
+	PublicEndpoint string
 	// Region signs requests; default us-east-1.
 	Region          string
 	AccessKeyID     string
@@ -49,7 +55,8 @@ type Config struct {
 // when it is unset), LYVE_REGION, LYVE_ACCESS_KEY_ID or LYVE_ACCESS_KEY,
 // LYVE_SECRET_ACCESS_KEY or LYVE_SECRET_KEY, LYVE_BUCKET_NAME (default
 // agentcache-assets), and LYVE_PATH_STYLE (default true; false, 0 or no
-// selects virtual-hosted style).
+// selects virtual-hosted style); and JETTY_S3_PUBLIC_ENDPOINT, the endpoint
+// presigned requests name (default: LYVE_ENDPOINT).
 func ConfigFromEnv(getenv func(string) string) (Config, bool) {
 	ep := strings.TrimSpace(getenv("LYVE_ENDPOINT"))
 	if ep == "" {
@@ -65,6 +72,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, bool) {
 	}
 	c := Config{
 		Endpoint:        ep,
+		PublicEndpoint:  strings.TrimSpace(getenv("JETTY_S3_PUBLIC_ENDPOINT")),
 		Region:          first("LYVE_REGION"),
 		AccessKeyID:     first("LYVE_ACCESS_KEY_ID", "LYVE_ACCESS_KEY"),
 		SecretAccessKey: first("LYVE_SECRET_ACCESS_KEY", "LYVE_SECRET_KEY"),

@@ -81,6 +81,7 @@ const (
 // Store is an S3-backed blob.Store, safe for concurrent use.
 type Store struct {
 	c        *s3.Client
+	presign  *s3.PresignClient // names Config.PublicEndpoint when set
 	bucket   string
 	region   string
 	partSize int64
@@ -150,8 +151,13 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		ResponseChecksumValidation:                aws.ResponseChecksumValidationWhenRequired,
 		DisableLogOutputChecksumValidationSkipped: true,
 	})
+	presign, err := newPresignClient(c, cfg.PublicEndpoint)
+	if err != nil {
+		return nil, err
+	}
 	s := &Store{
 		c:        c,
+		presign:  presign,
 		bucket:   cfg.Bucket,
 		region:   cfg.Region,
 		partSize: cfg.PartSize,

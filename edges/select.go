@@ -1,0 +1,334 @@
+package edges
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jettythunder/jetty/engine"
+)
+
+// DefaultMaxEdges is the most routes a Selector returns by default.
+const DefaultMaxEdges = 5
+
+// OriginFallbackShare is the weight the origin keeps when it did not pass
+// its probe (or was outscored) while other routes did: the session's own
+// URL is known to work, since it just opened the session.
+const OriginFallbackShare = 0.05
+
+// sessionsPath is where session URLs live under a server's base URL.
+const sessionsPath = "/api/jetty/sessions/"
+
+// Report is what an evaluation found, for display (`jetty edges`) and
+// JSON output.
+type Report struct {
+	// JettySpeed is the server's word: false means origin only, nothing
+	// was probed.
+	JettySpeed bool `json:"jettyspeed"`
+	// Candidates are the candidates kept, best first, with their weights.
+	Candidates []Scored `json:"candidates"`
+	// Measurements are every candidate probed, in the server's order,
+	// dropped ones included (with Err saying why when they failed).
+	Measurements []Measurement `json:"measurements"`
+	// Strategy is the server's advice.
+	Strategy Strategy `json:"strategy"`
+	// ChunkSize and Workers are what the candidates were scored for.
+	ChunkSize int64 `json:"chunk_size"`
+	Workers   int   `json:"workers"`
+	// Routes are the routes Select returned (empty from Evaluate).
+	Routes []engine.Route `json:"routes,omitempty"`
+	// Took is the time from the optimal-edges call to the scores.
+	Took time.Duration `json:"-"`
+}
+
+// EvaluateOptions tune Evaluate.
+type EvaluateOptions struct {
+	// Request is sent to optimal-edges (size and location hints).
+	Request OptimalRequest
+	// Probe bounds the probes.
+	Probe ProbeOptions
+	// Kinds, when not empty, limits the candidates probed to these kinds;
+	// the origin is always probed.
+	Kinds []string
+	// HTTP is the template of the probes' client (see Probe); nil means
+	// the engine client's.
+	HTTP *http.Client
+}
+
+// Candidates asks the server for candidates (POST PathOptimal, an
+// authenticated control call).
+func Candidates(ctx context.Context, c *engine.Client, req OptimalRequest) (OptimalResponse, error) {
+	var out OptimalResponse
+	err := c.Call(ctx, http.MethodPost, PathOptimal, req, &out)
+	return out, err
+}
+
+// Evaluate asks for candidates, probes and scores them, without a
+// session. chunkSize and workers default (when ≤ 0) to the server's
+// strategy.
+func Evaluate(ctx context.Context, c *engine.Client, chunkSize int64, workers int, opts EvaluateOptions) (Report, error) {
+	if c == nil {
+		return Report{}, errors.New("edges: Evaluate needs a client")
+	}
+	start := time.Now()
+	resp, err := Candidates(ctx, c, opts.Request)
+	if err != nil {
+		return Report{}, err
+	}
+	if chunkSize <= 0 {
+		chunkSize = resp.Strategy.ChunkSize
+	}
+	if workers <= 0 {
+		workers = resp.Strategy.Workers
+	}
+	hc := opts.HTTP
+	if hc == nil {
+		hc = c.HTTPClient()
+	}
+	return evaluate(ctx, hc, resp, strings.TrimRight(c.BaseURL, "/"), chunkSize, workers, opts, start)
+}
+
+// evaluate probes and scores the candidates of resp. originURL stands in
+// for the origin's candidate should the server have left it out.
+func evaluate(ctx context.Context, hc *http.Client, resp OptimalResponse, originURL string, chunkSize int64, workers int, opts EvaluateOptions, start time.Time) (Report, error) {
+	rep := Report{JettySpeed: resp.JettySpeed, Strategy: resp.Strategy, ChunkSize: chunkSize, Workers: workers}
+	cands := candidateList(resp.Edges, originURL, opts.Kinds)
+	if !resp.JettySpeed || len(cands) <= 1 {
+		// Nothing to choose between: no probe.
+		rep.Took = time.Since(start)
+		return rep, nil
+	}
+	rep.Measurements = Probe(ctx, hc, cands, opts.Probe)
+	if err := ctx.Err(); err != nil {
+		return rep, err
+	}
+	rep.Candidates = Score(rep.Measurements, chunkSize, workers)
+	rep.Took = time.Since(start)
+	return rep, nil
+}
+
+// candidateList is the server's candidates worth probing: known kinds,
+// the wanted ones, one per ID, exactly one origin (first).
+func candidateList(list []Candidate, originURL string, kinds []string) []Candidate {
+	out := make([]Candidate, 0, len(list)+1)
+	seen := map[string]bool{}
+	hasOrigin := false
+	for _, c := range list {
+		switch {
+		case c.Kind != KindOrigin && c.Kind != KindRelay && c.Kind != KindDirect:
+			continue
+		case c.Kind == KindOrigin && hasOrigin:
+			continue
+		case c.Kind != KindOrigin && len(kinds) > 0 && !slices.Contains(kinds, c.Kind):
+			continue
+		}
+		if c.Kind == KindOrigin {
+			c.ID = KindOrigin
+			hasOrigin = true
+		}
+		if c.ID == "" || seen[c.ID] {
+			continue
+		}
+		seen[c.ID] = true
+		out = append(out, c)
+	}
+	if !hasOrigin {
+		if seen[KindOrigin] { // a relay calling itself "origin"
+			out = slices.DeleteFunc(out, func(c Candidate) bool { return c.ID == KindOrigin })
+		}
+		out = append(out, Candidate{ID: KindOrigin, Kind: KindOrigin, URL: originURL})
+	}
+	// The origin first: it is the reference in reports.
+	slices.SortStableFunc(out, func(a, b Candidate) int {
+		if (a.Kind == KindOrigin) == (b.Kind == KindOrigin) {
+			return 0
+		}
+		if a.Kind == KindOrigin {
+			return -1
+		}
+		return 1
+	})
+	return out
+}
+
+// Selector chooses the routes of an upload: it implements
+// engine.EdgeSelector.
+type Selector struct {
+	// Client is the server (required).
+	Client *engine.Client
+	// Timeout bounds the probes (DefaultProbeTimeout).
+	Timeout time.Duration
+	// SampleBytes is the throughput sample (DefaultSampleBytes).
+	SampleBytes int64
+	// Pings is the number of measured round trips (DefaultPings).
+	Pings int
+	// MaxEdges is the most routes returned, the origin included
+	// (DefaultMaxEdges), not counting the origin's fallback route.
+	MaxEdges int
+	// Kinds, when not empty, limits the routes to these kinds (e.g.
+	// origin and relay); the origin is always among them.
+	Kinds []string
+	// Hint is sent to optimal-edges (region, coordinates, file size; the
+	// file size defaults to the session's missing chunks × chunk size).
+	Hint OptimalRequest
+	// OnReport, when set, receives the report of each selection.
+	OnReport func(Report)
+}
+
+var _ engine.EdgeSelector = (*Selector)(nil)
+
+// Select asks for candidates, probes and scores them and returns the
+// routes, best first. The origin route is the session's own ChunkURL;
+// relays get the same chunk path under their base URL; a direct route
+// asks the origin for presigned part URLs. Without JettySpeed, or when
+// nothing beats the origin, the origin alone is returned. When the origin
+// fails its probe (or is outscored) while others pass, it is kept with
+// OriginFallbackShare of the weight.
+func (sel *Selector) Select(ctx context.Context, s *engine.Session, chunkSize int64, workers int) ([]engine.Route, error) {
+	if sel.Client == nil {
+		return nil, errors.New("edges: Selector has no Client")
+	}
+	if s == nil || s.ChunkURL == "" {
+		return nil, errors.New("edges: session without a chunk URL")
+	}
+	start := time.Now()
+	req := sel.Hint
+	if req.FileSize == 0 && chunkSize > 0 {
+		req.FileSize = int64(len(s.Missing)) * chunkSize
+	}
+	resp, err := Candidates(ctx, sel.Client, req)
+	if err != nil {
+		return nil, err
+	}
+	opts := EvaluateOptions{
+		Request: req,
+		Probe:   ProbeOptions{Timeout: sel.Timeout, Pings: sel.Pings, SampleBytes: sel.SampleBytes},
+		Kinds:   sel.Kinds,
+	}
+	rep, err := evaluate(ctx, sel.Client.HTTPClient(), resp, originBase(s), chunkSize, workers, opts, start)
+	if err != nil {
+		return nil, err
+	}
+	maxEdges := sel.MaxEdges
+	if maxEdges <= 0 {
+		maxEdges = DefaultMaxEdges
+	}
+	rep.Routes = routes(s, rep.Candidates, maxEdges)
+	if sel.OnReport != nil {
+		sel.OnReport(rep)
+	}
+	return rep.Routes, nil
+}
+
+// routes maps scored candidates (best first) to the routes of session s:
+// at most maxEdges of them, the origin kept among them when scored,
+// added with OriginFallbackShare when not.
+func routes(s *engine.Session, scored []Scored, maxEdges int) []engine.Route {
+	origin := engine.Route{ID: KindOrigin, Kind: engine.RouteOrigin, Label: hostOf(s.ChunkURL), ChunkURL: s.ChunkURL, Weight: 1}
+	var out []engine.Route
+	haveOrigin := false
+	for _, c := range scored {
+		var r engine.Route
+		switch c.Candidate.Kind {
+		case KindOrigin:
+			r = origin
+			haveOrigin = true
+		case KindRelay:
+			r = engine.Route{
+				ID:       c.Candidate.ID,
+				Kind:     engine.RouteRelay,
+				Label:    label(c.Candidate),
+				ChunkURL: strings.TrimRight(c.Candidate.URL, "/") + sessionsPath + url.PathEscape(s.ID) + "/chunks/{index}",
+			}
+		case KindDirect:
+			base := originBase(s)
+			if base == "" {
+				continue
+			}
+			r = engine.Route{
+				ID:         KindDirect,
+				Kind:       engine.RouteDirect,
+				Label:      label(c.Candidate),
+				PresignURL: base + sessionsPath + url.PathEscape(s.ID) + "/presign",
+			}
+		default:
+			continue
+		}
+		r.Weight = c.Weight
+		out = append(out, r)
+	}
+	if len(out) > maxEdges {
+		// Keep the best, the origin among them when it was scored.
+		i := slices.IndexFunc(out, func(r engine.Route) bool { return r.ID == KindOrigin })
+		if i >= maxEdges {
+			out = append(out[:maxEdges-1], out[i])
+		} else {
+			out = out[:maxEdges]
+		}
+	}
+	if len(out) == 0 || (len(out) == 1 && haveOrigin) {
+		return []engine.Route{origin}
+	}
+	var sum float64
+	for _, r := range out {
+		sum += r.Weight
+	}
+	share := 1.0
+	if !haveOrigin {
+		share = 1 - OriginFallbackShare
+	}
+	for i := range out {
+		if sum > 0 {
+			out[i].Weight = out[i].Weight / sum * share
+		} else {
+			out[i].Weight = share / float64(len(out))
+		}
+	}
+	if !haveOrigin {
+		o := origin
+		o.Weight = OriginFallbackShare
+		out = append(out, o)
+	}
+	return out
+}
+
+// originBase is the origin's base URL as the session's chunk URL shows
+// it: everything before the sessions path, else its scheme and host.
+func originBase(s *engine.Session) string {
+	if i := strings.LastIndex(s.ChunkURL, sessionsPath); i > 0 {
+		return s.ChunkURL[:i]
+	}
+	u, err := url.Parse(strings.ReplaceAll(s.ChunkURL, "{index}", "0"))
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return ""
+	}
+	return u.Scheme + "://" + u.Host
+}
+
+// hostOf is the host of a URL (the URL itself when it has none).
+func hostOf(raw string) string {
+	u, err := url.Parse(strings.ReplaceAll(raw, "{index}", "0"))
+	if err != nil || u.Host == "" {
+		return raw
+	}
+	return u.Host
+}
+
+// label describes a candidate: its location, and its host.
+func label(c Candidate) string {
+	host := hostOf(c.URL)
+	if l := c.Location; l != nil {
+		name := l.Name
+		if name == "" {
+			name = strings.Trim(l.City+", "+l.Country, ", ")
+		}
+		if name != "" {
+			return name + " (" + host + ")"
+		}
+	}
+	return host
+}

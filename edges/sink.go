@@ -1,0 +1,62 @@
+package edges
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"time"
+)
+
+// ProbeHandler answers probes (POST PathProbe) on the origin and on
+// relays: it reads the body for at most ProbeReadTime and MaxProbeBytes,
+// discards it, and reports what it read and how long the bytes took from
+// the first to the last, measured here so that the sender's socket buffers
+// do not flatter the figure.
+func ProbeHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
+			writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "probes are POSTed", "code": "method_not_allowed"})
+			return
+		}
+		if r.ContentLength > MaxProbeBytes {
+			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": "a probe carries at most 1 MiB", "code": "too_large"})
+			return
+		}
+		deadline := time.Now().Add(ProbeReadTime)
+		rc := http.NewResponseController(w)
+		_ = rc.SetReadDeadline(deadline)
+		buf := make([]byte, 32<<10)
+		var n int64
+		var first, last time.Time
+		body := io.LimitReader(r.Body, MaxProbeBytes)
+		for {
+			k, err := body.Read(buf)
+			if k > 0 {
+				now := time.Now()
+				if first.IsZero() {
+					first = now
+				}
+				last, n = now, n+int64(k)
+			}
+			if err != nil || time.Now().After(deadline) {
+				if err != nil && !errors.Is(err, io.EOF) && n == 0 {
+					writeJSON(w, http.StatusBadRequest, map[string]string{"error": "probe body could not be read", "code": "invalid_request"})
+					return
+				}
+				break
+			}
+		}
+		_ = rc.SetReadDeadline(time.Time{})
+		w.Header().Set("Connection", "close") // the rest of an unread body is not worth draining
+		writeJSON(w, http.StatusOK, ProbeResult{Bytes: n, Micros: last.Sub(first).Microseconds()})
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,697 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Routes, failover and the shared chunk queue.
+//
+// An upload sends its chunks through one or more routes (Route): the
+// origin, relays (same protocol, another host) and the object store
+// itself (direct: presigned part URLs). The worker pool is split across
+// the routes in proportion to their weights (splitWorkers); every worker
+// has a home route but all of them take chunk indexes from one shared
+// queue (chunkQueue), so a fast route takes more chunks than a slow one.
+//
+// Every route has a circuit breaker. A route failure (routeFailure: a
+// network error, a timeout, a 5xx; a 503 edge_draining opens the breaker
+// at once) counts; breakerThreshold in a row open it. A chunk that failed
+// on a route goes back to the queue at once while another route's
+// breaker is closed, and is retried with backoff as before when none is.
+// A worker whose route is open moves to the closed route with the fewest
+// workers per unit of weight; after RetryPolicy.BreakerCooldown one
+// request is let through as a trial (half-open), and its success closes
+// the breaker (the workers of that home route come back). When every
+// route is open the origin takes the chunks regardless of its own
+// breaker, with the usual retries: the last route is never removed.
+//
+// With one route (no EdgeSelector, or it chose the origin alone) there is
+// no breaker at all: the upload behaves exactly as it did before routes.
+
+// breakerThreshold is the number of consecutive failures that open a
+// route's breaker.
+const breakerThreshold = 3
+
+// presignMargin: a presigned part is reused until this long before its
+// expiry.
+const presignMargin = time.Minute
+
+// presignBatch is the most parts asked for in one presign call
+// (MaxPresign; tests shorten it).
+var presignBatch = MaxPresign
+
+// presignRefreshes bounds how many times one chunk asks for a new
+// presigned URL after the store refused one (403: expired, bad signature).
+const presignRefreshes = tokenRefreshes
+
+// route is a Route in use, with its breaker. The fields below the line
+// are guarded by router.mu.
+type route struct {
+	Route
+	idx    int
+	weight float64 // effective weight (all 1 when none was positive)
+	url    string  // scheme and host, for statistics (direct: set per part)
+	pc     *presignCache
+
+	cur      int // workers on the route now
+	fails    int // consecutive failures
+	open     bool
+	openedAt time.Time
+	trial    bool // a half-open trial request is in flight
+}
+
+// router is the routes of an upload and their breakers.
+type router struct {
+	mu       sync.Mutex
+	routes   []*route
+	origin   *route
+	cooldown time.Duration
+	now      func() time.Time
+	fellBack atomic.Bool // the all-routes-open warning was given
+}
+
+// worker is one worker's place: the route it was given (home) and the
+// one it sends through now. Only the worker's goroutine reads or changes
+// it (under router.mu when it changes).
+type worker struct {
+	home, cur *route
+}
+
+func (r *router) multi() bool { return len(r.routes) > 1 }
+
+// workers makes n workers, their homes split across the routes by weight.
+func (r *router) workers(n int) []*worker {
+	weights := make([]float64, len(r.routes))
+	for i, rt := range r.routes {
+		weights[i] = rt.weight
+	}
+	split := splitWorkers(weights, n)
+	out := make([]*worker, 0, n)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, k := range split {
+		for range k {
+			rt := r.routes[i]
+			rt.cur++
+			out = append(out, &worker{home: rt, cur: rt})
+		}
+	}
+	// Interleave the routes, so that the first workers started are not
+	// all of one route.
+	return interleave(out)
+}
+
+// interleave orders workers round-robin by home route.
+func interleave(ws []*worker) []*worker {
+	by := map[*route][]*worker{}
+	var order []*route
+	for _, w := range ws {
+		if by[w.home] == nil {
+			order = append(order, w.home)
+		}
+		by[w.home] = append(by[w.home], w)
+	}
+	out := make([]*worker, 0, len(ws))
+	for len(out) < len(ws) {
+		for _, rt := range order {
+			if l := by[rt]; len(l) > 0 {
+				out = append(out, l[0])
+				by[rt] = l[1:]
+			}
+		}
+	}
+	return out
+}
+
+// leave takes a worker off its route.
+func (r *router) leave(w *worker) {
+	r.mu.Lock()
+	w.cur.cur--
+	r.mu.Unlock()
+}
+
+func (r *router) moveLocked(w *worker, to *route) {
+	if w.cur != to {
+		w.cur.cur--
+		to.cur++
+		w.cur = to
+	}
+}
+
+// allowLocked reports whether rt takes a request now: its breaker is
+// closed, or it is open, its cooldown is over and no trial is in flight
+// (the request is then that trial).
+func (r *router) allowLocked(rt *route, now time.Time) (ok, trial bool) {
+	if !rt.open {
+		return true, false
+	}
+	if !rt.trial && now.Sub(rt.openedAt) >= r.cooldown {
+		rt.trial = true
+		return true, true
+	}
+	return false, false
+}
+
+// assign chooses the route of w's next request, moving w when needed:
+// its home route if that takes requests (closed, or the half-open
+// trial), else the route it is on if closed, else the closed route with
+// the fewest workers per unit of weight. avoid (may be nil) is a route
+// the chunk just failed on: another closed route is preferred to it.
+// With every route open it is the origin (fellBack).
+func (r *router) assign(w *worker, avoid *route) (rt *route, trial, fellBack bool) {
+	if !r.multi() {
+		return r.routes[0], false, false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.now()
+	if w.home != avoid {
+		if ok, trial := r.allowLocked(w.home, now); ok {
+			r.moveLocked(w, w.home)
+			return w.home, trial, false
+		}
+	}
+	if w.cur != avoid && !w.cur.open {
+		return w.cur, false, false
+	}
+	if best := r.bestLocked(avoid); best != nil {
+		r.moveLocked(w, best)
+		return best, false, false
+	}
+	if avoid != nil && !avoid.open { // the only closed route
+		r.moveLocked(w, avoid)
+		return avoid, false, false
+	}
+	r.moveLocked(w, r.origin)
+	return r.origin, false, true
+}
+
+// bestLocked is the closed route other than avoid where one more worker
+// makes the fewest workers per unit of weight (nil: none is closed).
+func (r *router) bestLocked(avoid *route) *route {
+	var best *route
+	var bestLoad float64
+	for _, rt := range r.routes {
+		if rt == avoid || rt.open {
+			continue
+		}
+		load := math.Inf(1)
+		if rt.weight > 0 {
+			load = float64(rt.cur+1) / rt.weight
+		}
+		if best == nil || load < bestLoad || (load == bestLoad && rt.cur < best.cur) {
+			best, bestLoad = rt, load
+		}
+	}
+	return best
+}
+
+// otherClosed reports whether a route other than rt has its breaker
+// closed.
+func (r *router) otherClosed(rt *route) bool {
+	if !r.multi() {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, o := range r.routes {
+		if o != rt && !o.open {
+			return true
+		}
+	}
+	return false
+}
+
+// success records a request rt carried: it resets the failure count of a
+// closed breaker and closes the breaker when the request was its trial.
+func (r *router) success(rt *route, trial bool) {
+	if !r.multi() {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if trial || !rt.open {
+		rt.open, rt.trial, rt.fails = false, false, 0
+	}
+}
+
+// failure records a route failure of rt; now opens the breaker at once.
+// It reports whether the breaker opened (it was closed). A failed trial
+// keeps it open for another cooldown.
+func (r *router) failure(rt *route, trial, now bool) bool {
+	if !r.multi() {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rt.fails++
+	if trial {
+		rt.trial, rt.openedAt = false, r.now()
+		return false
+	}
+	if rt.open || (!now && rt.fails < breakerThreshold) {
+		return false
+	}
+	rt.open, rt.openedAt = true, r.now()
+	return true
+}
+
+// release gives back a trial whose request ended neither in success nor
+// in a route failure (a refused token, a canceled upload).
+func (r *router) release(rt *route, trial bool) {
+	if !trial {
+		return
+	}
+	r.mu.Lock()
+	rt.trial = false
+	r.mu.Unlock()
+}
+
+// routeFailure reports whether err counts against the route that gave it
+// (a network error, a timeout, a 5xx answer) and whether it opens the
+// route's breaker at once (503 edge_draining). The caller has checked
+// that the upload's own context is not done.
+func routeFailure(err error) (failed, now bool) {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return false, false
+	}
+	var ae *APIError
+	if errors.As(err, &ae) {
+		if ae.Status == http.StatusServiceUnavailable && ae.Code == CodeEdgeDraining {
+			return true, true
+		}
+		return ae.Status >= 500, false
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true, false
+	}
+	return isNetError(err), false
+}
+
+// splitWorkers shares n workers among routes in proportion to their
+// weights: largest-remainder rounding, and every route with a positive
+// weight gets at least one worker while n is at least the number of
+// such routes; with fewer workers than routes the heaviest routes get
+// one each. Routes of weight ≤ 0 get none (unless no weight is positive:
+// then all weigh the same).
+func splitWorkers(weights []float64, n int) []int {
+	out := make([]int, len(weights))
+	if n <= 0 || len(weights) == 0 {
+		return out
+	}
+	w := make([]float64, len(weights))
+	var act []int
+	top := 0.0
+	for i, x := range weights {
+		if x > 0 && !math.IsInf(x, 0) && !math.IsNaN(x) {
+			w[i] = x
+			act = append(act, i)
+			top = max(top, x)
+		}
+	}
+	if len(act) == 0 {
+		for i := range w {
+			w[i] = 1
+			act = append(act, i)
+		}
+		top = 1
+	}
+	if n < len(act) {
+		heavy := slices.Clone(act)
+		sort.SliceStable(heavy, func(a, b int) bool { return w[heavy[a]] > w[heavy[b]] })
+		for _, i := range heavy[:n] {
+			out[i] = 1
+		}
+		return out
+	}
+	sum := 0.0
+	for _, i := range act {
+		w[i] /= top // no overflow whatever the scale
+		sum += w[i]
+	}
+	quota := make([]float64, len(w))
+	rem := make([]float64, len(w))
+	given := 0
+	for _, i := range act {
+		quota[i] = float64(n) * w[i] / sum
+		out[i] = int(math.Floor(quota[i]))
+		rem[i] = quota[i] - float64(out[i])
+		given += out[i]
+	}
+	order := slices.Clone(act)
+	sort.SliceStable(order, func(a, b int) bool { return rem[order[a]] > rem[order[b]] })
+	for k := 0; given < n; k++ {
+		out[order[k%len(order)]]++
+		given++
+	}
+	for _, i := range act {
+		for out[i] == 0 { // take one from the route most above its quota
+			from := -1
+			for _, j := range act {
+				if out[j] >= 2 && (from < 0 || float64(out[j])-quota[j] > float64(out[from])-quota[from]) {
+					from = j
+				}
+			}
+			out[from]--
+			out[i]++
+		}
+	}
+	return out
+}
+
+// chunkTry is what one chunk has been through, across routes and
+// re-queues.
+type chunkTry struct {
+	tries int // failed attempts, counted against RetryPolicy.MaxAttempts
+	last  int // index of the route of its last route failure, -1: none
+}
+
+// chunkQueue is the indexes of the chunks still to send, shared by all
+// the workers of a file upload. A chunk that failed on a route comes
+// back (requeue) at the front; pop prefers chunks that did not last fail
+// on the taker's route. Workers stop when every chunk is stored (done)
+// or the queue is closed (the upload failed or was canceled).
+type chunkQueue struct {
+	mu       sync.Mutex
+	cond     sync.Cond
+	requeued []int // chunks back from a failed route, oldest first
+	fresh    []int // chunks not tried yet
+	pending  int   // chunks not stored yet: queued or in a worker's hands
+	closed   bool
+	state    []chunkTry // by chunk index; a chunk's entry belongs to whoever holds it
+}
+
+func newChunkQueue(idx []int, chunks int) *chunkQueue {
+	q := &chunkQueue{fresh: slices.Clone(idx), pending: len(idx), state: make([]chunkTry, chunks)}
+	q.cond.L = &q.mu
+	for i := range q.state {
+		q.state[i].last = -1
+	}
+	return q
+}
+
+// pop takes a chunk, waiting while the queue is empty but chunks are
+// still out; false when every chunk is stored or the queue is closed.
+// avoid is the taker's route index.
+func (q *chunkQueue) pop(avoid int) (int, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for {
+		if q.closed || q.pending == 0 {
+			return 0, false
+		}
+		for k, i := range q.requeued {
+			if q.state[i].last != avoid {
+				q.requeued = slices.Delete(q.requeued, k, k+1)
+				return i, true
+			}
+		}
+		if len(q.fresh) > 0 {
+			i := q.fresh[0]
+			q.fresh = q.fresh[1:]
+			return i, true
+		}
+		if len(q.requeued) > 0 { // only chunks that failed here: take one all the same
+			i := q.requeued[0]
+			q.requeued = q.requeued[1:]
+			return i, true
+		}
+		q.cond.Wait()
+	}
+}
+
+// requeue puts chunk i back, after a failure on route routeIdx.
+func (q *chunkQueue) requeue(i, routeIdx int) {
+	q.mu.Lock()
+	q.state[i].last = routeIdx
+	q.requeued = append(q.requeued, i)
+	q.mu.Unlock()
+	q.cond.Signal()
+}
+
+// done records that a chunk taken was stored.
+func (q *chunkQueue) done() {
+	q.mu.Lock()
+	q.pending--
+	last := q.pending == 0
+	q.mu.Unlock()
+	if last {
+		q.cond.Broadcast()
+	}
+}
+
+// close wakes every waiting worker for good.
+func (q *chunkQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	q.cond.Broadcast()
+}
+
+// peek lists up to n queued indexes, in the order they would be taken,
+// that skip does not reject (skip runs under the queue's lock).
+func (q *chunkQueue) peek(n int, skip func(int) bool) []int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var out []int
+	for _, l := range [][]int{q.requeued, q.fresh} {
+		for _, i := range l {
+			if len(out) >= n {
+				return out
+			}
+			if !skip(i) {
+				out = append(out, i)
+			}
+		}
+	}
+	return out
+}
+
+// presignCache holds the presigned parts of a direct route. One presign
+// call runs at a time; it asks for the chunk its caller needs, the
+// chunks other workers are waiting for and the next chunks of the queue,
+// up to presignBatch.
+type presignCache struct {
+	mu    sync.Mutex
+	parts map[int]PresignedPart
+	want  map[int]int // chunk → workers waiting for its part
+	gen   int         // presign calls answered
+	sem   chan struct{}
+}
+
+func newPresignCache() *presignCache {
+	return &presignCache{parts: map[int]PresignedPart{}, want: map[int]int{}, sem: make(chan struct{}, 1)}
+}
+
+// usableLocked reports whether a cached part may be used now.
+func (pc *presignCache) usableLocked(i int, now time.Time) (PresignedPart, bool) {
+	p, ok := pc.parts[i]
+	return p, ok && p.ExpiresAt.Sub(now) > presignMargin
+}
+
+// get returns the presigned part of chunk i, from the cache or from a
+// presign call made with token. q (nil for none) lends its next chunks
+// to the batch.
+func (pc *presignCache) get(ctx context.Context, c *Client, presignURL, token string, q *chunkQueue, i int) (PresignedPart, error) {
+	pc.mu.Lock()
+	if p, ok := pc.usableLocked(i, time.Now()); ok {
+		pc.mu.Unlock()
+		return p, nil
+	}
+	pc.want[i]++
+	gen := pc.gen
+	pc.mu.Unlock()
+	defer func() {
+		pc.mu.Lock()
+		if pc.want[i]--; pc.want[i] <= 0 {
+			delete(pc.want, i)
+		}
+		pc.mu.Unlock()
+	}()
+	select {
+	case pc.sem <- struct{}{}:
+	case <-ctx.Done():
+		return PresignedPart{}, ctx.Err()
+	}
+	defer func() { <-pc.sem }()
+
+	pc.mu.Lock()
+	now := time.Now()
+	if p, ok := pc.parts[i]; ok && (pc.gen != gen || p.ExpiresAt.Sub(now) > presignMargin) && p.ExpiresAt.After(now) {
+		pc.mu.Unlock() // fetched while this worker waited
+		return p, nil
+	}
+	batch := []int{i}
+	in := map[int]bool{i: true}
+	waiting := make([]int, 0, len(pc.want))
+	for j := range pc.want {
+		waiting = append(waiting, j)
+	}
+	slices.Sort(waiting)
+	for _, j := range waiting {
+		if _, ok := pc.usableLocked(j, now); !ok && !in[j] && len(batch) < presignBatch {
+			batch, in[j] = append(batch, j), true
+		}
+	}
+	valid := map[int]bool{}
+	for j, p := range pc.parts {
+		switch {
+		case !p.ExpiresAt.After(now):
+			delete(pc.parts, j)
+		case p.ExpiresAt.Sub(now) > presignMargin:
+			valid[j] = true
+		}
+	}
+	pc.mu.Unlock()
+	if q != nil && len(batch) < presignBatch {
+		for _, j := range q.peek(presignBatch-len(batch), func(j int) bool { return in[j] || valid[j] }) {
+			batch, in[j] = append(batch, j), true
+		}
+	}
+
+	resp, err := c.Presign(ctx, presignURL, token, batch)
+	if err != nil {
+		return PresignedPart{}, err
+	}
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	pc.gen++
+	var mine *PresignedPart
+	for _, p := range resp.Parts {
+		pc.parts[p.Index] = p
+		if p.Index == i {
+			mine = &p
+		}
+	}
+	if mine == nil {
+		// A server that cannot presign the part right now: a failure of
+		// the route (it goes elsewhere), not of the upload.
+		return PresignedPart{}, &APIError{Status: http.StatusBadGateway, Message: fmt.Sprintf("the presign answer has no part for chunk %d", i)}
+	}
+	return *mine, nil
+}
+
+// drop forgets the part of chunk i (stored, or refused by the store).
+func (pc *presignCache) drop(i int) {
+	pc.mu.Lock()
+	delete(pc.parts, i)
+	pc.mu.Unlock()
+}
+
+// setupRoutes asks the EdgeSelector (if any) for the upload's routes once
+// its session is open. A failed or empty selection warns and leaves the
+// origin alone. Routes that cannot be used are dropped with a warning;
+// the origin is always among the routes (with weight 0, a reserve, when
+// the selector did not name it). stream leaves direct routes out: a
+// presign call names chunks by index only and the server signs the
+// manifest's SHA-256 and size of each into its URL, but a stream session
+// has no manifest until it completes; a stream's chunks go through the
+// origin and relays only.
+func (u *uploader) setupRoutes(ctx context.Context, stream bool) {
+	origin := &route{Route: Route{ID: "origin", Kind: RouteOrigin, ChunkURL: u.sess.ChunkURL}}
+	var sel []Route
+	if u.opts.Edges != nil {
+		var err error
+		sel, err = u.opts.Edges.Select(ctx, u.sess, u.chunkSize, u.workers)
+		switch {
+		case err != nil:
+			u.hub.warn(fmt.Errorf("edge selection failed (sending through the origin only): %w", err))
+			sel = nil
+		case len(sel) == 0:
+			u.hub.warn(errors.New("edge selection found no route (sending through the origin only)"))
+		}
+	}
+	var routes []*route
+	seen := map[string]bool{}
+	haveOrigin := false
+	for _, r := range sel {
+		if math.IsNaN(r.Weight) || math.IsInf(r.Weight, 0) || r.Weight < 0 {
+			r.Weight = 0
+		}
+		var err error
+		switch r.Kind {
+		case RouteOrigin:
+			if haveOrigin {
+				err = errors.New("a second origin")
+				break
+			}
+			if r.ID == "" {
+				r.ID = "origin"
+			}
+			if r.ChunkURL == "" {
+				r.ChunkURL = u.sess.ChunkURL
+			} else if r.ChunkURL, err = u.c.resolve(r.ChunkURL); err != nil {
+				err = fmt.Errorf("chunk URL: %w", err)
+			}
+		case RouteRelay:
+			if r.ChunkURL == "" {
+				err = errors.New("no chunk URL")
+			} else if r.ChunkURL, err = u.c.resolve(r.ChunkURL); err != nil {
+				err = fmt.Errorf("chunk URL: %w", err)
+			}
+			if r.ID == "" {
+				r.ID = edgeOf(r.ChunkURL)
+			}
+		case RouteDirect:
+			if stream {
+				continue // see above
+			}
+			if r.PresignURL == "" {
+				err = errors.New("no presign URL")
+			} else if r.PresignURL, err = u.c.resolve(r.PresignURL); err != nil {
+				err = fmt.Errorf("presign URL: %w", err)
+			}
+			if r.ID == "" {
+				r.ID = "direct"
+			}
+		default:
+			err = fmt.Errorf("unknown kind %q", r.Kind)
+		}
+		if err == nil && seen[r.ID] {
+			err = errors.New("its id is taken by another route")
+		}
+		if err != nil {
+			u.hub.warn(fmt.Errorf("edge selection: route %q left out: %w", r.ID, err))
+			continue
+		}
+		seen[r.ID] = true
+		rt := &route{Route: r, idx: len(routes)}
+		switch r.Kind {
+		case RouteOrigin:
+			haveOrigin, origin = true, rt
+		case RouteDirect:
+			rt.pc = newPresignCache()
+		}
+		routes = append(routes, rt)
+	}
+	if !haveOrigin {
+		if seen[origin.ID] { // a relay called "origin": keep the stats apart
+			origin.ID = "origin-server"
+		}
+		origin.idx = len(routes)
+		routes = append(routes, origin)
+	}
+	positive := false
+	for _, rt := range routes {
+		if rt.Kind != RouteDirect {
+			rt.url = edgeOf(rt.ChunkURL)
+		}
+		positive = positive || rt.Weight > 0
+		rt.weight = rt.Weight
+	}
+	if !positive {
+		for _, rt := range routes {
+			rt.weight = 1
+		}
+	}
+	u.rt = &router{routes: routes, origin: origin, cooldown: u.policy.BreakerCooldown, now: time.Now}
+}

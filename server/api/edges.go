@@ -1,0 +1,386 @@
+package api
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"math"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jettythunder/jetty/edges"
+	"github.com/jettythunder/jetty/engine"
+	"github.com/jettythunder/jetty/server"
+	"github.com/jettythunder/jetty/server/blob"
+)
+
+// Edge timing and limits.
+const (
+	minEdgeInterval = 100 * time.Millisecond
+	maxEdgeInterval = time.Minute
+	// presignTTL bounds presigned part URLs; never beyond the session.
+	presignTTL = 15 * time.Minute
+)
+
+// edgeCaller authenticates a relay's call to the origin and returns its id
+// and the request body.
+func (s *Server) edgeCaller(r *http.Request) (string, []byte, error) {
+	if s.edgeKeys == nil {
+		return "", nil, server.Errorf(server.EUnauthorized, "this server takes no relays: set JETTY_EDGE_SECRET on it and on its relays")
+	}
+	id, body, err := s.edgeKeys.Verify(r, s.now())
+	switch {
+	case errors.Is(err, edges.ErrNoAuth), errors.Is(err, edges.ErrBadAuth):
+		return "", nil, server.Errorf(server.EUnauthorized, "%v", err)
+	case errors.Is(err, edges.ErrBadSignature), errors.Is(err, edges.ErrStale):
+		return "", nil, server.Errorf(server.EUnauthorized, "%v", err)
+	case err != nil:
+		return "", nil, server.Errorf(server.EInvalid, "%v", err)
+	}
+	return id, body, nil
+}
+
+// handleEdgeHeartbeat answers POST /api/jetty/edges/heartbeat.
+func (s *Server) handleEdgeHeartbeat(w http.ResponseWriter, r *http.Request) {
+	id, body, err := s.edgeCaller(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var hb edges.Heartbeat
+	if err := json.Unmarshal(body, &hb); err != nil {
+		s.writeError(w, r, server.Errorf(server.EInvalid, "heartbeat body: %v", err))
+		return
+	}
+	if hb.ID != id {
+		s.writeError(w, r, server.Errorf(server.EUnauthorized, "heartbeat of %q signed as %q", hb.ID, id))
+		return
+	}
+	u, err := url.Parse(hb.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+		s.writeError(w, r, server.Errorf(server.EInvalid, "relay url must be an absolute http(s) URL, got %q", hb.URL))
+		return
+	}
+	if hb.Mode != edges.ModeS3 && hb.Mode != edges.ModeRelay {
+		s.writeError(w, r, server.Errorf(server.EInvalid, "relay mode must be %q or %q", edges.ModeS3, edges.ModeRelay))
+		return
+	}
+	if hb.Mode == edges.ModeS3 && s.backend != "s3" {
+		s.writeError(w, r, server.Errorf(server.EInvalid, "this server keeps objects on its own disk: a relay must forward chunks to it (start the relay without S3 settings)"))
+		return
+	}
+	interval := time.Duration(hb.IntervalMS) * time.Millisecond
+	if interval < minEdgeInterval || interval > maxEdgeInterval {
+		s.writeError(w, r, server.Errorf(server.EInvalid, "interval_ms must be %d..%d", minEdgeInterval.Milliseconds(), maxEdgeInterval.Milliseconds()))
+		return
+	}
+	node, err := s.store.EdgeHeartbeat(r.Context(), server.EdgeNode{
+		ID: hb.ID, URL: strings.TrimRight(hb.URL, "/"), LocationID: hb.Location, Mode: hb.Mode,
+		Capacity: hb.Capacity, InFlight: hb.InFlight, Draining: hb.Draining, Interval: interval,
+	}, s.now())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.metrics.edgeHeartbeats.Inc()
+	writeJSON(w, http.StatusOK, edges.HeartbeatResponse{
+		TokenKey:   s.edgeKeys.Seal(s.tokens.Key()),
+		Backend:    s.backend,
+		Bucket:     s.bucket,
+		LivenessMS: server.EdgeLiveness(node.Interval).Milliseconds(),
+	})
+}
+
+// handleEdgeDeregister answers DELETE /api/jetty/edges/nodes/{id}.
+func (s *Server) handleEdgeDeregister(w http.ResponseWriter, r *http.Request) {
+	id, _, err := s.edgeCaller(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if id != r.PathValue("id") {
+		s.writeError(w, r, server.Errorf(server.EUnauthorized, "a relay deregisters only itself"))
+		return
+	}
+	if err := s.store.RemoveEdge(r.Context(), id); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"success": true, "id": id})
+}
+
+// handleEdgeSession answers GET /api/jetty/edges/sessions/{id}?account=…:
+// what a relay needs to take the session's chunks.
+func (s *Server) handleEdgeSession(w http.ResponseWriter, r *http.Request) {
+	if _, _, err := s.edgeCaller(r); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	sess, err := s.store.SessionByID(r.Context(), r.URL.Query().Get("account"), r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	info := edges.SessionInfo{
+		ID: sess.ID, AccountID: sess.AccountID, State: string(sess.State), ExpiresAt: sess.ExpiresAt.UTC(),
+		ObjectKey: sess.ObjectKey, UploadID: sess.UploadID, ChunkSize: sess.ChunkSize,
+	}
+	if sess.Manifest != nil && !sess.Stream {
+		m, err := s.manifests.get(sess)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		info.Chunks = make([]edges.ChunkInfo, len(m.Chunks))
+		for i, c := range m.Chunks {
+			info.Chunks[i] = edges.ChunkInfo{Size: c.Size, SHA256: c.SHA256}
+		}
+	}
+	writeJSON(w, http.StatusOK, info)
+}
+
+// handleOptimalEdges answers POST /api/jetty/optimal-edges: the origin,
+// the direct route to storage when there is one, and the best live
+// relays, at most edges.MaxCandidates, with a strategy.
+func (s *Server) handleOptimalEdges(w http.ResponseWriter, r *http.Request, acct server.Account) {
+	ctx := r.Context()
+	var req edges.OptimalRequest
+	if r.ContentLength != 0 {
+		if err := decodeJSON(w, r, &req); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
+	if req.FileSize < 0 {
+		s.writeError(w, r, server.Errorf(server.EInvalid, "file_size must not be negative"))
+		return
+	}
+	if (req.Latitude == nil) != (req.Longitude == nil) ||
+		(req.Latitude != nil && (math.Abs(*req.Latitude) > 90 || math.Abs(*req.Longitude) > 180)) {
+		s.writeError(w, r, server.Errorf(server.EInvalid, "latitude and longitude go together, within ±90 and ±180"))
+		return
+	}
+	t, err := s.tier(ctx, acct.Tier)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	workers, ceiling := workersFor(t)
+	chunk := engine.DefaultChunkSize
+	if req.FileSize > 0 {
+		chunk = engine.ChooseChunkSize(req.FileSize)
+	}
+	origin := edges.Candidate{ID: edges.KindOrigin, Kind: edges.KindOrigin, URL: s.baseURL(r), Weight: 1}
+	out := edges.OptimalResponse{
+		JettySpeed: t.JettySpeedEnabled,
+		Edges:      []edges.Candidate{origin},
+		Strategy:   edges.Strategy{ChunkSize: chunk, Workers: workers, MaxWorkers: ceiling},
+	}
+	if t.JettySpeedEnabled {
+		if s.presigner() != nil && s.directURL != "" {
+			out.Edges = append(out.Edges, edges.Candidate{ID: edges.KindDirect, Kind: edges.KindDirect, URL: s.directURL, Weight: 1})
+		}
+		relays, err := s.rankedRelays(ctx, req)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		out.Edges = append(out.Edges, relays[:min(len(relays), edges.MaxCandidates-len(out.Edges))]...)
+	}
+	out.Strategy.Weights = map[string]float64{}
+	var sum float64
+	for _, c := range out.Edges {
+		sum += c.Weight
+	}
+	for _, c := range out.Edges {
+		out.Strategy.Weights[c.ID] = c.Weight / sum
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// rankedRelays lists the live relays, least loaded first; among equally
+// loaded ones (within 10%) the nearer to the client's hint first.
+func (s *Server) rankedRelays(ctx context.Context, req edges.OptimalRequest) ([]edges.Candidate, error) {
+	nodes, err := s.store.LiveEdges(ctx, s.now())
+	if err != nil {
+		return nil, err
+	}
+	locs, err := s.edgeLocations(ctx)
+	if err != nil {
+		return nil, err
+	}
+	type ranked struct {
+		c    edges.Candidate
+		dist float64
+	}
+	list := make([]ranked, 0, len(nodes))
+	for _, n := range nodes {
+		load := 0.0
+		if n.Capacity > 0 {
+			load = min(float64(n.InFlight)/float64(n.Capacity), 1)
+		}
+		if load >= 1 {
+			continue // full: offered again when it has room
+		}
+		c := edges.Candidate{ID: n.ID, Kind: edges.KindRelay, URL: n.URL, Load: load, Weight: max(1-load, 0.1)}
+		dist := 0.0
+		if l, ok := locs[n.LocationID]; ok {
+			loc := l
+			c.Location = &loc
+			switch {
+			case req.Latitude != nil:
+				dist = haversineKm(*req.Latitude, *req.Longitude, l.Latitude, l.Longitude)
+			case req.Region != "" && !strings.EqualFold(req.Region, l.Region):
+				dist = 1
+			}
+		}
+		list = append(list, ranked{c, dist})
+	}
+	sort.SliceStable(list, func(i, j int) bool {
+		a, b := list[i], list[j]
+		if math.Abs(a.c.Load-b.c.Load) > 0.1 {
+			return a.c.Load < b.c.Load
+		}
+		if a.dist != b.dist {
+			return a.dist < b.dist
+		}
+		return a.c.ID < b.c.ID
+	})
+	out := make([]edges.Candidate, len(list))
+	for i, x := range list {
+		out[i] = x.c
+	}
+	return out, nil
+}
+
+// edgeLocations is the catalogue by id.
+func (s *Server) edgeLocations(ctx context.Context) (map[string]edges.Location, error) {
+	list, err := s.store.EdgeLocations(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m := make(map[string]edges.Location, len(list))
+	for _, l := range list {
+		m[l.ID] = edges.Location{ID: l.ID, Name: l.Name, City: l.City, Country: l.Country, Region: l.Region, Latitude: l.Latitude, Longitude: l.Longitude}
+	}
+	return m, nil
+}
+
+// haversineKm is the great-circle distance between two points.
+func haversineKm(lat1, lon1, lat2, lon2 float64) float64 {
+	const r = 6371.0
+	rad := math.Pi / 180
+	dlat, dlon := (lat2-lat1)*rad, (lon2-lon1)*rad
+	a := math.Sin(dlat/2)*math.Sin(dlat/2) + math.Cos(lat1*rad)*math.Cos(lat2*rad)*math.Sin(dlon/2)*math.Sin(dlon/2)
+	return 2 * r * math.Asin(math.Min(1, math.Sqrt(a)))
+}
+
+// handleEdgeLocations answers GET /api/jetty/edges: the catalogue with
+// the number of live relays at each location.
+func (s *Server) handleEdgeLocations(w http.ResponseWriter, r *http.Request, acct server.Account) {
+	locs, err := s.edgeLocations(r.Context())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	nodes, err := s.store.LiveEdges(r.Context(), s.now())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	for _, n := range nodes {
+		if l, ok := locs[n.LocationID]; ok {
+			l.Relays++
+			locs[n.LocationID] = l
+		}
+	}
+	out := make([]edges.Location, 0, len(locs))
+	for _, l := range locs {
+		out = append(out, l)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	writeJSON(w, http.StatusOK, map[string]any{"locations": out, "relays": len(nodes)})
+}
+
+// presigner is the object store's presigner, when it has one.
+func (s *Server) presigner() blob.Presigner {
+	p, _ := s.blobs.(blob.Presigner)
+	return p
+}
+
+// handlePresign answers POST /api/jetty/sessions/{id}/presign: presigned
+// part URLs (the direct route), authorised by the upload token like chunk
+// PUTs. Each URL stores exactly the manifest's bytes for its chunk: the
+// chunk's SHA-256 is signed in and checked by storage.
+func (s *Server) handlePresign(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	p := s.presigner()
+	if p == nil || s.directURL == "" {
+		s.writeError(w, r, server.Errorf(server.ENotFound, "this server offers no direct uploads to storage"))
+		return
+	}
+	claims, err := s.chunkToken(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if info := requestInfoFrom(ctx); info != nil {
+		info.accountID = claims.AccountID
+	}
+	var req engine.PresignRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if len(req.Chunks) == 0 || len(req.Chunks) > engine.MaxPresign {
+		s.writeError(w, r, server.Errorf(server.EInvalid, "ask for 1..%d chunks at a time", engine.MaxPresign))
+		return
+	}
+	sess, err := s.openSession(ctx, claims.AccountID, claims.SessionID)
+	if err == nil && sess.State != server.SessionOpen {
+		err = server.Errorf(server.EConflict, "upload session is being completed; no more chunks")
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if sess.Manifest == nil || sess.Stream {
+		s.writeError(w, r, server.Errorf(server.EInvalid, "direct uploads need a session opened with a manifest"))
+		return
+	}
+	m, err := s.manifests.get(sess)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	ttl := min(presignTTL, time.Until(sess.ExpiresAt), claims.ExpiresAt().Sub(s.now())+time.Minute)
+	if ttl < time.Second {
+		s.writeError(w, r, server.Errorf(server.ETokenExpired, "upload token expired: get a new one with POST /api/jetty/sessions/{id}/token"))
+		return
+	}
+	out := engine.PresignResponse{Parts: make([]engine.PresignedPart, 0, len(req.Chunks))}
+	for _, i := range req.Chunks {
+		if i < 0 || i >= len(m.Chunks) {
+			s.writeError(w, r, server.Errorf(server.EInvalid, "chunk %d is outside the manifest's %d chunks", i, len(m.Chunks)))
+			return
+		}
+		c := m.Chunks[i]
+		if c.Size == 0 {
+			s.writeError(w, r, server.Errorf(server.EInvalid, "chunk %d is empty: nothing to send", i))
+			return
+		}
+		digest, _ := hex.DecodeString(c.SHA256)
+		pr, err := p.PresignPart(ctx, sess.ObjectKey, sess.UploadID, i+1, c.Size, digest, ttl)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		out.Parts = append(out.Parts, engine.PresignedPart{Index: i, URL: pr.URL, Method: pr.Method, Headers: pr.Headers, ExpiresAt: pr.Expires.UTC()})
+	}
+	s.metrics.presigned.Add(float64(len(out.Parts)))
+	writeJSON(w, http.StatusOK, out)
+}
