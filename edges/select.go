@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jettythunder/jetty/engine"
@@ -177,6 +178,18 @@ type Selector struct {
 	Hint OptimalRequest
 	// OnReport, when set, receives the report of each selection.
 	OnReport func(Report)
+	// Reuse, when positive, lets a Select within that time of the last
+	// probe (for the same chunk size) reuse its scores instead of probing
+	// again: the files of one command are probed once.
+	Reuse time.Duration
+	// MinChunks is the fewest missing chunks worth choosing routes for;
+	// below it the origin alone takes them and nothing is probed
+	// (default 2: a single chunk gains nothing from several routes).
+	MinChunks int
+
+	mu     sync.Mutex
+	last   *Report
+	lastAt time.Time
 }
 
 var _ engine.EdgeSelector = (*Selector)(nil)
@@ -194,6 +207,31 @@ func (sel *Selector) Select(ctx context.Context, s *engine.Session, chunkSize in
 	}
 	if s == nil || s.ChunkURL == "" {
 		return nil, errors.New("edges: session without a chunk URL")
+	}
+	minChunks := sel.MinChunks
+	if minChunks <= 0 {
+		minChunks = 2
+	}
+	if len(s.Missing) < minChunks {
+		return nil, nil
+	}
+	maxEdges := sel.MaxEdges
+	if maxEdges <= 0 {
+		maxEdges = DefaultMaxEdges
+	}
+	if sel.Reuse > 0 {
+		sel.mu.Lock()
+		last, at := sel.last, sel.lastAt
+		sel.mu.Unlock()
+		if last != nil && last.ChunkSize == chunkSize && time.Since(at) < sel.Reuse {
+			rep := *last
+			rep.Took = 0
+			rep.Routes = routes(s, rep.Candidates, maxEdges)
+			if sel.OnReport != nil {
+				sel.OnReport(rep)
+			}
+			return rep.Routes, nil
+		}
 	}
 	start := time.Now()
 	req := sel.Hint
@@ -213,11 +251,13 @@ func (sel *Selector) Select(ctx context.Context, s *engine.Session, chunkSize in
 	if err != nil {
 		return nil, err
 	}
-	maxEdges := sel.MaxEdges
-	if maxEdges <= 0 {
-		maxEdges = DefaultMaxEdges
-	}
 	rep.Routes = routes(s, rep.Candidates, maxEdges)
+	if sel.Reuse > 0 && rep.JettySpeed {
+		kept := rep
+		sel.mu.Lock()
+		sel.last, sel.lastAt = &kept, time.Now()
+		sel.mu.Unlock()
+	}
 	if sel.OnReport != nil {
 		sel.OnReport(rep)
 	}

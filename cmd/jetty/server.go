@@ -43,6 +43,10 @@ and object files under --data-dir, rate limits in memory. In production set:
   LYVE_REGION, LYVE_ACCESS_KEY_ID, LYVE_SECRET_ACCESS_KEY (or LYVE_ACCESS_KEY, LYVE_SECRET_KEY)
   LYVE_BUCKET_NAME           bucket (default agentcache-assets; created when missing)
   JETTY_PUBLIC_URL           base URL clients are told to use (behind a proxy)
+  JETTY_EDGE_SECRET          shared with the edge relays (jetty edge); without it none can register
+  JETTY_TOKEN_SECRET         signs upload tokens; the same on every instance (default: JETTY_EDGE_SECRET)
+  JETTY_S3_PUBLIC_ENDPOINT   the S3 endpoint as clients reach it, for presigned direct uploads
+  JETTY_DIRECT_UPLOADS       off: never offer direct uploads to S3 (default on with LYVE_ENDPOINT)
   PORT                       listen on :PORT when --listen is not given
 
 --dev generates the secrets it lacks, provisions a demo account and prints
@@ -126,6 +130,7 @@ func printDevBanner(ctx context.Context, w io.Writer, a *app.App) error {
 Secrets generated for this run (set them yourself to keep them stable):
   export AGENTCACHE_WEBHOOK_SECRET=%[3]s
   export INTERNAL_WEBHOOK_SECRET=%[4]s
+  export JETTY_EDGE_SECRET=%[10]s   # for relays: jetty edge --origin %[1]s
 
 Demo account %[5]q (tier %[6]s), credentials shown once:
   export JETTY_SERVER=%[1]s
@@ -142,6 +147,6 @@ Try it:
        -H "Content-Type: application/json" -d '{"agentcache_user_id":"usr_test_123","agentcache_email":"test@example.com","tier":"pro"}'
 
 Press Ctrl-C to stop.
-`, u, db, cfg.WebhookSecret, cfg.InternalSecret, acct.UserID, acct.Tier, acct.APIKey, secret, objects)
+`, u, db, cfg.WebhookSecret, cfg.InternalSecret, acct.UserID, acct.Tier, acct.APIKey, secret, objects, cfg.EdgeSecret)
 	return err
 }

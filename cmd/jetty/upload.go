@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/semaphore"
 
+	"github.com/jettythunder/jetty/edges"
 	"github.com/jettythunder/jetty/engine"
 	"github.com/jettythunder/jetty/internal/units"
 )
@@ -31,6 +32,10 @@ type UploadOptions struct {
 	JSON       bool
 	Quiet      bool
 	NoProgress bool
+
+	// Edges is "auto" (probe the edges the server offers and spread the
+	// chunks over the best) or "origin" (send every chunk to the server).
+	Edges string
 
 	Name        string
 	ContentType string
@@ -86,6 +91,7 @@ per file on stdout.`,
 	fl.StringVar(&opts.chunkSizeFlag, "chunk-size", "", "chunk size, 5MiB to 512MiB, e.g. 64MiB or 8M (default: chosen from the file size)")
 	fl.StringVar(&opts.bwLimitFlag, "bwlimit", "", "limit the upload rate of the whole command, e.g. 20MB/s or 10M (M = MiB, MB = 10^6 bytes)")
 	fl.BoolVar(&opts.JSON, "json", false, "print one JSON object per file on stdout")
+	fl.StringVar(&opts.Edges, "edges", "auto", "auto: send chunks through the best edges the server offers (see jetty edges); origin: to the server only")
 	fl.BoolVarP(&opts.Quiet, "quiet", "q", false, "print nothing but errors (and the JSON with --json)")
 	fl.BoolVar(&opts.NoProgress, "no-progress", false, "do not show progress")
 	fl.StringVar(&opts.Name, "name", "", "file name to store (required for -, stdin; allowed with a single file)")
@@ -118,6 +124,11 @@ func (o *UploadOptions) parseFlags() error {
 	}
 	if o.Workers < 0 {
 		return usageError("--workers must be 0 (let the server suggest) or more")
+	}
+	switch o.Edges {
+	case "", "auto", "origin":
+	default:
+		return usageError("--edges must be auto or origin, not %q", o.Edges)
 	}
 	if o.TTL < 0 {
 		return usageError("--ttl must be positive")
@@ -174,6 +185,11 @@ func uploadRun(ctx context.Context, opts *UploadOptions) error {
 		return err
 	}
 	ec := c.Engine()
+	var selector engine.EdgeSelector
+	if opts.Edges != "origin" {
+		// One probe for the whole command: later files reuse its scores.
+		selector = &edges.Selector{Client: ec, Reuse: 10 * time.Minute}
+	}
 
 	budget := opts.Workers
 	if budget == 0 {
@@ -237,7 +253,7 @@ func uploadRun(ctx context.Context, opts *UploadOptions) error {
 		go func(j uploadJob, weight int64) {
 			defer wg.Done()
 			defer sem.Release(weight)
-			res, err := uploadOne(ctx, ec, j, opts, int(weight), budget, journalDir, ui)
+			res, err := uploadOne(ctx, ec, selector, j, opts, int(weight), budget, journalDir, ui)
 			if err != nil {
 				fail(j, err)
 				return
@@ -281,7 +297,7 @@ func chunkSizeFor(flag, size int64) int64 {
 
 // uploadOne uploads one job with workers chunk uploads and its share of
 // the bandwidth limit.
-func uploadOne(ctx context.Context, ec *engine.Client, j uploadJob, opts *UploadOptions, workers, budget int, journalDir string, ui progressUI) (*engine.Result, error) {
+func uploadOne(ctx context.Context, ec *engine.Client, sel engine.EdgeSelector, j uploadJob, opts *UploadOptions, workers, budget int, journalDir string, ui progressUI) (*engine.Result, error) {
 	eo := engine.Options{
 		Workers:     workers,
 		ChunkSize:   opts.ChunkSize,
@@ -290,6 +306,7 @@ func uploadOne(ctx context.Context, ec *engine.Client, j uploadJob, opts *Upload
 		ContentType: opts.ContentType,
 		CacheKey:    opts.CacheKey,
 		TTL:         opts.TTL,
+		Edges:       sel,
 	}
 	if opts.Workers == 0 && workers == budget {
 		eo.Workers = 0 // a big file: the server suggests (within the tier's ceiling)

@@ -16,6 +16,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/jettythunder/jetty/edges"
 	"github.com/jettythunder/jetty/server"
 	"github.com/jettythunder/jetty/server/agentcache"
 	"github.com/jettythunder/jetty/server/api"
@@ -191,6 +192,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		if a.cfg.InternalSecret == "" {
 			a.cfg.InternalSecret = randomSecret("inwh_")
 		}
+		if a.cfg.EdgeSecret == "" {
+			a.cfg.EdgeSecret = randomSecret("edge_")
+		}
 	}
 	if a.cfg.WebhookSecret == "" {
 		log.Warn("AGENTCACHE_WEBHOOK_SECRET is not set: partner calls (provision, upgrade, suspend, delete) will be refused")
@@ -249,7 +253,29 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	var edgeKeys *edges.Keys
+	if a.cfg.EdgeSecret != "" {
+		if edgeKeys, err = edges.NewKeys(a.cfg.EdgeSecret); err != nil {
+			return nil, err
+		}
+	}
+	backend, direct := "fs", ""
+	if a.cfg.S3 != nil {
+		backend = "s3"
+		if a.cfg.DirectUploads {
+			direct = a.cfg.S3.PublicEndpoint
+			if direct == "" {
+				direct = a.cfg.S3.Endpoint
+			}
+			if !strings.Contains(direct, "://") {
+				direct = "https://" + direct
+			}
+		}
+	}
 	a.api = api.New(api.Config{
+		EdgeKeys:      edgeKeys,
+		Backend:       backend,
+		DirectURL:     direct,
 		TokenSigner:   signer,
 		Store:         a.store,
 		Limiter:       a.limiter,

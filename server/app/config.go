@@ -38,6 +38,14 @@ type Config struct {
 	// JETTY_EDGE_SECRET). Every server instance and edge must share it;
 	// when unset a random one is made per process (one instance only).
 	TokenSecret string
+	// EdgeSecret (JETTY_EDGE_SECRET) is shared with the edge relays: it
+	// authenticates their heartbeats and seals the token key sent to them.
+	// Empty: no relay can register (--dev generates one).
+	EdgeSecret string
+	// DirectUploads offers the object store itself as an edge (presigned
+	// part URLs) when the backend is S3 (JETTY_DIRECT_UPLOADS, default on;
+	// "off", "false", "0" or "no" turns it off).
+	DirectUploads bool
 
 	// S3 is the object store when LYVE_ENDPOINT is set; nil means files
 	// under DataDir/blobs.
@@ -74,8 +82,14 @@ func FromEnv(getenv func(string) string) Config {
 		LogLevel:       getenv("JETTY_LOG_LEVEL"),
 		LogFormat:      getenv("JETTY_LOG_FORMAT"),
 	}
+	c.EdgeSecret = getenv("JETTY_EDGE_SECRET")
 	if c.TokenSecret == "" {
-		c.TokenSecret = getenv("JETTY_EDGE_SECRET")
+		c.TokenSecret = c.EdgeSecret
+	}
+	switch strings.ToLower(strings.TrimSpace(getenv("JETTY_DIRECT_UPLOADS"))) {
+	case "off", "false", "0", "no":
+	default:
+		c.DirectUploads = true
 	}
 	c.PublicURL = getenv("JETTY_PUBLIC_URL")
 	if s3cfg, ok := s3blob.ConfigFromEnv(getenv); ok {

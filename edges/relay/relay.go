@@ -1,0 +1,721 @@
+// Package relay is the edge relay behind `jetty edge`: a stateless node
+// that takes JettySpeed chunk PUTs for the origin.
+//
+// A relay keeps no database. It registers with the origin and heartbeats
+// its load (chunks in flight, capacity) with requests signed by a key
+// derived from JETTY_EDGE_SECRET; each heartbeat's answer carries the
+// upload-token key, sealed with that secret, so the relay verifies upload
+// tokens itself. For each session it asks the origin once (signed) for
+// the manifest, the object key and the multipart upload id, and caches
+// the answer briefly.
+//
+// A chunk is checked against the token (signature, expiry, session) and
+// the manifest (index, size, SHA-256) before a byte is read, then streamed
+// while its SHA-256 is computed:
+//
+//   - mode "s3" (the relay has the S3 settings): straight into the
+//     session's multipart upload as a part carrying its SHA-256, which the
+//     store verifies; a mismatch stores nothing;
+//   - mode "relay" (no S3 settings, or an origin keeping files): forwarded
+//     to the origin's own chunk endpoint with the same token; when the
+//     hash differs the forwarded body is cut before its end, so the origin
+//     (which checks the hash too) stores nothing.
+//
+// On shutdown the relay heartbeats "draining" (the origin stops offering
+// it at once), answers new chunks 503 edge_draining (clients move them to
+// another route at once), waits for the chunks in flight, deregisters and
+// stops.
+package relay
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jettythunder/jetty/edges"
+	"github.com/jettythunder/jetty/server/blob"
+	"github.com/jettythunder/jetty/server/blob/s3blob"
+	"github.com/jettythunder/jetty/server/uploadtoken"
+)
+
+// Defaults of Config.
+const (
+	DefaultCapacity     = 64
+	DefaultInterval     = 2 * time.Second
+	DefaultDrainTimeout = 30 * time.Second
+	// sessionTTL is how long a session lookup is reused.
+	sessionTTL = 30 * time.Second
+	// maxChunkIndex bounds chunk indexes (S3's 10,000 parts).
+	maxChunkIndex = 10000
+)
+
+// Config is a relay's configuration.
+type Config struct {
+	// Origin is the origin server's base URL (required).
+	Origin string
+	// PublicURL is the base URL clients are told to use (a proxy or load
+	// balancer in front); default: the listener's address.
+	PublicURL string
+	// Location is the catalogue id the relay serves ("" for none).
+	Location string
+	// ID names the relay; default "edge_" and random hex.
+	ID string
+	// Secret is JETTY_EDGE_SECRET, the same as the origin's (required).
+	Secret string
+	// Capacity is how many chunks it takes at once (DefaultCapacity);
+	// more are answered 503 so that clients use another route.
+	Capacity int
+	// Interval is the heartbeat period (DefaultInterval).
+	Interval time.Duration
+	// DrainTimeout bounds the wait for chunks in flight at shutdown.
+	DrainTimeout time.Duration
+	// S3, when set, makes the relay write parts to the S3 backend itself
+	// (mode s3); otherwise chunks are forwarded to the origin.
+	S3 *s3blob.Config
+	// Blobs replaces the S3 store built from S3 (tests).
+	Blobs blob.Store
+	// HTTP talks to the origin; nil: a client with no overall timeout.
+	HTTP *http.Client
+	// Logger; nil discards.
+	Logger *slog.Logger
+	// Version is reported in heartbeats.
+	Version string
+}
+
+// Relay is a running edge relay.
+type Relay struct {
+	// OnRegistered, when set before Serve, is called once the relay is
+	// registered and serving.
+	OnRegistered func()
+
+	cfg    Config
+	origin *url.URL
+	keys   *edges.Keys
+	blobs  blob.Store
+	mode   string
+	hc     *http.Client
+	log    *slog.Logger
+
+	signer   atomic.Pointer[uploadtoken.Signer]
+	inflight atomic.Int64
+	draining atomic.Bool
+	wg       sync.WaitGroup // chunks in flight
+
+	mu       sync.Mutex
+	sessions map[string]*sessionEntry
+
+	stored   atomic.Int64
+	refused  atomic.Int64
+	bytesIn  atomic.Int64
+	lastBeat atomic.Int64 // unix nanos of the last accepted heartbeat
+}
+
+type sessionEntry struct {
+	ready   chan struct{}
+	info    edges.SessionInfo
+	err     error
+	fetched time.Time
+}
+
+// New checks cfg and makes a relay (nothing is started).
+func New(ctx context.Context, cfg Config) (*Relay, error) {
+	u, err := url.Parse(strings.TrimRight(cfg.Origin, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("--origin must be the origin server's http(s) base URL, got %q", cfg.Origin)
+	}
+	keys, err := edges.NewKeys(cfg.Secret)
+	if err != nil {
+		return nil, fmt.Errorf("%w: set it to the server's JETTY_EDGE_SECRET", err)
+	}
+	if cfg.PublicURL != "" {
+		pu, err := url.Parse(cfg.PublicURL)
+		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" || pu.User != nil {
+			return nil, fmt.Errorf("--public-url must be an absolute http(s) URL, got %q", cfg.PublicURL)
+		}
+		cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
+	}
+	if cfg.ID == "" {
+		var b [8]byte
+		rand.Read(b[:])
+		cfg.ID = "edge_" + hex.EncodeToString(b[:])
+	}
+	if len(cfg.ID) > 128 || strings.ContainsAny(cfg.ID, "/?#%, \t\r\n=") {
+		return nil, fmt.Errorf("relay id %q: at most 128 characters, no '/', '?', '#', '%%', ',', '=' or spaces", cfg.ID)
+	}
+	if cfg.Capacity <= 0 {
+		cfg.Capacity = DefaultCapacity
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = DefaultInterval
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = DefaultDrainTimeout
+	}
+	r := &Relay{cfg: cfg, origin: u, keys: keys, hc: cfg.HTTP, log: cfg.Logger, sessions: map[string]*sessionEntry{}, mode: edges.ModeRelay}
+	if r.hc == nil {
+		r.hc = &http.Client{Transport: &http.Transport{
+			Proxy:               http.ProxyFromEnvironment,
+			MaxIdleConnsPerHost: 256,
+			IdleConnTimeout:     90 * time.Second,
+			WriteBufferSize:     256 << 10,
+			ReadBufferSize:      64 << 10,
+		}}
+	}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	switch {
+	case cfg.Blobs != nil:
+		r.blobs, r.mode = cfg.Blobs, edges.ModeS3
+	case cfg.S3 != nil:
+		st, err := s3blob.New(ctx, *cfg.S3)
+		if err != nil {
+			return nil, fmt.Errorf("object storage at LYVE_ENDPOINT: %w", err)
+		}
+		r.blobs, r.mode = st, edges.ModeS3
+	}
+	return r, nil
+}
+
+// ID is the relay's id.
+func (r *Relay) ID() string { return r.cfg.ID }
+
+// Mode is edges.ModeS3 or edges.ModeRelay.
+func (r *Relay) Mode() string { return r.mode }
+
+// Stats are a relay's counters.
+type Stats struct {
+	Stored   int64 `json:"stored"`
+	Refused  int64 `json:"refused"`
+	Bytes    int64 `json:"bytes"`
+	InFlight int64 `json:"inflight"`
+}
+
+// Stats reports the chunks stored and refused so far.
+func (r *Relay) Stats() Stats {
+	return Stats{Stored: r.stored.Load(), Refused: r.refused.Load(), Bytes: r.bytesIn.Load(), InFlight: r.inflight.Load()}
+}
+
+// Handler serves chunk PUTs, probes and /healthz.
+func (r *Relay) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("PUT /api/jetty/sessions/{id}/chunks/{index}", r.handleChunk)
+	mux.Handle("POST "+edges.PathProbe, edges.ProbeHandler())
+	mux.HandleFunc("GET /healthz", r.handleHealthz)
+	mux.HandleFunc("/", func(w http.ResponseWriter, req *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "a relay takes chunk PUTs (/api/jetty/sessions/{id}/chunks/{index}), probes and /healthz only")
+	})
+	return mux
+}
+
+func (r *Relay) handleHealthz(w http.ResponseWriter, req *http.Request) {
+	switch {
+	case r.draining.Load():
+		writeError(w, http.StatusServiceUnavailable, "edge_draining", "this relay is shutting down")
+	case r.signer.Load() == nil:
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "this relay has not registered with its origin yet")
+	default:
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "id": r.cfg.ID, "mode": r.mode, "inflight": r.inflight.Load(), "capacity": r.cfg.Capacity})
+	}
+}
+
+// Serve runs the relay on ln until ctx ends: it registers (the first
+// heartbeat must succeed within the interval's retries, else Serve fails
+// with the origin's answer), heartbeats, serves, then drains and
+// deregisters.
+func (r *Relay) Serve(ctx context.Context, ln net.Listener) error {
+	if r.cfg.PublicURL == "" {
+		r.cfg.PublicURL = listenURL(ln)
+	}
+	if err := r.register(ctx); err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           r.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(r.log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	beatCtx, stopBeats := context.WithCancel(context.Background())
+	beatsDone := make(chan struct{})
+	go func() {
+		defer close(beatsDone)
+		r.heartbeatLoop(beatCtx)
+	}()
+	if r.OnRegistered != nil {
+		r.OnRegistered()
+	}
+	r.log.Info("jetty edge relay serving", "id", r.cfg.ID, "url", r.cfg.PublicURL, "origin", r.origin.String(), "mode", r.mode, "location", r.cfg.Location)
+
+	var serveErr error
+	select {
+	case serveErr = <-errc:
+	case <-ctx.Done():
+	}
+	stopBeats()
+	<-beatsDone
+	r.drain(srv)
+	if serveErr == nil {
+		<-errc
+	}
+	if errors.Is(serveErr, http.ErrServerClosed) {
+		serveErr = nil
+	}
+	return serveErr
+}
+
+// drain stops new chunks, tells the origin, waits for chunks in flight,
+// deregisters and closes the server.
+func (r *Relay) drain(srv *http.Server) {
+	r.draining.Store(true)
+	bctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if err := r.heartbeat(bctx); err != nil {
+		r.log.Warn("draining heartbeat", "err", err)
+	}
+	cancel()
+	done := make(chan struct{})
+	go func() { r.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(r.cfg.DrainTimeout):
+		r.log.Warn("drain timed out with chunks in flight", "inflight", r.inflight.Load())
+	}
+	dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if err := r.deregister(dctx); err != nil {
+		r.log.Warn("deregister", "err", err)
+	}
+	cancel()
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	srv.Shutdown(sctx)
+	cancel()
+	r.log.Info("jetty edge relay stopped", "id", r.cfg.ID, "stored", r.stored.Load(), "refused", r.refused.Load())
+}
+
+// register sends the first heartbeat, retrying network errors and 5xx a
+// few times; a refusal (4xx) ends it at once.
+func (r *Relay) register(ctx context.Context) error {
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		if err = r.heartbeat(ctx); err == nil {
+			return nil
+		}
+		var oe *originError
+		if errors.As(err, &oe) && oe.status < 500 {
+			return fmt.Errorf("the origin refused this relay: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(attempt+1) * 500 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("cannot register with the origin at %s: %w", r.origin, err)
+}
+
+func (r *Relay) heartbeatLoop(ctx context.Context) {
+	t := time.NewTicker(r.cfg.Interval)
+	defer t.Stop()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		hctx, cancel := context.WithTimeout(ctx, max(r.cfg.Interval, time.Second))
+		err := r.heartbeat(hctx)
+		cancel()
+		switch {
+		case err != nil && !failing && ctx.Err() == nil:
+			r.log.Warn("heartbeat failed; the origin stops offering this relay until one succeeds", "err", err)
+			failing = true
+		case err == nil && failing:
+			r.log.Info("heartbeat accepted again")
+			failing = false
+		}
+	}
+}
+
+// heartbeat reports the relay's load and takes the token key.
+func (r *Relay) heartbeat(ctx context.Context) error {
+	hb := edges.Heartbeat{
+		ID: r.cfg.ID, URL: r.cfg.PublicURL, Location: r.cfg.Location, Mode: r.mode,
+		Capacity: r.cfg.Capacity, InFlight: int(r.inflight.Load()), IntervalMS: r.cfg.Interval.Milliseconds(),
+		Draining: r.draining.Load(), Version: r.cfg.Version,
+	}
+	body, _ := json.Marshal(hb)
+	var resp edges.HeartbeatResponse
+	if err := r.signed(ctx, http.MethodPost, edges.PathHeartbeat, "", body, &resp); err != nil {
+		return err
+	}
+	key, err := r.keys.Open(resp.TokenKey)
+	if err != nil {
+		return err
+	}
+	s, err := uploadtoken.NewSignerKey(key)
+	if err != nil {
+		return fmt.Errorf("token key from the origin: %w", err)
+	}
+	r.signer.Store(s)
+	r.lastBeat.Store(time.Now().UnixNano())
+	return nil
+}
+
+func (r *Relay) deregister(ctx context.Context) error {
+	return r.signed(ctx, http.MethodDelete, edges.PathNode+url.PathEscape(r.cfg.ID), "", nil, nil)
+}
+
+// originError is a refusal from the origin.
+type originError struct {
+	status int
+	code   string
+	msg    string
+}
+
+func (e *originError) Error() string {
+	if e.msg == "" {
+		return fmt.Sprintf("origin answered %d", e.status)
+	}
+	return fmt.Sprintf("origin answered %d %s: %s", e.status, e.code, e.msg)
+}
+
+// signed makes an edge-authenticated call to the origin.
+func (r *Relay) signed(ctx context.Context, method, path, query string, body []byte, out any) error {
+	u := *r.origin
+	u.Path = strings.TrimRight(u.Path, "/") + path
+	u.RawPath = ""
+	u.RawQuery = query
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), nil)
+	if err != nil {
+		return err
+	}
+	r.keys.Sign(req, r.cfg.ID, body, time.Now())
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := r.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+	if resp.StatusCode/100 != 2 {
+		oe := &originError{status: resp.StatusCode}
+		var e struct {
+			Error string `json:"error"`
+			Code  string `json:"code"`
+		}
+		if json.Unmarshal(b, &e) == nil {
+			oe.code, oe.msg = e.Code, e.Error
+		}
+		return oe
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			return fmt.Errorf("origin's answer to %s %s: %w", method, path, err)
+		}
+	}
+	return nil
+}
+
+// session looks a session up at the origin (cached for sessionTTL, one
+// lookup at a time per session).
+func (r *Relay) session(ctx context.Context, accountID, id string, fresh bool) (edges.SessionInfo, error) {
+	r.mu.Lock()
+	e := r.sessions[id]
+	if e != nil {
+		select {
+		case <-e.ready:
+			if fresh || e.err != nil || time.Since(e.fetched) > sessionTTL || e.info.AccountID != accountID {
+				e = nil
+			}
+		default:
+		}
+	}
+	if e == nil {
+		e = &sessionEntry{ready: make(chan struct{})}
+		r.sessions[id] = e
+		if len(r.sessions) > 10000 {
+			for k, old := range r.sessions {
+				select {
+				case <-old.ready:
+					if time.Since(old.fetched) > sessionTTL {
+						delete(r.sessions, k)
+					}
+				default:
+				}
+			}
+		}
+		r.mu.Unlock()
+		e.err = r.signed(ctx, http.MethodGet, edges.PathSession+url.PathEscape(id), "account="+url.QueryEscape(accountID), nil, &e.info)
+		e.fetched = time.Now()
+		close(e.ready)
+	} else {
+		r.mu.Unlock()
+		select {
+		case <-e.ready:
+		case <-ctx.Done():
+			return edges.SessionInfo{}, ctx.Err()
+		}
+	}
+	return e.info, e.err
+}
+
+// handleChunk takes PUT /api/jetty/sessions/{id}/chunks/{index}.
+func (r *Relay) handleChunk(w http.ResponseWriter, req *http.Request) {
+	if r.draining.Load() {
+		writeError(w, http.StatusServiceUnavailable, "edge_draining", "this relay is shutting down: send the chunk through another route")
+		return
+	}
+	signer := r.signer.Load()
+	if signer == nil {
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "this relay has not registered with its origin yet")
+		return
+	}
+	if n := r.inflight.Add(1); n > int64(r.cfg.Capacity) {
+		r.inflight.Add(-1)
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "edge_busy", fmt.Sprintf("this relay takes %d chunks at once; send it through another route", r.cfg.Capacity))
+		return
+	}
+	r.wg.Add(1)
+	defer func() { r.inflight.Add(-1); r.wg.Done() }()
+	status, code, msg := r.takeChunk(w, req, signer)
+	if status != 0 {
+		r.refused.Add(1)
+		writeError(w, status, code, msg)
+	}
+}
+
+// takeChunk checks and stores one chunk. It answers success itself and
+// returns the refusal otherwise (status 0: answered).
+func (r *Relay) takeChunk(w http.ResponseWriter, req *http.Request, signer *uploadtoken.Signer) (int, string, string) {
+	ctx := req.Context()
+	tok := req.Header.Get("X-Upload-Token")
+	if tok == "" {
+		if h := req.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "Bearer ") {
+			tok = strings.TrimSpace(h[7:])
+		}
+	}
+	if tok == "" {
+		return http.StatusUnauthorized, "token_invalid", "missing upload token: send Authorization: Bearer <upload_token> from the session"
+	}
+	claims, err := signer.Verify(tok, time.Now())
+	switch {
+	case errors.Is(err, uploadtoken.ErrExpired):
+		return http.StatusUnauthorized, "token_expired", "upload token expired: get a new one with POST /api/jetty/sessions/{id}/token"
+	case err != nil:
+		return http.StatusUnauthorized, "token_invalid", "invalid upload token: " + err.Error()
+	case claims.SessionID != req.PathValue("id"):
+		return http.StatusUnauthorized, "token_invalid", "upload token belongs to another session"
+	}
+	index, err := strconv.Atoi(req.PathValue("index"))
+	if err != nil || index < 0 || index >= maxChunkIndex {
+		return http.StatusBadRequest, "invalid_request", fmt.Sprintf("chunk index must be 0..%d", maxChunkIndex-1)
+	}
+	sum := strings.ToLower(req.Header.Get("X-Chunk-SHA256"))
+	digest, err := hex.DecodeString(sum)
+	if err != nil || len(digest) != sha256.Size {
+		return http.StatusBadRequest, "invalid_request", "X-Chunk-SHA256 must be the chunk's SHA-256 in hex"
+	}
+	if req.ContentLength < 0 {
+		return http.StatusLengthRequired, "length_required", "Content-Length is required for chunks"
+	}
+	size := req.ContentLength
+	info, err := r.session(ctx, claims.AccountID, claims.SessionID, false)
+	if err == nil && info.State != "open" {
+		// The state may have moved on since the lookup was cached.
+		info, err = r.session(ctx, claims.AccountID, claims.SessionID, true)
+	}
+	if err != nil {
+		var oe *originError
+		if errors.As(err, &oe) && oe.status < 500 {
+			if oe.status == http.StatusNotFound {
+				return http.StatusNotFound, "not_found", "no such upload session"
+			}
+			return http.StatusBadGateway, "unavailable", "the origin refused this relay's session lookup: " + oe.Error()
+		}
+		r.log.Warn("session lookup", "session", claims.SessionID, "err", err)
+		return http.StatusBadGateway, "unavailable", "the origin could not be reached for the session; send the chunk through another route"
+	}
+	switch {
+	case info.State == "aborted" || !time.Now().Before(info.ExpiresAt):
+		return http.StatusGone, "session_gone", "upload session expired or was aborted; start the upload again"
+	case info.State == "completed":
+		return http.StatusConflict, "conflict", "upload session is already complete"
+	case info.State != "open":
+		return http.StatusConflict, "conflict", "upload session is being completed; no more chunks"
+	}
+	if info.Chunks != nil {
+		if index >= len(info.Chunks) {
+			return http.StatusBadRequest, "invalid_request", fmt.Sprintf("chunk %d is beyond the manifest's %d chunks", index, len(info.Chunks))
+		}
+		c := info.Chunks[index]
+		if size != c.Size {
+			return http.StatusBadRequest, "invalid_request", fmt.Sprintf("chunk %d is %d bytes in the manifest, the request carries %d", index, c.Size, size)
+		}
+		if sum != c.SHA256 {
+			return http.StatusBadRequest, "checksum_mismatch", fmt.Sprintf("chunk %d: X-Chunk-SHA256 differs from the manifest", index)
+		}
+	} else if size < 1 || size > info.ChunkSize {
+		return http.StatusBadRequest, "invalid_request", fmt.Sprintf("stream chunks are 1..%d bytes", info.ChunkSize)
+	}
+
+	body := &verifyReader{r: req.Body, h: sha256.New(), want: digest, left: size}
+	if r.mode == edges.ModeS3 {
+		if _, err := r.blobs.PutPart(ctx, info.ObjectKey, info.UploadID, index+1, body, size, digest); err != nil {
+			switch {
+			case body.mismatch || errors.Is(err, blob.ErrChecksum) || errors.Is(err, errChecksum):
+				return http.StatusBadRequest, "checksum_mismatch", fmt.Sprintf("chunk %d: the bytes received do not hash to %s; nothing was stored, send it again", index, sum)
+			case ctx.Err() != nil || errors.Is(err, io.ErrUnexpectedEOF) || body.short:
+				return http.StatusBadRequest, "invalid_request", fmt.Sprintf("chunk %d: the body ended early", index)
+			case errors.Is(err, blob.ErrNotFound):
+				return http.StatusGone, "session_gone", "the session's upload is gone from storage; start the upload again"
+			}
+			r.log.Warn("put part", "session", info.ID, "index", index, "err", err)
+			return http.StatusBadGateway, "unavailable", "storage did not take the chunk; send it again"
+		}
+		r.stored.Add(1)
+		r.bytesIn.Add(size)
+		writeJSON(w, http.StatusOK, map[string]any{"index": index, "size": size, "sha256": sum, "edge": r.cfg.ID})
+		return 0, "", ""
+	}
+	return r.forward(w, req, tok, info, index, sum, size, body)
+}
+
+// forward relays a chunk to the origin's own chunk endpoint.
+func (r *Relay) forward(w http.ResponseWriter, req *http.Request, tok string, info edges.SessionInfo, index int, sum string, size int64, body *verifyReader) (int, string, string) {
+	u := *r.origin
+	u.Path = strings.TrimRight(u.Path, "/") + "/api/jetty/sessions/" + info.ID + "/chunks/" + strconv.Itoa(index)
+	u.RawPath = strings.TrimRight(r.origin.EscapedPath(), "/") + "/api/jetty/sessions/" + url.PathEscape(info.ID) + "/chunks/" + strconv.Itoa(index)
+	var rb io.Reader = body
+	if size == 0 {
+		rb = http.NoBody
+	}
+	out, err := http.NewRequestWithContext(req.Context(), http.MethodPut, u.String(), rb)
+	if err != nil {
+		return http.StatusInternalServerError, "internal", "internal error"
+	}
+	out.ContentLength = size
+	out.Header.Set("Authorization", "Bearer "+tok)
+	out.Header.Set("X-Chunk-SHA256", sum)
+	out.Header.Set("Content-Type", "application/octet-stream")
+	out.Header.Set("X-Forwarded-By", r.cfg.ID)
+	resp, err := r.hc.Do(out)
+	if body.mismatch {
+		if resp != nil {
+			resp.Body.Close()
+		}
+		return http.StatusBadRequest, "checksum_mismatch", fmt.Sprintf("chunk %d: the bytes received do not hash to %s; nothing was stored, send it again", index, sum)
+	}
+	if err != nil {
+		if body.short || req.Context().Err() != nil {
+			return http.StatusBadRequest, "invalid_request", fmt.Sprintf("chunk %d: the body ended early", index)
+		}
+		r.log.Warn("forward chunk", "session", info.ID, "index", index, "err", err)
+		return http.StatusBadGateway, "unavailable", "the origin could not be reached; send the chunk through another route"
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode/100 == 2 {
+		r.stored.Add(1)
+		r.bytesIn.Add(size)
+	} else if resp.StatusCode >= 500 {
+		// The origin's trouble is this route's: tell the client in a way
+		// that moves the chunk elsewhere, without the origin's details.
+		r.log.Warn("origin refused a forwarded chunk", "session", info.ID, "index", index, "status", resp.StatusCode)
+		return http.StatusBadGateway, "unavailable", "the origin did not take the chunk; send it again"
+	}
+	for _, h := range []string{"Content-Type", "Retry-After"} {
+		if v := resp.Header.Get(h); v != "" {
+			w.Header().Set(h, v)
+		}
+	}
+	w.WriteHeader(resp.StatusCode)
+	w.Write(b)
+	return 0, "", ""
+}
+
+var errChecksum = errors.New("the chunk's bytes do not hash to its X-Chunk-SHA256")
+
+// verifyReader hashes what it reads and, on the last byte, compares:
+// a mismatch turns the end of the body into errChecksum, so nothing
+// downstream sees a complete body with the wrong bytes.
+type verifyReader struct {
+	r        io.Reader
+	h        hash.Hash
+	want     []byte
+	left     int64
+	mismatch bool
+	short    bool
+}
+
+func (v *verifyReader) Read(p []byte) (int, error) {
+	if v.mismatch {
+		return 0, errChecksum
+	}
+	if v.left <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > v.left {
+		p = p[:v.left]
+	}
+	n, err := v.r.Read(p)
+	v.h.Write(p[:n])
+	v.left -= int64(n)
+	if v.left == 0 {
+		if !bytes.Equal(v.h.Sum(nil), v.want) {
+			v.mismatch = true
+			return 0, errChecksum // withhold the last bytes too
+		}
+		return n, io.EOF
+	}
+	if err == io.EOF {
+		v.short = true
+		return n, io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+func listenURL(ln net.Listener) string {
+	addr, ok := ln.Addr().(*net.TCPAddr)
+	if !ok {
+		return "http://" + ln.Addr().String()
+	}
+	host := addr.IP.String()
+	if addr.IP.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, strconv.Itoa(addr.Port))
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg, "code": code})
+}
