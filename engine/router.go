@@ -63,6 +63,7 @@ type route struct {
 	pc     *presignCache
 
 	cur      int // workers on the route now
+	perChunk float64 // moving average of a stored chunk's seconds on one worker (0: none yet)
 	fails    int // consecutive failures
 	open     bool
 	openedAt time.Time
@@ -213,6 +214,80 @@ func (r *router) bestLocked(avoid *route) *route {
 		}
 	}
 	return best
+}
+
+// observe records that one chunk took d through rt.
+func (r *router) observe(rt *route, d time.Duration) {
+	if !r.multi() || d <= 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	sec := d.Seconds()
+	if rt.perChunk == 0 {
+		rt.perChunk = sec
+	} else {
+		rt.perChunk = 0.7*rt.perChunk + 0.3*sec
+	}
+}
+
+// hold reports whether the worker w should leave the queued chunks to
+// the other routes rather than take one: when the other workers would
+// send every queued chunk, finish those they hold, and then send this
+// one before w's route could send it alone. It keeps a slow route from holding the last chunks of
+// an upload while fast routes idle (the tail), while a slow route still
+// takes its share when there is plenty to do.
+//
+// Speeds are chunks per second per worker: measured (1/perChunk) once
+// every closed route with workers has stored a chunk, else the routes'
+// weights (the selector's estimate of the same thing, up to a factor).
+// Routes whose breaker is open count for nothing, so a held worker
+// takes chunks again as soon as the fast routes fail.
+func (r *router) hold(w *worker, queued int) bool {
+	if !r.multi() {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	mine := w.cur
+	if mine.open {
+		return false // assign moves it; do not strand the chunk
+	}
+	measured := true
+	for _, rt := range r.routes {
+		if !rt.open && rt.cur > 0 && rt.perChunk == 0 {
+			measured = false
+		}
+	}
+	speed := func(rt *route) float64 {
+		if measured {
+			if rt.perChunk == 0 {
+				return 0
+			}
+			return 1 / rt.perChunk
+		}
+		return rt.weight
+	}
+	sMine := speed(mine)
+	var others, best float64
+	for _, rt := range r.routes {
+		if rt.open || rt.cur == 0 {
+			continue
+		}
+		s := speed(rt)
+		n := rt.cur
+		if rt == mine {
+			n--
+		}
+		others += float64(n) * s
+		best = max(best, s)
+	}
+	if sMine <= 0 || others <= 0 || sMine >= best {
+		return false
+	}
+	// The others drain the queue, finish what they hold (one chunk time
+	// of the best route, conservatively) and then send this chunk.
+	return 1/sMine > float64(queued)/others+2/best
 }
 
 // otherClosed reports whether a route other than rt has its breaker
@@ -402,12 +477,22 @@ func newChunkQueue(idx []int, chunks int) *chunkQueue {
 // pop takes a chunk, waiting while the queue is empty but chunks are
 // still out; false when every chunk is stored or the queue is closed.
 // avoid is the taker's route index.
-func (q *chunkQueue) pop(avoid int) (int, bool) {
+func (q *chunkQueue) pop(avoid int) (int, bool) { return q.popUnless(avoid, nil) }
+
+// popUnless is pop, except that while hold(queued chunks) is true the
+// taker leaves the queue to others and waits (a slow route's worker at
+// the tail of an upload, see router.hold); it is asked again whenever
+// the queue changes or wake is called.
+func (q *chunkQueue) popUnless(avoid int, hold func(queued int) bool) (int, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for {
 		if q.closed || q.pending == 0 {
 			return 0, false
+		}
+		if n := len(q.requeued) + len(q.fresh); n > 0 && hold != nil && hold(n) {
+			q.cond.Wait()
+			continue
 		}
 		for k, i := range q.requeued {
 			if q.state[i].last != avoid {
@@ -435,8 +520,12 @@ func (q *chunkQueue) requeue(i, routeIdx int) {
 	q.state[i].last = routeIdx
 	q.requeued = append(q.requeued, i)
 	q.mu.Unlock()
-	q.cond.Signal()
+	q.cond.Broadcast() // held workers decide again
 }
+
+// wake makes the waiting workers decide again (their routes' figures
+// changed).
+func (q *chunkQueue) wake() { q.cond.Broadcast() }
 
 // done records that a chunk taken was stored.
 func (q *chunkQueue) done() {

@@ -1187,3 +1187,66 @@ func TestClientPutPresigned(t *testing.T) {
 		}
 	}
 }
+
+// TestRouterHold: a slow route's worker leaves the last queued chunks to
+// the fast routes, takes its share while there is plenty, and never
+// holds when the fast routes are down or it is the fastest.
+func TestRouterHold(t *testing.T) {
+	fast := &route{Route: Route{ID: "fast", Kind: RouteRelay}, idx: 0, weight: 0.75}
+	mid := &route{Route: Route{ID: "mid", Kind: RouteRelay}, idx: 1, weight: 0.2}
+	slow := &route{Route: Route{ID: "origin", Kind: RouteOrigin}, idx: 2, weight: 0.05}
+	r := &router{routes: []*route{fast, mid, slow}, origin: slow, cooldown: time.Second, now: time.Now}
+	ws := r.workers(6) // fast 4, mid 1, slow 1
+	if fast.cur != 4 || mid.cur != 1 || slow.cur != 1 {
+		t.Fatalf("split %d %d %d", fast.cur, mid.cur, slow.cur)
+	}
+	on := func(rt *route) *worker {
+		for _, w := range ws {
+			if w.cur == rt {
+				return w
+			}
+		}
+		t.Fatalf("no worker on %s", rt.ID)
+		return nil
+	}
+	wf, wm, wsl := on(fast), on(mid), on(slow)
+	// By weight (nothing measured yet): the slow route (15× slower than
+	// the fast one) holds even with 12 chunks queued; the mid one takes
+	// its share of 12 but not of the last 3; the fast one never holds.
+	for _, tc := range []struct {
+		w      *worker
+		queued int
+		want   bool
+	}{
+		{wsl, 12, true}, {wsl, 100, false}, {wm, 12, false}, {wm, 2, true}, {wf, 1, false}, {wf, 100, false},
+	} {
+		if got := r.hold(tc.w, tc.queued); got != tc.want {
+			t.Errorf("by weight: %s worker with %d queued: hold %v, want %v", tc.w.cur.ID, tc.queued, got, tc.want)
+		}
+	}
+	// Measured figures replace the weights once every route has one: the
+	// slow route turns out nearly as fast as the others.
+	r.observe(fast, 300*time.Millisecond)
+	r.observe(mid, 400*time.Millisecond)
+	if !r.hold(wsl, 2) {
+		t.Error("with a route unmeasured the weights still decide: the slow route should hold")
+	}
+	r.observe(slow, 350*time.Millisecond)
+	if r.hold(wsl, 2) || r.hold(wm, 2) {
+		t.Error("measured nearly as fast: no route should hold")
+	}
+	r.observe(slow, 20*time.Second) // moving average: 0.7×0.35 + 0.3×20 s
+	if !r.hold(wsl, 2) {
+		t.Error("measured slow: the slow route should hold the tail")
+	}
+	// With the fast routes' breakers open, the slow route takes everything.
+	fast.open, mid.open = true, true
+	if r.hold(wsl, 1) {
+		t.Error("the only closed route held a chunk")
+	}
+	// A single route never holds.
+	one := &router{routes: []*route{slow}, origin: slow, now: time.Now}
+	if one.hold(&worker{home: slow, cur: slow}, 1) {
+		t.Error("a single route held")
+	}
+}

@@ -283,7 +283,9 @@ func (u *uploader) sendChunk(ctx context.Context, w *worker, q *chunkQueue, inde
 			return false, clean, err
 		}
 		actx, cancel := context.WithTimeout(ctx, u.chunkTimeout)
+		t0 := time.Now()
 		edge, br, stale, err := u.put(actx, rt, q, index, sum, data, tok)
+		took := time.Since(t0)
 		cancel() // a refused request may still be writing its body: stop it
 		if br != nil {
 			clean = waitReleased(ctx, br) && clean
@@ -291,6 +293,7 @@ func (u *uploader) sendChunk(ctx context.Context, w *worker, q *chunkQueue, inde
 		}
 		if err == nil {
 			u.rt.success(rt, trial)
+			u.rt.observe(rt, took)
 			if rt.pc != nil {
 				rt.pc.drop(index)
 			}
@@ -469,6 +472,24 @@ func (u *uploader) sendChunks(ctx context.Context, r io.ReaderAt, m *Manifest, i
 	g, gctx := errgroup.WithContext(ctx)
 	stop := context.AfterFunc(gctx, q.close) // wake the waiting workers on failure
 	defer stop()
+	if u.rt.multi() {
+		// Held workers (router.hold) decide again as the routes' figures
+		// change, not only when the queue does.
+		tick := time.NewTicker(200 * time.Millisecond)
+		stopTick, tickDone := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(tickDone)
+			for {
+				select {
+				case <-stopTick:
+					return
+				case <-tick.C:
+					q.wake()
+				}
+			}
+		}()
+		defer func() { tick.Stop(); close(stopTick); <-tickDone }()
+	}
 	for _, w := range u.rt.workers(min(u.workers, len(idx))) {
 		g.Go(func() error {
 			defer u.rt.leave(w)
@@ -480,7 +501,7 @@ func (u *uploader) sendChunks(ctx context.Context, r io.ReaderAt, m *Manifest, i
 				}
 			}()
 			for {
-				i, ok := q.pop(w.cur.idx)
+				i, ok := q.popUnless(w.cur.idx, func(queued int) bool { return u.rt.hold(w, queued) })
 				if !ok {
 					return nil // all stored, or the upload failed
 				}

@@ -28,8 +28,11 @@ import (
 // TestMain lets a test run an upload in a child process it can kill: the
 // test binary re-executes itself with JETTY_E2E_CHILD=1.
 func TestMain(m *testing.M) {
-	if os.Getenv("JETTY_E2E_CHILD") == "1" {
+	switch os.Getenv("JETTY_E2E_CHILD") {
+	case "1":
 		os.Exit(childUpload())
+	case "relay":
+		os.Exit(childRelay())
 	}
 	os.Exit(m.Run())
 }

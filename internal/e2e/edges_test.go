@@ -1,0 +1,347 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jettythunder/jetty/edges"
+	"github.com/jettythunder/jetty/edges/relay"
+	"github.com/jettythunder/jetty/engine"
+	"github.com/jettythunder/jetty/internal/testenv"
+	"github.com/jettythunder/jetty/server/app"
+)
+
+const edgeSecret = "e2e edge secret"
+
+// startEdgeServer is a server on SQLite and files that takes relays.
+func startEdgeServer(t testing.TB) *server {
+	t.Helper()
+	return startServer(t, app.Config{DataDir: t.TempDir(), EdgeSecret: edgeSecret})
+}
+
+// startRelay runs a relay in this process on ln, for origin, telling
+// clients publicURL ("" for the listener's own). It is stopped (drained
+// and deregistered) at the end of the test.
+func startRelay(t testing.TB, origin, id string, ln net.Listener, publicURL string) *relay.Relay {
+	t.Helper()
+	r, err := relay.New(context.Background(), relay.Config{
+		Origin: origin, ID: id, Secret: edgeSecret, PublicURL: publicURL,
+		Interval: 200 * time.Millisecond, DrainTimeout: 5 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	r.OnRegistered = func() { close(ready) }
+	done := make(chan error, 1)
+	go func() { done <- r.Serve(ctx, ln) }()
+	select {
+	case <-ready:
+	case err := <-done:
+		cancel()
+		t.Fatalf("relay %s: %v", id, err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("relay %s: %v", id, err)
+		}
+	})
+	return r
+}
+
+func listen(t testing.TB) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
+
+// link is a toxiproxy link: latency each way and a bandwidth cap per
+// connection in the upload direction.
+type link struct {
+	latencyMS, kbPerSec int
+}
+
+func (l link) shape(t testing.TB, p *testenv.Proxy) {
+	p.Latency(t, "upstream", l.latencyMS, 0)
+	p.Latency(t, "downstream", l.latencyMS, 0)
+	p.Bandwidth(t, "upstream", l.kbPerSec)
+}
+
+// fixedRoutes is an EdgeSelector that always answers the same routes.
+type fixedRoutes []engine.Route
+
+func (f fixedRoutes) Select(ctx context.Context, s *engine.Session, chunkSize int64, workers int) ([]engine.Route, error) {
+	out := make([]engine.Route, len(f))
+	copy(out, f)
+	for i := range out {
+		out[i].ChunkURL = strings.ReplaceAll(out[i].ChunkURL, "{session}", s.ID)
+	}
+	return out, nil
+}
+
+func relayRoute(id, base string) engine.Route {
+	return engine.Route{ID: id, Kind: engine.RouteRelay, ChunkURL: base + "/api/jetty/sessions/{session}/chunks/{index}", Weight: 1}
+}
+
+func chunksOf(res *engine.Result) map[string]int {
+	m := map[string]int{}
+	for _, e := range res.Edges {
+		m[e.ID] += e.Chunks
+	}
+	return m
+}
+
+// TestEdgesFastestCarriesMost: three relays behind links of different
+// latency and bandwidth, the origin behind a slow one. The upload through
+// all of them (chosen by probing) puts the most chunks on the fastest
+// relay and beats the same upload through the slowest relay alone.
+func TestEdgesFastestCarriesMost(t *testing.T) {
+	tx := testenv.Toxiproxy(t)
+	s := startEdgeServer(t)
+
+	originProxy := tx.Proxy(t, strings.TrimPrefix(s.url, "http://"))
+	link{latencyMS: 30, kbPerSec: 1000}.shape(t, originProxy)
+	links := map[string]link{
+		"edge_fast": {latencyMS: 2, kbPerSec: 16000},
+		"edge_mid":  {latencyMS: 15, kbPerSec: 5000},
+		"edge_slow": {latencyMS: 30, kbPerSec: 1000},
+	}
+	public := map[string]string{}
+	for _, id := range []string{"edge_fast", "edge_mid", "edge_slow"} {
+		ln := listen(t)
+		p := tx.Proxy(t, ln.Addr().String())
+		links[id].shape(t, p)
+		public[id] = p.URL()
+		startRelay(t, s.url, id, ln, p.URL())
+	}
+
+	const size = 60 << 20 // 12 chunks of 5 MiB
+	path, sum := writeFile(t, 61, size)
+	c := &engine.Client{BaseURL: originProxy.URL(), APIKey: s.key, APISecret: s.secret}
+
+	// Through every edge, as `jetty upload` does.
+	var rep edges.Report
+	sel := &edges.Selector{Client: c, OnReport: func(r edges.Report) { rep = r }}
+	all, err := engine.Upload(context.Background(), c, path, engine.Options{Workers: 6, ChunkSize: 5 << 20, Edges: sel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if all.Asset.Hash != sum {
+		t.Fatalf("hash %s, want %s", all.Asset.Hash, sum)
+	}
+	got := chunksOf(all)
+	t.Logf("all edges: %v in %v; routes %+v", got, all.Duration, rep.Routes)
+	for id, n := range got {
+		if id != "edge_fast" && n >= got["edge_fast"] {
+			t.Errorf("%s carried %d chunks, the fastest relay %d: %v", id, n, got["edge_fast"], got)
+		}
+	}
+	if h, n := s.download(t, all.Asset.ID); h != sum || n != size {
+		t.Fatalf("download: %s %d bytes, want %s %d", h, n, sum, size)
+	}
+
+	// The same content again, through the slowest relay alone: delete the
+	// asset first so that nothing is deduplicated.
+	deleteAsset(t, s, all.Asset.ID)
+	slow, err := engine.Upload(context.Background(), c, path, engine.Options{Workers: 6, ChunkSize: 5 << 20,
+		Edges: fixedRoutes{relayRoute("edge_slow", public["edge_slow"])}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slow.Deduplicated || slow.Asset.Hash != sum || chunksOf(slow)["edge_slow"] != 12 {
+		t.Fatalf("slow run: dedup %v hash %s chunks %v", slow.Deduplicated, slow.Asset.Hash, chunksOf(slow))
+	}
+	t.Logf("slowest relay alone: %v; all edges %v (%.1fx)", slow.Duration, all.Duration, float64(slow.Duration)/float64(all.Duration))
+	if all.Duration >= slow.Duration {
+		t.Errorf("through all edges took %v, through the slowest alone %v", all.Duration, slow.Duration)
+	}
+}
+
+func deleteAsset(t testing.TB, s *server, id string) {
+	t.Helper()
+	ctx := context.Background()
+	acct, err := s.app.Store().AccountByUserID(ctx, "usr_e2e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.app.Store().DeleteAsset(ctx, acct.ID, id); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestEdgesKillRelayMidUpload: a relay process killed (SIGKILL) while it
+// takes chunks; the upload completes byte-identical through the others.
+func TestEdgesKillRelayMidUpload(t *testing.T) {
+	s := startEdgeServer(t)
+	victim := startRelayChild(t, s.url, "edge_victim")
+	ln := listen(t)
+	startRelay(t, s.url, "edge_other", ln, "")
+
+	const size = 80 << 20
+	path, sum := writeFile(t, 62, size)
+	c := &engine.Client{BaseURL: s.url, APIKey: s.key, APISecret: s.secret}
+	sel := &edges.Selector{Client: c, Kinds: []string{edges.KindRelay}}
+	var once sync.Once
+	var victimChunks int
+	progress := engine.ProgressFunc(func(e engine.Event) {
+		if e.Kind == engine.EventChunkDone && e.Edge.ID == "edge_victim" {
+			victimChunks++
+			once.Do(func() { victim.cmd.Process.Kill() })
+		}
+	})
+	res, err := engine.Upload(context.Background(), c, path, engine.Options{
+		Workers: 8, ChunkSize: 5 << 20, Edges: sel, Progress: progress,
+		BandwidthLimit: 40 << 20, // long enough for the kill to land mid-upload
+		Retry:          engine.RetryPolicy{BaseDelay: 50 * time.Millisecond},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if victimChunks == 0 {
+		t.Fatal("the victim relay carried no chunk: the test killed nothing mid-upload")
+	}
+	got := chunksOf(res)
+	t.Logf("chunks by route: %v", got)
+	if res.Asset.Hash != sum || res.ChunksSent != 16 {
+		t.Fatalf("hash %s chunks %d, want %s 16", res.Asset.Hash, res.ChunksSent, sum)
+	}
+	total := 0
+	for _, n := range got {
+		total += n
+	}
+	if total != 16 {
+		t.Fatalf("routes stored %d chunks, want 16: %v", total, got)
+	}
+	if h, n := s.download(t, res.Asset.ID); h != sum || n != size {
+		t.Fatalf("download: %s %d bytes, want %s %d", h, n, sum, size)
+	}
+	// The dead relay drops out of the offers within its liveness.
+	waitOffered(t, c, "edge_victim", false, 5*time.Second)
+}
+
+// waitOffered waits until optimal-edges offers (or stops offering) id.
+func waitOffered(t testing.TB, c *engine.Client, id string, want bool, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		resp, err := edges.Candidates(context.Background(), c, edges.OptimalRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		has := false
+		for _, e := range resp.Edges {
+			has = has || e.ID == id
+		}
+		if has == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v, %s offered: %v, want %v (%+v)", within, id, has, want, resp.Edges)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestEdgesNoRelay: with no relay running, an upload through the
+// selector goes to the origin alone, as without one.
+func TestEdgesNoRelay(t *testing.T) {
+	s := startEdgeServer(t)
+	path, sum := writeFile(t, 63, 23<<20)
+	c := &engine.Client{BaseURL: s.url, APIKey: s.key, APISecret: s.secret}
+	res, err := engine.Upload(context.Background(), c, path, engine.Options{Workers: 4, ChunkSize: 5 << 20, Edges: &edges.Selector{Client: c}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Asset.Hash != sum || len(res.Edges) != 1 || res.Edges[0].ID != "origin" || res.Edges[0].Chunks != 5 {
+		t.Fatalf("hash %s edges %+v", res.Asset.Hash, res.Edges)
+	}
+}
+
+// relayChild is a relay running as a child process.
+type relayChild struct {
+	cmd *exec.Cmd
+	url string
+}
+
+// startRelayChild runs a relay in a child process (this test binary with
+// JETTY_E2E_CHILD=relay) and waits until it is registered.
+func startRelayChild(t testing.TB, origin, id string) *relayChild {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), "JETTY_E2E_CHILD=relay", "JETTY_E2E_ORIGIN="+origin, "JETTY_E2E_EDGE_ID="+id)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if u, ok := strings.CutPrefix(sc.Text(), "RELAY "); ok {
+				lines <- u
+			}
+		}
+		close(lines)
+	}()
+	select {
+	case u, ok := <-lines:
+		if !ok {
+			t.Fatal("relay child exited before registering")
+		}
+		return &relayChild{cmd: cmd, url: u}
+	case <-time.After(20 * time.Second):
+		t.Fatal("relay child did not register within 20s")
+	}
+	return nil
+}
+
+// childRelay is the child process of startRelayChild: a relay on a free
+// port until SIGTERM (or SIGKILL).
+func childRelay() int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	r, err := relay.New(ctx, relay.Config{
+		Origin: os.Getenv("JETTY_E2E_ORIGIN"), ID: os.Getenv("JETTY_E2E_EDGE_ID"), Secret: edgeSecret,
+		Interval: 200 * time.Millisecond,
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "relay:", err)
+		return 1
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "relay:", err)
+		return 1
+	}
+	r.OnRegistered = func() { fmt.Printf("RELAY http://%s\n", ln.Addr()) }
+	if err := r.Serve(ctx, ln); err != nil {
+		fmt.Fprintln(os.Stderr, "relay:", err)
+		return 1
+	}
+	return 0
+}
