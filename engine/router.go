@@ -62,9 +62,9 @@ type route struct {
 	url    string  // scheme and host, for statistics (direct: set per part)
 	pc     *presignCache
 
-	cur      int // workers on the route now
+	cur      int     // workers on the route now
 	perChunk float64 // moving average of a stored chunk's seconds on one worker (0: none yet)
-	fails    int // consecutive failures
+	fails    int     // consecutive failures
 	open     bool
 	openedAt time.Time
 	trial    bool // a half-open trial request is in flight
