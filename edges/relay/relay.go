@@ -589,7 +589,16 @@ func (r *Relay) takeChunk(w http.ResponseWriter, req *http.Request, signer *uplo
 				return http.StatusBadRequest, "checksum_mismatch", fmt.Sprintf("chunk %d: the bytes received do not hash to %s; nothing was stored, send it again", index, sum)
 			case ctx.Err() != nil || errors.Is(err, io.ErrUnexpectedEOF) || body.short:
 				return http.StatusBadRequest, "invalid_request", fmt.Sprintf("chunk %d: the body ended early", index)
-			case errors.Is(err, blob.ErrNotFound):
+			}
+			// The session may have moved on since it was looked up (completed
+			// or aborted: its multipart upload is gone).
+			if fresh, ferr := r.session(ctx, claims.AccountID, claims.SessionID, true); ferr == nil && fresh.State != "open" {
+				if fresh.State == "completed" {
+					return http.StatusConflict, "conflict", "upload session is already complete"
+				}
+				return http.StatusGone, "session_gone", "upload session expired or was aborted; start the upload again"
+			}
+			if errors.Is(err, blob.ErrNotFound) {
 				return http.StatusGone, "session_gone", "the session's upload is gone from storage; start the upload again"
 			}
 			r.log.Warn("put part", "session", info.ID, "index", index, "err", err)

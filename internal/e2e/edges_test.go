@@ -19,6 +19,7 @@ import (
 	"github.com/jettythunder/jetty/engine"
 	"github.com/jettythunder/jetty/internal/testenv"
 	"github.com/jettythunder/jetty/server/app"
+	"github.com/jettythunder/jetty/server/blob/s3blob"
 )
 
 const edgeSecret = "e2e edge secret"
@@ -344,4 +345,65 @@ func childRelay() int {
 		return 1
 	}
 	return 0
+}
+
+// TestEdgesS3: on PostgreSQL + MinIO + Redis, a relay writing parts to
+// S3 itself and the direct route (presigned part URLs) are offered next
+// to the origin; an upload through the selector completes byte-identical
+// and every route that took chunks is one of them.
+func TestEdgesS3(t *testing.T) {
+	m := testenv.MinIO(t)
+	s3cfg := &s3blob.Config{Endpoint: m.Endpoint, Region: m.Region, AccessKeyID: m.AccessKey, SecretAccessKey: m.SecretKey, Bucket: m.Bucket}
+	s := startServer(t, app.Config{
+		DataDir: t.TempDir(), DatabaseURL: testenv.PostgresURL(t), RedisURL: testenv.RedisURL(t),
+		S3: s3cfg, EdgeSecret: edgeSecret, DirectUploads: true,
+	})
+	r, err := relay.New(context.Background(), relay.Config{Origin: s.url, ID: "edge_s3", Secret: edgeSecret, S3: s3cfg, Interval: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Mode() != edges.ModeS3 {
+		t.Fatalf("mode %s", r.Mode())
+	}
+	ln := listen(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	r.OnRegistered = func() { close(ready) }
+	done := make(chan error, 1)
+	go func() { done <- r.Serve(ctx, ln) }()
+	t.Cleanup(func() { cancel(); <-done })
+	<-ready
+
+	c := &engine.Client{BaseURL: s.url, APIKey: s.key, APISecret: s.secret}
+	resp, err := edges.Candidates(context.Background(), c, edges.OptimalRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]bool{}
+	for _, e := range resp.Edges {
+		kinds[e.Kind] = true
+	}
+	if !kinds[edges.KindOrigin] || !kinds[edges.KindRelay] || !kinds[edges.KindDirect] {
+		t.Fatalf("offered %+v, want the origin, the relay and the direct route", resp.Edges)
+	}
+	const size = 42 << 20
+	path, sum := writeFile(t, 64, size)
+	var rep edges.Report
+	res, err := engine.Upload(context.Background(), c, path, engine.Options{Workers: 8, ChunkSize: 5 << 20,
+		Edges: &edges.Selector{Client: c, OnReport: func(r edges.Report) { rep = r }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("routes %+v; chunks %v", rep.Routes, chunksOf(res))
+	if res.Asset.Hash != sum || res.ChunksSent != 9 {
+		t.Fatalf("hash %s sent %d", res.Asset.Hash, res.ChunksSent)
+	}
+	for id := range chunksOf(res) {
+		if id != "origin" && id != "edge_s3" && id != "direct" {
+			t.Errorf("chunks through unknown route %q", id)
+		}
+	}
+	if h, n := s.download(t, res.Asset.ID); h != sum || n != size {
+		t.Fatalf("download: %s %d bytes, want %s %d", h, n, sum, size)
+	}
 }

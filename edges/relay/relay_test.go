@@ -1,0 +1,403 @@
+package relay
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jettythunder/jetty/edges"
+	"github.com/jettythunder/jetty/engine"
+	"github.com/jettythunder/jetty/internal/testenv"
+	"github.com/jettythunder/jetty/server/app"
+	"github.com/jettythunder/jetty/server/blob/s3blob"
+	"github.com/jettythunder/jetty/server/uploadtoken"
+)
+
+const (
+	edgeSecret  = "relay test edge secret"
+	tokenSecret = "relay test token secret"
+	webhook     = "whsec_relay_test"
+)
+
+type origin struct {
+	url string
+	app *app.App
+	c   *engine.Client
+}
+
+func startOrigin(t *testing.T, cfg app.Config) *origin {
+	t.Helper()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.WebhookSecret = webhook
+	cfg.TokenSecret = tokenSecret
+	cfg.EdgeSecret = edgeSecret
+	if cfg.DataDir == "" {
+		cfg.DataDir = t.TempDir()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := app.New(ctx, cfg, nil)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("server: %v", err)
+		}
+	})
+	o := &origin{url: a.URL(), app: a}
+	key, secret := testenv.Provision(t, o.url, webhook, "usr_relay", "enterprise")
+	o.c = &engine.Client{BaseURL: o.url, APIKey: key, APISecret: secret}
+	return o
+}
+
+// serve runs r on a fresh listener until the test ends.
+func serve(t *testing.T, r *Relay) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	r.OnRegistered = func() { close(ready) }
+	done := make(chan error, 1)
+	go func() { done <- r.Serve(ctx, ln) }()
+	select {
+	case <-ready:
+	case err := <-done:
+		cancel()
+		t.Fatalf("relay: %v", err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("relay: %v", err)
+		}
+	})
+	return "http://" + ln.Addr().String()
+}
+
+func newRelay(t *testing.T, o *origin, id string, mod func(*Config)) *Relay {
+	t.Helper()
+	cfg := Config{Origin: o.url, ID: id, Secret: edgeSecret, Interval: 100 * time.Millisecond, DrainTimeout: 5 * time.Second}
+	if mod != nil {
+		mod(&cfg)
+	}
+	r, err := New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// openSession opens a session for data (chunks of 5 MiB).
+func openSession(t *testing.T, o *origin, data []byte) (*engine.Session, *engine.Manifest) {
+	t.Helper()
+	m, err := engine.Plan(context.Background(), bytes.NewReader(data), int64(len(data)), 5<<20, engine.PlanOptions{Name: "data.bin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := o.c.OpenSession(context.Background(), engine.OpenRequest{Manifest: m})
+	if err != nil || resp.Session == nil {
+		t.Fatalf("open session: %v %+v", err, resp)
+	}
+	return resp.Session, m
+}
+
+type answer struct {
+	status int
+	code   string
+}
+
+// put sends a chunk PUT to base with the given token, hash header and body.
+func put(t *testing.T, base, session string, index int, token, sum string, body []byte, size int64) answer {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPut, base+"/api/jetty/sessions/"+session+"/chunks/"+strconv.Itoa(index), bytes.NewReader(body))
+	req.ContentLength = size
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	req.Header.Set("X-Chunk-SHA256", sum)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		// A lying Content-Length can end in a transport error: refused all
+		// the same.
+		return answer{status: -1, code: err.Error()}
+	}
+	defer res.Body.Close()
+	buf := new(bytes.Buffer)
+	buf.ReadFrom(res.Body)
+	code := ""
+	if i := strings.Index(buf.String(), `"code":"`); i >= 0 {
+		rest := buf.String()[i+8:]
+		code = rest[:strings.IndexByte(rest, '"')]
+	}
+	return answer{status: res.StatusCode, code: code}
+}
+
+func held(t *testing.T, o *origin, id string) []int {
+	t.Helper()
+	st, err := o.c.SessionStatus(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Held
+}
+
+// TestRelayRefusesBadChunks: forged, expired, foreign and missing tokens,
+// wrong hashes, lying sizes and indexes outside the manifest are refused
+// by the relay and leave nothing stored; a good chunk is then taken. Both
+// modes: forwarding to an origin that keeps files, and writing parts to
+// S3 itself.
+func TestRelayRefusesBadChunks(t *testing.T) {
+	t.Run("relay", func(t *testing.T) {
+		o := startOrigin(t, app.Config{})
+		r := newRelay(t, o, "edge_fwd", nil)
+		if r.Mode() != edges.ModeRelay {
+			t.Fatalf("mode %s", r.Mode())
+		}
+		badChunks(t, o, r)
+	})
+	t.Run("s3", func(t *testing.T) {
+		m := testenv.MinIO(t)
+		s3cfg := &s3blob.Config{Endpoint: m.Endpoint, Region: m.Region, AccessKeyID: m.AccessKey, SecretAccessKey: m.SecretKey, Bucket: m.Bucket}
+		o := startOrigin(t, app.Config{S3: s3cfg})
+		r := newRelay(t, o, "edge_s3", func(c *Config) { c.S3 = s3cfg })
+		if r.Mode() != edges.ModeS3 {
+			t.Fatalf("mode %s", r.Mode())
+		}
+		badChunks(t, o, r)
+	})
+}
+
+func badChunks(t *testing.T, o *origin, r *Relay) {
+	base := serve(t, r)
+	data, _ := io.ReadAll(testenv.NewRandReader(3, 12<<20+7)) // chunks 0, 1 of 5 MiB, 2 of 2 MiB + 7
+	s, m := openSession(t, o, data)
+	c0 := data[:5<<20]
+	sum0 := m.Chunks[0].SHA256
+	good := s.UploadToken
+
+	other, _ := uploadtoken.NewSigner([]byte("not the origin's secret"))
+	forged := other.Sign(uploadtoken.Claims{SessionID: s.ID, AccountID: "x", MaxWorkers: 32, Expires: time.Now().Add(time.Hour).Unix()})
+	real, _ := uploadtoken.NewSigner([]byte(tokenSecret))
+	st, err := o.app.Store().SessionByID(context.Background(), accountOf(t, o), s.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expired := real.Sign(uploadtoken.Claims{SessionID: s.ID, AccountID: st.AccountID, MaxWorkers: 32, Expires: time.Now().Add(-time.Minute).Unix()})
+	foreign := real.Sign(uploadtoken.Claims{SessionID: "ses_other", AccountID: st.AccountID, MaxWorkers: 32, Expires: time.Now().Add(time.Hour).Unix()})
+	tampered := good[:len(good)-2] + flip(good[len(good)-2:])
+
+	wrong := bytes.Clone(c0)
+	wrong[12345] ^= 0xff
+	for _, tc := range []struct {
+		name  string
+		token string
+		index int
+		sum   string
+		body  []byte
+		size  int64
+		want  answer
+	}{
+		{"no token", "", 0, sum0, c0, int64(len(c0)), answer{401, "token_invalid"}},
+		{"forged token", forged, 0, sum0, c0, int64(len(c0)), answer{401, "token_invalid"}},
+		{"tampered token", tampered, 0, sum0, c0, int64(len(c0)), answer{401, "token_invalid"}},
+		{"expired token", expired, 0, sum0, c0, int64(len(c0)), answer{401, "token_expired"}},
+		{"token of another session", foreign, 0, sum0, c0, int64(len(c0)), answer{401, "token_invalid"}},
+		{"wrong bytes", good, 0, sum0, wrong, int64(len(wrong)), answer{400, "checksum_mismatch"}},
+		{"hash not the manifest's", good, 0, hashOf(wrong), wrong, int64(len(wrong)), answer{400, "checksum_mismatch"}},
+		{"size not the manifest's", good, 0, sum0, c0[:100], 100, answer{400, "invalid_request"}},
+		{"index outside the manifest", good, 3, sum0, c0, int64(len(c0)), answer{400, "invalid_request"}},
+		{"negative index", good, -1, sum0, c0, int64(len(c0)), answer{400, "invalid_request"}},
+		{"bad hash header", good, 0, "abc", c0, int64(len(c0)), answer{400, "invalid_request"}},
+	} {
+		got := put(t, base, s.ID, tc.index, tc.token, tc.sum, tc.body, tc.size)
+		if got != tc.want {
+			t.Errorf("%s: %+v, want %+v", tc.name, got, tc.want)
+		}
+	}
+	// A body shorter than its Content-Length: the transport gives up or
+	// the relay refuses; either way nothing is stored.
+	if got := put(t, base, s.ID, 0, good, sum0, c0[:1000], int64(len(c0))); got.status == 200 {
+		t.Errorf("truncated body accepted: %+v", got)
+	}
+	if h := held(t, o, s.ID); len(h) != 0 {
+		t.Fatalf("after refusals the storage holds chunks %v", h)
+	}
+	if st := r.Stats(); st.Stored != 0 || st.Refused < 11 {
+		t.Errorf("stats %+v", st)
+	}
+	// Good data through the relay succeeds and is held.
+	if got := put(t, base, s.ID, 0, good, sum0, c0, int64(len(c0))); got.status != 200 {
+		t.Fatalf("good chunk: %+v", got)
+	}
+	if h := held(t, o, s.ID); len(h) != 1 || h[0] != 0 {
+		t.Fatalf("held %v, want [0]", h)
+	}
+	// The engine completes the upload through the relay.
+	route := engine.Route{ID: r.ID(), Kind: engine.RouteRelay, ChunkURL: base + "/api/jetty/sessions/" + s.ID + "/chunks/{index}", Weight: 1}
+	res, err := engine.UploadReader(context.Background(), o.c, bytes.NewReader(data), int64(len(data)), "data.bin",
+		engine.Options{ChunkSize: 5 << 20, Workers: 2, Edges: fixed{route}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Asset.Hash != hashOf(data) || res.ChunksSent != 2 || len(res.Edges) != 1 || res.Edges[0].ID != r.ID() {
+		t.Fatalf("upload through the relay: hash %s sent %d edges %+v", res.Asset.Hash, res.ChunksSent, res.Edges)
+	}
+	// A chunk for the completed session is refused.
+	if got := put(t, base, s.ID, 0, good, sum0, c0, int64(len(c0))); got.status != 409 && got.status != 410 {
+		t.Errorf("chunk after completion: %+v", got)
+	}
+}
+
+type fixed []engine.Route
+
+func (f fixed) Select(context.Context, *engine.Session, int64, int) ([]engine.Route, error) {
+	return f, nil
+}
+
+func accountOf(t *testing.T, o *origin) string {
+	acct, err := o.app.Store().AccountByUserID(context.Background(), "usr_relay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return acct.ID
+}
+
+func flip(s string) string {
+	b := []byte(s)
+	for i := range b {
+		if b[i] == 'A' {
+			b[i] = 'B'
+		} else {
+			b[i] = 'A'
+		}
+	}
+	return string(b)
+}
+
+func hashOf(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+// offered reports whether optimal-edges offers id.
+func offered(t *testing.T, o *origin, id string) bool {
+	t.Helper()
+	resp, err := edges.Candidates(context.Background(), o.c, edges.OptimalRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range resp.Edges {
+		if e.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// TestRelayStopsHeartbeating: a relay that registered and then went
+// silent (no deregistration) stops being offered within its liveness
+// (three heartbeat periods, at least 1 s).
+func TestRelayStopsHeartbeating(t *testing.T) {
+	o := startOrigin(t, app.Config{})
+	r := newRelay(t, o, "edge_silent", func(c *Config) { c.PublicURL = "http://127.0.0.1:1" })
+	if err := r.register(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !offered(t, o, "edge_silent") {
+		t.Fatal("a registered relay is not offered")
+	}
+	start := time.Now()
+	for offered(t, o, "edge_silent") {
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("a silent relay is still offered after 5 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if d := time.Since(start); d < 500*time.Millisecond {
+		t.Errorf("dropped after %v, before its liveness of 1 s", d)
+	}
+}
+
+// TestRelayDrains: a relay shut down says so and deregisters: it is not
+// offered any more at once, and its healthz says it is draining meanwhile.
+func TestRelayDrains(t *testing.T) {
+	o := startOrigin(t, app.Config{})
+	r := newRelay(t, o, "edge_drain", nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	r.OnRegistered = func() { close(ready) }
+	done := make(chan error, 1)
+	go func() { done <- r.Serve(ctx, ln) }()
+	<-ready
+	res, err := http.Get("http://" + ln.Addr().String() + "/healthz")
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("healthz: %v %v", err, res)
+	}
+	res.Body.Close()
+	if !offered(t, o, "edge_drain") {
+		t.Fatal("not offered while serving")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if offered(t, o, "edge_drain") {
+		t.Error("still offered after it drained")
+	}
+	nodes, err := o.app.Store().LiveEdges(context.Background(), time.Now())
+	if err != nil || len(nodes) != 0 {
+		t.Errorf("live edges after deregistration: %v %v", nodes, err)
+	}
+}
+
+// TestRelayWrongSecret: a relay whose secret differs from the origin's
+// cannot register, and says why.
+func TestRelayWrongSecret(t *testing.T) {
+	o := startOrigin(t, app.Config{})
+	r := newRelay(t, o, "edge_wrong", func(c *Config) { c.Secret = "another secret" })
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer ln.Close()
+	err := r.Serve(context.Background(), ln)
+	if err == nil || !strings.Contains(err.Error(), "JETTY_EDGE_SECRET") {
+		t.Fatalf("err %v, want a refusal naming JETTY_EDGE_SECRET", err)
+	}
+	var oe *originError
+	if !errors.As(err, &oe) || oe.status != 401 {
+		t.Errorf("err %v, want the origin's 401", err)
+	}
+}
+
+// TestNewRefusesBadConfig: bad settings are refused before anything runs.
+func TestNewRefusesBadConfig(t *testing.T) {
+	for _, c := range []Config{
+		{Origin: "", Secret: "s"},
+		{Origin: "ftp://x", Secret: "s"},
+		{Origin: "http://127.0.0.1:1", Secret: ""},
+		{Origin: "http://127.0.0.1:1", Secret: "s", PublicURL: "not a url"},
+		{Origin: "http://127.0.0.1:1", Secret: "s", ID: "a/b"},
+	} {
+		if _, err := New(context.Background(), c); err == nil {
+			t.Errorf("%+v accepted", c)
+		}
+	}
+}
