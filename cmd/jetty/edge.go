@@ -28,6 +28,8 @@ type EdgeOptions struct {
 	// Ready, when set, is called with the relay once it is registered
 	// and listening (tests use it).
 	Ready func(*relay.Relay, net.Addr)
+
+	ctx context.Context
 }
 
 // DefaultEdgeListen is where a relay listens by default.
@@ -72,6 +74,7 @@ deregisters and exits.`,
 			if opts.Interval < 0 || (opts.Interval > 0 && (opts.Interval < 100*time.Millisecond || opts.Interval > time.Minute)) {
 				return usageError("--heartbeat must be between 100ms and 1m")
 			}
+			opts.ctx = cmd.Context()
 			if runF != nil {
 				return runF(opts)
 			}

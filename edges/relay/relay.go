@@ -304,8 +304,13 @@ func (r *Relay) drain(srv *http.Server) {
 		r.log.Warn("deregister", "err", err)
 	}
 	cancel()
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	srv.Shutdown(sctx)
+	// The chunks in flight are done: what is left are idle connections,
+	// and connections opened but never used, which Shutdown would wait 5 s
+	// for.
+	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	if srv.Shutdown(sctx) != nil {
+		srv.Close()
+	}
 	cancel()
 	r.log.Info("jetty edge relay stopped", "id", r.cfg.ID, "stored", r.stored.Load(), "refused", r.refused.Load())
 }
