@@ -65,6 +65,9 @@ type Heartbeat struct {
 	IntervalMS int64  `json:"interval_ms"`
 	Draining   bool   `json:"draining,omitempty"`
 	Version    string `json:"version,omitempty"`
+	// Bucket is the S3 bucket a relay in mode s3 writes to; the origin
+	// refuses a relay whose bucket is not its own.
+	Bucket string `json:"bucket,omitempty"`
 }
 
 // HeartbeatResponse tells a relay how to verify upload tokens and where

@@ -367,6 +367,9 @@ func (r *Relay) heartbeat(ctx context.Context) error {
 		Capacity: r.cfg.Capacity, InFlight: int(r.inflight.Load()), IntervalMS: r.cfg.Interval.Milliseconds(),
 		Draining: r.draining.Load(), Version: r.cfg.Version,
 	}
+	if r.mode == edges.ModeS3 && r.cfg.S3 != nil {
+		hb.Bucket = r.cfg.S3.Bucket
+	}
 	body, _ := json.Marshal(hb)
 	var resp edges.HeartbeatResponse
 	if err := r.signed(ctx, http.MethodPost, edges.PathHeartbeat, "", body, &resp); err != nil {

@@ -401,3 +401,23 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestRelayWrongBucket: a relay set up for another bucket than the
+// origin's refuses to start instead of writing parts where no one looks.
+func TestRelayWrongBucket(t *testing.T) {
+	m := testenv.MinIO(t)
+	s3cfg := &s3blob.Config{Endpoint: m.Endpoint, Region: m.Region, AccessKeyID: m.AccessKey, SecretAccessKey: m.SecretKey, Bucket: m.Bucket}
+	o := startOrigin(t, app.Config{S3: s3cfg})
+	wrong := *s3cfg
+	wrong.Bucket = "some-other-bucket"
+	r := newRelay(t, o, "edge_bucket", func(c *Config) { c.S3 = &wrong })
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer ln.Close()
+	err := r.Serve(context.Background(), ln)
+	if err == nil || !strings.Contains(err.Error(), "LYVE_BUCKET_NAME") {
+		t.Fatalf("err %v, want a refusal naming LYVE_BUCKET_NAME", err)
+	}
+	if offered(t, o, "edge_bucket") {
+		t.Error("the misconfigured relay is offered")
+	}
+}

@@ -73,6 +73,10 @@ func (s *Server) handleEdgeHeartbeat(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, server.Errorf(server.EInvalid, "this server keeps objects on its own disk: a relay must forward chunks to it (start the relay without S3 settings)"))
 		return
 	}
+	if hb.Mode == edges.ModeS3 && hb.Bucket != "" && hb.Bucket != s.bucket {
+		s.writeError(w, r, server.Errorf(server.EInvalid, "this server keeps objects in bucket %q, the relay writes to %q: give the relay the server's LYVE_BUCKET_NAME", s.bucket, hb.Bucket))
+		return
+	}
 	interval := time.Duration(hb.IntervalMS) * time.Millisecond
 	if interval < minEdgeInterval || interval > maxEdgeInterval {
 		s.writeError(w, r, server.Errorf(server.EInvalid, "interval_ms must be %d..%d", minEdgeInterval.Milliseconds(), maxEdgeInterval.Milliseconds()))
