@@ -112,6 +112,8 @@ type Relay struct {
 	hc     *http.Client
 	log    *slog.Logger
 
+	ready    chan struct{} // closed once registered and serving
+	done     chan error    // Serve's result, for Start and Wait
 	signer   atomic.Pointer[uploadtoken.Signer]
 	inflight atomic.Int64
 	draining atomic.Bool
@@ -167,7 +169,8 @@ func New(ctx context.Context, cfg Config) (*Relay, error) {
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = DefaultDrainTimeout
 	}
-	r := &Relay{cfg: cfg, origin: u, keys: keys, hc: cfg.HTTP, log: cfg.Logger, sessions: map[string]*sessionEntry{}, mode: edges.ModeRelay}
+	r := &Relay{cfg: cfg, origin: u, keys: keys, hc: cfg.HTTP, log: cfg.Logger, sessions: map[string]*sessionEntry{}, mode: edges.ModeRelay,
+		ready: make(chan struct{}), done: make(chan error, 1)}
 	if r.hc == nil {
 		r.hc = &http.Client{Transport: &http.Transport{
 			Proxy:               http.ProxyFromEnvironment,
@@ -261,6 +264,7 @@ func (r *Relay) Serve(ctx context.Context, ln net.Listener) error {
 		defer close(beatsDone)
 		r.heartbeatLoop(beatCtx)
 	}()
+	close(r.ready)
 	if r.OnRegistered != nil {
 		r.OnRegistered()
 	}
@@ -281,6 +285,30 @@ func (r *Relay) Serve(ctx context.Context, ln net.Listener) error {
 		serveErr = nil
 	}
 	return serveErr
+}
+
+// Start runs Serve in the background and returns once the relay is
+// registered and serving (nil), or with the error that stopped it first.
+// Wait then returns Serve's result, after ctx ends.
+func (r *Relay) Start(ctx context.Context, ln net.Listener) error {
+	go func() { r.done <- r.Serve(ctx, ln) }()
+	select {
+	case <-r.ready:
+		return nil
+	case err := <-r.done:
+		r.done <- err
+		if err == nil {
+			err = errors.New("relay stopped before it registered")
+		}
+		return err
+	}
+}
+
+// Wait returns the result of the Serve that Start began.
+func (r *Relay) Wait() error {
+	err := <-r.done
+	r.done <- err
+	return err
 }
 
 // drain stops new chunks, tells the origin, waits for chunks in flight,

@@ -71,19 +71,13 @@ func serve(t *testing.T, r *Relay) string {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan struct{})
-	r.OnRegistered = func() { close(ready) }
-	done := make(chan error, 1)
-	go func() { done <- r.Serve(ctx, ln) }()
-	select {
-	case <-ready:
-	case err := <-done:
+	if err := r.Start(ctx, ln); err != nil {
 		cancel()
 		t.Fatalf("relay: %v", err)
 	}
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
+		if err := r.Wait(); err != nil {
 			t.Errorf("relay: %v", err)
 		}
 	})
@@ -344,11 +338,9 @@ func TestRelayDrains(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan struct{})
-	r.OnRegistered = func() { close(ready) }
-	done := make(chan error, 1)
-	go func() { done <- r.Serve(ctx, ln) }()
-	<-ready
+	if err := r.Start(ctx, ln); err != nil {
+		t.Fatal(err)
+	}
 	res, err := http.Get("http://" + ln.Addr().String() + "/healthz")
 	if err != nil || res.StatusCode != 200 {
 		t.Fatalf("healthz: %v %v", err, res)
@@ -358,7 +350,7 @@ func TestRelayDrains(t *testing.T) {
 		t.Fatal("not offered while serving")
 	}
 	cancel()
-	if err := <-done; err != nil {
+	if err := r.Wait(); err != nil {
 		t.Fatal(err)
 	}
 	if offered(t, o, "edge_drain") {

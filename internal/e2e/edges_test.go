@@ -35,27 +35,28 @@ func startEdgeServer(t testing.TB) *server {
 // and deregistered) at the end of the test.
 func startRelay(t testing.TB, origin, id string, ln net.Listener, publicURL string) *relay.Relay {
 	t.Helper()
-	r, err := relay.New(context.Background(), relay.Config{
+	return startRelayConfig(t, relay.Config{
 		Origin: origin, ID: id, Secret: edgeSecret, PublicURL: publicURL,
 		Interval: 200 * time.Millisecond, DrainTimeout: 5 * time.Second,
-	})
+	}, ln)
+}
+
+// startRelayConfig runs a relay made from cfg on ln until the test ends.
+func startRelayConfig(t testing.TB, cfg relay.Config, ln net.Listener) *relay.Relay {
+	t.Helper()
+	id := cfg.ID
+	r, err := relay.New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan struct{})
-	r.OnRegistered = func() { close(ready) }
-	done := make(chan error, 1)
-	go func() { done <- r.Serve(ctx, ln) }()
-	select {
-	case <-ready:
-	case err := <-done:
+	if err := r.Start(ctx, ln); err != nil {
 		cancel()
 		t.Fatalf("relay %s: %v", id, err)
 	}
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
+		if err := r.Wait(); err != nil {
 			t.Errorf("relay %s: %v", id, err)
 		}
 	})
@@ -358,21 +359,10 @@ func TestEdgesS3(t *testing.T) {
 		DataDir: t.TempDir(), DatabaseURL: testenv.PostgresURL(t), RedisURL: testenv.RedisURL(t),
 		S3: s3cfg, EdgeSecret: edgeSecret, DirectUploads: true,
 	})
-	r, err := relay.New(context.Background(), relay.Config{Origin: s.url, ID: "edge_s3", Secret: edgeSecret, S3: s3cfg, Interval: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := startRelayConfig(t, relay.Config{Origin: s.url, ID: "edge_s3", Secret: edgeSecret, S3: s3cfg, Interval: 200 * time.Millisecond}, listen(t))
 	if r.Mode() != edges.ModeS3 {
 		t.Fatalf("mode %s", r.Mode())
 	}
-	ln := listen(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan struct{})
-	r.OnRegistered = func() { close(ready) }
-	done := make(chan error, 1)
-	go func() { done <- r.Serve(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-done })
-	<-ready
 
 	c := &engine.Client{BaseURL: s.url, APIKey: s.key, APISecret: s.secret}
 	resp, err := edges.Candidates(context.Background(), c, edges.OptimalRequest{})
