@@ -4,7 +4,7 @@ PKGS    ?= ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(shell git rev-parse --short HEAD 2>/dev/null || echo none) -X main.date=$(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 
-.PHONY: run demo test test-deps test-keyring services minio toxiproxy check build clean bench-server bench-client bench-engine release-check ci-smoke
+.PHONY: run demo test test-deps test-keyring services minio toxiproxy check build clean bench-server bench-client bench-engine bench-peers release-check ci-smoke
 
 ## demo: the main job on the embedded default, end to end: dev server, login, upload
 ## with progress, download, verify, logout, stop (all in a temporary directory)
@@ -57,6 +57,12 @@ bench-engine:
 check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+
+## bench-peers: jetty against a single PUT, aws s3 cp and rclone over loopback and
+## toxiproxy WAN and lossy links, same file, same MinIO, one run (installs awscli,
+## rclone, MinIO, toxiproxy); tables in bench/results.md, figures in docs/BENCHMARKS.md
+bench-peers:
+	@./bench/run.sh
 
 ## release-check: the release build locally: installs the pinned goreleaser, checks
 ## goreleaser.yaml, builds a snapshot into dist/ (nothing published) and checks it

@@ -188,8 +188,38 @@ type Selector struct {
 	MinChunks int
 
 	mu     sync.Mutex
-	last   *Report
+	last   *Report // for Reuse
 	lastAt time.Time
+	seen   *Report // the last report, for AdviseWorkers
+}
+
+// SlowConnection is the per-connection throughput (bytes per second)
+// below which AdviseWorkers asks for the worker ceiling: a connection
+// that slow is held back by latency or by shaping along the path, not by
+// this machine, and parallel connections are what fill the link. Above
+// it (a LAN, the same host) more workers only cost CPU and memory.
+const SlowConnection = 25e6
+
+var _ engine.WorkerAdvisor = (*Selector)(nil)
+
+// AdviseWorkers is the worker ceiling when the best candidate of the last
+// selection measured less than SlowConnection per connection, else the
+// server's suggestion.
+func (sel *Selector) AdviseWorkers(suggested, ceiling int) int {
+	sel.mu.Lock()
+	rep := sel.seen
+	sel.mu.Unlock()
+	if rep == nil {
+		return suggested
+	}
+	best := 0.0
+	for _, c := range rep.Candidates {
+		best = max(best, c.Throughput)
+	}
+	if best <= 0 || best >= SlowConnection {
+		return suggested
+	}
+	return max(suggested, ceiling)
 }
 
 var _ engine.EdgeSelector = (*Selector)(nil)
@@ -252,6 +282,10 @@ func (sel *Selector) Select(ctx context.Context, s *engine.Session, chunkSize in
 		return nil, err
 	}
 	rep.Routes = routes(s, rep.Candidates, maxEdges)
+	seen := rep
+	sel.mu.Lock()
+	sel.seen = &seen
+	sel.mu.Unlock()
 	if sel.Reuse > 0 && rep.JettySpeed {
 		kept := rep
 		sel.mu.Lock()

@@ -460,3 +460,33 @@ func TestReportJSON(t *testing.T) {
 		t.Errorf("round trip: %+v", back)
 	}
 }
+
+func TestAdviseWorkers(t *testing.T) {
+	sel := &Selector{}
+	if got := sel.AdviseWorkers(16, 32); got != 16 {
+		t.Errorf("no selection yet: %d, want the suggestion 16", got)
+	}
+	for _, tc := range []struct {
+		tput []float64
+		want int
+	}{
+		{[]float64{2e6, 1.5e6}, 32},     // a WAN: every connection slow
+		{[]float64{2e6, 900e6}, 16},     // one fast path is enough
+		{[]float64{SlowConnection}, 16}, // the threshold itself is fast
+		{nil, 16},                       // nothing measured (origin only)
+		{[]float64{0}, 16},              // no figure
+	} {
+		rep := &Report{}
+		for _, x := range tc.tput {
+			rep.Candidates = append(rep.Candidates, Scored{Measurement: Measurement{Throughput: x, Healthy: true}})
+		}
+		sel.seen = rep
+		if got := sel.AdviseWorkers(16, 32); got != tc.want {
+			t.Errorf("throughputs %v: %d workers, want %d", tc.tput, got, tc.want)
+		}
+	}
+	sel.seen = &Report{Candidates: []Scored{{Measurement: Measurement{Throughput: 1e6}}}}
+	if got := sel.AdviseWorkers(40, 32); got != 40 {
+		t.Errorf("never fewer than suggested: %d", got)
+	}
+}

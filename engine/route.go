@@ -47,6 +47,16 @@ type EdgeSelector interface {
 	Select(ctx context.Context, s *Session, chunkSize int64, workers int) ([]Route, error)
 }
 
+// WorkerAdvisor is an optional interface of an EdgeSelector: after
+// Select, it may ask for another number of workers than the server
+// suggested, when Options.Workers left the choice to the engine (for
+// example more on a path whose connections are each slow, where parallel
+// streams are what fills the link). The engine keeps the answer within
+// 1..ceiling.
+type WorkerAdvisor interface {
+	AdviseWorkers(suggested, ceiling int) int
+}
+
 // PresignRequest asks for presigned part URLs of a session's chunks:
 // POST /api/jetty/sessions/{id}/presign with the upload token.
 type PresignRequest struct {

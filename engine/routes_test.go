@@ -1250,3 +1250,54 @@ func TestRouterHold(t *testing.T) {
 		t.Error("a single route held")
 	}
 }
+
+// advisingSelector is a selector that also advises a worker count.
+type advisingSelector struct {
+	selectFunc
+	advise       int
+	gotSuggested int
+	gotCeiling   int
+	adviseCalls  int
+}
+
+func (a *advisingSelector) AdviseWorkers(suggested, ceiling int) int {
+	a.adviseCalls++
+	a.gotSuggested, a.gotCeiling = suggested, ceiling
+	return a.advise
+}
+
+// TestRoutesWorkerAdvice: a selector's advice replaces the server's
+// suggested worker count (within the ceiling), but never an explicit
+// Options.Workers.
+func TestRoutesWorkerAdvice(t *testing.T) {
+	path, data := writeFile(t, 61, 40*MiB) // 8 chunks
+	for _, tc := range []struct {
+		name        string
+		workers     int // Options.Workers
+		advise      int
+		want        int
+		wantAdvised bool
+	}{
+		{"advice taken", 0, 6, 6, true},
+		{"advice above the ceiling", 0, 100, 32, true},
+		{"explicit workers win", 3, 30, 3, false},
+	} {
+		f := newFake(t) // suggests 8, ceiling 32
+		a := newRelay(f, "edge-a")
+		sel := &advisingSelector{advise: tc.advise, selectFunc: func(ctx context.Context, s *Session, cs int64, workers int) ([]Route, error) {
+			return []Route{a.route(s, 1)}, nil
+		}}
+		opts, _, _ := routeOpts(tc.workers, sel)
+		res, err := Upload(context.Background(), f.client(), path, opts)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if res.Workers != tc.want || (sel.adviseCalls > 0) != tc.wantAdvised {
+			t.Errorf("%s: %d workers (advised %d times), want %d", tc.name, res.Workers, sel.adviseCalls, tc.want)
+		}
+		if tc.wantAdvised && (sel.gotSuggested != 8 || sel.gotCeiling != 32) {
+			t.Errorf("%s: advisor asked with %d/%d, want 8/32", tc.name, sel.gotSuggested, sel.gotCeiling)
+		}
+		checkStoredOnce(t, f, data, 8)
+	}
+}

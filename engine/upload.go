@@ -170,6 +170,14 @@ func (u *uploader) begin(ctx context.Context, s *Session, chunkSize int64, strea
 		w = min(w, s.Strategy.MaxWorkers)
 	}
 	u.workers = w
+	u.setupRoutes(ctx, stream)
+	if adv, ok := u.opts.Edges.(WorkerAdvisor); ok && u.opts.Workers <= 0 {
+		ceiling := s.Strategy.MaxWorkers
+		if ceiling <= 0 {
+			ceiling = max(w, DefaultWorkers)
+		}
+		u.workers = min(max(adv.AdviseWorkers(w, ceiling), 1), ceiling)
+	}
 	u.chunkTimeout = u.policy.ChunkTimeout
 	if u.chunkTimeout <= 0 {
 		u.chunkTimeout = DefaultChunkTimeout
@@ -178,7 +186,6 @@ func (u *uploader) begin(ctx context.Context, s *Session, chunkSize int64, strea
 			u.chunkTimeout += time.Duration(secs * float64(time.Second))
 		}
 	}
-	u.setupRoutes(ctx, stream)
 }
 
 // edgeOf is the scheme and host of a chunk URL.

@@ -162,6 +162,10 @@ type uploadJob struct {
 // --workers is not given.
 const uploadBudgetDefault = engine.DefaultWorkers
 
+// advisedWorkersMax is the most workers one upload may be advised to use
+// (the highest tier ceiling), for the memory limit.
+const advisedWorkersMax = 32
+
 func uploadRun(ctx context.Context, opts *UploadOptions) error {
 	ios := opts.F.IO
 	notef := func(format string, args ...any) {
@@ -208,7 +212,13 @@ func uploadRun(ctx context.Context, opts *UploadOptions) error {
 			maxChunk = max(maxChunk, chunkSizeFor(opts.ChunkSize, j.size))
 		}
 	}
-	engine.LimitMemory(budget, maxChunk)
+	memWorkers := budget
+	if opts.Workers == 0 {
+		// A big file may get the tier's ceiling instead of the server's
+		// suggestion (on a slow path: edges.Selector.AdviseWorkers).
+		memWorkers = max(budget, advisedWorkersMax)
+	}
+	engine.LimitMemory(memWorkers, maxChunk)
 
 	journalDir := ""
 	if x := opts.F.Getenv("XDG_STATE_HOME"); x != "" && filepath.IsAbs(x) {
