@@ -139,8 +139,17 @@ func BenchmarkPeers(b *testing.B) {
 	smallDir := filepath.Join(work, "small")
 	if small > 0 {
 		os.MkdirAll(smallDir, 0o755)
+		// Distinct contents (seeds repeat every 256 files: the index is
+		// written over the start), so that nothing is deduplicated.
 		for i := range small {
-			testenv.WriteRandFile(b, filepath.Join(smallDir, fmt.Sprintf("f%04d.bin", i)), byte(i), 1<<20)
+			p := filepath.Join(smallDir, fmt.Sprintf("f%04d.bin", i))
+			testenv.WriteRandFile(b, p, byte(i), 1<<20)
+			f, err := os.OpenFile(p, os.O_WRONLY, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			fmt.Fprintf(f, "file %08d", i)
+			f.Close()
 		}
 	}
 
@@ -173,13 +182,13 @@ func BenchmarkPeers(b *testing.B) {
 		}{
 			{"jetty", func() result { return srv.jetty(b, jetty, s, file, size, work) }},
 			{"single PUT", func() result {
-				return awsRun(m, s3URL, size, "single PUT", "s3api", "put-object", "--bucket", m.Bucket, "--key", "bench/single", "--body", file)
+				return awsRun(m, s3URL, size, "single PUT", "s3api", "put-object", "--bucket", m.Bucket, "--key", "bench/"+l.name+"/single", "--body", file)
 			}},
 			{"aws s3 cp", func() result {
-				return awsRun(m, s3URL, size, "aws s3 cp", "s3", "cp", "--only-show-errors", file, "s3://"+m.Bucket+"/bench/aws")
+				return awsRun(m, s3URL, size, "aws s3 cp", "s3", "cp", "--only-show-errors", file, "s3://"+m.Bucket+"/bench/"+l.name+"/aws")
 			}},
 			{"rclone", func() result {
-				return rcloneRun(m, s3URL, size, "rclone", "copyto", file, "minio:"+m.Bucket+"/bench/rclone")
+				return rcloneRun(m, s3URL, size, "rclone", "copyto", file, "minio:"+m.Bucket+"/bench/"+l.name+"/rclone")
 			}},
 		}
 		var rs []result
@@ -197,8 +206,8 @@ func BenchmarkPeers(b *testing.B) {
 			total := small << 20
 			var sr []result
 			sr = append(sr, srv.jettyDir(b, jetty, s, smallDir, total, work))
-			sr = append(sr, awsRun(m, s3URL, total, "aws s3 cp", "s3", "cp", "--recursive", "--only-show-errors", smallDir, "s3://"+m.Bucket+"/small-aws/"))
-			sr = append(sr, rcloneRun(m, s3URL, total, "rclone", "copy", smallDir, "minio:"+m.Bucket+"/small-rclone"))
+			sr = append(sr, awsRun(m, s3URL, total, "aws s3 cp", "s3", "cp", "--recursive", "--only-show-errors", smallDir, "s3://"+m.Bucket+"/small/"+l.name+"/aws/"))
+			sr = append(sr, rcloneRun(m, s3URL, total, "rclone", "copy", smallDir, "minio:"+m.Bucket+"/small/"+l.name+"/rclone"))
 			for _, r := range sr {
 				b.Logf("%s small %s: %.1f MB/s in %v %v", l.name, r.tool, r.mbps(), r.dur.Round(time.Millisecond), r.err)
 			}
