@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -50,6 +51,9 @@ type fakeServer struct {
 	nextID      int
 	stored      map[int]int // chunks stored, by index (origin, relays, direct)
 	store       *fakeStore  // the direct route's object store, when a test made one
+	singles     int         // single-request uploads answered
+	// singleHook, when set, may answer a single-request upload first.
+	singleHook func(w http.ResponseWriter, r *http.Request) bool
 }
 
 type fakeSession struct {
@@ -85,6 +89,7 @@ func newFake(t testing.TB) *fakeServer {
 	mux.HandleFunc("POST /api/jetty/sessions/{id}/complete", f.control(f.complete))
 	mux.HandleFunc("PUT /api/jetty/sessions/{id}/chunks/{index}", f.put)
 	mux.HandleFunc("POST /api/jetty/sessions/{id}/presign", f.presign) // fake_routes_test.go
+	mux.HandleFunc("POST /api/storage/upload", f.control(f.single))
 	f.srv = httptest.NewServer(mux)
 	t.Cleanup(f.srv.Close)
 	return f
@@ -419,4 +424,37 @@ func resetConn(w http.ResponseWriter) {
 	if err == nil {
 		c.Close()
 	}
+}
+
+// single answers POST /api/storage/upload (small files): the bytes must
+// hash to X-Content-SHA256.
+func (f *fakeServer) single(w http.ResponseWriter, r *http.Request) {
+	if f.singleHook != nil && f.singleHook(w, r) {
+		return
+	}
+	data, err := io.ReadAll(r.Body)
+	if err != nil || int64(len(data)) != r.ContentLength {
+		writeErr(w, 400, "invalid_request", fmt.Sprintf("body ended early: %d of %d: %v", len(data), r.ContentLength, err))
+		return
+	}
+	sum := sha256.Sum256(data)
+	hash := hex.EncodeToString(sum[:])
+	if want := r.Header.Get("X-Content-SHA256"); want != hash {
+		writeErr(w, 400, "checksum_mismatch", "the bytes do not hash to X-Content-SHA256")
+		return
+	}
+	name, _ := url.PathUnescape(r.Header.Get("X-Filename"))
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.singles++
+	k := fmt.Sprintf("%s/%d", hash, len(data))
+	if a, ok := f.assets[k]; ok {
+		writeJSON(w, 201, map[string]any{"success": true, "deduplicated": true, "asset": a})
+		return
+	}
+	f.nextID++
+	a := Asset{ID: fmt.Sprintf("ast_single_%d", f.nextID), Key: "users/u/" + name, Size: int64(len(data)), Hash: hash, Filename: name, ContentType: r.Header.Get("Content-Type"), CacheKey: r.Header.Get("X-Cache-Key"), CreatedAt: time.Now().UTC()}
+	f.assets[k] = a
+	f.objects[hash] = data
+	writeJSON(w, 201, map[string]any{"success": true, "deduplicated": false, "asset": a})
 }

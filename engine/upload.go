@@ -65,6 +65,10 @@ type Options struct {
 	// origin). A failing route is left for the others (see router.go);
 	// the origin is always kept as the last resort.
 	Edges EdgeSelector
+	// SmallFileMax: files of at most this many bytes go in one verified
+	// request instead of a session (see DefaultSmallFileMax, the default
+	// when 0); -1 always opens a session. Streams always use sessions.
+	SmallFileMax int64
 }
 
 // Result is the outcome of an upload.
@@ -687,6 +691,10 @@ func UploadReader(ctx context.Context, c *Client, r io.ReaderAt, size int64, nam
 	if opts.Name != "" {
 		name = opts.Name
 	}
+	if m := u.smallFileMax(); size >= 0 && size <= m {
+		res, err := u.uploadSmall(ctx, r, size, name)
+		return u.finish(res, err)
+	}
 	res, err := u.uploadFile(ctx, fileUpload{r: r, size: size, name: name})
 	return u.finish(res, err)
 }
@@ -723,6 +731,9 @@ func (u *uploader) uploadPath(ctx context.Context, path string) (*Result, error)
 	name := u.opts.Name
 	if name == "" {
 		name = filepath.Base(abs)
+	}
+	if m := u.smallFileMax(); st.Size() <= m {
+		return u.uploadSmall(ctx, f, st.Size(), name)
 	}
 	fu := fileUpload{r: f, size: st.Size(), name: name}
 

@@ -93,6 +93,9 @@ type uploadInput struct {
 	body        io.Reader
 	size        int64 // exact size when known, else -1
 	declared    int64 // Content-Length of the request, -1 when absent
+	// sha256 is the hash the client says the bytes have (X-Content-SHA256,
+	// lower-case hex; "" when not given): a mismatch stores nothing.
+	sha256 string
 }
 
 const maxCacheKeyLen = 1024
@@ -126,6 +129,12 @@ func readUploadInput(r *http.Request) (uploadInput, error) {
 	in := uploadInput{declared: r.ContentLength, size: -1}
 	mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	in.cacheKey = r.Header.Get("X-Cache-Key")
+	if h := r.Header.Get("X-Content-SHA256"); h != "" {
+		in.sha256 = strings.ToLower(h)
+		if !isHex64(in.sha256) {
+			return in, server.Errorf(server.EInvalid, "X-Content-SHA256 must be the file's SHA-256 in hex (64 characters)")
+		}
+	}
 	ttl, err := parseTTL(r.Header.Get("X-TTL"))
 	if err != nil {
 		return in, err
@@ -387,6 +396,10 @@ func (s *Server) storeUpload(ctx context.Context, acct server.Account, in upload
 			return server.Asset{}, false, err
 		}
 		return server.Asset{}, false, fmt.Errorf("store object: %w", err)
+	}
+	if got := hex.EncodeToString(sum); in.sha256 != "" && got != in.sha256 {
+		cleanup()
+		return server.Asset{}, false, server.Errorf(server.EChecksumMismatch, "the bytes received hash to %s, not the X-Content-SHA256 %s; nothing was stored, send the file again", got, in.sha256)
 	}
 	var expires time.Time
 	if in.ttl > 0 {

@@ -493,3 +493,35 @@ func TestBandwidthQuota(t *testing.T) {
 		}
 	})
 }
+
+// TestUploadContentSHA256: with X-Content-SHA256 the server refuses bytes
+// that hash otherwise (nothing stored, quota untouched) and takes the
+// right ones; a malformed header is 400 before any byte is stored.
+func TestUploadContentSHA256(t *testing.T) {
+	eachStorage(t, func(t *testing.T, e *env) {
+		key, secret := e.provision("usr_sha", "pro")
+		body := "hello, verified world"
+		sum := sha256.Sum256([]byte(body))
+		good := hex.EncodeToString(sum[:])
+		wrong := strings.Repeat("0", 64)
+
+		r := e.upload(key, secret, "a.txt", strings.NewReader(body), int64(len(body)), map[string]string{"X-Content-SHA256": wrong})
+		if r.status != 400 || r.body["code"] != "checksum_mismatch" {
+			t.Fatalf("wrong hash: %d %s", r.status, r.raw)
+		}
+		r = e.upload(key, secret, "a.txt", strings.NewReader(body), int64(len(body)), map[string]string{"X-Content-SHA256": "xyz"})
+		if r.status != 400 || r.body["code"] != "invalid_request" {
+			t.Fatalf("malformed hash: %d %s", r.status, r.raw)
+		}
+		if objs := e.objects("users/usr_sha/"); len(objs) != 0 {
+			t.Fatalf("refused uploads left objects %+v", objs)
+		}
+		if a := e.account("usr_sha"); a.StorageUsedBytes != 0 || a.StorageReservedBytes != 0 {
+			t.Fatalf("refused uploads changed usage: used %d reserved %d", a.StorageUsedBytes, a.StorageReservedBytes)
+		}
+		r = e.upload(key, secret, "a.txt", strings.NewReader(body), int64(len(body)), map[string]string{"X-Content-SHA256": strings.ToUpper(good)})
+		if r.status != 201 || r.asset["hash"] != good {
+			t.Fatalf("right hash: %d %s", r.status, r.raw)
+		}
+	})
+}
