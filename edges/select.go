@@ -191,6 +191,88 @@ type Selector struct {
 	last   *Report // for Reuse
 	lastAt time.Time
 	seen   *Report // the last report, for AdviseWorkers
+	pre    *prefetch
+}
+
+// prefetchTTL is how long a prefetched probe stays usable (one left by an
+// upload that needed no routes, deduplicated say, is then replaced).
+const prefetchTTL = time.Minute
+
+// prefetch is a probe run started by Prefetch.
+type prefetch struct {
+	at        time.Time
+	chunkSize int64
+	done      chan struct{}
+	rep       Report
+	err       error
+}
+
+var _ engine.Prefetcher = (*Selector)(nil)
+
+// Prefetch asks for candidates and probes them in the background (while
+// the engine hashes the file); the next Select for the same chunk size
+// uses the result instead of probing again. Nothing happens when a
+// reusable report or a prefetch is already there, or the file is too
+// small to be worth routes (MinChunks).
+func (sel *Selector) Prefetch(ctx context.Context, fileSize, chunkSize int64, workers int) {
+	if sel.Client == nil || chunkSize <= 0 || (fileSize+chunkSize-1)/chunkSize < int64(sel.minChunks()) {
+		return
+	}
+	sel.mu.Lock()
+	defer sel.mu.Unlock()
+	if (sel.pre != nil && time.Since(sel.pre.at) < prefetchTTL) || (sel.Reuse > 0 && sel.last != nil && sel.last.ChunkSize == chunkSize && time.Since(sel.lastAt) < sel.Reuse) {
+		return
+	}
+	p := &prefetch{at: time.Now(), chunkSize: chunkSize, done: make(chan struct{})}
+	sel.pre = p
+	req := sel.Hint
+	if req.FileSize == 0 {
+		req.FileSize = fileSize
+	}
+	go func() {
+		defer close(p.done)
+		start := time.Now()
+		resp, err := Candidates(ctx, sel.Client, req)
+		if err != nil {
+			p.err = err
+			return
+		}
+		p.rep, p.err = evaluate(ctx, sel.Client.HTTPClient(), resp, strings.TrimRight(sel.Client.BaseURL, "/"), chunkSize, workers, sel.evalOptions(req), start)
+	}()
+}
+
+// takePrefetch returns the prefetched report for chunkSize, waiting for
+// it, and forgets it (ok false: none, or it failed).
+func (sel *Selector) takePrefetch(ctx context.Context, chunkSize int64) (Report, bool) {
+	sel.mu.Lock()
+	p := sel.pre
+	if p == nil || p.chunkSize != chunkSize || time.Since(p.at) > prefetchTTL {
+		sel.mu.Unlock()
+		return Report{}, false
+	}
+	sel.pre = nil
+	sel.mu.Unlock()
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+		return Report{}, false
+	}
+	return p.rep, p.err == nil
+}
+
+func (sel *Selector) minChunks() int {
+	if sel.MinChunks <= 0 {
+		return 2
+	}
+	return sel.MinChunks
+}
+
+func (sel *Selector) evalOptions(req OptimalRequest) EvaluateOptions {
+	return EvaluateOptions{
+		Request: req,
+		Probe:   ProbeOptions{Timeout: sel.Timeout, Pings: sel.Pings, SampleBytes: sel.SampleBytes},
+		Kinds:   sel.Kinds,
+	}
 }
 
 // SlowConnection is the per-connection throughput (bytes per second)
@@ -238,11 +320,7 @@ func (sel *Selector) Select(ctx context.Context, s *engine.Session, chunkSize in
 	if s == nil || s.ChunkURL == "" {
 		return nil, errors.New("edges: session without a chunk URL")
 	}
-	minChunks := sel.MinChunks
-	if minChunks <= 0 {
-		minChunks = 2
-	}
-	if len(s.Missing) < minChunks {
+	if len(s.Missing) < sel.minChunks() {
 		return nil, nil
 	}
 	maxEdges := sel.MaxEdges
@@ -263,23 +341,20 @@ func (sel *Selector) Select(ctx context.Context, s *engine.Session, chunkSize in
 			return rep.Routes, nil
 		}
 	}
-	start := time.Now()
-	req := sel.Hint
-	if req.FileSize == 0 && chunkSize > 0 {
-		req.FileSize = int64(len(s.Missing)) * chunkSize
-	}
-	resp, err := Candidates(ctx, sel.Client, req)
-	if err != nil {
-		return nil, err
-	}
-	opts := EvaluateOptions{
-		Request: req,
-		Probe:   ProbeOptions{Timeout: sel.Timeout, Pings: sel.Pings, SampleBytes: sel.SampleBytes},
-		Kinds:   sel.Kinds,
-	}
-	rep, err := evaluate(ctx, sel.Client.HTTPClient(), resp, originBase(s), chunkSize, workers, opts, start)
-	if err != nil {
-		return nil, err
+	rep, ok := sel.takePrefetch(ctx, chunkSize)
+	if !ok {
+		start := time.Now()
+		req := sel.Hint
+		if req.FileSize == 0 && chunkSize > 0 {
+			req.FileSize = int64(len(s.Missing)) * chunkSize
+		}
+		resp, err := Candidates(ctx, sel.Client, req)
+		if err != nil {
+			return nil, err
+		}
+		if rep, err = evaluate(ctx, sel.Client.HTTPClient(), resp, originBase(s), chunkSize, workers, sel.evalOptions(req), start); err != nil {
+			return nil, err
+		}
 	}
 	rep.Routes = routes(s, rep.Candidates, maxEdges)
 	seen := rep

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"math"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -488,5 +490,42 @@ func TestAdviseWorkers(t *testing.T) {
 	sel.seen = &Report{Candidates: []Scored{{Measurement: Measurement{Throughput: 1e6}}}}
 	if got := sel.AdviseWorkers(40, 32); got != 40 {
 		t.Errorf("never fewer than suggested: %d", got)
+	}
+}
+
+// TestPrefetch: a prefetched probe is used by the Select that follows
+// (no second optimal-edges call) and only once.
+func TestPrefetch(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == PathOptimal {
+			calls.Add(1)
+			json.NewEncoder(w).Encode(OptimalResponse{JettySpeed: true, Edges: []Candidate{{ID: "origin", Kind: KindOrigin, URL: "http://" + r.Host}}})
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	defer srv.Close()
+	c := &engine.Client{BaseURL: srv.URL, APIKey: "k", APISecret: "s"}
+	sel := &Selector{Client: c}
+	sess := &engine.Session{ID: "ses_1", ChunkURL: srv.URL + "/api/jetty/sessions/ses_1/chunks/{index}", Missing: []int{0, 1, 2}}
+	sel.Prefetch(context.Background(), 3*engine.DefaultChunkSize, engine.DefaultChunkSize, 8)
+	sel.Prefetch(context.Background(), 3*engine.DefaultChunkSize, engine.DefaultChunkSize, 8) // one at a time
+	if _, err := sel.Select(context.Background(), sess, engine.DefaultChunkSize, 8); err != nil {
+		t.Fatal(err)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("optimal-edges called %d times, want 1 (the prefetch)", n)
+	}
+	if _, err := sel.Select(context.Background(), sess, engine.DefaultChunkSize, 8); err != nil {
+		t.Fatal(err)
+	}
+	if n := calls.Load(); n != 2 {
+		t.Fatalf("after the prefetch was used, optimal-edges called %d times, want 2", n)
+	}
+	// Too small to be worth routes: no prefetch at all.
+	sel.Prefetch(context.Background(), 100, engine.DefaultChunkSize, 8)
+	if sel.pre != nil {
+		t.Error("a one-chunk file started a prefetch")
 	}
 }

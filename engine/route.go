@@ -57,6 +57,14 @@ type WorkerAdvisor interface {
 	AdviseWorkers(suggested, ceiling int) int
 }
 
+// Prefetcher is an optional interface of an EdgeSelector: Prefetch is
+// called as a file upload starts, before the file is hashed, so that the
+// selector can ask for candidates and probe them meanwhile; the Select
+// that follows uses what it found. It must return at once.
+type Prefetcher interface {
+	Prefetch(ctx context.Context, fileSize, chunkSize int64, workers int)
+}
+
 // PresignRequest asks for presigned part URLs of a session's chunks:
 // POST /api/jetty/sessions/{id}/presign with the upload token.
 type PresignRequest struct {

@@ -593,6 +593,20 @@ func (u *uploader) uploadFile(ctx context.Context, f fileUpload) (*Result, error
 		}
 		return m, nil
 	}
+	if pf, ok := u.opts.Edges.(Prefetcher); ok {
+		// Probe the edges while the file is hashed.
+		cs := u.opts.ChunkSize
+		if f.m != nil {
+			cs = f.m.ChunkSize
+		} else if cs <= 0 {
+			cs = ChooseChunkSize(f.size)
+		}
+		w := u.opts.Workers
+		if w <= 0 {
+			w = DefaultWorkers
+		}
+		pf.Prefetch(ctx, f.size, cs, w)
+	}
 	m := f.m
 	res.Resumed = m != nil
 	if m == nil {
