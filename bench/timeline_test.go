@@ -33,7 +33,9 @@ func BenchmarkTimeline(b *testing.B) {
 	start := time.Now()
 	var first, last time.Time
 	done := 0
-	sel := &edges.Selector{Client: c, OnReport: func(r edges.Report) { fmt.Printf("%6.3fs selected (probe took %v)\n", time.Since(start).Seconds(), r.Took) }}
+	sel := &edges.Selector{Client: c, OnReport: func(r edges.Report) {
+		fmt.Printf("%6.3fs selected (probe took %v)\n", time.Since(start).Seconds(), r.Took)
+	}}
 	prog := engine.ProgressFunc(func(e engine.Event) {
 		switch e.Kind {
 		case engine.EventStart:
