@@ -285,8 +285,9 @@ const SlowConnection = 25e6
 var _ engine.WorkerAdvisor = (*Selector)(nil)
 
 // AdviseWorkers is the worker ceiling when the best candidate of the last
-// selection measured less than SlowConnection per connection, else the
-// server's suggestion.
+// selection measured less than SlowConnection per connection (or, with no
+// throughput figure at all, when the nearest is SlowRTT or more away),
+// else the server's suggestion.
 func (sel *Selector) AdviseWorkers(suggested, ceiling int) int {
 	sel.mu.Lock()
 	rep := sel.seen
@@ -294,15 +295,30 @@ func (sel *Selector) AdviseWorkers(suggested, ceiling int) int {
 	if rep == nil {
 		return suggested
 	}
-	best := 0.0
+	best, rtt := 0.0, time.Duration(0)
 	for _, c := range rep.Candidates {
 		best = max(best, c.Throughput)
+		if c.RTT > 0 && (rtt == 0 || c.RTT < rtt) {
+			rtt = c.RTT
+		}
 	}
-	if best <= 0 || best >= SlowConnection {
+	switch {
+	case best >= SlowConnection:
 		return suggested
+	case best > 0:
+		return max(suggested, ceiling)
+	case rtt >= SlowRTT:
+		// No throughput figure (the sample failed, or only the direct
+		// route passed), but every path is far away: one connection
+		// carries at most its window per round trip.
+		return max(suggested, ceiling)
 	}
-	return max(suggested, ceiling)
+	return suggested
 }
+
+// SlowRTT is the round trip from which AdviseWorkers asks for the ceiling
+// when no throughput could be measured.
+const SlowRTT = 10 * time.Millisecond
 
 var _ engine.EdgeSelector = (*Selector)(nil)
 

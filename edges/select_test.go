@@ -476,11 +476,16 @@ func TestAdviseWorkers(t *testing.T) {
 		{[]float64{2e6, 900e6}, 16},     // one fast path is enough
 		{[]float64{SlowConnection}, 16}, // the threshold itself is fast
 		{nil, 16},                       // nothing measured (origin only)
-		{[]float64{0}, 16},              // no figure
+		{[]float64{0}, 16},              // no figure, near
+		{[]float64{-1}, 32},             // no figure, 50 ms away
 	} {
 		rep := &Report{}
 		for _, x := range tc.tput {
-			rep.Candidates = append(rep.Candidates, Scored{Measurement: Measurement{Throughput: x, Healthy: true}})
+			m := Measurement{Throughput: x, Healthy: true, RTT: time.Millisecond}
+			if x < 0 {
+				m.Throughput, m.RTT = 0, 50*time.Millisecond
+			}
+			rep.Candidates = append(rep.Candidates, Scored{Measurement: m})
 		}
 		sel.seen = rep
 		if got := sel.AdviseWorkers(16, 32); got != tc.want {
