@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -310,20 +309,16 @@ const webhook = "whsec_bench"
 
 func startServer(b *testing.B, m testenv.S3, publicS3 string) *server {
 	b.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
 	cfg := app.Config{
 		Listen: "127.0.0.1:0", DataDir: b.TempDir(), WebhookSecret: webhook, TokenSecret: "bench", LiveKeys: true,
 		DirectUploads: true,
 		S3:            &s3blob.Config{Endpoint: m.Endpoint, PublicEndpoint: publicS3, Region: m.Region, AccessKeyID: m.AccessKey, SecretAccessKey: m.SecretKey, Bucket: m.Bucket},
 	}
-	a, err := app.New(ctx, cfg, nil)
+	a, stop, err := app.Start(cfg, nil)
 	if err != nil {
-		cancel()
 		b.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- a.Serve(ctx) }()
-	b.Cleanup(func() { cancel(); <-done })
+	b.Cleanup(func() { stop() })
 	s := &server{url: a.URL()}
 	s.key, s.secret = testenv.Provision(b, s.url, webhook, testenv.RandomName("bench"), "enterprise")
 	return s

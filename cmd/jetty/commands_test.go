@@ -21,15 +21,17 @@ const cmdSecret = "whsec_cmd_test"
 // default and returns its URL.
 func testServer(t *testing.T) string {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, app.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), WebhookSecret: cmdSecret, TokenSecret: "tok", LiveKeys: true}, nil)
+	return testServerWith(t, "")
+}
+
+// testServerWith is testServer taking relays with edgeSecret ("" for none).
+func testServerWith(t *testing.T, edgeSecret string) string {
+	t.Helper()
+	a, stop, err := app.Start(app.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), WebhookSecret: cmdSecret, TokenSecret: "tok", EdgeSecret: edgeSecret, LiveKeys: true}, nil)
 	if err != nil {
-		cancel()
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- a.Serve(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() { stop() })
 	return a.URL()
 }
 

@@ -13,7 +13,6 @@ import (
 	"github.com/jettythunder/jetty/edges/relay"
 	"github.com/jettythunder/jetty/internal/iostreams"
 	"github.com/jettythunder/jetty/internal/testenv"
-	"github.com/jettythunder/jetty/server/app"
 )
 
 const cmdEdgeSecret = "edge secret of the cmd tests"
@@ -21,16 +20,7 @@ const cmdEdgeSecret = "edge secret of the cmd tests"
 // edgeServer is testServer with relays allowed.
 func edgeServer(t *testing.T) string {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, app.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), WebhookSecret: cmdSecret, TokenSecret: "tok", EdgeSecret: cmdEdgeSecret, LiveKeys: true}, nil)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.Serve(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return a.URL()
+	return testServerWith(t, cmdEdgeSecret)
 }
 
 // startEdgeCmd runs `jetty edge` in this process and waits until the

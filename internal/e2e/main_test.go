@@ -95,17 +95,12 @@ func startServer(t testing.TB, cfg app.Config) *server {
 	cfg.WebhookSecret = webhookSecret
 	cfg.TokenSecret = "e2e token secret"
 	cfg.LiveKeys = true
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, cfg, nil)
+	a, stop, err := app.Start(cfg, nil)
 	if err != nil {
-		cancel()
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- a.Serve(ctx) }()
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			t.Errorf("server: %v", err)
 		}
 	})

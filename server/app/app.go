@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -335,6 +336,26 @@ func (a *App) Serve(ctx context.Context) error {
 		serveErr = nil
 	}
 	return serveErr
+}
+
+// Start makes a server (New) and serves it in the background (Serve)
+// until stop is called; stop shuts it down gracefully and returns Serve's
+// error. Tests and embedders that run a server beside other work use it.
+func Start(cfg Config, log *slog.Logger) (a *App, stop func() error, err error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err = New(ctx, cfg, log)
+	if err != nil {
+		cancel()
+		return nil, nil, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Serve(ctx) }()
+	var once sync.Once
+	var serveErr error
+	return a, func() error {
+		once.Do(func() { cancel(); serveErr = <-done })
+		return serveErr
+	}, nil
 }
 
 // Close releases everything without serving (for a New that is not
