@@ -503,7 +503,11 @@ func (r *Relay) session(ctx context.Context, accountID, id string, fresh bool) (
 			}
 		}
 		r.mu.Unlock()
-		e.err = r.signed(ctx, http.MethodGet, edges.PathSession+url.PathEscape(id), "account="+url.QueryEscape(accountID), nil, &e.info)
+		// Other requests may wait for this lookup: it must not end with
+		// the request that started it.
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		e.err = r.signed(lctx, http.MethodGet, edges.PathSession+url.PathEscape(id), "account="+url.QueryEscape(accountID), nil, &e.info)
+		cancel()
 		e.fetched = time.Now()
 		close(e.ready)
 	} else {
