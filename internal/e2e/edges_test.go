@@ -197,7 +197,12 @@ func TestEdgesKillRelayMidUpload(t *testing.T) {
 	const size = 80 << 20
 	path, sum := writeFile(t, 62, size)
 	c := &engine.Client{BaseURL: s.url, APIKey: s.key, APISecret: s.secret}
-	sel := &edges.Selector{Client: c, Kinds: []string{edges.KindRelay}}
+	// Fixed routes, the victim with most of the workers: this test is
+	// about losing a relay mid-upload, not about which one probing picks
+	// (on a loaded machine it may leave the child relay out).
+	victimRoute, otherRoute := relayRoute("edge_victim", victim.url), relayRoute("edge_other", "http://"+ln.Addr().String())
+	victimRoute.Weight = 3
+	sel := fixedRoutes{victimRoute, otherRoute}
 	var once sync.Once
 	var victimChunks int
 	progress := engine.ProgressFunc(func(e engine.Event) {
