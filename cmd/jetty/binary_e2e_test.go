@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -173,7 +174,9 @@ func TestBinaryEndToEnd(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(1500 * time.Millisecond)
+	// Interrupt once the server holds a chunk (not after a fixed time: on
+	// a loaded machine hashing alone can take longer).
+	waitHeld(t, c, srv, key, secret, 30*time.Second)
 	cmd.Process.Signal(os.Interrupt)
 	err := cmd.Wait()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != ExitInterrupted {
@@ -194,4 +197,50 @@ func TestBinaryEndToEnd(t *testing.T) {
 	if r := c.run("", "quota"); r.code != ExitAuth {
 		t.Fatalf("quota after logout: exit %d", r.code)
 	}
+}
+
+// waitHeld waits until the upload session named in c's resume journal
+// holds at least one chunk on the server.
+func waitHeld(t *testing.T, c *cli, srv, key, secret string, within time.Duration) {
+	t.Helper()
+	state := ""
+	for _, kv := range c.env {
+		if v, ok := strings.CutPrefix(kv, "XDG_STATE_HOME="); ok {
+			state = v
+		}
+	}
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		filepath.WalkDir(state, func(path string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return nil
+			}
+			b, _ := os.ReadFile(path)
+			var j struct {
+				SessionID string `json:"session_id"`
+			}
+			if json.Unmarshal(b, &j) != nil || j.SessionID == "" {
+				return nil
+			}
+			req, _ := http.NewRequest("GET", srv+"/api/jetty/sessions/"+j.SessionID, nil)
+			req.SetBasicAuth(key, secret)
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return nil
+			}
+			defer res.Body.Close()
+			var st struct {
+				Held []int `json:"held"`
+			}
+			if json.NewDecoder(res.Body).Decode(&st) == nil && len(st.Held) > 0 {
+				deadline = time.Time{}
+			}
+			return nil
+		})
+		if deadline.IsZero() {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("no chunk held within %v: nothing to interrupt mid-upload", within)
 }
