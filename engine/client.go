@@ -249,14 +249,7 @@ func (c *Client) control(ctx context.Context, method, path string, in, out any) 
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", c.userAgent())
-	if c.APIKey != "" {
-		req.Header.Set("Authorization", "Bearer "+c.APIKey)
-	}
-	if c.APISecret != "" {
-		req.Header.Set("X-API-Secret", c.APISecret)
-	}
+	c.setControlHeaders(req)
 	resp, err := c.httpClient().Do(req)
 	if err != nil {
 		return 0, err
@@ -272,6 +265,19 @@ func (c *Client) control(ctx context.Context, method, path string, in, out any) 
 		}
 	}
 	return resp.StatusCode, nil
+}
+
+// setControlHeaders sets what every authenticated control request
+// carries: Accept JSON, the User-Agent, the API key and secret.
+func (c *Client) setControlHeaders(req *http.Request) {
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", c.userAgent())
+	if c.APIKey != "" {
+		req.Header.Set("Authorization", "Bearer "+c.APIKey)
+	}
+	if c.APISecret != "" {
+		req.Header.Set("X-API-Secret", c.APISecret)
+	}
 }
 
 // Call makes an authenticated control call to path on the server (for

@@ -137,10 +137,7 @@ func (u *uploader) doPostSmall(ctx context.Context, data []byte, sum, name strin
 	if u.opts.TTL > 0 {
 		req.Header.Set("X-TTL", strconv.FormatInt(int64((u.opts.TTL+time.Second-1)/time.Second), 10))
 	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", u.c.userAgent())
-	req.Header.Set("Authorization", "Bearer "+u.c.APIKey)
-	req.Header.Set("X-API-Secret", u.c.APISecret)
+	u.c.setControlHeaders(req)
 	resp, err := u.c.httpClient().Do(req)
 	if err != nil {
 		return Asset{}, false, err

@@ -207,22 +207,8 @@ func runMinIO(bin string) (minioServer, error) {
 	cmd.Stdout, cmd.Stderr = out, out
 	setPdeathsig(cmd)
 
-	// Pdeathsig fires when the thread that started the child exits, not
-	// the process: start it from a goroutine locked to its thread that
-	// never unlocks, so that thread lives as long as MinIO does.
-	started := make(chan error, 1)
-	exited := make(chan struct{})
-	go func() {
-		runtime.LockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	if err := <-started; err != nil {
+	exited, err := startChild(cmd)
+	if err != nil {
 		_ = os.RemoveAll(dir)
 		return minioServer{}, fmt.Errorf("start %s: %w", bin, err)
 	}
@@ -301,4 +287,27 @@ func removeBucket(t testing.TB, env S3) {
 func isNoSuchBucket(err error) bool {
 	var ae smithy.APIError
 	return errors.As(err, &ae) && ae.ErrorCode() == "NoSuchBucket"
+}
+
+// startChild starts cmd (Pdeathsig set) and returns a channel closed when
+// it exits. Pdeathsig fires when the thread that started the child exits,
+// not the process: the child is started from a goroutine locked to its
+// thread that never unlocks, so that thread lives as long as the child.
+func startChild(cmd *exec.Cmd) (<-chan struct{}, error) {
+	started := make(chan error, 1)
+	exited := make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	if err := <-started; err != nil {
+		return nil, err
+	}
+	return exited, nil
 }

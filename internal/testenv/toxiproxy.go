@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -123,22 +122,8 @@ func runToxiproxy(bin string) (*Toxi, error) {
 	cmd.Stdout, cmd.Stderr = out, out
 	setPdeathsig(cmd)
 
-	// As for MinIO: Pdeathsig fires when the thread that started the child
-	// exits, so start it from a goroutine locked to a thread that lives as
-	// long as toxiproxy does.
-	started := make(chan error, 1)
-	exited := make(chan struct{})
-	go func() {
-		runtime.LockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	if err := <-started; err != nil {
+	exited, err := startChild(cmd)
+	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
 
