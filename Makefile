@@ -4,7 +4,7 @@ PKGS    ?= ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(shell git rev-parse --short HEAD 2>/dev/null || echo none) -X main.date=$(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 
-.PHONY: run demo test test-deps test-keyring services minio toxiproxy check build clean bench-server bench-client bench-engine bench-peers release-check ci-smoke
+.PHONY: run demo test test-deps test-keyring services minio toxiproxy check build clean bench-server bench-client bench-engine bench-peers release-check ci-smoke fuzz-short
 
 ## demo: the main job on the embedded default, end to end: dev server, login, upload
 ## with progress, download, verify, logout, stop (all in a temporary directory)
@@ -63,6 +63,11 @@ check:
 ## rclone, MinIO, toxiproxy); tables in bench/results.md, figures in docs/BENCHMARKS.md
 bench-peers:
 	@./bench/run.sh
+
+## fuzz-short: every `go test -fuzz` target for JETTY_FUZZTIME (default 10s) each, seeds
+## from testdata/fuzz; a failing input is left there to commit as a regression seed
+fuzz-short:
+	@./scripts/fuzz-short.sh
 
 ## release-check: the release build locally: installs the pinned goreleaser, checks
 ## goreleaser.yaml, builds a snapshot into dist/ (nothing published) and checks it

@@ -96,7 +96,10 @@ func (k *Keys) Verify(r *http.Request, now time.Time) (id string, body []byte, e
 	}
 	var ts, sig string
 	for _, kv := range strings.Split(rest, ",") {
-		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
+		// Only spaces and tabs (HTTP's optional whitespace) are trimmed:
+		// TrimSpace would also eat a \f or U+00A0 that Sign put at
+		// either end of an id, and its signature would never match.
+		k, v, _ := strings.Cut(strings.Trim(kv, " \t"), "=")
 		switch k {
 		case "id":
 			id = v

@@ -29,6 +29,11 @@ const (
 	// CodeEdgeDraining (503) is a relay going away: the engine stops
 	// sending through it at once.
 	CodeEdgeDraining = "edge_draining"
+	// CodeConflict (409) on a chunk PUT or a presign call: the session
+	// takes no more chunks because it is being completed or is complete,
+	// by a concurrent upload of the same content (which shares it). The
+	// engine completes too, which answers with that upload's asset.
+	CodeConflict = "conflict"
 )
 
 // S3's error codes for a part whose bytes do not match its declared

@@ -54,9 +54,20 @@ func TestBackoff(t *testing.T) {
 	for attempt := 1; attempt <= 40; attempt++ {
 		ceiling := min(p.MaxDelay, p.BaseDelay<<min(attempt-1, 20))
 		for range 50 {
-			if d := p.backoff(attempt, errors.New("x")); d < 0 || d > ceiling {
-				t.Fatalf("attempt %d: %v outside [0, %v]", attempt, d, ceiling)
+			if d := p.backoff(attempt, errors.New("x")); d < ceiling/2 || d > ceiling {
+				t.Fatalf("attempt %d: %v outside [%v, %v]", attempt, d, ceiling/2, ceiling)
 			}
+		}
+	}
+	// At the defaults, the waits before a request gives up always add up
+	// to more than 15 s: it outlives a 15-second outage.
+	for range 200 {
+		var total time.Duration
+		for attempt := 1; attempt < p.MaxAttempts; attempt++ {
+			total += p.backoff(attempt, errors.New("x"))
+		}
+		if total < 15*time.Second {
+			t.Fatalf("the %d waits of the default policy add up to %v, under 15 s", p.MaxAttempts-1, total)
 		}
 	}
 	d := p.backoff(1, &APIError{Status: 429, RetryAfter: 3 * time.Second})

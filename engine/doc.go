@@ -10,7 +10,7 @@
 //   - Client: the protocol's HTTP calls (open, status, token, chunk PUT,
 //     complete, abort) and its errors (*APIError, Retryable).
 //   - Upload, UploadReader, UploadStream: the whole flow with retries
-//     (exponential backoff with full jitter, Retry-After, single-flight
+//     (exponential backoff with equal jitter, Retry-After, single-flight
 //     token refresh), a shared bandwidth limit, progress events (Progress,
 //     Rate) and, for files, a resume journal so that a second run sends
 //     only what the server lacks.

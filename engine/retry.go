@@ -16,9 +16,11 @@ type RetryPolicy struct {
 	// (default 8). Token refreshes after 401 token_expired do not count.
 	MaxAttempts int
 	// BaseDelay and MaxDelay shape the backoff: before attempt n+1 the
-	// engine waits a uniformly random time in [0, min(MaxDelay,
-	// BaseDelay×2^(n-1))] ("full jitter"), or Retry-After when the server
-	// sent one and it is longer. Defaults 250 ms and 20 s.
+	// engine waits a uniformly random time in [c/2, c] with c =
+	// min(MaxDelay, BaseDelay×2^(n-1)) ("equal jitter"), or Retry-After
+	// when the server sent one. Defaults 250 ms and 20 s: the 7 waits of
+	// the default 8 attempts add up to at least 15.9 s (23.8 s on
+	// average), so a request outlives a 15-second outage of any part.
 	BaseDelay, MaxDelay time.Duration
 	// ChunkTimeout bounds one attempt of one chunk PUT. Default: 5 minutes,
 	// plus twice the time the bandwidth limit needs for the chunks of all
@@ -72,13 +74,17 @@ func (p RetryPolicy) withDefaults() RetryPolicy {
 }
 
 // backoff is the wait after the attempt-th failed attempt (1-based):
-// full jitter, at least the server's Retry-After.
+// equal jitter, or the server's Retry-After. Full jitter (from 0) spreads
+// workers as well, but a run of short draws let a request give up inside
+// a 10-second storage outage (seen in TestFaultMinIOUnreachable); the
+// lower half-bound makes the total predictable.
 func (p RetryPolicy) backoff(attempt int, err error) time.Duration {
 	ceiling := p.MaxDelay
 	if attempt < 32 {
 		ceiling = min(p.MaxDelay, p.BaseDelay<<(attempt-1))
 	}
-	d := time.Duration(rand.Int64N(int64(ceiling) + 1))
+	half := ceiling / 2
+	d := half + time.Duration(rand.Int64N(int64(ceiling-half)+1))
 	var ae *APIError
 	if errors.As(err, &ae) && ae.RetryAfter > 0 {
 		// Honour it, and spread the workers that were all told the same.

@@ -30,6 +30,20 @@ const DefaultWorkers = 16
 // running the upload again plans the new content.
 var ErrFileChanged = errors.New("the file changed since it was hashed; run the upload again")
 
+// errSessionClosed wraps a chunk refused because the session takes no
+// more chunks (409 conflict): a concurrent upload of the same content,
+// which shares the session, is completing it or has. What is left to do
+// is to complete: the server answers with that upload's asset, waits for
+// its completion, or lists the chunks still missing.
+var errSessionClosed = errors.New("the upload session takes no more chunks")
+
+// isSessionClosed reports a chunk PUT (or presign call) refused with 409
+// conflict.
+func isSessionClosed(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.Status == http.StatusConflict && ae.Code == CodeConflict
+}
+
 // Options tunes an upload. The zero value is a sensible default.
 type Options struct {
 	// Workers is the number of parallel chunk PUTs: 0 takes the server's
@@ -367,6 +381,8 @@ func (u *uploader) sendChunk(ctx context.Context, w *worker, q *chunkQueue, inde
 			if mismatches++; mismatches > checksumRetries {
 				return false, clean, err
 			}
+		case isSessionClosed(err):
+			return false, clean, fmt.Errorf("%w: %w", errSessionClosed, err)
 		case failed && !Retryable(err):
 			// A route failure not worth retrying on the same route (501
 			// from a relay): another route may take it; with none, the
@@ -574,6 +590,7 @@ type fileUpload struct {
 	size    int64
 	name    string
 	m       *Manifest // from the journal, or nil
+	session string    // the session the journal names ("" for none)
 	resumed bool
 	save    journalFunc
 	drop    func()
@@ -609,6 +626,14 @@ func (u *uploader) uploadFile(ctx context.Context, f fileUpload) (*Result, error
 	}
 	m := f.m
 	res.Resumed = m != nil
+	if done, ok := u.completedBefore(ctx, f.session); ok {
+		// An earlier run's completion went through but its answer was
+		// lost (killed, disconnected): that is the result. Opening again
+		// would record the content a second time, as another asset.
+		res.SessionID, res.ChunksTotal = f.session, len(m.Chunks)
+		res.Asset, res.Deduplicated = done.Asset, done.Deduplicated
+		return res, nil
+	}
 	if m == nil {
 		var err error
 		if m, err = plan(u.opts.ChunkSize); err != nil {
@@ -658,6 +683,9 @@ func (u *uploader) uploadFile(ctx context.Context, f fileUpload) (*Result, error
 	u.hub.start(m.Size, m.Size-pending, len(m.Chunks), len(m.Chunks)-len(missing), u.workers)
 
 	err = u.sendChunks(ctx, f.r, m, missing)
+	if errors.Is(err, errSessionClosed) {
+		err = nil // complete, as the concurrent upload did
+	}
 	var cr CompleteResponse
 	if err == nil {
 		cr, err = u.complete(ctx, nil)
@@ -669,7 +697,7 @@ func (u *uploader) uploadFile(ctx context.Context, f fileUpload) (*Result, error
 			if cerr != nil {
 				return res, cerr
 			}
-			if err = u.sendChunks(ctx, f.r, m, again); err == nil {
+			if err = u.sendChunks(ctx, f.r, m, again); err == nil || errors.Is(err, errSessionClosed) {
 				cr, err = u.complete(ctx, nil)
 			}
 		}
@@ -685,6 +713,26 @@ func (u *uploader) uploadFile(ctx context.Context, f fileUpload) (*Result, error
 	}
 	res.Asset, res.Deduplicated = cr.Asset, cr.Deduplicated
 	return res, nil
+}
+
+// completedBefore asks whether session (from the journal; "" for none)
+// is completed, and if so answers its completion (completing again is
+// idempotent). Any failure is no: the upload goes on as usual.
+func (u *uploader) completedBefore(ctx context.Context, session string) (CompleteResponse, bool) {
+	if session == "" {
+		return CompleteResponse{}, false
+	}
+	st, err := u.c.SessionStatus(ctx, session)
+	if err != nil || st.State != "completed" {
+		return CompleteResponse{}, false
+	}
+	var resp CompleteResponse
+	err = retryControl(ctx, u.policy, u.sleep, u.onControlRetry, func(ctx context.Context) error {
+		var err error
+		resp, err = u.c.Complete(ctx, session, nil)
+		return err
+	})
+	return resp, err == nil && resp.Asset.ID != ""
 }
 
 // finish fills in the figures every result has and reports the end.
@@ -771,7 +819,7 @@ func (u *uploader) uploadPath(ctx context.Context, path string) (*Result, error)
 		// A journal cut with another chunk size than the one asked for
 		// is planned again.
 		if j != nil && (u.opts.ChunkSize == 0 || u.opts.ChunkSize == j.Manifest.ChunkSize) {
-			fu.m = j.Manifest
+			fu.m, fu.session = j.Manifest, j.SessionID
 			want.Created = j.Created
 		} else {
 			want.Created = time.Now().UTC()

@@ -43,6 +43,12 @@ type NewAsset struct {
 	ExpiresAt       time.Time
 	UploadedVia     string
 	UploadSpeedMbps float64
+	// SessionID is the upload session (state completing) whose completion
+	// this is, if any: CreateAsset moves it to completed in the same
+	// transaction, so that no crash leaves the asset recorded and its
+	// session still completing (a resume would then record the content a
+	// second time).
+	SessionID string
 }
 
 // GarbageObject is a stored object (or multipart upload) due for removal:
@@ -81,6 +87,9 @@ type AssetStore interface {
 	//     delete that object and call ObjectCollected;
 	//   - otherwise n.ObjectKey becomes the account's object for that hash
 	//     and the reservation is committed with n.Size bytes.
+	// With n.SessionID set, that session of the account moves from
+	// completing to completed, recording the asset, in the same
+	// transaction; a session in another state is EConflict.
 	// If the pending record of n.ObjectKey is gone or claimed by the
 	// collector (the upload outlived its deadline), CreateAsset fails with
 	// EConflict and changes nothing.

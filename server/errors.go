@@ -48,7 +48,8 @@ const (
 	ETokenExpired     = "token_expired"
 	ETooManyStreams   = "too_many_streams"
 	ELengthRequired   = "length_required"
-	EGone             = "session_gone" // the session expired before it was completed
+	EGone             = "session_gone"    // the session expired before it was completed
+	ETimeout          = "request_timeout" // the request body stalled
 )
 
 // Error is the one error type of the server. Code is one of the E*

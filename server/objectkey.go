@@ -37,7 +37,8 @@ func CleanFilename(name string) string {
 		if len(ext) > 16 {
 			ext = ""
 		}
-		name = truncateUTF8(name[:len(name)-len(ext)], MaxFilenameLen-len(ext)) + ext
+		// Trim again: the cut may leave spaces or dots at the end.
+		name = strings.TrimRight(truncateUTF8(name[:len(name)-len(ext)], MaxFilenameLen-len(ext)), " .") + ext
 	}
 	if name == "" {
 		return "upload"

@@ -75,7 +75,17 @@ type Account struct {
 	CreatedAt    time.Time
 	UpdatedAt    time.Time
 	LastAccessed time.Time // zero when never used
+
+	// The outgoing credentials of a rotation with an overlap window: they
+	// keep working until PrevKeyExpiresAt (all empty/zero when none).
+	PrevAPIKey       string
+	PrevSecretHash   string
+	PrevKeyExpiresAt time.Time
 }
+
+// MaxKeyOverlap is the longest overlap window a credential rotation may
+// ask for.
+const MaxKeyOverlap = 7 * 24 * time.Hour
 
 // StorageQuotaBytes is the account's storage quota in bytes.
 func (a Account) StorageQuotaBytes() int64 { return a.StorageQuotaGB * GiB }
@@ -138,12 +148,17 @@ type Store interface {
 	CreateAccount(ctx context.Context, n NewAccount) (Account, error)
 	AccountByID(ctx context.Context, id string) (Account, error)
 	AccountByUserID(ctx context.Context, userID string) (Account, error)
+	// AccountByAPIKey finds the account by its current or previous key
+	// (a previous key whatever its expiry: callers check it).
 	AccountByAPIKey(ctx context.Context, apiKey string) (Account, error)
 	// ChangeTier moves an account to another tier, copying its quotas.
 	ChangeTier(ctx context.Context, userID, tier string) (Account, error)
 	SetStatus(ctx context.Context, userID string, status AccountStatus) (Account, error)
-	// RotateCredentials replaces the key and secret hash of an account.
-	RotateCredentials(ctx context.Context, userID, apiKey, secretHash string) (Account, error)
+	// RotateCredentials replaces the key and secret hash of an account;
+	// the outgoing pair keeps working until prevUntil (zero: not at all).
+	RotateCredentials(ctx context.Context, userID, apiKey, secretHash string, prevUntil time.Time) (Account, error)
+	// RevokePreviousCredentials ends a rotation's overlap at once.
+	RevokePreviousCredentials(ctx context.Context, userID string) (Account, error)
 	// TouchAccount records a use of the account (last_accessed).
 	TouchAccount(ctx context.Context, accountID string, at time.Time) error
 

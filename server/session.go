@@ -124,7 +124,9 @@ type SessionStore interface {
 	BeginCompletion(ctx context.Context, accountID, id string, now time.Time) (UploadSession, bool, error)
 
 	// FinishCompletion moves a completing session to completed, recording
-	// the asset it produced. A session in another state is EConflict.
+	// the asset it produced. A session already completed with that asset
+	// (CreateAsset with NewAsset.SessionID) is left as it is, without
+	// error; a session in another state is EConflict.
 	FinishCompletion(ctx context.Context, id, assetID string, deduplicated bool) error
 
 	// FailCompletion moves a completing session back to open, so that the

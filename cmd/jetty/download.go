@@ -278,13 +278,7 @@ func cleanFilename(name string) string {
 	if name == "" {
 		return ""
 	}
-	base := name
-	if i := strings.IndexByte(base, '.'); i >= 0 {
-		base = base[:i]
-	}
-	if windowsReserved[strings.ToUpper(strings.TrimRight(base, " "))] {
-		name = "_" + name
-	}
+	name = unreserved(name)
 	if len(name) > maxDownloadName {
 		ext := path.Ext(name)
 		if len(ext) > 16 {
@@ -294,7 +288,21 @@ func cleanFilename(name string) string {
 		for n > 0 && !utf8.RuneStart(name[n]) {
 			n--
 		}
-		name = strings.TrimRight(name[:n], " .") + ext
+		// The cut can leave a device name ("COM1" and spaces, then more):
+		// check again (such a name is short, so the "_" fits).
+		name = unreserved(strings.TrimRight(name[:n], " .") + ext)
+	}
+	return name
+}
+
+// unreserved prefixes a Windows device name (CON, nul.txt, …) with _.
+func unreserved(name string) string {
+	base := name
+	if i := strings.IndexByte(base, '.'); i >= 0 {
+		base = base[:i]
+	}
+	if windowsReserved[strings.ToUpper(strings.TrimRight(base, " "))] {
+		return "_" + name
 	}
 	return name
 }

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -488,4 +489,32 @@ func TestLoginSecretServiceNotAnswering(t *testing.T) {
 		t.Fatalf("took %s: the keychain was not actually waited for", took)
 	}
 	t.Logf("login gave up on the keychain and used the file after %s", took.Round(time.Millisecond))
+}
+
+// countingHangingKeyring never answers and counts who asked.
+type countingHangingKeyring struct{ calls *atomic.Int64 }
+
+func (k countingHangingKeyring) Get(string, string) (string, error) { k.calls.Add(1); select {} }
+func (k countingHangingKeyring) Set(string, string, string) error   { k.calls.Add(1); select {} }
+func (k countingHangingKeyring) Delete(string, string) error        { k.calls.Add(1); select {} }
+
+// TestEnvTokenBypassesKeychain: with JETTY_API_KEY/JETTY_API_SECRET set,
+// commands never touch the keychain, so a locked or hung Secret Service
+// cannot slow a CI job down, not even by the keychain timeout.
+func TestEnvTokenBypassesKeychain(t *testing.T) {
+	e := newAuthEnv(t, "usr_envonly")
+	var calls atomic.Int64
+	e.store.Keyring = keychain.WithTimeout(countingHangingKeyring{&calls}, 30*time.Second)
+	e.env = map[string]string{"JETTY_SERVER": e.srv, "JETTY_API_KEY": e.key, "JETTY_API_SECRET": e.secret}
+	quotaCmd := func(f *Factory) *cobra.Command { return NewCmdQuota(f, nil) }
+	lsCmd := func(f *Factory) *cobra.Command { return NewCmdLs(f, nil) }
+	for _, mk := range []func(*Factory) *cobra.Command{whoamiCmd, quotaCmd, lsCmd} {
+		r := e.run(mk, false, "")
+		if r.code != 0 {
+			t.Fatalf("with env credentials: exit %d, %q %q", r.code, r.out, r.err)
+		}
+	}
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("%d keychain calls with credentials in the environment, want 0", n)
+	}
 }

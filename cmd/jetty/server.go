@@ -37,6 +37,8 @@ and object files under --data-dir, rate limits in memory. In production set:
   DATABASE_URL               PostgreSQL (postgres://...)
   REDIS_URL                  Redis, for rate limits and caches shared by instances
   AGENTCACHE_WEBHOOK_SECRET  shared secret for AgentCache's provisioning calls
+  AGENTCACHE_WEBHOOK_SECRET_PREVIOUS  also accepted while that secret is rotated
+  AGENTCACHE_REQUIRE_SIGNATURE  1: partner calls must carry X-Jetty-Signature (docs/partner-webhooks.md)
   INTERNAL_WEBHOOK_SECRET    mounts the AgentCache relay (/api/webhooks/jettythunder/provision)
   JETTYTHUNDER_API_URL       where the relay provisions (default: this server)
   LYVE_ENDPOINT              S3-compatible object storage (else files under --data-dir)

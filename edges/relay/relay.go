@@ -49,6 +49,7 @@ import (
 	"time"
 
 	"github.com/jettythunder/jetty/edges"
+	"github.com/jettythunder/jetty/internal/idleread"
 	"github.com/jettythunder/jetty/server/blob"
 	"github.com/jettythunder/jetty/server/blob/s3blob"
 	"github.com/jettythunder/jetty/server/uploadtoken"
@@ -85,6 +86,9 @@ type Config struct {
 	Interval time.Duration
 	// DrainTimeout bounds the wait for chunks in flight at shutdown.
 	DrainTimeout time.Duration
+	// BodyIdle is how long a chunk body may send nothing before the
+	// request fails with 408 and frees its slot (idleread.DefaultIdle).
+	BodyIdle time.Duration
 	// S3, when set, makes the relay write parts to the S3 backend itself
 	// (mode s3); otherwise chunks are forwarded to the origin.
 	S3 *s3blob.Config
@@ -621,10 +625,13 @@ func (r *Relay) takeChunk(w http.ResponseWriter, req *http.Request, signer *uplo
 		return http.StatusBadRequest, "invalid_request", fmt.Sprintf("stream chunks are 1..%d bytes", info.ChunkSize)
 	}
 
-	body := &verifyReader{r: req.Body, h: sha256.New(), want: digest, left: size}
+	in := idleread.Body(w, req, r.cfg.BodyIdle)
+	body := &verifyReader{r: in, h: sha256.New(), want: digest, left: size}
 	if r.mode == edges.ModeS3 {
 		if _, err := r.blobs.PutPart(ctx, info.ObjectKey, info.UploadID, index+1, body, size, digest); err != nil {
 			switch {
+			case idleread.Stalled(in):
+				return http.StatusRequestTimeout, "request_timeout", fmt.Sprintf("chunk %d: the body sent nothing for a while; nothing was stored, send it again", index)
 			case body.mismatch || errors.Is(err, blob.ErrChecksum) || errors.Is(err, errChecksum):
 				return http.StatusBadRequest, "checksum_mismatch", fmt.Sprintf("chunk %d: the bytes received do not hash to %s; nothing was stored, send it again", index, sum)
 			case ctx.Err() != nil || errors.Is(err, io.ErrUnexpectedEOF) || body.short:
@@ -649,7 +656,11 @@ func (r *Relay) takeChunk(w http.ResponseWriter, req *http.Request, signer *uplo
 		writeJSON(w, http.StatusOK, map[string]any{"index": index, "size": size, "sha256": sum, "edge": r.cfg.ID})
 		return 0, "", ""
 	}
-	return r.forward(w, req, tok, info, index, sum, size, body)
+	code, ecode, msg := r.forward(w, req, tok, info, index, sum, size, body)
+	if code != 0 && idleread.Stalled(in) {
+		return http.StatusRequestTimeout, "request_timeout", fmt.Sprintf("chunk %d: the body sent nothing for a while; nothing was stored, send it again", index)
+	}
+	return code, ecode, msg
 }
 
 // forward relays a chunk to the origin's own chunk endpoint.

@@ -239,6 +239,25 @@ func TestEdgesKillRelayMidUpload(t *testing.T) {
 	}
 	// The dead relay drops out of the offers within its liveness.
 	waitOffered(t, c, "edge_victim", false, 5*time.Second)
+
+	// Nothing is left of the chunks the relay was forwarding when it
+	// died: no temporary file, no upload, nothing reserved; the asset is
+	// listed and counted once; the jobs, a day later, find nothing to
+	// remove and keep the object.
+	b := backendOf(s)
+	b.quiesce(t)
+	done := []content{{sum, size}}
+	b.checkCompleted(t, sum, size, res.Asset.ID, done)
+	if acct := b.account(t); acct.StorageReservedBytes != 0 {
+		t.Fatalf("%d bytes still reserved", acct.StorageReservedBytes)
+	}
+	if ups := b.uploads(t); len(ups) != 0 {
+		t.Fatalf("multipart uploads left: %v", ups)
+	}
+	if rep := b.runJobs(t); rep.ReservationsReleased+rep.ObjectsCollected+rep.OrphansRemoved != 0 {
+		t.Fatalf("the jobs found leftovers: %+v", rep)
+	}
+	b.checkCleanup(t, done)
 }
 
 // waitOffered waits until optimal-edges offers (or stops offering) id.
@@ -334,7 +353,7 @@ func childRelay() int {
 	defer stop()
 	r, err := relay.New(ctx, relay.Config{
 		Origin: os.Getenv("JETTY_E2E_ORIGIN"), ID: os.Getenv("JETTY_E2E_EDGE_ID"), Secret: edgeSecret,
-		Interval: 200 * time.Millisecond,
+		Interval: 200 * time.Millisecond, S3: relayS3FromEnv(),
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "relay:", err)

@@ -124,5 +124,17 @@ func TestKillClientResume(t *testing.T) {
 		if worst > workers*chunk {
 			t.Fatalf("an interruption cost %d bytes sent again, more than workers × chunk size (%d)", worst, workers*chunk)
 		}
+		// The end state of ten interrupted runs and a finished one: the
+		// asset listed and counted once, nothing reserved, no multipart
+		// upload or temporary file left.
+		b := backendOf(s)
+		b.quiesce(t)
+		b.checkCompleted(t, sum, size, res.Asset.ID, []content{{sum, size}})
+		if acct := b.account(t); acct.StorageReservedBytes != 0 {
+			t.Fatalf("%d bytes still reserved", acct.StorageReservedBytes)
+		}
+		if ups := b.uploads(t); len(ups) != 0 {
+			t.Fatalf("multipart uploads left: %v", ups)
+		}
 	})
 }

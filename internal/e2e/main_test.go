@@ -33,6 +33,8 @@ func TestMain(m *testing.M) {
 		os.Exit(childUpload())
 	case "relay":
 		os.Exit(childRelay())
+	case "server":
+		os.Exit(childServer())
 	}
 	os.Exit(m.Run())
 }

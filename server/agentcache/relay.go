@@ -50,6 +50,7 @@ import (
 	"time"
 
 	"github.com/jettythunder/jetty/server"
+	"github.com/jettythunder/jetty/server/webhooksig"
 )
 
 // Path is where the relay is mounted (seed 000).
@@ -598,7 +599,9 @@ func (rl *Relay) callUpstream(ctx context.Context, req request) (Credentials, er
 	if err != nil {
 		return Credentials{}, err
 	}
-	hreq.Header.Set("Authorization", "Bearer "+rl.cfg.UpstreamSecret)
+	// Signed, not Bearer: the secret never travels and a captured call
+	// cannot be replayed (server/webhooksig).
+	hreq.Header.Set(webhooksig.Header, webhooksig.Sign(rl.cfg.UpstreamSecret, time.Now(), http.MethodPost, hreq.URL.EscapedPath(), body))
 	hreq.Header.Set("Content-Type", "application/json")
 	hreq.Header.Set("Accept", "application/json")
 	resp, err := rl.cfg.HTTPClient.Do(hreq)

@@ -21,6 +21,7 @@ import (
 	"github.com/jettythunder/jetty/server/agentcache"
 	"github.com/jettythunder/jetty/server/memory"
 	"github.com/jettythunder/jetty/server/redis"
+	"github.com/jettythunder/jetty/server/webhooksig"
 )
 
 const (
@@ -58,13 +59,17 @@ func (u *fakeUpstream) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `{"error":"not found"}`, http.StatusNotFound)
 		return
 	}
-	if r.Header.Get("Authorization") != "Bearer "+upstreamSecret {
+	raw, _ := io.ReadAll(r.Body)
+	if r.Header.Get("Authorization") != "" {
+		u.t.Errorf("the relay sent an Authorization header upstream; it must sign instead of sending the secret")
+	}
+	if _, err := webhooksig.Verify(r.Header.Get(webhooksig.Header), []string{upstreamSecret}, time.Now(), r.Method, r.URL.EscapedPath(), raw); err != nil {
 		w.WriteHeader(http.StatusUnauthorized)
 		io.WriteString(w, `{"error":"Unauthorized"}`)
 		return
 	}
 	var body map[string]string
-	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+	if err := json.Unmarshal(raw, &body); err != nil {
 		u.t.Errorf("upstream got a malformed body: %v", err)
 	}
 	u.mu.Lock()

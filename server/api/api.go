@@ -22,8 +22,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/jettythunder/jetty/edges"
+	"github.com/jettythunder/jetty/internal/idleread"
 	"github.com/jettythunder/jetty/server"
 	"github.com/jettythunder/jetty/server/blob"
+	"github.com/jettythunder/jetty/server/memory"
 	"github.com/jettythunder/jetty/server/uploadtoken"
 )
 
@@ -36,6 +38,16 @@ type Config struct {
 	// WebhookSecret is AGENTCACHE_WEBHOOK_SECRET. When empty every partner
 	// call is refused.
 	WebhookSecret string
+	// PreviousWebhookSecret (AGENTCACHE_WEBHOOK_SECRET_PREVIOUS) is
+	// accepted as well while the partner moves to a new secret.
+	PreviousWebhookSecret string
+	// RequireSignature refuses partner calls without an X-Jetty-Signature
+	// (AGENTCACHE_REQUIRE_SIGNATURE): the secret then never travels.
+	RequireSignature bool
+	// Cache remembers signed partner calls for 10 minutes to refuse
+	// replays (Redis in production, so every instance sees them); an
+	// in-process cache when nil.
+	Cache server.Cache
 	// LiveKeys makes provisioning issue jt_live_ keys (jt_test_ otherwise).
 	LiveKeys bool
 	// Bucket is the object-storage bucket named in provisioning answers.
@@ -59,6 +71,9 @@ type Config struct {
 	// DirectURL, when set and Blobs can presign parts, is the storage
 	// endpoint clients reach; optimal-edges then offers the direct route.
 	DirectURL string
+	// BodyIdleTimeout is how long an upload body may send nothing before
+	// the request fails with 408 (idleread.DefaultIdle, 30 s, when 0).
+	BodyIdleTimeout time.Duration
 	// Registry receives the server's metrics; a new one when nil.
 	Registry *prometheus.Registry
 	// TierCacheTTL bounds how long tier rows are cached (default 30s).
@@ -70,22 +85,26 @@ type Config struct {
 // Server is the HTTP API. Create it with New, serve Handler, and Close it
 // after the HTTP server has shut down so the request log is flushed.
 type Server struct {
-	store     server.Store
-	limiter   server.Limiter
-	log       *slog.Logger
-	secret    string
-	liveKeys  bool
-	bucket    string
-	relay     http.Handler
-	now       func() time.Time
-	blobs     blob.Store
-	publicURL string
-	tokens    *uploadtoken.Signer
-	edgeKeys  *edges.Keys
-	backend   string
-	directURL string
-	streams   streamLimiter
-	manifests manifestCache
+	store      server.Store
+	limiter    server.Limiter
+	log        *slog.Logger
+	secret     string
+	prevSecret string
+	requireSig bool
+	replays    server.Cache
+	liveKeys   bool
+	bucket     string
+	relay      http.Handler
+	now        func() time.Time
+	blobs      blob.Store
+	publicURL  string
+	tokens     *uploadtoken.Signer
+	edgeKeys   *edges.Keys
+	backend    string
+	directURL  string
+	streams    streamLimiter
+	bodyIdle   time.Duration
+	manifests  manifestCache
 
 	metrics *metrics
 	reqlog  *requestLog
@@ -96,32 +115,42 @@ type Server struct {
 	tiersAt   time.Time
 	tierTTL   time.Duration
 	closeOnce sync.Once
+	ownCache  *memory.Cache // closed by Close when New made it
 }
 
 // New builds a Server.
 func New(cfg Config) *Server {
 	s := &Server{
-		store:     cfg.Store,
-		limiter:   cfg.Limiter,
-		log:       cfg.Logger,
-		secret:    cfg.WebhookSecret,
-		liveKeys:  cfg.LiveKeys,
-		bucket:    cfg.Bucket,
-		relay:     cfg.Relay,
-		now:       cfg.Now,
-		tierTTL:   cfg.TierCacheTTL,
-		blobs:     cfg.Blobs,
-		publicURL: strings.TrimRight(cfg.PublicURL, "/"),
-		tokens:    cfg.TokenSigner,
-		edgeKeys:  cfg.EdgeKeys,
-		backend:   cfg.Backend,
-		directURL: strings.TrimRight(cfg.DirectURL, "/"),
+		store:      cfg.Store,
+		limiter:    cfg.Limiter,
+		log:        cfg.Logger,
+		secret:     cfg.WebhookSecret,
+		prevSecret: cfg.PreviousWebhookSecret,
+		requireSig: cfg.RequireSignature,
+		replays:    cfg.Cache,
+		liveKeys:   cfg.LiveKeys,
+		bucket:     cfg.Bucket,
+		relay:      cfg.Relay,
+		now:        cfg.Now,
+		tierTTL:    cfg.TierCacheTTL,
+		blobs:      cfg.Blobs,
+		publicURL:  strings.TrimRight(cfg.PublicURL, "/"),
+		tokens:     cfg.TokenSigner,
+		edgeKeys:   cfg.EdgeKeys,
+		backend:    cfg.Backend,
+		directURL:  strings.TrimRight(cfg.DirectURL, "/"),
+		bodyIdle:   cfg.BodyIdleTimeout,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	if s.replays == nil {
+		mc := memory.NewCache()
+		s.ownCache = mc
+		s.replays = mc
 	}
 	if s.tierTTL == 0 {
 		s.tierTTL = 30 * time.Second
@@ -143,6 +172,7 @@ func New(cfg Config) *Server {
 	mux.HandleFunc("POST /api/agentcache/reactivate", s.partner(s.handleStatus(server.StatusActive)))
 	mux.HandleFunc("POST /api/agentcache/delete", s.partner(s.handleStatus(server.StatusDeleted)))
 	mux.HandleFunc("POST /api/agentcache/rotate", s.partner(s.handleRotate))
+	mux.HandleFunc("POST /api/agentcache/revoke", s.partner(s.handleRevoke))
 
 	mux.HandleFunc("GET /api/agentcache/quota", s.user(s.handleQuota))
 	mux.HandleFunc("GET /api/whoami", s.user(s.handleWhoami))
@@ -197,13 +227,26 @@ func New(cfg Config) *Server {
 	return s
 }
 
+// bodyIdleOrDefault is the body idle timeout in force.
+func (s *Server) bodyIdleOrDefault() time.Duration {
+	if s.bodyIdle > 0 {
+		return s.bodyIdle
+	}
+	return idleread.DefaultIdle
+}
+
 // Handler returns the root HTTP handler.
 func (s *Server) Handler() http.Handler { return s.handler }
 
 // Close flushes the request log and stops its writer. Call it after the
 // HTTP server has shut down.
 func (s *Server) Close() error {
-	s.closeOnce.Do(func() { s.reqlog.close() })
+	s.closeOnce.Do(func() {
+		s.reqlog.close()
+		if s.ownCache != nil {
+			s.ownCache.Close()
+		}
+	})
 	return nil
 }
 

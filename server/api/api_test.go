@@ -115,12 +115,18 @@ func newClockEnv(t *testing.T, clock func() time.Time) *env {
 
 func newEnvFull(t *testing.T, st server.Store, lim server.Limiter, blobs blob.Store, clock func() time.Time) *env {
 	t.Helper()
+	return newEnvConfig(t, st, lim, blobs, clock, nil)
+}
+
+// newEnvConfig is newEnvFull with a last say on the API's configuration.
+func newEnvConfig(t *testing.T, st server.Store, lim server.Limiter, blobs blob.Store, clock func() time.Time, edit func(*api.Config)) *env {
+	t.Helper()
 	logs := &testenv.SyncBuffer{}
 	signer, err := uploadtoken.NewSigner([]byte("test token secret"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := api.New(api.Config{
+	cfg := api.Config{
 		Now:           clock,
 		TokenSigner:   signer,
 		Store:         st,
@@ -128,7 +134,11 @@ func newEnvFull(t *testing.T, st server.Store, lim server.Limiter, blobs blob.St
 		Blobs:         blobs,
 		Logger:        slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		WebhookSecret: webhookSecret,
-	})
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	s := api.New(cfg)
 	ts := httptest.NewServer(s.Handler())
 	t.Cleanup(func() { ts.Close(); s.Close() })
 	return &env{t: t, url: ts.URL, api: s, store: st, blobs: blobs, logs: logs}
@@ -137,13 +147,19 @@ func newEnvFull(t *testing.T, st server.Store, lim server.Limiter, blobs blob.St
 // eachStorage runs fn on the embedded default (SQLite + files) and on
 // production parts (PostgreSQL + MinIO + Redis).
 func eachStorage(t *testing.T, fn func(t *testing.T, e *env)) {
+	eachStorageWith(t, nil, fn)
+}
+
+// eachStorageWith is eachStorage with a last say on the API's
+// configuration.
+func eachStorageWith(t *testing.T, edit func(*api.Config), fn func(t *testing.T, e *env)) {
 	t.Run("sqlite+fs", func(t *testing.T) {
 		b := backends()[0]
 		fs, err := fsblob.New(t.TempDir())
 		if err != nil {
 			t.Fatal(err)
 		}
-		fn(t, newEnvBlobs(t, b.store(t), b.limit(t), fs))
+		fn(t, newEnvConfig(t, b.store(t), b.limit(t), fs, nil, edit))
 	})
 	t.Run("postgres+s3", func(t *testing.T) {
 		b := backends()[1]
@@ -157,7 +173,7 @@ func eachStorage(t *testing.T, fn func(t *testing.T, e *env)) {
 		if err := s3.Setup(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		fn(t, newEnvBlobs(t, b.store(t), b.limit(t), s3))
+		fn(t, newEnvConfig(t, b.store(t), b.limit(t), s3, nil, edit))
 	})
 }
 

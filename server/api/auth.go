@@ -1,7 +1,10 @@
 package api
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -9,28 +12,112 @@ import (
 
 	"github.com/jettythunder/jetty/server"
 	"github.com/jettythunder/jetty/server/apikey"
+	"github.com/jettythunder/jetty/server/webhooksig"
 )
 
-// partner wraps a handler for AgentCache calls: the request must carry
-// Authorization: Bearer <AGENTCACHE_WEBHOOK_SECRET>, compared in constant
-// time.
+// partner wraps a handler for AgentCache calls. The caller proves it
+// holds AGENTCACHE_WEBHOOK_SECRET in one of two ways:
+//
+//   - X-Jetty-Signature: t=<unix>,v1=<HMAC> over the timestamp, method,
+//     path and raw body (server/webhooksig). The secret never travels, a
+//     captured request is refused after 300 s, and a second copy inside
+//     that window is refused as a replay. When the header is present it
+//     must verify, whatever else the request carries.
+//   - Authorization: Bearer <secret>, compared in constant time, unless
+//     the server requires signatures (AGENTCACHE_REQUIRE_SIGNATURE).
+//
+// During a secret rotation the previous secret
+// (AGENTCACHE_WEBHOOK_SECRET_PREVIOUS) is accepted too, both ways.
 func (s *Server) partner(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if s.secret == "" {
 			s.writeError(w, r, server.Errorf(server.EUnauthorized, "partner API disabled: the server has no AGENTCACHE_WEBHOOK_SECRET configured"))
 			return
 		}
-		token, ok := bearer(r)
-		if !ok || token == "" {
-			s.writeError(w, r, server.Errorf(server.EUnauthorized, "missing webhook secret: send Authorization: Bearer <AGENTCACHE_WEBHOOK_SECRET>"))
+		if sig := r.Header.Get(webhooksig.Header); sig != "" {
+			if err := s.verifySignature(w, r, sig); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			h(w, r)
 			return
 		}
-		if !apikey.EqualConstantTime(token, s.secret) {
+		if s.requireSig {
+			s.writeError(w, r, server.Errorf(server.EUnauthorized, "missing %s header: this server requires signed partner calls (t=<unix seconds>,v1=<HMAC-SHA256 of \"<t>.<METHOD> <path>.<body>\">, see docs/partner-webhooks.md)", webhooksig.Header))
+			return
+		}
+		token, ok := bearer(r)
+		if !ok || token == "" {
+			s.writeError(w, r, server.Errorf(server.EUnauthorized, "missing webhook secret: send Authorization: Bearer <AGENTCACHE_WEBHOOK_SECRET> or a %s header", webhooksig.Header))
+			return
+		}
+		if !s.partnerSecretMatches(token) {
 			s.writeError(w, r, server.Errorf(server.EUnauthorized, "wrong webhook secret: check that AgentCache's JETTYTHUNDER_WEBHOOK_SECRET matches this server's AGENTCACHE_WEBHOOK_SECRET"))
 			return
 		}
 		h(w, r)
 	}
+}
+
+// partnerSecretMatches compares token with the current and the previous
+// webhook secret, both in constant time, always both.
+func (s *Server) partnerSecretMatches(token string) bool {
+	cur := apikey.EqualConstantTime(token, s.secret)
+	prev := s.prevSecret != "" && apikey.EqualConstantTime(token, s.prevSecret)
+	return cur || prev
+}
+
+// verifySignature checks a signed partner call and puts its body back for
+// the handler. A Bearer token sent alongside must be right too: a wrong
+// secret is never ignored.
+func (s *Server) verifySignature(w http.ResponseWriter, r *http.Request, sig string) error {
+	if tok, ok := bearer(r); ok && tok != "" && !s.partnerSecretMatches(tok) {
+		return server.Errorf(server.EUnauthorized, "wrong webhook secret in the Authorization header (the request is also signed; send one or the other)")
+	}
+	if r.ContentLength > maxJSONBody {
+		return server.Errorf(server.ETooLarge, "request body is %d bytes; the limit is %d", r.ContentLength, maxJSONBody)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxJSONBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return server.Errorf(server.ETooLarge, "request body is larger than %d bytes", maxJSONBody)
+		}
+		return server.Errorf(server.EInvalid, "reading the request body: it ended early")
+	}
+	v, err := webhooksig.Verify(sig, []string{s.secret, s.prevSecret}, s.now(), r.Method, r.URL.EscapedPath(), body)
+	if err != nil {
+		s.metrics.webhookSigs.WithLabelValues(sigOutcome(err)).Inc()
+		return server.Errorf(server.EUnauthorized, "%s: %v", webhooksig.Header, err)
+	}
+	// Bounded: a hung Redis must not hold a partner call for go-redis's
+	// own timeouts (the same bound as the rate limiter's).
+	cctx, cancel := context.WithTimeout(r.Context(), time.Second)
+	fresh, err := s.replays.SetNX(cctx, v.ReplayKey(), []byte{1}, 2*webhooksig.Tolerance)
+	cancel()
+	switch {
+	case err != nil:
+		// The timestamp still bounds a replay to 300 s; refusing every
+		// partner call because the cache is down would be worse.
+		s.log.Warn("webhook replay cache unavailable, accepting a signed call on its timestamp alone", "err", err)
+	case !fresh:
+		s.metrics.webhookSigs.WithLabelValues("replayed").Inc()
+		return server.Errorf(server.EUnauthorized, "%s: this signed request was already received (a replay); sign each call with a fresh timestamp", webhooksig.Header)
+	}
+	s.metrics.webhookSigs.WithLabelValues("ok").Inc()
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.ContentLength = int64(len(body))
+	return nil
+}
+
+func sigOutcome(err error) string {
+	switch {
+	case errors.Is(err, webhooksig.ErrStale):
+		return "stale"
+	case errors.Is(err, webhooksig.ErrMismatch):
+		return "mismatch"
+	}
+	return "malformed"
 }
 
 // bearer returns the token of an Authorization: Bearer header.
@@ -84,7 +171,16 @@ func (s *Server) authenticate(ctx context.Context, r *http.Request) (server.Acco
 	if err != nil {
 		return server.Account{}, err
 	}
-	if !apikey.SecretMatches(secret, acct.SecretHash) {
+	hash := acct.SecretHash
+	if !apikey.EqualConstantTime(key, acct.APIKey) {
+		// The previous key of a rotation: valid until its overlap ends.
+		if !s.now().Before(acct.PrevKeyExpiresAt) {
+			apikey.SecretMatches(secret, strings.Repeat("0", 64))
+			return server.Account{}, server.Errorf(server.EUnknownAPIKey, "API key was rotated and its overlap has ended: use the new credentials (run `jetty login` with them)")
+		}
+		hash = acct.PrevSecretHash
+	}
+	if !apikey.SecretMatches(secret, hash) {
 		return server.Account{}, server.Errorf(server.EWrongAPISecret, "wrong API secret for this API key")
 	}
 	switch acct.Status {

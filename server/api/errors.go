@@ -46,6 +46,7 @@ var statusByCode = map[string]int{
 	server.ETooManyStreams:    http.StatusTooManyRequests,
 	server.ELengthRequired:    http.StatusLengthRequired,
 	server.EGone:              http.StatusGone,
+	server.ETimeout:           http.StatusRequestTimeout,
 }
 
 // StatusFor returns the HTTP status for an error code (500 if unknown).

@@ -14,6 +14,7 @@ type metrics struct {
 	chunks          *prometheus.CounterVec
 	edgeHeartbeats  prometheus.Counter
 	presigned       prometheus.Counter
+	webhookSigs     *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -63,7 +64,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "jetty_presigned_parts_total",
 			Help: "Presigned part URLs handed out for direct uploads to storage.",
 		}),
+		webhookSigs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jetty_webhook_signatures_total",
+			Help: "Signed partner calls by outcome (ok, stale, mismatch, malformed, replayed).",
+		}, []string{"outcome"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.provisioning, m.rateLimited, m.reqlogDropped, m.uploadedBytes, m.downloadedBytes, m.sessions, m.chunks, m.edgeHeartbeats, m.presigned)
+	reg.MustRegister(m.requests, m.duration, m.provisioning, m.rateLimited, m.reqlogDropped, m.uploadedBytes, m.downloadedBytes, m.sessions, m.chunks, m.edgeHeartbeats, m.presigned, m.webhookSigs)
 	return m
 }

@@ -68,7 +68,9 @@ func (s *Server) observe(next http.Handler) http.Handler {
 				if p == http.ErrAbortHandler {
 					panic(p)
 				}
-				s.log.Error("panic in handler", "route", r.Pattern, "panic", p)
+				// The value is scrubbed: a panic can format anything,
+				// a request's headers included.
+				s.log.Error("panic in handler", "route", r.Pattern, "panic", s.panicText(p))
 				if sw.status == 0 {
 					writeJSON(sw, http.StatusInternalServerError, errorBody{Error: "internal error", Code: "internal"})
 				}

@@ -18,6 +18,9 @@ type partnerRequest struct {
 	Email            string `json:"email"`
 	Tier             string `json:"tier"`
 	NewTier          string `json:"new_tier"`
+	// OverlapSeconds (rotate only): how long the outgoing key and secret
+	// keep working, 0 to 604800; 0 or absent revokes them at once.
+	OverlapSeconds int64 `json:"overlap_seconds"`
 }
 
 // pick returns the one value given under either of two names.
@@ -66,10 +69,12 @@ type accountBody struct {
 	S3Bucket          string    `json:"s3_bucket"`
 	S3Prefix          string    `json:"s3_prefix"`
 	CreatedAt         time.Time `json:"created_at"`
+	// PreviousKeyExpiresAt is set while a rotated-out key still works.
+	PreviousKeyExpiresAt *time.Time `json:"previous_key_expires_at,omitempty"`
 }
 
 func newAccountBody(a server.Account) accountBody {
-	return accountBody{
+	b := accountBody{
 		ID:                a.ID,
 		UserID:            a.UserID,
 		Tier:              a.Tier,
@@ -81,6 +86,11 @@ func newAccountBody(a server.Account) accountBody {
 		S3Prefix:          a.S3Prefix,
 		CreatedAt:         a.CreatedAt.UTC(),
 	}
+	if !a.PrevKeyExpiresAt.IsZero() {
+		t := a.PrevKeyExpiresAt.UTC()
+		b.PreviousKeyExpiresAt = &t
+	}
+	return b
 }
 
 type accountResponse struct {
@@ -218,28 +228,61 @@ func (s *Server) handleStatus(status server.AccountStatus) http.HandlerFunc {
 	}
 }
 
-// handleRotate issues a new key and secret for an account, invalidating
-// the old pair. It is how a lost secret is recovered.
+// handleRotate issues a new key and secret for an account. Without
+// overlap_seconds the old pair stops working at once (how a leaked or lost
+// secret is dealt with); with it, the old pair keeps working that long so
+// a fleet can move over without downtime.
 func (s *Server) handleRotate(w http.ResponseWriter, r *http.Request) {
 	var secret string
 	acct, err := func() (server.Account, error) {
-		_, userID, err := decodePartner(w, r)
+		req, userID, err := decodePartner(w, r)
 		if err != nil {
 			return server.Account{}, err
+		}
+		if req.OverlapSeconds < 0 || req.OverlapSeconds > int64(server.MaxKeyOverlap/time.Second) {
+			return server.Account{}, server.Errorf(server.EInvalid, "overlap_seconds must be 0 to %d (7 days)", int64(server.MaxKeyOverlap/time.Second))
 		}
 		var key string
 		if key, secret, err = s.newCredentials(); err != nil {
 			return server.Account{}, err
 		}
-		return s.store.RotateCredentials(r.Context(), userID, key, apikey.HashSecret(secret))
+		var until time.Time
+		if req.OverlapSeconds > 0 {
+			until = s.now().Add(time.Duration(req.OverlapSeconds) * time.Second)
+		}
+		return s.store.RotateCredentials(r.Context(), userID, key, apikey.HashSecret(secret), until)
 	}()
 	s.outcome("rotate", err)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	s.log.Info("rotated credentials", "account", acct.ID, "user_id", acct.UserID, "api_key", apikey.Redact(acct.APIKey))
+	s.log.Info("rotated credentials", "account", acct.ID, "user_id", acct.UserID, "api_key", apikey.Redact(acct.APIKey), "previous_valid_until", acct.PrevKeyExpiresAt)
 	body := newAccountBody(acct)
 	body.APIKey, body.APISecret = acct.APIKey, secret
-	writeJSON(w, http.StatusOK, accountResponse{Success: true, Message: "credentials rotated; the API secret is shown only once", Account: body})
+	msg := "credentials rotated; the old ones no longer work; the API secret is shown only once"
+	if !acct.PrevKeyExpiresAt.IsZero() {
+		msg = "credentials rotated; the old ones work until previous_key_expires_at; the API secret is shown only once"
+	}
+	writeJSON(w, http.StatusOK, accountResponse{Success: true, Message: msg, Account: body})
+}
+
+// handleRevoke ends a rotation's overlap: the previous key and secret
+// stop working with the next request. (The current pair is revoked by
+// rotating without an overlap, or by suspending the account.)
+func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
+	acct, err := func() (server.Account, error) {
+		_, userID, err := decodePartner(w, r)
+		if err != nil {
+			return server.Account{}, err
+		}
+		return s.store.RevokePreviousCredentials(r.Context(), userID)
+	}()
+	s.outcome("revoke", err)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.log.Info("revoked previous credentials", "account", acct.ID, "user_id", acct.UserID)
+	writeJSON(w, http.StatusOK, accountResponse{Success: true, Message: "previous credentials revoked", Account: newAccountBody(acct)})
 }

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jettythunder/jetty/internal/idleread"
 	"github.com/jettythunder/jetty/internal/units"
 	"github.com/jettythunder/jetty/server"
 	"github.com/jettythunder/jetty/server/blob"
@@ -31,7 +32,43 @@ const (
 	// chunk streams, the others one.
 	jettySpeedWorkers    = 16
 	jettySpeedMaxWorkers = 32
+	// storeOutageWait bounds how long a step that must not be dropped
+	// (see retryStore) waits for the database to come back.
+	storeOutageWait = 30 * time.Second
 )
+
+// retryStore runs op, a database step that must not be dropped halfway
+// through a call (releasing a reservation an open no longer needs,
+// recording an asset whose object is assembled, moving a claimed session
+// on), again while the database is unreachable, for storeOutageWait at
+// most: dropping it would leave a reservation held for a day, or a session
+// stuck completing for staleCompletion with its object orphaned. Refusals
+// (*server.Error) and failures while the database answers are returned at
+// once (the latter after one more try). It ignores the request's
+// cancellation: a client that went away must not leave the state half
+// changed either.
+func (s *Server) retryStore(ctx context.Context, step string, op func(context.Context) error) error {
+	ctx = context.WithoutCancel(ctx)
+	deadline := time.Now().Add(storeOutageWait)
+	delay := 100 * time.Millisecond
+	answered := false // the database answered after the previous failure
+	for {
+		err := op(ctx)
+		if err == nil || server.ErrorCode(err) != server.EInternal {
+			return err
+		}
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		up := s.store.Ping(pctx) == nil
+		cancel()
+		if (up && answered) || time.Now().After(deadline) {
+			return err
+		}
+		answered = up
+		s.log.Warn("database step failed; retrying", "step", step, "database_up", up, "err", err)
+		time.Sleep(delay)
+		delay = min(2*delay, 2*time.Second)
+	}
+}
 
 type strategyBody struct {
 	Workers    int   `json:"workers"`
@@ -277,7 +314,12 @@ func (s *Server) createSession(ctx context.Context, acct server.Account, sess se
 			return fail(err)
 		}
 		sess.ReservationID, sess.Reserved = res.ID, reserve
-		undo = append(undo, func() { s.store.ReleaseReservation(bg, res.ID) })
+		undo = append(undo, func() {
+			err := s.retryStore(bg, "release reservation", func(ctx context.Context) error { return s.store.ReleaseReservation(ctx, res.ID) })
+			if err != nil {
+				s.log.Warn("release reservation of a failed open; it expires with the session", "reservation", res.ID, "err", err)
+			}
+		})
 	}
 	if sess.Size != 0 {
 		id, err := s.blobs.CreateUpload(ctx, key, sess.ContentType)
@@ -497,15 +539,18 @@ func (s *Server) handlePutChunk(w http.ResponseWriter, r *http.Request) {
 	}
 	defer s.streams.release(sess.ID)
 	digest, _ := hex.DecodeString(sum)
-	if _, err := s.blobs.PutPart(ctx, sess.ObjectKey, sess.UploadID, index+1, r.Body, size, digest); err != nil {
+	body := idleread.Body(w, r, s.bodyIdle)
+	if _, err := s.blobs.PutPart(ctx, sess.ObjectKey, sess.UploadID, index+1, body, size, digest); err != nil {
 		switch {
+		case idleread.Stalled(body):
+			err = server.Errorf(server.ETimeout, "chunk %d: nothing received for %s; nothing was stored, send it again", index, s.bodyIdleOrDefault())
 		case errors.Is(err, blob.ErrChecksum):
 			s.metrics.chunks.WithLabelValues("checksum_mismatch").Inc()
 			err = server.Errorf(server.EChecksumMismatch, "chunk %d: the bytes received do not hash to %s; nothing was stored, send it again", index, sum)
 		case ctx.Err() != nil || errors.Is(err, io.ErrUnexpectedEOF):
 			err = server.Errorf(server.EInvalid, "chunk %d: the body ended early", index)
 		default:
-			err = fmt.Errorf("put part: %w", err)
+			err = s.putPartFailed(ctx, claims.AccountID, claims.SessionID, err)
 		}
 		s.writeError(w, r, err)
 		return
@@ -513,6 +558,22 @@ func (s *Server) handlePutChunk(w http.ResponseWriter, r *http.Request) {
 	s.metrics.chunks.WithLabelValues("stored").Inc()
 	s.metrics.uploadedBytes.Add(float64(size))
 	writeJSON(w, http.StatusOK, chunkResponse{Index: index, Size: size, SHA256: sum})
+}
+
+// putPartFailed is the error of a chunk the store refused. A concurrent
+// upload of the same content shares the session and may have completed
+// (or aborted) it while this chunk streamed, and the store then refuses
+// the part: that is the answer a chunk arriving after that change gets
+// (409 conflict, 410), not an internal error.
+func (s *Server) putPartFailed(ctx context.Context, accountID, id string, err error) error {
+	sess, serr := s.openSession(context.WithoutCancel(ctx), accountID, id)
+	switch {
+	case serr == nil && sess.State == server.SessionCompleting:
+		return server.Errorf(server.EConflict, "upload session is being completed; no more chunks")
+	case serr != nil && server.ErrorCode(serr) != server.EInternal:
+		return serr
+	}
+	return fmt.Errorf("put part: %w", err)
 }
 
 type statusResponse struct {
@@ -599,9 +660,15 @@ func (s *Server) handleComplete(w http.ResponseWriter, r *http.Request, acct ser
 		s.writeCompleted(w, r, acct, sess)
 		return
 	}
-	asset, dedup, err := s.complete(ctx, acct, sess, req.Manifest)
+	// The completion is claimed: it runs to its end even when the client
+	// goes away (killed, disconnected, its attempt timed out). Cancelled
+	// half way, it could leave the parts assembled into the object and
+	// the session reopened on an upload that no longer exists, which
+	// could then be neither resumed nor completed. A retry or a resume
+	// finds the result.
+	asset, dedup, err := s.complete(context.WithoutCancel(ctx), acct, sess, req.Manifest)
 	if err != nil {
-		if ferr := s.store.FailCompletion(context.WithoutCancel(ctx), sess.ID); ferr != nil {
+		if ferr := s.retryStore(ctx, "fail completion", func(ctx context.Context) error { return s.store.FailCompletion(ctx, sess.ID) }); ferr != nil {
 			s.log.Warn("reopen session after failed completion", "session", sess.ID, "err", ferr)
 		}
 		var me *missingError
@@ -615,7 +682,7 @@ func (s *Server) handleComplete(w http.ResponseWriter, r *http.Request, acct ser
 		s.writeError(w, r, err)
 		return
 	}
-	if err := s.store.FinishCompletion(context.WithoutCancel(ctx), sess.ID, asset.ID, dedup); err != nil {
+	if err := s.retryStore(ctx, "finish completion", func(ctx context.Context) error { return s.store.FinishCompletion(ctx, sess.ID, asset.ID, dedup) }); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -726,11 +793,20 @@ func (s *Server) complete(ctx context.Context, acct server.Account, sess server.
 	if secs > 0 {
 		speed = float64(m.Size) * 8 / 1e6 / secs
 	}
-	asset, dedup, err := s.store.CreateAsset(ctx, server.NewAsset{
-		AccountID: acct.ID, ObjectKey: sess.ObjectKey, Bucket: acct.S3Bucket, Filename: sess.Filename,
-		ContentType: sess.ContentType, Size: m.Size, SHA256: m.SHA256, CacheKey: sess.CacheKey,
-		ExpiresAt: s.expiry(sess.TTLSeconds), UploadedVia: "jettyspeed", UploadSpeedMbps: speed,
-	}, sess.ReservationID)
+	// The object is assembled (the multipart upload is gone): recording it
+	// must not be dropped on a database outage.
+	var asset server.Asset
+	var dedup bool
+	err = s.retryStore(ctx, "create asset", func(ctx context.Context) error {
+		var err error
+		asset, dedup, err = s.store.CreateAsset(ctx, server.NewAsset{
+			AccountID: acct.ID, ObjectKey: sess.ObjectKey, Bucket: acct.S3Bucket, Filename: sess.Filename,
+			ContentType: sess.ContentType, Size: m.Size, SHA256: m.SHA256, CacheKey: sess.CacheKey,
+			ExpiresAt: s.expiry(sess.TTLSeconds), UploadedVia: "jettyspeed", UploadSpeedMbps: speed,
+			SessionID: sess.ID, // completed with the asset, atomically
+		}, sess.ReservationID)
+		return err
+	})
 	if err != nil {
 		return server.Asset{}, false, err
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"mime/multipart"
 	"net/http"
@@ -13,7 +14,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
+	"github.com/jettythunder/jetty/internal/idleread"
 	"github.com/jettythunder/jetty/internal/units"
 	"github.com/jettythunder/jetty/server"
 	"github.com/jettythunder/jetty/server/blob"
@@ -118,6 +121,10 @@ func checkCacheKey(k string) error {
 	}
 	if strings.ContainsFunc(k, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 		return server.Errorf(server.EInvalid, "cache_key contains control characters")
+	}
+	// The store refuses it too, but only after the body was stored.
+	if !utf8.ValidString(k) {
+		return server.Errorf(server.EInvalid, "cache_key is not valid UTF-8")
 	}
 	return nil
 }
@@ -283,6 +290,8 @@ func reservationTTL(size int64) time.Duration {
 func (s *Server) handleUpload(w http.ResponseWriter, r *http.Request, acct server.Account) {
 	start := time.Now()
 	ctx := r.Context()
+	body := idleread.Body(w, r, s.bodyIdle)
+	r.Body = body
 	t, err := s.tier(ctx, acct.Tier)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -338,6 +347,9 @@ func (s *Server) handleUpload(w http.ResponseWriter, r *http.Request, acct serve
 			if rerr := s.store.ReleaseReservation(context.WithoutCancel(ctx), resID); rerr != nil && server.ErrorCode(rerr) != server.ENotFound {
 				s.log.Warn("release reservation", "err", rerr)
 			}
+		}
+		if idleread.Stalled(body) {
+			err = server.Errorf(server.ETimeout, "the upload body sent nothing for %s; nothing was stored, send it again", s.bodyIdleOrDefault())
 		}
 		if errors.Is(err, errBodyTooLarge) {
 			if reserve >= maxSize || in.size >= 0 {
@@ -518,6 +530,30 @@ func (s *Server) handleDeleteAsset(w http.ResponseWriter, r *http.Request, acct 
 // byteRange is a resolved Range request.
 type byteRange struct{ start, length int64 }
 
+// rangeNum reads a range bound: ASCII digits only (no sign, unlike
+// strconv), spaces and tabs around them allowed. A number too large for
+// int64 saturates: it lies beyond any object, and a huge last-pos or
+// suffix-length is valid (RFC 9110 14.1.2).
+func rangeNum(s string) (int64, bool) {
+	s = strings.Trim(s, " \t")
+	if s == "" {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		d := s[i] - '0'
+		if d > 9 {
+			return 0, false
+		}
+		if n > (math.MaxInt64-int64(d))/10 {
+			n = math.MaxInt64
+		} else {
+			n = n*10 + int64(d)
+		}
+	}
+	return n, true
+}
+
 // parseRange resolves a single-range Range header against size. ok is
 // false when the header should be ignored (absent, or several ranges:
 // the whole object is sent); err is EInvalidRange when unsatisfiable.
@@ -529,7 +565,7 @@ func parseRange(h string, size int64) (br byteRange, ok bool, err error) {
 	if !strings.HasPrefix(h, p) {
 		return byteRange{}, false, server.Errorf(server.EInvalidRange, "Range must be bytes=start-end")
 	}
-	spec := strings.TrimSpace(h[len(p):])
+	spec := strings.Trim(h[len(p):], " \t")
 	if strings.Contains(spec, ",") {
 		return byteRange{}, false, nil
 	}
@@ -537,10 +573,10 @@ func parseRange(h string, size int64) (br byteRange, ok bool, err error) {
 	if dash < 0 {
 		return byteRange{}, false, server.Errorf(server.EInvalidRange, "malformed Range %q", h)
 	}
-	a, b := strings.TrimSpace(spec[:dash]), strings.TrimSpace(spec[dash+1:])
+	a, b := strings.Trim(spec[:dash], " \t"), strings.Trim(spec[dash+1:], " \t")
 	if a == "" { // suffix: last b bytes
-		n, err := strconv.ParseInt(b, 10, 64)
-		if err != nil || n <= 0 {
+		n, ok := rangeNum(b)
+		if !ok || n <= 0 {
 			return byteRange{}, false, server.Errorf(server.EInvalidRange, "malformed Range %q", h)
 		}
 		n = min(n, size)
@@ -549,8 +585,8 @@ func parseRange(h string, size int64) (br byteRange, ok bool, err error) {
 		}
 		return byteRange{start: size - n, length: n}, true, nil
 	}
-	start, err := strconv.ParseInt(a, 10, 64)
-	if err != nil || start < 0 {
+	start, ok := rangeNum(a)
+	if !ok {
 		return byteRange{}, false, server.Errorf(server.EInvalidRange, "malformed Range %q", h)
 	}
 	if start >= size {
@@ -558,8 +594,8 @@ func parseRange(h string, size int64) (br byteRange, ok bool, err error) {
 	}
 	end := size - 1
 	if b != "" {
-		e, err := strconv.ParseInt(b, 10, 64)
-		if err != nil || e < start {
+		e, ok := rangeNum(b)
+		if !ok || e < start {
 			return byteRange{}, false, server.Errorf(server.EInvalidRange, "malformed Range %q", h)
 		}
 		end = min(e, size-1)

@@ -127,7 +127,10 @@ func CheckSecret(secret string) error {
 	if len(secret) != SecretLen {
 		return fmt.Errorf("API secrets are %d characters long, this one is %d", SecretLen, len(secret))
 	}
-	if _, err := base64.RawURLEncoding.DecodeString(secret[len(SecretPrefix):]); err != nil {
+	// The decoder skips CR and LF: refuse them, or 42 characters and a
+	// line break would pass for a secret.
+	body := secret[len(SecretPrefix):]
+	if _, err := base64.RawURLEncoding.DecodeString(body); err != nil || strings.ContainsAny(body, "\r\n") {
 		return fmt.Errorf("API secret contains invalid characters")
 	}
 	return nil

@@ -114,6 +114,10 @@ func openParts(ctx context.Context, cfg Config, log *slog.Logger) (_ *parts, err
 		if err != nil {
 			return nil, fmt.Errorf("REDIS_URL: %w", err)
 		}
+		// Deadlines of the callers (the limiter's own, see
+		// redis.AllowTimeout) bound socket reads too, so a hung Redis
+		// cannot hold a request up for the client's full read timeouts.
+		opt.ContextTimeoutEnabled = true
 		p.redis = goredis.NewClient(opt)
 		p.closers = append(p.closers, func() { p.redis.Close() })
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -274,19 +278,22 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		}
 	}
 	a.api = api.New(api.Config{
-		EdgeKeys:      edgeKeys,
-		Backend:       backend,
-		DirectURL:     direct,
-		TokenSigner:   signer,
-		Store:         a.store,
-		Limiter:       a.limiter,
-		Blobs:         a.blobs,
-		PublicURL:     a.cfg.PublicURL,
-		Logger:        log,
-		WebhookSecret: a.cfg.WebhookSecret,
-		LiveKeys:      a.cfg.LiveKeys,
-		Bucket:        a.cfg.Bucket,
-		Relay:         relay,
+		EdgeKeys:              edgeKeys,
+		Backend:               backend,
+		DirectURL:             direct,
+		TokenSigner:           signer,
+		Store:                 a.store,
+		Limiter:               a.limiter,
+		Blobs:                 a.blobs,
+		PublicURL:             a.cfg.PublicURL,
+		Logger:                log,
+		WebhookSecret:         a.cfg.WebhookSecret,
+		PreviousWebhookSecret: a.cfg.PreviousWebhookSecret,
+		RequireSignature:      a.cfg.RequireSignature,
+		Cache:                 a.cache,
+		LiveKeys:              a.cfg.LiveKeys,
+		Bucket:                a.cfg.Bucket,
+		Relay:                 relay,
 	})
 	a.http = &http.Server{
 		Handler:           a.api.Handler(),
@@ -417,7 +424,7 @@ func (a *App) DemoAccount(ctx context.Context) (server.Account, string, error) {
 		S3Prefix:   "users/" + demoUser,
 	})
 	if server.ErrorCode(err) == server.EAccountExists {
-		acct, err = a.store.RotateCredentials(ctx, demoUser, key, apikey.HashSecret(secret))
+		acct, err = a.store.RotateCredentials(ctx, demoUser, key, apikey.HashSecret(secret), time.Time{})
 	}
 	if err != nil {
 		return server.Account{}, "", err

@@ -29,11 +29,17 @@ type Config struct {
 	DatabaseURL string // DATABASE_URL: PostgreSQL when set, SQLite otherwise
 	RedisURL    string // REDIS_URL: shared rate limits and relay cache
 
-	WebhookSecret  string // AGENTCACHE_WEBHOOK_SECRET
-	InternalSecret string // INTERNAL_WEBHOOK_SECRET: mounts the relay
-	RelayUpstream  string // JETTYTHUNDER_API_URL (default: this server)
-	UpstreamSecret string // JETTYTHUNDER_WEBHOOK_SECRET (default: WebhookSecret)
-	RelayKey       string // JETTY_RELAY_ENCRYPTION_KEY: 64 hex chars (default: derived)
+	WebhookSecret string // AGENTCACHE_WEBHOOK_SECRET
+	// PreviousWebhookSecret (AGENTCACHE_WEBHOOK_SECRET_PREVIOUS) is still
+	// accepted while AgentCache moves to a new webhook secret.
+	PreviousWebhookSecret string
+	// RequireSignature (AGENTCACHE_REQUIRE_SIGNATURE=1) refuses partner
+	// calls that are not signed with X-Jetty-Signature.
+	RequireSignature bool
+	InternalSecret   string // INTERNAL_WEBHOOK_SECRET: mounts the relay
+	RelayUpstream    string // JETTYTHUNDER_API_URL (default: this server)
+	UpstreamSecret   string // JETTYTHUNDER_WEBHOOK_SECRET (default: WebhookSecret)
+	RelayKey         string // JETTY_RELAY_ENCRYPTION_KEY: 64 hex chars (default: derived)
 	// TokenSecret signs upload tokens (JETTY_TOKEN_SECRET, else
 	// JETTY_EDGE_SECRET). Every server instance and edge must share it;
 	// when unset a random one is made per process (one instance only).
@@ -83,6 +89,8 @@ func FromEnv(getenv func(string) string) Config {
 		LogFormat:      getenv("JETTY_LOG_FORMAT"),
 	}
 	c.EdgeSecret = getenv("JETTY_EDGE_SECRET")
+	c.PreviousWebhookSecret = getenv("AGENTCACHE_WEBHOOK_SECRET_PREVIOUS")
+	c.RequireSignature = isTrue(getenv("AGENTCACHE_REQUIRE_SIGNATURE"))
 	if c.TokenSecret == "" {
 		c.TokenSecret = c.EdgeSecret
 	}
@@ -103,6 +111,15 @@ func FromEnv(getenv func(string) string) Config {
 		c.Bucket = "agentcache-assets"
 	}
 	return c
+}
+
+// isTrue reads a boolean environment variable: 1, true, yes or on.
+func isTrue(v string) bool {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "1", "true", "yes", "on":
+		return true
+	}
+	return false
 }
 
 // DefaultListen is where the server listens when neither --listen nor

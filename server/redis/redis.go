@@ -53,6 +53,14 @@ func NewLimiter(client goredis.UniversalClient, prefix string) *Limiter {
 	return &Limiter{client: client, prefix: prefix}
 }
 
+// AllowTimeout bounds one Allow: a Redis that has not answered by then is
+// taken as down (the server fails open) rather than holding up every
+// request until the client's own read timeouts and retries run out (about
+// 10 s with go-redis's defaults). It bounds the socket reads only on a
+// client made with ContextTimeoutEnabled, as the server's is; otherwise it
+// is checked between go-redis's retries.
+const AllowTimeout = time.Second
+
 // Allow counts one request for key and reports whether it fits in limit
 // requests per window. When it does not, RetryAfter is the key's PTTL.
 func (l *Limiter) Allow(ctx context.Context, key string, limit int, window time.Duration) (server.LimitResult, error) {
@@ -63,6 +71,8 @@ func (l *Limiter) Allow(ctx context.Context, key string, limit int, window time.
 		return server.LimitResult{}, server.Errorf(server.EInvalid, "rate limit window must be positive, got %s", window)
 	}
 	ms := max(window.Milliseconds(), 1)
+	ctx, cancel := context.WithTimeout(ctx, AllowTimeout)
+	defer cancel()
 	vals, err := allowScript.Run(ctx, l.client, []string{l.prefix + key}, ms).Int64Slice()
 	if err != nil {
 		return server.LimitResult{}, fmt.Errorf("redis rate limit: %w", err)
@@ -80,6 +90,15 @@ func (l *Limiter) Allow(ctx context.Context, key string, limit int, window time.
 		res.RetryAfter = time.Duration(max(ttl, 1)) * time.Millisecond
 	}
 	return res, nil
+}
+
+// Ping checks that Redis answers, so that the server's /readyz can report
+// the limiter (requests themselves fail open when it does not).
+func (l *Limiter) Ping(ctx context.Context) error {
+	if err := l.client.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis ping: %w", err)
+	}
+	return nil
 }
 
 // Cache is a key-value cache on Redis strings with per-key expiry.

@@ -64,7 +64,7 @@ func scanTier(r scanner) (server.Tier, error) {
 const accountCols = `id, agentcache_user_id, agentcache_email, agentcache_tier, api_key, api_secret_hash,
   storage_quota_gb, bandwidth_quota_gb, jetty_speed_enabled, s3_bucket_name, s3_prefix, status,
   storage_used_bytes, storage_reserved_bytes, bandwidth_used_bytes, created_at, updated_at, last_accessed,
-  bandwidth_period`
+  bandwidth_period, prev_api_key, prev_api_secret_hash, prev_key_expires_at`
 
 // scanAccount scans a row of accountCols. BandwidthUsedBytes is the
 // current month's (by the store's clock): 0 when the counter belongs to an
@@ -75,11 +75,14 @@ func (s *Store) scanAccount(r scanner) (server.Account, error) {
 		status string
 		last   sql.NullTime
 		period string
+		prevK  sql.NullString
+		prevH  sql.NullString
+		prevE  sql.NullTime
 	)
 	err := r.Scan(&a.ID, &a.UserID, &a.Email, &a.Tier, &a.APIKey, &a.SecretHash,
 		&a.StorageQuotaGB, &a.BandwidthQuotaGB, &a.JettySpeedEnabled, &a.S3Bucket, &a.S3Prefix, &status,
 		&a.StorageUsedBytes, &a.StorageReservedBytes, &a.BandwidthUsedBytes, &a.CreatedAt, &a.UpdatedAt, &last,
-		&period)
+		&period, &prevK, &prevH, &prevE)
 	if err != nil {
 		return server.Account{}, err
 	}
@@ -91,6 +94,9 @@ func (s *Store) scanAccount(r scanner) (server.Account, error) {
 	a.UpdatedAt = a.UpdatedAt.UTC()
 	if last.Valid {
 		a.LastAccessed = last.Time.UTC()
+	}
+	if prevK.Valid && prevH.Valid && prevE.Valid {
+		a.PrevAPIKey, a.PrevSecretHash, a.PrevKeyExpiresAt = prevK.String, prevH.String, prevE.Time.UTC()
 	}
 	return a, nil
 }
@@ -189,9 +195,15 @@ func (s *Store) AccountByUserID(ctx context.Context, userID string) (server.Acco
 	return s.accountBy(ctx, "account by user id", "agentcache_user_id", userID)
 }
 
-// AccountByAPIKey returns the account with apiKey, or ENotFound.
+// AccountByAPIKey returns the account whose current or previous key is
+// apiKey, or ENotFound. A previous key is returned whatever its expiry:
+// the caller compares PrevKeyExpiresAt with its own clock.
 func (s *Store) AccountByAPIKey(ctx context.Context, apiKey string) (server.Account, error) {
-	return s.accountBy(ctx, "account by api key", "api_key", apiKey)
+	a, err := s.accountBy(ctx, "account by api key", "api_key", apiKey)
+	if server.ErrorCode(err) != server.ENotFound || !validKey(apiKey) {
+		return a, err
+	}
+	return s.accountBy(ctx, "account by previous api key", "prev_api_key", apiKey)
 }
 
 // whyNoUpdate explains an UPDATE of the account of userID that matched no
@@ -262,25 +274,58 @@ RETURNING `+accountCols),
 }
 
 // RotateCredentials replaces the API key and secret hash of the account of
-// userID. Errors: EInvalid, ENotFound, EAccountDeleted. A taken API key is
-// an internal error (see CreateAccount).
-func (s *Store) RotateCredentials(ctx context.Context, userID, apiKey, secretHash string) (server.Account, error) {
+// userID. With a non-zero prevUntil the outgoing pair stays valid until
+// then (as PrevAPIKey/PrevSecretHash, replacing any earlier previous
+// pair); with the zero time it stops working at once. The caller's clock
+// sets prevUntil, as it is the caller that compares it. Errors: EInvalid,
+// ENotFound, EAccountDeleted. A taken API key is an internal error (see
+// CreateAccount).
+func (s *Store) RotateCredentials(ctx context.Context, userID, apiKey, secretHash string, prevUntil time.Time) (server.Account, error) {
 	if err := validateCredentials(apiKey, secretHash); err != nil {
 		return server.Account{}, err
 	}
-	a, err := s.scanAccount(s.db.QueryRowContext(ctx, s.q(`UPDATE agentcache_accounts SET api_key = ?, api_secret_hash = ?, updated_at = ?
+	now := s.nowUTC()
+	keep := !prevUntil.IsZero()
+	until := prevUntil
+	a, err := s.scanAccount(s.db.QueryRowContext(ctx, s.q(`UPDATE agentcache_accounts SET
+  prev_api_key = CASE WHEN ? THEN api_key ELSE NULL END,
+  prev_api_secret_hash = CASE WHEN ? THEN api_secret_hash ELSE NULL END,
+  prev_key_expires_at = ?,
+  api_key = ?, api_secret_hash = ?, updated_at = ?
 WHERE agentcache_user_id = ? AND status <> 'deleted'
+  AND NOT EXISTS (SELECT 1 FROM agentcache_accounts o WHERE o.prev_api_key = ?)
 RETURNING `+accountCols),
-		apiKey, secretHash, s.nowUTC(), userID))
+		keep, keep, nullTime(until), apiKey, secretHash, now, userID, apiKey))
 	switch {
 	case err == nil:
 		return a, nil
 	case errors.Is(err, sql.ErrNoRows):
+		if _, err := s.accountBy(ctx, "rotate credentials", "prev_api_key", apiKey); err == nil {
+			// Keys are random: a collision with a previous key is a bug.
+			return server.Account{}, wrap("rotate credentials", errors.New("api key already in use as a previous key"))
+		}
 		return server.Account{}, s.whyNoUpdate(ctx, "rotate credentials", userID)
-	case isUniqueViolation(err, uniqueAPIKey):
+	case isUniqueViolation(err, uniqueAPIKey), isUniqueViolation(err, uniquePrevAPIKey):
 		return server.Account{}, wrap("rotate credentials", errors.New("api key already in use"))
 	}
 	return server.Account{}, wrap("rotate credentials", err)
+}
+
+// RevokePreviousCredentials ends a rotation's overlap at once: the
+// previous key and secret of the account of userID stop working. Revoking
+// when there is none is a no-op. Errors: ENotFound, EAccountDeleted.
+func (s *Store) RevokePreviousCredentials(ctx context.Context, userID string) (server.Account, error) {
+	a, err := s.scanAccount(s.db.QueryRowContext(ctx, s.q(`UPDATE agentcache_accounts SET
+  prev_api_key = NULL, prev_api_secret_hash = NULL, prev_key_expires_at = NULL, updated_at = ?
+WHERE agentcache_user_id = ? AND status <> 'deleted'
+RETURNING `+accountCols), s.nowUTC(), userID))
+	switch {
+	case err == nil:
+		return a, nil
+	case errors.Is(err, sql.ErrNoRows):
+		return server.Account{}, s.whyNoUpdate(ctx, "revoke previous credentials", userID)
+	}
+	return server.Account{}, wrap("revoke previous credentials", err)
 }
 
 // TouchAccount sets last_accessed to at (now when zero), unless it is

@@ -138,6 +138,8 @@ func checkNewAsset(n *server.NewAsset) error {
 		return server.Errorf(server.EInvalid, "cache key must be at most %d bytes of UTF-8 without NUL", maxCacheKeyLen)
 	case !validText(n.Bucket, maxBucketLen):
 		return server.Errorf(server.EInvalid, "bucket name must be at most %d bytes", maxBucketLen)
+	case n.SessionID != "" && !server.ValidSessionID(n.SessionID):
+		return server.Errorf(server.EInvalid, "malformed upload session id")
 	}
 	switch n.UploadedVia {
 	case "":
@@ -266,6 +268,19 @@ RETURNING object_key`), n.ObjectKey, now).Scan(&claimed)
 	case added > 0:
 		if err := s.addUsed(ctx, tx, n.AccountID, added); err != nil {
 			return server.Asset{}, false, err
+		}
+	}
+	if n.SessionID != "" {
+		// The session's completion, with the asset: no crash between them.
+		res, err := tx.ExecContext(ctx, s.q(`UPDATE upload_sessions SET state = 'completed', asset_id = ?, deduplicated = ?, updated_at = ?
+WHERE id = ? AND account_id = ? AND state = 'completing'`), a.ID, dedup, now, n.SessionID, n.AccountID)
+		if err != nil {
+			return server.Asset{}, false, wrap(op, err)
+		}
+		if k, err := res.RowsAffected(); err != nil {
+			return server.Asset{}, false, wrap(op, err)
+		} else if k != 1 {
+			return server.Asset{}, false, server.Errorf(server.EConflict, "upload session is not being completed")
 		}
 	}
 	if dedup {

@@ -17,8 +17,9 @@ type uniqueKey struct {
 }
 
 var (
-	uniqueUserID = uniqueKey{"agentcache_accounts_user_id_key", "agentcache_accounts.agentcache_user_id"}
-	uniqueAPIKey = uniqueKey{"agentcache_accounts_api_key_key", "agentcache_accounts.api_key"}
+	uniqueUserID     = uniqueKey{"agentcache_accounts_user_id_key", "agentcache_accounts.agentcache_user_id"}
+	uniqueAPIKey     = uniqueKey{"agentcache_accounts_api_key_key", "agentcache_accounts.api_key"}
+	uniquePrevAPIKey = uniqueKey{"agentcache_accounts_prev_api_key_key", "agentcache_accounts.prev_api_key"}
 )
 
 // isUniqueViolation reports whether err is a violation of key.

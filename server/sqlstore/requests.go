@@ -25,10 +25,20 @@ const (
 	maxRecentLimit     = 1000
 )
 
+// logRowsPerInsert bounds the rows of one INSERT of LogRequests (11
+// parameters each, well within both dialects' limits).
+const logRowsPerInsert = 500
+
 // LogRequests inserts a batch of request log rows in one transaction. A
 // zero CreatedAt is stored as now. An AccountID that names no account is
 // stored as NULL rather than failing the batch. Text is made valid UTF-8
 // without NUL bytes and cut to a bounded length.
+//
+// The rows go in multi-row INSERTs (one round trip per
+// logRowsPerInsert rows), not one statement per row: under load, a
+// batch of a few hundred round trips held a pooled connection for
+// seconds and outlived the writer's deadline, and the whole batch was
+// dropped.
 func (s *Store) LogRequests(ctx context.Context, reqs []server.APIRequest) error {
 	if len(reqs) == 0 {
 		return nil
@@ -38,26 +48,33 @@ func (s *Store) LogRequests(ctx context.Context, reqs []server.APIRequest) error
 		return wrap("log requests", err)
 	}
 	defer rollback(tx)
-	stmt, err := tx.PrepareContext(ctx, s.q(`INSERT INTO api_requests (
+	now := s.nowUTC()
+	for len(reqs) > 0 {
+		part := reqs[:min(len(reqs), logRowsPerInsert)]
+		reqs = reqs[len(part):]
+		var q strings.Builder
+		q.WriteString(`INSERT INTO api_requests (
   id, account_id, method, endpoint, status_code, response_time_ms, bytes_transferred,
   error_message, ip_address, user_agent, created_at)
-VALUES (?, (SELECT id FROM agentcache_accounts WHERE id = ?), ?, ?, ?, ?, ?, ?, ?, ?, ?)`))
-	if err != nil {
-		return wrap("log requests", err)
-	}
-	defer stmt.Close()
-	now := s.nowUTC()
-	for _, r := range reqs {
-		at := now
-		if !r.CreatedAt.IsZero() {
-			at = ts(r.CreatedAt)
+VALUES `)
+		args := make([]any, 0, 11*len(part))
+		for i, r := range part {
+			if i > 0 {
+				q.WriteString(",\n  ")
+			}
+			q.WriteString(`(?, (SELECT id FROM agentcache_accounts WHERE id = ?), ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+			at := now
+			if !r.CreatedAt.IsZero() {
+				at = ts(r.CreatedAt)
+			}
+			args = append(args,
+				uuid.NewString(), r.AccountID,
+				clean(r.Method, maxLoggedMethod), clean(r.Endpoint, maxLoggedEndpoint),
+				r.StatusCode, r.ResponseTimeMS, r.BytesTransferred,
+				nullable(clean(r.ErrorMessage, maxLoggedError)), nullable(clean(r.IPAddress, maxLoggedIP)),
+				nullable(clean(r.UserAgent, maxLoggedAgent)), at)
 		}
-		if _, err := stmt.ExecContext(ctx,
-			uuid.NewString(), r.AccountID,
-			clean(r.Method, maxLoggedMethod), clean(r.Endpoint, maxLoggedEndpoint),
-			r.StatusCode, r.ResponseTimeMS, r.BytesTransferred,
-			nullable(clean(r.ErrorMessage, maxLoggedError)), nullable(clean(r.IPAddress, maxLoggedIP)),
-			nullable(clean(r.UserAgent, maxLoggedAgent)), at); err != nil {
+		if _, err := tx.ExecContext(ctx, s.q(q.String()), args...); err != nil {
 			return wrap("log requests", err)
 		}
 	}

@@ -294,13 +294,21 @@ func (s *Store) transition(ctx context.Context, op, id string, from, to server.S
 }
 
 // FinishCompletion moves a completing session to completed; see
-// server.SessionStore. An empty assetID is EInvalid.
+// server.SessionStore. An empty assetID is EInvalid. A session already
+// completed with that asset (by CreateAsset with its SessionID) is left
+// as it is, without error.
 func (s *Store) FinishCompletion(ctx context.Context, id, assetID string, deduplicated bool) error {
 	if assetID == "" || !validText(assetID, 64) {
 		return server.Errorf(server.EInvalid, "asset id must be 1 to 64 bytes")
 	}
-	return s.transition(ctx, "finish completion", id, server.SessionCompleting, server.SessionCompleted,
+	err := s.transition(ctx, "finish completion", id, server.SessionCompleting, server.SessionCompleted,
 		`asset_id = ?, deduplicated = ?`, []any{assetID, deduplicated}, "", "")
+	if server.ErrorCode(err) == server.EConflict {
+		if u, gerr := s.sessionByID(ctx, s.db, "", id); gerr == nil && u.State == server.SessionCompleted && u.AssetID == assetID {
+			return nil
+		}
+	}
+	return err
 }
 
 // FailCompletion moves a completing session back to open; see

@@ -534,7 +534,7 @@ func testRotateCredentials(t *testing.T, s server.Store) {
 	ctx := ctxFor(t)
 	a := mustCreate(t, s, "pro")
 	key, hash := "jt_"+randHex(16), secretHash()
-	r, err := s.RotateCredentials(ctx, a.UserID, key, hash)
+	r, err := s.RotateCredentials(ctx, a.UserID, key, hash, time.Time{})
 	if err != nil {
 		t.Fatalf("RotateCredentials: %v", err)
 	}
@@ -547,26 +547,77 @@ func testRotateCredentials(t *testing.T, s server.Store) {
 	_, err = s.AccountByAPIKey(ctx, a.APIKey)
 	wantCode(t, err, server.ENotFound)
 
-	_, err = s.RotateCredentials(ctx, a.UserID, "jt_"+randHex(16), "plaintext-secret")
+	_, err = s.RotateCredentials(ctx, a.UserID, "jt_"+randHex(16), "plaintext-secret", time.Time{})
 	wantCode(t, err, server.EInvalid)
-	_, err = s.RotateCredentials(ctx, a.UserID, "", secretHash())
+	_, err = s.RotateCredentials(ctx, a.UserID, "", secretHash(), time.Time{})
 	wantCode(t, err, server.EInvalid)
-	_, err = s.RotateCredentials(ctx, "usr_nobody", "jt_"+randHex(16), secretHash())
+	_, err = s.RotateCredentials(ctx, "usr_nobody", "jt_"+randHex(16), secretHash(), time.Time{})
 	wantCode(t, err, server.ENotFound)
 
 	// Another account's key is refused and changes nothing.
 	b := mustCreate(t, s, "pro")
-	if _, err := s.RotateCredentials(ctx, b.UserID, key, secretHash()); err == nil {
+	if _, err := s.RotateCredentials(ctx, b.UserID, key, secretHash(), time.Time{}); err == nil {
 		t.Error("rotating to a taken key succeeded")
 	}
 	if got := mustAccount(t, s, b.ID); got.APIKey != b.APIKey || got.SecretHash != b.SecretHash {
 		t.Errorf("failed rotation changed credentials: %+v", got)
 	}
 
+	// With an overlap the outgoing pair is kept, findable by its key, with
+	// its expiry; a second rotation replaces it; revocation drops it.
+	c := mustCreate(t, s, "pro")
+	k2, h2 := "jt_"+randHex(16), secretHash()
+	r2, err := s.RotateCredentials(ctx, c.UserID, k2, h2, time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r2.PrevAPIKey != c.APIKey || r2.PrevSecretHash != c.SecretHash || r2.PrevKeyExpiresAt.Before(time.Now().Add(59*time.Minute)) || r2.PrevKeyExpiresAt.After(time.Now().Add(61*time.Minute)) {
+		t.Fatalf("after a 1h-overlap rotation: prev %q %q until %v", r2.PrevAPIKey, r2.PrevSecretHash, r2.PrevKeyExpiresAt)
+	}
+	for _, k := range []string{c.APIKey, k2} {
+		if got, err := s.AccountByAPIKey(ctx, k); err != nil || got.ID != c.ID {
+			t.Fatalf("AccountByAPIKey(%s) during the overlap = %+v, %v", k, got, err)
+		}
+	}
+	k3 := "jt_" + randHex(16)
+	r3, err := s.RotateCredentials(ctx, c.UserID, k3, secretHash(), time.Now().Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r3.PrevAPIKey != k2 {
+		t.Fatalf("second rotation kept %q as previous, want %q", r3.PrevAPIKey, k2)
+	}
+	_, err = s.AccountByAPIKey(ctx, c.APIKey)
+	wantCode(t, err, server.ENotFound)
+	// A new key may not be another account's previous key.
+	if _, err := s.RotateCredentials(ctx, b.UserID, k2, secretHash(), time.Time{}); err == nil {
+		t.Error("rotating to another account's previous key succeeded")
+	}
+	rv, err := s.RevokePreviousCredentials(ctx, c.UserID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rv.PrevAPIKey != "" || !rv.PrevKeyExpiresAt.IsZero() || rv.APIKey != k3 {
+		t.Fatalf("after revocation: %+v", rv)
+	}
+	_, err = s.AccountByAPIKey(ctx, k2)
+	wantCode(t, err, server.ENotFound)
+	if _, err := s.RevokePreviousCredentials(ctx, c.UserID); err != nil {
+		t.Fatalf("revoking twice: %v", err)
+	}
+	r4, err := s.RotateCredentials(ctx, c.UserID, "jt_"+randHex(16), secretHash(), time.Time{})
+	if err != nil || r4.PrevAPIKey != "" {
+		t.Fatalf("rotation without overlap kept %q (%v)", r4.PrevAPIKey, err)
+	}
+	_, err = s.RevokePreviousCredentials(ctx, "usr_nobody")
+	wantCode(t, err, server.ENotFound)
+
 	if _, err := s.SetStatus(ctx, a.UserID, server.StatusDeleted); err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.RotateCredentials(ctx, a.UserID, "jt_"+randHex(16), secretHash())
+	_, err = s.RotateCredentials(ctx, a.UserID, "jt_"+randHex(16), secretHash(), time.Time{})
+	wantCode(t, err, server.EAccountDeleted)
+	_, err = s.RevokePreviousCredentials(ctx, a.UserID)
 	wantCode(t, err, server.EAccountDeleted)
 }
 

@@ -77,7 +77,9 @@ func (s *Signer) Sign(c Claims) string {
 
 // Verify checks the token's signature (in constant time) and expiry.
 func (s *Signer) Verify(token string, now time.Time) (Claims, error) {
-	if len(token) > 4096 {
+	// The decoder skips CR and LF even when strict: refuse them, or a
+	// line break inside a valid token would be another accepted spelling.
+	if len(token) > 4096 || strings.ContainsAny(token, "\r\n") {
 		return Claims{}, ErrMalformed
 	}
 	payload, sig, ok := strings.Cut(token, ".")
