@@ -1,0 +1,6 @@
+//go:build race
+
+package e2e
+
+// raceEnabled reports a -race build (TestLoad prints it with its figures).
+const raceEnabled = true
