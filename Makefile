@@ -19,7 +19,7 @@ run:
 ## toxiproxy (the S3 and network-shaping tests start their own on free ports), run
 ## every test with the race detector, then the keychain tests against a real Secret Service
 test: services minio toxiproxy test-deps
-	$(GO) test -race -count=1 $(PKGS)
+	$(GO) test -race -count=1 -timeout 30m $(PKGS)
 	@./scripts/keyring-test.sh
 
 services:
