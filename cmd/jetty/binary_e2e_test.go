@@ -176,7 +176,9 @@ func TestBinaryEndToEnd(t *testing.T) {
 	}
 	// Interrupt once the server holds a chunk (not after a fixed time: on
 	// a loaded machine hashing alone can take longer).
-	waitHeld(t, c, srv, key, secret, 30*time.Second)
+	if !waitHeld(cliState(c), srv, key, secret, 30*time.Second) {
+		t.Fatal("no chunk held within 30s: nothing to interrupt mid-upload")
+	}
 	cmd.Process.Signal(os.Interrupt)
 	err := cmd.Wait()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != ExitInterrupted {
@@ -199,16 +201,20 @@ func TestBinaryEndToEnd(t *testing.T) {
 	}
 }
 
-// waitHeld waits until the upload session named in c's resume journal
-// holds at least one chunk on the server.
-func waitHeld(t *testing.T, c *cli, srv, key, secret string, within time.Duration) {
-	t.Helper()
-	state := ""
+// cliState is the XDG_STATE_HOME (where resume journals live) of c.
+func cliState(c *cli) string {
 	for _, kv := range c.env {
 		if v, ok := strings.CutPrefix(kv, "XDG_STATE_HOME="); ok {
-			state = v
+			return v
 		}
 	}
+	return ""
+}
+
+// waitHeld waits until the upload session named in a resume journal under
+// state holds at least one chunk on the server, and reports whether it
+// did within the time given.
+func waitHeld(state, srv, key, secret string, within time.Duration) bool {
 	deadline := time.Now().Add(within)
 	for time.Now().Before(deadline) {
 		filepath.WalkDir(state, func(path string, d os.DirEntry, err error) error {
@@ -238,9 +244,9 @@ func waitHeld(t *testing.T, c *cli, srv, key, secret string, within time.Duratio
 			return nil
 		})
 		if deadline.IsZero() {
-			return
+			return true
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("no chunk held within %v: nothing to interrupt mid-upload", within)
+	return false
 }

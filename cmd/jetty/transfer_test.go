@@ -239,7 +239,14 @@ func TestUploadInterruptedResumes(t *testing.T) {
 	const size = 48 << 20
 	file, sum := randomFile(t, t.TempDir(), "int.bin", 5, size)
 	ctx, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(1500*time.Millisecond, cancel)
+	// Interrupt once the server holds a chunk, not after a fixed time: on
+	// a loaded machine nothing may be stored after 1.5 s.
+	go func() {
+		defer cancel()
+		if !waitHeld(env["XDG_STATE_HOME"], srv, env["JETTY_API_KEY"], env["JETTY_API_SECRET"], 60*time.Second) {
+			t.Error("no chunk held within 60s: nothing to interrupt mid-upload")
+		}
+	}()
 	r := runTransfer(t, ctx, env, "", false, "upload", file, "--bwlimit", "12MiB", "--workers", "2", "--chunk-size", "5MiB")
 	if r.code != ExitInterrupted || !strings.Contains(r.err, "run the same command again to resume") {
 		t.Fatalf("interrupted upload: exit %d\n%s", r.code, r.err)
