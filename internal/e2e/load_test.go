@@ -80,7 +80,7 @@ func TestLoad(t *testing.T) {
 	mio := testenv.MinIO(t)
 	dbURL := testenv.PostgresURL(t)
 	wl := &warnLog{}
-	s := startLoadServer(t, app.Config{
+	s := startServerLog(t, app.Config{
 		DataDir:     t.TempDir(),
 		DatabaseURL: dbURL,
 		RedisURL:    testenv.RedisURL(t),
@@ -266,27 +266,6 @@ func parseBytes(v string) (int64, error) {
 }
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
-
-// startLoadServer is startServer with a logger.
-func startLoadServer(t *testing.T, cfg app.Config, log *slog.Logger) *server {
-	t.Helper()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.WebhookSecret = webhookSecret
-	cfg.TokenSecret = "e2e token secret"
-	cfg.LiveKeys = true
-	a, stop, err := app.Start(cfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := stop(); err != nil {
-			t.Errorf("server: %v", err)
-		}
-	})
-	s := &server{url: a.URL(), app: a}
-	s.key, s.secret = testenv.Provision(t, s.url, webhookSecret, "usr_e2e", "enterprise")
-	return s
-}
 
 // Rate limits per minute of the seeded tiers (tier_configs).
 var tierRateLimits = map[string]int{"starter": 60, "pro": 300, "business": 1000, "enterprise": 10000}

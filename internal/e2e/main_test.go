@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -93,11 +94,17 @@ func deployments(t *testing.T, fn func(t *testing.T, s *server)) {
 
 func startServer(t testing.TB, cfg app.Config) *server {
 	t.Helper()
+	return startServerLog(t, cfg, nil)
+}
+
+// startServerLog is startServer with a logger (nil discards).
+func startServerLog(t testing.TB, cfg app.Config, log *slog.Logger) *server {
+	t.Helper()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.WebhookSecret = webhookSecret
 	cfg.TokenSecret = "e2e token secret"
 	cfg.LiveKeys = true
-	a, stop, err := app.Start(cfg, nil)
+	a, stop, err := app.Start(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}

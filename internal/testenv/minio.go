@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -149,21 +148,7 @@ const minioDirPrefix = "jetty-minio-"
 // sweepMinIODirs removes data directories left by earlier test binaries
 // (named with their pid) whose process is gone: nothing can delete a
 // directory when the test binary exits without a TestMain.
-func sweepMinIODirs() {
-	ents, _ := os.ReadDir(os.TempDir())
-	for _, e := range ents {
-		name, ok := strings.CutPrefix(e.Name(), minioDirPrefix)
-		if !ok || !e.IsDir() {
-			continue
-		}
-		pidStr, _, _ := strings.Cut(name, "-")
-		pid, err := strconv.Atoi(pidStr)
-		if err != nil || pid == os.Getpid() || processAlive(pid) {
-			continue
-		}
-		_ = os.RemoveAll(filepath.Join(os.TempDir(), e.Name()))
-	}
-}
+func sweepMinIODirs() { sweepDirs(minioDirPrefix) }
 
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
