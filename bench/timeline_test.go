@@ -3,7 +3,12 @@ package bench
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptrace"
+	"os"
+	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +23,10 @@ import (
 // It is the profile of where an upload's time goes on a slow link:
 //
 //	go test -run '^$' -bench BenchmarkTimeline -benchtime 1x ./bench
+//
+// JETTY_BENCH_TRACE=1 also prints every request of the upload: when it
+// started, when its body was written, when its answer came (the probe
+// then shares the upload's transport instead of a clone of its own).
 func BenchmarkTimeline(b *testing.B) {
 	m := testenv.MinIO(b)
 	tx := testenv.Toxiproxy(b)
@@ -31,6 +40,11 @@ func BenchmarkTimeline(b *testing.B) {
 	testenv.WriteRandFile(b, file, 9, size)
 	c := &engine.Client{BaseURL: sp.URL(), APIKey: srv.key, APISecret: srv.secret}
 	start := time.Now()
+	var tr *tracer
+	if os.Getenv("JETTY_BENCH_TRACE") != "" {
+		tr = &tracer{start: start, base: c.HTTPClient().Transport}
+		c.HTTP = &http.Client{Transport: tr}
+	}
 	var first, last time.Time
 	done := 0
 	sel := &edges.Selector{Client: c, OnReport: func(r edges.Report) {
@@ -59,4 +73,52 @@ func BenchmarkTimeline(b *testing.B) {
 		b.Fatal(err)
 	}
 	fmt.Printf("%.1f MB/s workers %d\n", float64(size)/1e6/res.Duration.Seconds(), res.Workers)
+	if tr != nil {
+		tr.print()
+	}
+}
+
+// tracer records every request of the upload: when it started, when its
+// body was written and when its answer came (JETTY_BENCH_TRACE=1).
+type tracer struct {
+	start time.Time
+	base  http.RoundTripper
+	mu    sync.Mutex
+	reqs  []traced
+}
+
+type traced struct {
+	what              string
+	began, wrote, got time.Duration
+	status            int
+}
+
+func (t *tracer) RoundTrip(r *http.Request) (*http.Response, error) {
+	began := time.Since(t.start)
+	var wrote time.Duration
+	ctx := httptrace.WithClientTrace(r.Context(), &httptrace.ClientTrace{
+		WroteRequest: func(httptrace.WroteRequestInfo) { wrote = time.Since(t.start) },
+	})
+	resp, err := t.base.RoundTrip(r.WithContext(ctx))
+	st := 0
+	if resp != nil {
+		st = resp.StatusCode
+	}
+	path := r.URL.Path
+	if len(path) > 40 {
+		path = "…" + path[len(path)-39:]
+	}
+	t.mu.Lock()
+	t.reqs = append(t.reqs, traced{what: r.Method + " " + r.URL.Host + path, began: began, wrote: wrote, got: time.Since(t.start), status: st})
+	t.mu.Unlock()
+	return resp, err
+}
+
+func (t *tracer) print() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	sort.Slice(t.reqs, func(i, j int) bool { return t.reqs[i].began < t.reqs[j].began })
+	for _, r := range t.reqs {
+		fmt.Printf("  %6.3f %6.3f %6.3f %3d %s\n", r.began.Seconds(), r.wrote.Seconds(), r.got.Seconds(), r.status, r.what)
+	}
 }

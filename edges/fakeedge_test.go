@@ -33,6 +33,7 @@ type fakeEdge struct {
 
 	healthz, probes atomic.Int64
 	probeLength     atomic.Int64 // Content-Length of the last probe
+	probeMillis     atomic.Value // ProbeParamMillis of the last probe (string)
 	mu              sync.Mutex
 	remotes         map[string]bool // of healthz requests
 	srv             *httptest.Server
@@ -80,6 +81,7 @@ func (f *fakeEdge) register(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+PathProbe, func(w http.ResponseWriter, r *http.Request) {
 		f.probes.Add(1)
 		f.probeLength.Store(r.ContentLength)
+		f.probeMillis.Store(r.URL.Query().Get(ProbeParamMillis))
 		deadline := time.Now().Add(ProbeReadTime)
 		buf := make([]byte, 16<<10)
 		var n int64

@@ -13,6 +13,7 @@ import (
 	"net/http/httptrace"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -36,6 +37,28 @@ type ProbeOptions struct {
 	// SampleBytes is the size of the throughput sample (DefaultSampleBytes,
 	// at most MaxProbeBytes).
 	SampleBytes int64
+	// SampleTime bounds how long the receiver reads the sample, from its
+	// first byte (at most ProbeReadTime). 0 takes SampleRTTs round trips
+	// of the candidate, within MinSampleTime..ProbeReadTime: on a slow
+	// link far away the whole sample would take longer than it tells,
+	// while a few round trips already show what one connection carries.
+	SampleTime time.Duration
+}
+
+// The default bounds of a throughput sample's reading time (see
+// ProbeOptions.SampleTime).
+const (
+	SampleRTTs    = 4
+	MinSampleTime = 100 * time.Millisecond
+)
+
+// sampleTime is how long the receiver is asked to read the sample of a
+// candidate whose round trip is rtt.
+func (o ProbeOptions) sampleTime(rtt time.Duration) time.Duration {
+	if o.SampleTime > 0 {
+		return min(o.SampleTime, ProbeReadTime)
+	}
+	return min(max(SampleRTTs*rtt, MinSampleTime), ProbeReadTime)
 }
 
 func (o ProbeOptions) withDefaults() ProbeOptions {
@@ -91,8 +114,10 @@ type Measurement struct {
 // round trips on that connection, whose median is RTT: GET /healthz on
 // origins and relays, which must answer 200; HEAD of the endpoint URL on
 // direct candidates, where any answer counts. Origins and relays then
-// receive one POST PathProbe of opts.SampleBytes random bytes; their
-// ProbeResult gives Throughput. The throughput probes start once every
+// receive one POST PathProbe of opts.SampleBytes random bytes, which
+// they read for at most the sample time (opts.SampleTime, by default
+// SampleRTTs of the candidate's round trips); their ProbeResult gives
+// Throughput. The throughput probes start once every
 // candidate has finished its pings (or a quarter of the timeout has
 // passed), so that uploads do not inflate the others' round trips; they
 // then run concurrently and share the client's uplink, which scales every
@@ -261,7 +286,7 @@ func (p *prober) run(ctx context.Context, c Candidate) Measurement {
 		m.Err = ctxError(ctx, "throughput")
 		return m
 	}
-	res, err := p.throughput(ctx, base+PathProbe)
+	res, err := p.throughput(ctx, base+PathProbe+"?"+ProbeParamMillis+"="+strconv.FormatInt(p.opts.sampleTime(m.RTT).Milliseconds(), 10))
 	if err != nil {
 		m.Err = p.failure(ctx, "throughput", err)
 		return m

@@ -2,6 +2,7 @@ package edges
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -157,6 +158,85 @@ func TestProbeSampleBytes(t *testing.T) {
 	Probe(context.Background(), nil, c, ProbeOptions{SampleBytes: 5 * MaxProbeBytes})
 	if n := e.probeLength.Load(); n != MaxProbeBytes {
 		t.Errorf("probe of %d bytes, want at most %d", n, MaxProbeBytes)
+	}
+}
+
+func TestProbeAsksForSampleTime(t *testing.T) {
+	e := newFakeEdge(t, edgeConf{})
+	c := []Candidate{{ID: "origin", Kind: KindOrigin, URL: e.URL()}}
+	// A local candidate: its round trips are far below the floor.
+	Probe(context.Background(), nil, c, ProbeOptions{})
+	if got := e.probeMillis.Load(); got != "100" {
+		t.Errorf("probe asked for %v ms, want MinSampleTime (100)", got)
+	}
+	Probe(context.Background(), nil, c, ProbeOptions{SampleTime: 700 * time.Millisecond})
+	if got := e.probeMillis.Load(); got != "700" {
+		t.Errorf("probe asked for %v ms, want the 700 set", got)
+	}
+}
+
+func TestSampleTime(t *testing.T) {
+	for _, tc := range []struct {
+		set, rtt, want time.Duration
+	}{
+		{0, 0, MinSampleTime},
+		{0, 10 * time.Millisecond, MinSampleTime},
+		{0, 50 * time.Millisecond, 200 * time.Millisecond},
+		{0, 300 * time.Millisecond, 1200 * time.Millisecond},
+		{0, 2 * time.Second, ProbeReadTime},
+		{30 * time.Millisecond, 50 * time.Millisecond, 30 * time.Millisecond},
+		{time.Minute, 0, ProbeReadTime},
+	} {
+		if got := (ProbeOptions{SampleTime: tc.set}).sampleTime(tc.rtt); got != tc.want {
+			t.Errorf("SampleTime %v, rtt %v: %v, want %v", tc.set, tc.rtt, got, tc.want)
+		}
+	}
+}
+
+// pacedBody yields n pieces of 16 KiB, one every gap.
+type pacedBody struct {
+	n   int
+	gap time.Duration
+}
+
+func (b *pacedBody) Read(p []byte) (int, error) {
+	if b.n == 0 {
+		return 0, io.EOF
+	}
+	time.Sleep(b.gap)
+	b.n--
+	return copy(p, make([]byte, min(len(p), 16<<10))), nil
+}
+
+func TestProbeHandlerBudget(t *testing.T) {
+	// 64 × 16 KiB one every 10 ms: the whole body takes ~0.64 s. Asked
+	// for 100 ms, the handler stops reading long before the end and
+	// answers at once; without a usable budget it reads it all.
+	srv := httptest.NewServer(ProbeHandler())
+	defer srv.Close()
+	post := func(query string) ProbeResult {
+		t.Helper()
+		resp, err := http.Post(srv.URL+query, "application/octet-stream", &pacedBody{n: 64, gap: 10 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var res ProbeResult
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: HTTP %d", query, resp.StatusCode)
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&res); err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	if res := post("?ms=100"); res.Bytes <= 0 || res.Bytes >= 32*16<<10 || res.Micros > 500_000 {
+		t.Errorf("ms=100: %+v, want a part of the body, read for about 100 ms", res)
+	}
+	for _, q := range []string{"", "?ms=0", "?ms=-5", "?ms=abc", "?ms=60000"} {
+		if res := post(q); res.Bytes != 64*16<<10 {
+			t.Errorf("%q: read %d bytes, want the whole body (the budget is ignored)", q, res.Bytes)
+		}
 	}
 }
 

@@ -205,6 +205,9 @@ type prefetch struct {
 	done      chan struct{}
 	rep       Report
 	err       error
+
+	mu    sync.Mutex
+	cands *OptimalResponse // once received, while the probe runs (PresignHint)
 }
 
 var _ engine.Prefetcher = (*Selector)(nil)
@@ -237,6 +240,9 @@ func (sel *Selector) Prefetch(ctx context.Context, fileSize, chunkSize int64, wo
 			p.err = err
 			return
 		}
+		p.mu.Lock()
+		p.cands = &resp
+		p.mu.Unlock()
 		p.rep, p.err = evaluate(ctx, sel.Client.HTTPClient(), resp, strings.TrimRight(sel.Client.BaseURL, "/"), chunkSize, workers, sel.evalOptions(req), start)
 	}()
 }
@@ -418,7 +424,7 @@ func routes(s *engine.Session, scored []Scored, maxEdges int) []engine.Route {
 				ID:         KindDirect,
 				Kind:       engine.RouteDirect,
 				Label:      label(c.Candidate),
-				PresignURL: base + sessionsPath + url.PathEscape(s.ID) + "/presign",
+				PresignURL: presignURL(base, s),
 			}
 		default:
 			continue
@@ -459,6 +465,45 @@ func routes(s *engine.Session, scored []Scored, maxEdges int) []engine.Route {
 		out = append(out, o)
 	}
 	return out
+}
+
+// presignURL is where the direct route of session s asks for parts.
+func presignURL(base string, s *engine.Session) string {
+	return base + sessionsPath + url.PathEscape(s.ID) + "/presign"
+}
+
+var _ engine.PresignHinter = (*Selector)(nil)
+
+// PresignHint is the presign URL of session s when the candidates
+// already received (those of a prefetch still probing, or of a report
+// kept for Reuse) offer the object store directly and the selector may
+// choose it; "" otherwise. It never waits.
+func (sel *Selector) PresignHint(s *engine.Session) string {
+	if s == nil || len(s.Missing) < sel.minChunks() || (len(sel.Kinds) > 0 && !slices.Contains(sel.Kinds, KindDirect)) {
+		return ""
+	}
+	sel.mu.Lock()
+	var cands []Candidate
+	speed := false
+	switch {
+	case sel.pre != nil:
+		sel.pre.mu.Lock()
+		if r := sel.pre.cands; r != nil {
+			cands, speed = r.Edges, r.JettySpeed
+		}
+		sel.pre.mu.Unlock()
+	case sel.last != nil && sel.Reuse > 0 && time.Since(sel.lastAt) < sel.Reuse:
+		for _, c := range sel.last.Candidates {
+			cands = append(cands, c.Candidate)
+		}
+		speed = sel.last.JettySpeed
+	}
+	sel.mu.Unlock()
+	base := originBase(s)
+	if !speed || base == "" || !slices.ContainsFunc(cands, func(c Candidate) bool { return c.Kind == KindDirect }) {
+		return ""
+	}
+	return presignURL(base, s)
 }
 
 // originBase is the origin's base URL as the session's chunk URL shows

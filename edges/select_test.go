@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -532,5 +533,74 @@ func TestPrefetch(t *testing.T) {
 	sel.Prefetch(context.Background(), 100, engine.DefaultChunkSize, 8)
 	if sel.pre != nil {
 		t.Error("a one-chunk file started a prefetch")
+	}
+}
+
+func TestPresignHint(t *testing.T) {
+	release := make(chan struct{})
+	var direct atomic.Bool
+	direct.Store(true)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case PathOptimal:
+			edges := []Candidate{{ID: "origin", Kind: KindOrigin, URL: "http://" + r.Host}}
+			if direct.Load() {
+				edges = append(edges, Candidate{ID: "direct", Kind: KindDirect, URL: "http://" + r.Host + "/store"})
+			}
+			json.NewEncoder(w).Encode(OptimalResponse{JettySpeed: true, Edges: edges})
+		case "/healthz":
+			<-release // the probe goes on while the hint is asked for
+			io.WriteString(w, `{"status":"ok"}`)
+		default:
+			w.WriteHeader(http.StatusOK)
+		}
+	}))
+	defer srv.Close()
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+	c := &engine.Client{BaseURL: srv.URL, APIKey: "k", APISecret: "s"}
+	sess := &engine.Session{ID: "ses_1", ChunkURL: srv.URL + "/api/jetty/sessions/ses_1/chunks/{index}", Missing: []int{0, 1, 2}}
+	want := srv.URL + "/api/jetty/sessions/ses_1/presign"
+
+	sel := &Selector{Client: c}
+	if h := sel.PresignHint(sess); h != "" {
+		t.Errorf("before any prefetch: hint %q", h)
+	}
+	sel.Prefetch(context.Background(), 3*engine.DefaultChunkSize, engine.DefaultChunkSize, 8)
+	deadline := time.Now().Add(5 * time.Second)
+	var h string
+	for h == "" && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+		h = sel.PresignHint(sess)
+	}
+	if h != want {
+		t.Errorf("while probing: hint %q, want %q", h, want)
+	}
+	if h := (&Selector{Client: c, Kinds: []string{KindOrigin, KindRelay}, pre: sel.pre}).PresignHint(sess); h != "" {
+		t.Errorf("direct not among Kinds: hint %q", h)
+	}
+	if h := sel.PresignHint(&engine.Session{ID: "ses_1", ChunkURL: sess.ChunkURL, Missing: []int{0}}); h != "" {
+		t.Errorf("one missing chunk: hint %q", h)
+	}
+	close(release)
+	if _, err := sel.Select(context.Background(), sess, engine.DefaultChunkSize, 8); err != nil {
+		t.Fatal(err)
+	}
+	if h := sel.PresignHint(sess); h != "" {
+		t.Errorf("prefetch used, no Reuse: hint %q", h)
+	}
+
+	// Without a direct candidate there is no hint.
+	direct.Store(false)
+	sel2 := &Selector{Client: c}
+	sel2.Prefetch(context.Background(), 3*engine.DefaultChunkSize, engine.DefaultChunkSize, 8)
+	<-sel2.pre.done
+	if h := sel2.PresignHint(sess); h != "" {
+		t.Errorf("no direct candidate: hint %q", h)
 	}
 }

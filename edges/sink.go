@@ -5,14 +5,16 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 )
 
 // ProbeHandler answers probes (POST PathProbe) on the origin and on
-// relays: it reads the body for at most ProbeReadTime and MaxProbeBytes,
-// discards it, and reports what it read and how long the bytes took from
-// the first to the last, measured here so that the sender's socket buffers
-// do not flatter the figure.
+// relays: it reads the body for at most ProbeReadTime and MaxProbeBytes
+// (and, when the probe names ProbeParamMillis, for at most that long from
+// the first byte), discards it, and reports what it read and how long the
+// bytes took from the first to the last, measured here so that the
+// sender's socket buffers do not flatter the figure.
 func ProbeHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
@@ -25,6 +27,7 @@ func ProbeHandler() http.Handler {
 			return
 		}
 		deadline := time.Now().Add(ProbeReadTime)
+		budget := probeBudget(r)
 		rc := http.NewResponseController(w)
 		_ = rc.SetReadDeadline(deadline)
 		buf := make([]byte, 32<<10)
@@ -37,6 +40,10 @@ func ProbeHandler() http.Handler {
 				now := time.Now()
 				if first.IsZero() {
 					first = now
+					if budget > 0 && now.Add(budget).Before(deadline) {
+						deadline = now.Add(budget)
+						_ = rc.SetReadDeadline(deadline)
+					}
 				}
 				last, n = now, n+int64(k)
 			}
@@ -52,6 +59,16 @@ func ProbeHandler() http.Handler {
 		w.Header().Set("Connection", "close") // the rest of an unread body is not worth draining
 		writeJSON(w, http.StatusOK, ProbeResult{Bytes: n, Micros: last.Sub(first).Microseconds()})
 	})
+}
+
+// probeBudget is the reading time a probe asks for (ProbeParamMillis),
+// 0 when it names none or an unusable one.
+func probeBudget(r *http.Request) time.Duration {
+	ms, err := strconv.Atoi(r.URL.Query().Get(ProbeParamMillis))
+	if err != nil || ms < 1 || time.Duration(ms)*time.Millisecond > ProbeReadTime {
+		return 0
+	}
+	return time.Duration(ms) * time.Millisecond
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -14,9 +14,15 @@ const (
 	// PathOptimal: POST, API key: OptimalRequest → OptimalResponse.
 	PathOptimal = "/api/jetty/optimal-edges"
 	// PathProbe: POST a body of up to MaxProbeBytes; the receiver reads
-	// it for at most ProbeReadTime and answers ProbeResult. No
+	// it for at most ProbeReadTime (or the ProbeParamMillis the sender
+	// asks for, counted from the first byte) and answers ProbeResult. No
 	// authentication (it stores nothing).
 	PathProbe = "/api/jetty/probe"
+	// ProbeParamMillis is the query parameter of a probe that bounds
+	// the reading: at most this many milliseconds from the body's first
+	// byte (1..ProbeReadTime in ms; other values are ignored). Receivers
+	// that predate it read for ProbeReadTime, which is only slower.
+	ProbeParamMillis = "ms"
 	// PathLocations: GET, API key: the catalogue with live relay counts.
 	PathLocations = "/api/jetty/edges"
 )

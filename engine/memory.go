@@ -9,7 +9,9 @@ import (
 const memorySlack = 48 << 20
 
 // MemoryBudget is the most memory an upload with these settings should
-// need: one chunk buffer per worker plus a fixed slack.
+// need: one chunk buffer per worker plus a fixed slack. Only streams hold
+// chunk buffers (a file's chunks are read from the file as they are sent,
+// see payload), so a file upload stays well below it.
 func MemoryBudget(workers int, chunkSize int64) int64 {
 	return int64(max(workers, 1))*chunkSize + memorySlack
 }

@@ -65,6 +65,18 @@ type Prefetcher interface {
 	Prefetch(ctx context.Context, fileSize, chunkSize int64, workers int)
 }
 
+// PresignHinter is an optional interface of an EdgeSelector: before its
+// Select has decided (its probe may still be running), PresignHint names
+// the presign URL a direct route of session s would have, when the
+// selector already knows that the server offers one; "" otherwise. It
+// must return at once. The engine then asks for the first chunks' parts
+// while the selection goes on, so that direct workers start with their
+// URLs in hand; they are used only if Select returns a direct route with
+// that URL.
+type PresignHinter interface {
+	PresignHint(s *Session) string
+}
+
 // PresignRequest asks for presigned part URLs of a session's chunks:
 // POST /api/jetty/sessions/{id}/presign with the upload token.
 type PresignRequest struct {

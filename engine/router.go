@@ -570,16 +570,22 @@ func (q *chunkQueue) peek(n int, skip func(int) bool) []int {
 // chunks other workers are waiting for and the next chunks of the queue,
 // up to presignBatch.
 type presignCache struct {
-	mu    sync.Mutex
-	parts map[int]PresignedPart
-	want  map[int]int // chunk → workers waiting for its part
-	gen   int         // presign calls answered
-	sem   chan struct{}
+	mu     sync.Mutex
+	parts  map[int]PresignedPart
+	warmed map[int]bool // parts fetched by warm and not handed out yet
+	want   map[int]int  // chunk → workers waiting for its part
+	gen    int          // presign calls answered
+	sem    chan struct{}
 }
 
 func newPresignCache() *presignCache {
-	return &presignCache{parts: map[int]PresignedPart{}, want: map[int]int{}, sem: make(chan struct{}, 1)}
+	return &presignCache{parts: map[int]PresignedPart{}, warmed: map[int]bool{}, want: map[int]int{}, sem: make(chan struct{}, 1)}
 }
+
+// warmedMin is the least life a part fetched by warm must have left to be
+// handed out once although it expires within presignMargin: it was asked
+// for this chunk's first attempt, as the worker's own call would have.
+const warmedMin = 5 * time.Second
 
 // usableLocked reports whether a cached part may be used now.
 func (pc *presignCache) usableLocked(i int, now time.Time) (PresignedPart, bool) {
@@ -587,12 +593,26 @@ func (pc *presignCache) usableLocked(i int, now time.Time) (PresignedPart, bool)
 	return p, ok && p.ExpiresAt.Sub(now) > presignMargin
 }
 
+// takeLocked is the part of chunk i when it may be handed out now:
+// usable, or fetched by warm (once, while it has warmedMin left).
+func (pc *presignCache) takeLocked(i int, now time.Time) (PresignedPart, bool) {
+	p, ok := pc.parts[i]
+	switch {
+	case !ok:
+		return p, false
+	case pc.warmed[i] && p.ExpiresAt.Sub(now) > warmedMin:
+		delete(pc.warmed, i)
+		return p, true
+	}
+	return p, p.ExpiresAt.Sub(now) > presignMargin
+}
+
 // get returns the presigned part of chunk i, from the cache or from a
 // presign call made with token. q (nil for none) lends its next chunks
 // to the batch.
 func (pc *presignCache) get(ctx context.Context, c *Client, presignURL, token string, q *chunkQueue, i int) (PresignedPart, error) {
 	pc.mu.Lock()
-	if p, ok := pc.usableLocked(i, time.Now()); ok {
+	if p, ok := pc.takeLocked(i, time.Now()); ok {
 		pc.mu.Unlock()
 		return p, nil
 	}
@@ -615,7 +635,11 @@ func (pc *presignCache) get(ctx context.Context, c *Client, presignURL, token st
 
 	pc.mu.Lock()
 	now := time.Now()
-	if p, ok := pc.parts[i]; ok && (pc.gen != gen || p.ExpiresAt.Sub(now) > presignMargin) && p.ExpiresAt.After(now) {
+	if p, ok := pc.takeLocked(i, now); ok {
+		pc.mu.Unlock()
+		return p, nil
+	}
+	if p, ok := pc.parts[i]; ok && pc.gen != gen && p.ExpiresAt.After(now) {
 		pc.mu.Unlock() // fetched while this worker waited
 		return p, nil
 	}
@@ -636,6 +660,7 @@ func (pc *presignCache) get(ctx context.Context, c *Client, presignURL, token st
 		switch {
 		case !p.ExpiresAt.After(now):
 			delete(pc.parts, j)
+			delete(pc.warmed, j)
 		case p.ExpiresAt.Sub(now) > presignMargin:
 			valid[j] = true
 		}
@@ -657,6 +682,7 @@ func (pc *presignCache) get(ctx context.Context, c *Client, presignURL, token st
 	var mine *PresignedPart
 	for _, p := range resp.Parts {
 		pc.parts[p.Index] = p
+		delete(pc.warmed, p.Index)
 		if p.Index == i {
 			mine = &p
 		}
@@ -669,10 +695,48 @@ func (pc *presignCache) get(ctx context.Context, c *Client, presignURL, token st
 	return *mine, nil
 }
 
+// warm presigns chunks (the first of the queue) in one call before the
+// workers start, so that the direct route's workers find their parts
+// waiting instead of each asking once the queue has been emptied: with
+// one round of chunks, every worker pops at once and the first presign
+// call, seeing an empty queue, covers only the workers already waiting
+// (the others wait for a second call). It takes the call slot at once;
+// the call itself runs through bg (the uploader's background calls,
+// which end with the upload). A failure is left to the workers, which
+// ask again as usual.
+func (pc *presignCache) warm(bg func(func(context.Context)), c *Client, presignURL, token string, chunks []int) {
+	pc.mu.Lock()
+	now := time.Now()
+	chunks = slices.DeleteFunc(slices.Clone(chunks), func(i int) bool { _, ok := pc.usableLocked(i, now); return ok })
+	pc.mu.Unlock()
+	if len(chunks) == 0 {
+		return
+	}
+	select {
+	case pc.sem <- struct{}{}:
+	default:
+		return // a call is already running
+	}
+	bg(func(ctx context.Context) {
+		defer func() { <-pc.sem }()
+		resp, err := c.Presign(ctx, presignURL, token, chunks[:min(len(chunks), presignBatch)])
+		if err != nil {
+			return
+		}
+		pc.mu.Lock()
+		defer pc.mu.Unlock()
+		pc.gen++
+		for _, p := range resp.Parts {
+			pc.parts[p.Index], pc.warmed[p.Index] = p, true
+		}
+	})
+}
+
 // drop forgets the part of chunk i (stored, or refused by the store).
 func (pc *presignCache) drop(i int) {
 	pc.mu.Lock()
 	delete(pc.parts, i)
+	delete(pc.warmed, i)
 	pc.mu.Unlock()
 }
 
@@ -758,7 +822,11 @@ func (u *uploader) setupRoutes(ctx context.Context, stream bool) {
 		case RouteOrigin:
 			haveOrigin, origin = true, rt
 		case RouteDirect:
-			rt.pc = newPresignCache()
+			if u.early != nil && r.PresignURL == u.earlyURL {
+				rt.pc, u.early = u.early, nil
+			} else {
+				rt.pc = newPresignCache()
+			}
 		}
 		routes = append(routes, rt)
 	}

@@ -81,7 +81,7 @@ func checkNoWorkers(t *testing.T) {
 	buf := make([]byte, 1<<22)
 	buf = buf[:runtime.Stack(buf, true)]
 	for _, g := range strings.Split(string(buf), "\n\n") {
-		for _, fn := range []string{"engine.(*uploader).sendChunks", "engine.(*uploader).sendChunk", "engine.(*chunkQueue).pop", "engine.(*presignCache).get", "engine.(*uploader).uploadStream.func"} {
+		for _, fn := range []string{"engine.(*uploader).sendChunks", "engine.(*uploader).sendChunk", "engine.(*chunkQueue).pop", "engine.(*presignCache).get", "engine.(*presignCache).warm", "engine.(*uploader).background", "engine.(*uploader).uploadStream.func"} {
 			if strings.Contains(g, fn) {
 				t.Errorf("a goroutine outlived the upload:\n%s", g)
 				return
@@ -768,10 +768,13 @@ func TestRoutesDirectPresignBatching(t *testing.T) {
 	}{
 		{"one call", MaxPresign, 15 * time.Minute, 1, [][]int{seq(0, 8)}},
 		{"batches of 3", 3, 15 * time.Minute, 1, [][]int{{0, 1, 2}, {3, 4, 5}, {6, 7}}},
-		// Parts expiring within a minute are never reused: every chunk
-		// asks again (with the rest of the queue).
-		{"short-lived URLs", MaxPresign, 30 * time.Second, 1, [][]int{seq(0, 8), seq(1, 8), seq(2, 8), seq(3, 8), seq(4, 8), seq(5, 8), seq(6, 8), seq(7, 8)}},
+		// Parts expiring within a minute are handed out once, by the
+		// call made before the workers start (warm), and never again.
+		{"short-lived URLs", MaxPresign, 30 * time.Second, 1, [][]int{seq(0, 8)}},
 		{"4 workers", MaxPresign, 15 * time.Minute, 4, nil},
+		// One round (as many workers as chunks): every worker pops at
+		// once, and the call made before they start covers them all.
+		{"one round", MaxPresign, 15 * time.Minute, 8, [][]int{seq(0, 8)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			old := presignBatch
@@ -1300,4 +1303,77 @@ func TestRoutesWorkerAdvice(t *testing.T) {
 		}
 		checkStoredOnce(t, f, data, 8)
 	}
+}
+
+// hintedSelect is an EdgeSelector that hints at the direct route's presign
+// URL (PresignHinter) and makes Select wait until release is closed, as a
+// probe would.
+type hintedSelect struct {
+	st      *fakeStore
+	hint    func(s *Session) string
+	release chan struct{}
+}
+
+func (h hintedSelect) PresignHint(s *Session) string { return h.hint(s) }
+
+func (h hintedSelect) Select(ctx context.Context, s *Session, cs int64, w int) ([]Route, error) {
+	select {
+	case <-h.release:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return []Route{h.st.route(s, 1)}, nil
+}
+
+func TestRoutesEarlyPresign(t *testing.T) {
+	t.Run("asked while selecting", func(t *testing.T) {
+		f := newFake(t)
+		st := newStore(f)
+		sel := hintedSelect{st: st, hint: func(s *Session) string { return st.route(s, 1).PresignURL }, release: make(chan struct{})}
+		go func() {
+			// Select returns only once the presign call was made: the
+			// parts are asked for before the routes are known.
+			defer close(sel.release)
+			deadline := time.Now().Add(10 * time.Second)
+			for len(st.calls()) == 0 && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+		}()
+		data := genBytes(81, 6*5*MiB)
+		opts, rec, _ := routeOpts(6, sel)
+		if _, err := UploadReader(context.Background(), f.client(), bytes.NewReader(data), int64(len(data)), "e.bin", opts); err != nil {
+			t.Fatal(err)
+		}
+		checkStoredOnce(t, f, data, 6)
+		want := [][]int{{0, 1, 2, 3, 4, 5}}
+		if calls := st.calls(); !slices.EqualFunc(calls, want, slices.Equal) {
+			t.Errorf("presign calls %v, want %v (one, before Select returned)", calls, want)
+		}
+		if w := rec.warnings(); len(w) != 0 {
+			t.Errorf("warnings %q", w)
+		}
+	})
+	t.Run("hint not chosen", func(t *testing.T) {
+		// The hint names another URL than the route Select returns: its
+		// parts are not used, the route asks for its own.
+		f := newFake(t)
+		st := newStore(f)
+		sel := hintedSelect{st: st, hint: func(s *Session) string { return st.route(s, 1).PresignURL + "-elsewhere" }, release: make(chan struct{})}
+		close(sel.release)
+		data := genBytes(82, 4*5*MiB)
+		opts, _, _ := routeOpts(4, sel)
+		if _, err := UploadReader(context.Background(), f.client(), bytes.NewReader(data), int64(len(data)), "e.bin", opts); err != nil {
+			t.Fatal(err)
+		}
+		checkStoredOnce(t, f, data, 4)
+		asked := map[int]bool{}
+		for _, c := range st.calls() {
+			for _, i := range c {
+				asked[i] = true
+			}
+		}
+		if len(asked) != 4 {
+			t.Errorf("presign calls %v: the route must ask for all 4 chunks itself", st.calls())
+		}
+	})
 }

@@ -146,7 +146,7 @@ func (u *uploader) uploadStream(ctx context.Context, r io.Reader, name string) (
 				var err error
 				if gctx.Err() == nil {
 					st := chunkTry{last: -1}
-					_, reusable, err = u.sendChunk(gctx, w, nil, j.index, sum, data, &st)
+					_, reusable, err = u.sendChunk(gctx, w, nil, j.index, sum, memPayload(data), &st)
 				} else {
 					err = gctx.Err()
 				}

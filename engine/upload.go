@@ -1,10 +1,7 @@
 package engine
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -135,6 +132,10 @@ type uploader struct {
 
 	sess      *Session
 	rt        *router
+	early     *presignCache // parts asked for while the routes were chosen (PresignHinter)
+	earlyURL  string
+	bg        sync.WaitGroup // background calls (presign warm-ups)
+	bgCancel  []context.CancelFunc
 	tok       *tokenSource
 	workers   int
 	sent      atomic.Int64 // chunks stored in this run
@@ -188,6 +189,9 @@ func (u *uploader) begin(ctx context.Context, s *Session, chunkSize int64, strea
 		w = min(w, s.Strategy.MaxWorkers)
 	}
 	u.workers = w
+	if !stream {
+		u.earlyPresign(ctx, s)
+	}
 	u.setupRoutes(ctx, stream)
 	if adv, ok := u.opts.Edges.(WorkerAdvisor); ok && u.opts.Workers <= 0 {
 		ceiling := s.Strategy.MaxWorkers
@@ -285,11 +289,12 @@ func (t *tokenSource) refresh(ctx context.Context, gen int) (string, int, error)
 // back to the queue at once (requeued: the caller lets go of it and
 // takes another); a stream's chunk, which cannot be read again, is sent
 // at once through another route by the same worker. With no other route
-// up it is retried with backoff. data is not modified. clean reports
-// whether the transport has released data (false only when a refused
-// request still held it after the wait; the buffer must then not be
-// reused for another chunk).
-func (u *uploader) sendChunk(ctx context.Context, w *worker, q *chunkQueue, index int, sum string, data []byte, st *chunkTry) (requeued, clean bool, err error) {
+// up it is retried with backoff. data is not modified (a file's chunk
+// is read from the file by each attempt). clean reports whether the
+// transport has released data (false only when a refused request still
+// held it after the wait; a buffer behind it must then not be reused for
+// another chunk).
+func (u *uploader) sendChunk(ctx context.Context, w *worker, q *chunkQueue, index int, sum string, data payload, st *chunkTry) (requeued, clean bool, err error) {
 	var refreshes, mismatches, crowded, presigns int
 	clean = true
 	var avoid *route
@@ -323,12 +328,16 @@ func (u *uploader) sendChunk(ctx context.Context, w *worker, q *chunkQueue, inde
 				rt.pc.drop(index)
 			}
 			u.sent.Add(1)
-			u.hub.chunkDone(index, int64(len(data)), rt.ID, rt.Kind, edge)
+			u.hub.chunkDone(index, data.size(), rt.ID, rt.Kind, edge)
 			return false, clean, nil
 		}
 		if ctx.Err() != nil {
 			u.rt.release(rt, trial)
 			return false, clean, ctx.Err()
+		}
+		if fe := (*fileReadError)(nil); errors.As(err, &fe) {
+			u.rt.release(rt, trial)
+			return false, clean, fe
 		}
 		failed, now := routeFailure(err)
 		if failed {
@@ -375,7 +384,9 @@ func (u *uploader) sendChunk(ctx context.Context, w *worker, q *chunkQueue, inde
 			// The engine sends the manifest's hash. If the bytes in
 			// memory still have it, they were damaged on the way: worth
 			// a couple more tries. If not, the file changed under us.
-			if h := sha256.Sum256(data); hex.EncodeToString(h[:]) != sum {
+			if now, err := data.sum(); err != nil {
+				return false, clean, err
+			} else if now != sum {
 				return false, clean, ErrFileChanged
 			}
 			if mismatches++; mismatches > checksumRetries {
@@ -422,7 +433,7 @@ func (u *uploader) sendChunk(ctx context.Context, w *worker, q *chunkQueue, inde
 // then the PUT to the store. It returns the receiver's scheme and host,
 // the body given to the transport (nil: none) and, for a direct route,
 // whether the store refused the URL itself (403: presign again).
-func (u *uploader) put(ctx context.Context, rt *route, q *chunkQueue, index int, sum string, data []byte, tok string) (edge string, br *bodyReader, stale bool, err error) {
+func (u *uploader) put(ctx context.Context, rt *route, q *chunkQueue, index int, sum string, data payload, tok string) (edge string, br *bodyReader, stale bool, err error) {
 	var part PresignedPart
 	if rt.Kind == RouteDirect {
 		if part, err = rt.pc.get(ctx, u.c, rt.PresignURL, tok, q, index); err != nil {
@@ -430,14 +441,14 @@ func (u *uploader) put(ctx context.Context, rt *route, q *chunkQueue, index int,
 		}
 	}
 	var body io.Reader
-	if len(data) > 0 {
-		br = newBodyReader(ctx, bytes.NewReader(data), u.lim, u.hub)
+	if data.size() > 0 {
+		br = newBodyReader(ctx, data.reader(), u.lim, u.hub)
 		body = br
 	}
 	if rt.Kind != RouteDirect {
-		return rt.url, br, false, u.c.PutChunk(ctx, rt.ChunkURL, tok, index, sum, body, int64(len(data)))
+		return rt.url, br, false, u.c.PutChunk(ctx, rt.ChunkURL, tok, index, sum, body, data.size())
 	}
-	err = u.c.PutPresigned(ctx, part, body, int64(len(data)))
+	err = u.c.PutPresigned(ctx, part, body, data.size())
 	var ae *APIError
 	stale = errors.As(err, &ae) && ae.Status == http.StatusForbidden
 	return edgeOf(part.URL), br, stale, err
@@ -486,11 +497,10 @@ func putBuf(b *[]byte) {
 }
 
 // sendChunks sends the chunks listed of a file: the workers, each bound
-// to a route, pull indexes from one shared queue, read each chunk into
-// their buffer and send it. A chunk that failed on a route while another
-// is up goes back to the queue and is read again by whoever takes it:
-// no buffer is held across re-queues, so buffers stay workers × chunk
-// size.
+// to a route, pull indexes from one shared queue and send each chunk
+// straight from the file (see payload). A chunk that failed on a route
+// while another is up goes back to the queue and is read again by
+// whoever takes it.
 func (u *uploader) sendChunks(ctx context.Context, r io.ReaderAt, m *Manifest, idx []int) error {
 	if len(idx) == 0 {
 		return nil
@@ -517,16 +527,10 @@ func (u *uploader) sendChunks(ctx context.Context, r io.ReaderAt, m *Manifest, i
 		}()
 		defer func() { tick.Stop(); close(stopTick); <-tickDone }()
 	}
+	u.warmPresign(gctx, q)
 	for _, w := range u.rt.workers(min(u.workers, len(idx))) {
 		g.Go(func() error {
 			defer u.rt.leave(w)
-			bp := getBuf(m.ChunkSize)
-			reusable := true
-			defer func() {
-				if reusable {
-					putBuf(bp)
-				}
-			}()
 			for {
 				i, ok := q.popUnless(w.cur.idx, func(queued int) bool { return u.rt.hold(w, queued) })
 				if !ok {
@@ -536,20 +540,12 @@ func (u *uploader) sendChunks(ctx context.Context, r io.ReaderAt, m *Manifest, i
 					return gctx.Err()
 				}
 				c := m.Chunks[i]
-				buf := (*bp)[:c.Size]
-				if err := readFull(r, buf, c.Offset); err != nil {
-					return fmt.Errorf("chunk %d: %w", i, err)
-				}
-				requeued, clean, err := u.sendChunk(gctx, w, q, i, c.SHA256, buf, &q.state[i])
-				reusable = clean
+				requeued, _, err := u.sendChunk(gctx, w, q, i, c.SHA256, filePayload(r, c.Offset, c.Size), &q.state[i])
 				if err != nil {
 					if errors.Is(err, context.Canceled) && ctx.Err() == nil {
 						return err // another worker failed first
 					}
 					return fmt.Errorf("chunk %d: %w", i, err)
-				}
-				if !reusable { // a transport still holds it: leave it to the GC
-					bp, reusable = getBuf(m.ChunkSize), true
 				}
 				if !requeued {
 					q.done()
@@ -562,6 +558,66 @@ func (u *uploader) sendChunks(ctx context.Context, r io.ReaderAt, m *Manifest, i
 		return ctx.Err()
 	}
 	return err
+}
+
+// earlyPresign asks for the parts of the session's first missing chunks
+// at the URL the EdgeSelector hints at (PresignHinter), in the
+// background, before the selection is known; setupRoutes hands them to
+// the direct route with that URL.
+func (u *uploader) earlyPresign(ctx context.Context, s *Session) {
+	h, ok := u.opts.Edges.(PresignHinter)
+	if !ok || len(s.Missing) < 2 {
+		return
+	}
+	raw := h.PresignHint(s)
+	if raw == "" {
+		return
+	}
+	abs, err := u.c.resolve(raw)
+	if err != nil {
+		return
+	}
+	u.early, u.earlyURL = newPresignCache(), abs
+	u.early.warm(u.background(ctx), u.c, abs, s.UploadToken, s.Missing[:min(len(s.Missing), presignBatch)])
+}
+
+// background returns a runner of background calls of this upload: each
+// runs in its own goroutine, at most backgroundTimeout, and finish
+// cancels and waits for those still running. Only the upload's own
+// goroutine starts them.
+func (u *uploader) background(ctx context.Context) func(func(context.Context)) {
+	return func(f func(context.Context)) {
+		bctx, cancel := context.WithTimeout(ctx, backgroundTimeout)
+		u.bgCancel = append(u.bgCancel, cancel)
+		u.bg.Add(1)
+		go func() {
+			defer u.bg.Done()
+			defer cancel()
+			f(bctx)
+		}()
+	}
+}
+
+// backgroundTimeout bounds a background call (a presign warm-up).
+const backgroundTimeout = 30 * time.Second
+
+// warmPresign asks each direct route for the parts of the first chunks
+// of q before the workers start (see presignCache.warm).
+func (u *uploader) warmPresign(ctx context.Context, q *chunkQueue) {
+	var first []int
+	for _, rt := range u.rt.routes {
+		if rt.pc == nil {
+			continue
+		}
+		if first == nil {
+			first = q.peek(presignBatch, func(int) bool { return false })
+		}
+		tok, _, err := u.tok.get(ctx)
+		if err != nil {
+			return
+		}
+		rt.pc.warm(u.background(ctx), u.c, rt.PresignURL, tok, first)
+	}
 }
 
 // checkMissing validates a server's missing list against m.
@@ -737,6 +793,10 @@ func (u *uploader) completedBefore(ctx context.Context, session string) (Complet
 
 // finish fills in the figures every result has and reports the end.
 func (u *uploader) finish(res *Result, err error) (*Result, error) {
+	for _, cancel := range u.bgCancel {
+		cancel()
+	}
+	u.bg.Wait()
 	res.BytesSent = u.hub.sentBytes()
 	res.ChunksSent = int(u.sent.Load())
 	res.Duration = time.Since(u.started)

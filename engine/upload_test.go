@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -352,6 +353,49 @@ func TestFileChangedAfterPlan(t *testing.T) {
 	}
 	if rec.count(EventRetry) != 0 {
 		t.Errorf("%d retries", rec.count(EventRetry))
+	}
+}
+
+// shrinkingReader ends at cut once armed (the file was truncated after
+// it was planned).
+type shrinkingReader struct {
+	data  []byte
+	cut   int64
+	armed atomic.Bool
+}
+
+func (c *shrinkingReader) ReadAt(p []byte, off int64) (int, error) {
+	data := c.data
+	if c.armed.Load() {
+		data = data[:c.cut]
+	}
+	return bytes.NewReader(data).ReadAt(p, off)
+}
+
+func TestFileShrankAfterPlan(t *testing.T) {
+	// Chunks are read from the file as they are sent: a file cut short
+	// after planning fails the upload at once, saying so, without retries
+	// and without blaming the route.
+	f := newFake(t)
+	data := genBytes(20, 12*MiB)
+	cr := &shrinkingReader{data: data, cut: 6 * MiB}
+	rec := &recorder{}
+	opts := Options{Workers: 1, Sleep: (&noSleep{}).sleep, Progress: ProgressFunc(func(e Event) {
+		if e.Kind == EventStart {
+			cr.armed.Store(true)
+		}
+		rec.Event(e)
+	})}
+	_, err := UploadReader(context.Background(), f.client(), cr, int64(len(data)), "s.bin", opts)
+	if err == nil || !strings.Contains(err.Error(), "did the file shrink?") {
+		t.Fatalf("err = %v, want a read error that says the file shrank", err)
+	}
+	if rec.count(EventRetry) != 0 {
+		t.Errorf("%d retries; a short file is not retried", rec.count(EventRetry))
+	}
+	attempts, _, _ := f.stats()
+	if attempts[1] > 1 || attempts[2] != 0 {
+		t.Errorf("attempts %v: chunk 1 (cut) at most once, chunk 2 never", attempts)
 	}
 }
 
