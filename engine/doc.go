@@ -21,7 +21,9 @@
 //     chunks of a failing route to the others, the origin being the last
 //     resort. Result.Edges says what each route took.
 //
-// Memory stays bounded by workers × chunk size (workers+2 blocks for a
-// stream) plus a few MiB for planning, whatever the file size. The package
+// A file's chunks are read from the file as they are sent, 1 MiB at a
+// time (payload.go), so a file upload's memory is a few MiB per worker
+// whatever the chunk and file sizes; a stream, which cannot be read
+// twice, holds workers+2 chunk buffers. The package
 // has no server code and no command-line code; cmd/jetty wires it.
 package engine
