@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -95,9 +96,9 @@ type traced struct {
 
 func (t *tracer) RoundTrip(r *http.Request) (*http.Response, error) {
 	began := time.Since(t.start)
-	var wrote time.Duration
+	var wrote atomic.Int64 // set by the transport's writer, which may finish after the answer
 	ctx := httptrace.WithClientTrace(r.Context(), &httptrace.ClientTrace{
-		WroteRequest: func(httptrace.WroteRequestInfo) { wrote = time.Since(t.start) },
+		WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Store(int64(time.Since(t.start))) },
 	})
 	resp, err := t.base.RoundTrip(r.WithContext(ctx))
 	st := 0
@@ -109,7 +110,7 @@ func (t *tracer) RoundTrip(r *http.Request) (*http.Response, error) {
 		path = "…" + path[len(path)-39:]
 	}
 	t.mu.Lock()
-	t.reqs = append(t.reqs, traced{what: r.Method + " " + r.URL.Host + path, began: began, wrote: wrote, got: time.Since(t.start), status: st})
+	t.reqs = append(t.reqs, traced{what: r.Method + " " + r.URL.Host + path, began: began, wrote: time.Duration(wrote.Load()), got: time.Since(t.start), status: st})
 	t.mu.Unlock()
 	return resp, err
 }
