@@ -1,6 +1,9 @@
 package edges
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Paths of the edge protocol on the origin (and, for chunks and probes,
 // on relays).
@@ -102,6 +105,26 @@ type SessionInfo struct {
 	// Chunks is the manifest (nil for a stream session, whose chunks are
 	// 1..ChunkSize bytes with the hash their sender declares).
 	Chunks []ChunkInfo `json:"chunks,omitempty"`
+	// Reserved is what a stream session reserved: all its chunks together
+	// must fit (StreamChunkRefusal). 0 for a session with a manifest.
+	Reserved int64 `json:"reserved,omitempty"`
+}
+
+// StreamChunkRefusal says why chunk index of size bytes cannot be taken
+// for a stream session (no manifest) cut in chunkSize chunks that
+// reserved reserved bytes; empty code when it can. Chunk i covers bytes
+// [i×chunkSize, i×chunkSize+size) of the stream, so every chunk a session
+// can hold lies inside its reservation: at most reserved bytes in all,
+// whatever indexes are sent and how often. The origin and every relay
+// apply it.
+func StreamChunkRefusal(index int, size, chunkSize, reserved int64) (code, msg string) {
+	if size < 1 || size > chunkSize {
+		return "invalid_request", fmt.Sprintf("stream chunks are 1..%d bytes", chunkSize)
+	}
+	if end := int64(index)*chunkSize + size; end > reserved {
+		return "too_large", fmt.Sprintf("stream chunk %d would end at byte %d, beyond the %d bytes reserved for this stream when it was opened (the free quota or the tier's largest file); nothing was stored", index, end, reserved)
+	}
+	return "", ""
 }
 
 // ChunkInfo is one manifest entry.

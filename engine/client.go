@@ -125,11 +125,16 @@ type Strategy struct {
 
 // Asset is a stored file as the server describes it (docs/api.md).
 type Asset struct {
-	ID              string     `json:"id"`
-	URL             string     `json:"url"`
-	Key             string     `json:"key"`
-	Size            int64      `json:"size"`
-	Hash            string     `json:"hash"`
+	ID   string `json:"id"`
+	URL  string `json:"url"`
+	Key  string `json:"key"`
+	Size int64  `json:"size"`
+	Hash string `json:"hash"`
+	// HashVerified: the server hashed the whole file and got Hash; when
+	// false, Hash is what the uploader declared and the server verified
+	// every chunk (ContentID). docs/protocol.md, "What the server verifies".
+	HashVerified    bool       `json:"hash_verified"`
+	ContentID       string     `json:"content_id,omitempty"`
 	Filename        string     `json:"filename"`
 	ContentType     string     `json:"content_type,omitempty"`
 	CacheKey        string     `json:"cache_key,omitempty"`

@@ -1,6 +1,9 @@
 package engine
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 )
@@ -145,7 +148,46 @@ func (m *Manifest) Validate() error {
 	if off != m.Size {
 		return badManifest("chunks add up to %d bytes, size says %d", off, m.Size)
 	}
+	// A one-chunk file is its chunk: both hashes are the same, and the
+	// server, which verifies the chunk, thereby verifies the file.
+	if n == 1 && m.SHA256 != m.Chunks[0].SHA256 {
+		return badManifest("a one-chunk file's sha256 is its chunk's sha256; the manifest gives two different hashes")
+	}
+	if m.Size == 0 && m.SHA256 != EmptySHA256 {
+		return badManifest("an empty file's sha256 is %s (the SHA-256 of nothing)", EmptySHA256)
+	}
 	return nil
+}
+
+// EmptySHA256 is the SHA-256 of nothing: the hash of an empty file.
+const EmptySHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+// ChunkListPrefix starts every chunk-list id (ChunkListID), so that no id
+// of that kind equals a whole-file SHA-256 in hex.
+const ChunkListPrefix = "m1-"
+
+// ChunkListID is the identity of the content a manifest's chunks describe,
+// computed from the chunks alone: "m1-" and the hex SHA-256 of, for each
+// chunk in order, its size as 8 bytes big-endian followed by its raw
+// 32-byte SHA-256. A server that verified every chunk (each one's size
+// and SHA-256, as storage recorded them) has verified this id without
+// reading the file again; it cannot say the same of the whole-file
+// SHA-256 unless it read every byte in order (docs/protocol.md, "What the
+// server verifies"). Hashes are taken as written; call it on a validated
+// manifest.
+func (m *Manifest) ChunkListID() string {
+	h := sha256.New()
+	var buf [8 + sha256.Size]byte
+	for _, c := range m.Chunks {
+		binary.BigEndian.PutUint64(buf[:8], uint64(c.Size))
+		if d, err := hex.DecodeString(c.SHA256); err == nil && len(d) == sha256.Size {
+			copy(buf[8:], d)
+		} else {
+			clear(buf[8:])
+		}
+		h.Write(buf[:])
+	}
+	return ChunkListPrefix + hex.EncodeToString(h.Sum(nil))
 }
 
 func isHex64(s string) bool {

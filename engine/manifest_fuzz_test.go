@@ -39,9 +39,13 @@ func FuzzManifestLayout(f *testing.F) {
 			return
 		}
 		m := newManifest(name, size, chunkSize)
-		m.SHA256 = hash
+		h := hash
+		if size == 0 {
+			h = EmptySHA256
+		}
+		m.SHA256 = h
 		for i := range m.Chunks {
-			m.Chunks[i].SHA256 = hash
+			m.Chunks[i].SHA256 = h
 		}
 		if err := m.Validate(); err != nil {
 			t.Fatalf("layout of %d bytes in %d-byte chunks: %v", size, chunkSize, err)

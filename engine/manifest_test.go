@@ -12,6 +12,9 @@ import (
 	"strings"
 	"testing"
 
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"github.com/jettythunder/jetty/internal/testenv"
 )
 
@@ -207,6 +210,15 @@ func TestValidate(t *testing.T) {
 		"one chunk too small": {func(m *Manifest) {
 			*m = Manifest{Version: 1, Size: 10, ChunkSize: 9, SHA256: h, Chunks: []Chunk{{0, 0, 10, h}}}
 		}, "does not fit"},
+		// A one-chunk file's hash is its chunk's: a manifest claiming
+		// another whole-file hash claims something the server cannot check.
+		"one chunk, two hashes": {func(m *Manifest) {
+			*m = Manifest{Version: 1, Size: 10, ChunkSize: 10, SHA256: h, Chunks: []Chunk{{0, 0, 10, strings.Repeat("b", 64)}}}
+		}, "one-chunk file's sha256 is its chunk's"},
+		// An empty file has one possible hash.
+		"empty file, any hash": {func(m *Manifest) {
+			*m = Manifest{Version: 1, Size: 0, ChunkSize: 8 * MiB, SHA256: h, Chunks: []Chunk{{0, 0, 0, h}}}
+		}, "SHA-256 of nothing"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			m := validManifest()
@@ -220,7 +232,7 @@ func TestValidate(t *testing.T) {
 	}
 	// Accepted edge cases.
 	for name, m := range map[string]*Manifest{
-		"empty file":          {Version: 1, Size: 0, ChunkSize: 8 * MiB, SHA256: h, Chunks: []Chunk{{0, 0, 0, h}}},
+		"empty file":          {Version: 1, Size: 0, ChunkSize: 8 * MiB, SHA256: EmptySHA256, Chunks: []Chunk{{0, 0, 0, EmptySHA256}}},
 		"one chunk own size":  {Version: 1, Size: 10, ChunkSize: 10, SHA256: h, Chunks: []Chunk{{0, 0, 10, h}}},
 		"last chunk full":     {Version: 1, Size: 10 * MiB, ChunkSize: 5 * MiB, SHA256: h, Chunks: []Chunk{{0, 0, 5 * MiB, h}, {1, 5 * MiB, 5 * MiB, h}}},
 		"last chunk one byte": {Version: 1, Size: 5*MiB + 1, ChunkSize: 5 * MiB, SHA256: h, Chunks: []Chunk{{0, 0, 5 * MiB, h}, {1, 5 * MiB, 1, h}}},
@@ -310,4 +322,43 @@ func ExampleChooseChunkSize() {
 	// 8
 	// 16
 	// 128
+}
+
+// TestChunkListID pins the content id of a chunk list (docs/protocol.md):
+// a fixed encoding other implementations must reproduce, which changes
+// with every size and hash and never equals a whole-file SHA-256.
+func TestChunkListID(t *testing.T) {
+	m := validManifest() // 12 MiB + 5 in chunks of 5 MiB
+	var enc []byte
+	for _, c := range m.Chunks {
+		var size [8]byte
+		binary.BigEndian.PutUint64(size[:], uint64(c.Size))
+		d, _ := hex.DecodeString(c.SHA256)
+		enc = append(append(enc, size[:]...), d...)
+	}
+	sum := sha256.Sum256(enc)
+	want := "m1-" + hex.EncodeToString(sum[:])
+	if got := m.ChunkListID(); got != want {
+		t.Fatalf("ChunkListID = %s, want %s", got, want)
+	}
+	if m.ChunkListID() == m.SHA256 || !strings.HasPrefix(m.ChunkListID(), ChunkListPrefix) {
+		t.Errorf("ChunkListID %s must carry its prefix and differ from the whole-file hash", m.ChunkListID())
+	}
+	renamed := *m
+	renamed.Name = "other.bin"
+	if renamed.ChunkListID() != want {
+		t.Error("the name changed the content id")
+	}
+	for i := range m.Chunks {
+		other := validManifest()
+		other.Chunks[i].SHA256 = strings.Repeat("f", 64)
+		if other.ChunkListID() == want {
+			t.Errorf("changing chunk %d's hash kept the id", i)
+		}
+	}
+	// The same bytes cut differently are different chunk lists.
+	recut := sequentialManifest("v.bin", genBytes(9, 12*MiB+5), 6*MiB)
+	if recut.ChunkListID() == want {
+		t.Error("another chunk size gave the same id")
+	}
 }

@@ -8,19 +8,30 @@ import (
 // Asset is one named file of an account (a row of agentcache_assets).
 //
 // Deduplication is per account: assets of one account with the same
-// SHA-256 share one stored object (ObjectKey), counted once against the
-// quota. Deleting an asset deletes the object only when no other asset of
+// content id (ContentID) share one stored object (ObjectKey), counted once
+// against the quota. A content id is always one the server verified: the
+// whole-file SHA-256 where it hashed every byte in order, else the
+// manifest's chunk-list id ("m1-…", see engine.Manifest.ChunkListID),
+// which the per-chunk checks verify (docs/protocol.md). Deleting an asset deletes the object only when no other asset of
 // the account references it. Accounts never share objects, so nothing about
 // one account's content can be learned from another.
 type Asset struct {
-	ID              string
-	AccountID       string
-	ObjectKey       string // s3_key: users/{user_id}/{unix_ms}-{random}{.ext}
-	Bucket          string
-	Filename        string // the user's name for it: metadata, never a path
-	ContentType     string
-	Size            int64
-	SHA256          string // hex
+	ID          string
+	AccountID   string
+	ObjectKey   string // s3_key: users/{user_id}/{unix_ms}-{random}{.ext}
+	Bucket      string
+	Filename    string // the user's name for it: metadata, never a path
+	ContentType string
+	Size        int64
+	SHA256      string // hex, the whole file's, as the uploader declared it
+	// SHA256Verified: the server hashed every byte of the file in order
+	// and got SHA256. When false, SHA256 is the uploader's claim: every
+	// chunk was verified (ContentID), the whole-file hash was not.
+	SHA256Verified bool
+	// ContentID is the verified identity the account's object is found
+	// by for deduplication, and the ETag: SHA256 when verified, else the
+	// chunk-list id "m1-…".
+	ContentID       string
 	CacheKey        string
 	HitCount        int64
 	LastAccessed    time.Time // zero when never downloaded
@@ -32,13 +43,19 @@ type Asset struct {
 
 // NewAsset is a finished upload to record.
 type NewAsset struct {
-	AccountID       string
-	ObjectKey       string // where the bytes were written for this upload
-	Bucket          string
-	Filename        string
-	ContentType     string
-	Size            int64
-	SHA256          string // hex
+	AccountID   string
+	ObjectKey   string // where the bytes were written for this upload
+	Bucket      string
+	Filename    string
+	ContentType string
+	Size        int64
+	SHA256      string // hex
+	// SHA256Verified says the server computed SHA256 from the bytes.
+	SHA256Verified bool
+	// ContentID is the verified identity deduplication uses: SHA256 (then
+	// SHA256Verified must be set) or a chunk-list id "m1-" + 64 hex. Empty
+	// means SHA256, for callers that verified it.
+	ContentID       string
 	CacheKey        string
 	ExpiresAt       time.Time
 	UploadedVia     string
@@ -80,13 +97,13 @@ type AssetStore interface {
 	// CreateAsset records a finished upload in one transaction, claiming
 	// its pending object and settling reservationID (may be empty when no
 	// reservation was taken):
-	//   - if the account already stores an object with n.SHA256, the new
+	//   - if the account already stores an object with n.ContentID, the new
 	//     asset points at that object (its reference count grows), the
 	//     reservation is committed with 0 bytes, and n.ObjectKey becomes
 	//     garbage due now: deduplicated is true and the caller should
 	//     delete that object and call ObjectCollected;
-	//   - otherwise n.ObjectKey becomes the account's object for that hash
-	//     and the reservation is committed with n.Size bytes.
+	//   - otherwise n.ObjectKey becomes the account's object for that
+	//     content id and the reservation is committed with n.Size bytes.
 	// With n.SessionID set, that session of the account moves from
 	// completing to completed, recording the asset, in the same
 	// transaction; a session in another state is EConflict.
@@ -97,15 +114,16 @@ type AssetStore interface {
 
 	// LinkAsset records a new asset for content the account already holds
 	// (an upload answered by deduplication before any byte moved). It
-	// fails with ENotFound when the account has no object with n.SHA256.
+	// fails with ENotFound when the account has no object with n.ContentID.
 	LinkAsset(ctx context.Context, n NewAsset) (Asset, error)
 
 	// AssetByID returns an asset of accountID; another account's asset is
 	// ENotFound.
 	AssetByID(ctx context.Context, accountID, id string) (Asset, error)
-	// AssetByHash returns the newest asset of accountID with that content
-	// hash, or ENotFound.
-	AssetByHash(ctx context.Context, accountID, sha256 string) (Asset, error)
+	// AssetByContent returns the newest asset of accountID with that
+	// content id (a verified whole-file SHA-256 in hex, or a chunk-list id
+	// "m1-…"), or ENotFound.
+	AssetByContent(ctx context.Context, accountID, contentID string) (Asset, error)
 	// ListAssets lists an account's assets, newest first, limit per page
 	// (1..1000), continuing after cursor (empty for the first page). A
 	// malformed cursor is EInvalid.

@@ -16,6 +16,13 @@ import (
 //	open ──AbortSession──▶ aborted
 //
 // "expired" is not a state: it is an open session whose ExpiresAt passed.
+//
+// A completion holds a lease (LeaseUntil) that its completer renews while
+// it works. A completion whose lease ran out died with its server: a later
+// BeginCompletion takes it over (the session stays completing, with a new
+// lease) and AbortSession may abort it. OpenSessionFor offers a completing
+// session to a resumed upload, whose complete then waits for that
+// completion or takes it over.
 type SessionState string
 
 // Session states, as in the check constraint of upload_sessions.
@@ -79,6 +86,15 @@ type UploadSession struct {
 	Filename, ContentType, CacheKey string
 	TTLSeconds                      int64 // asset TTL requested (0 = none)
 	ExpiresAt, CreatedAt, UpdatedAt time.Time
+	// LeaseUntil is when the completion's lease runs out (state
+	// completing); zero in other states.
+	LeaseUntil time.Time
+}
+
+// CompletionDead reports whether the session is completing and its lease
+// ran out before now: the completer is gone and another may take over.
+func (s UploadSession) CompletionDead(now time.Time) bool {
+	return s.State == SessionCompleting && !now.Before(s.LeaseUntil)
 }
 
 // Expired reports whether the session is open and past its expiry at now.
@@ -108,20 +124,30 @@ type SessionStore interface {
 	// session, or a malformed id, is ENotFound.
 	SessionByID(ctx context.Context, accountID, id string) (UploadSession, error)
 
-	// OpenSessionFor returns the newest session of accountID in state open
-	// with that content hash (hex, either case) and size whose ExpiresAt is
-	// after now, or ENotFound. It lets an upload of the same content
-	// resume the session instead of opening another.
+	// OpenSessionFor returns the newest session of accountID with that
+	// content hash (hex, either case) and size whose ExpiresAt is after now
+	// and that is open or completing, or ENotFound. It lets an upload of
+	// the same content resume the session instead of opening another: an
+	// open one takes its missing chunks; a completing one (another upload
+	// of the same content completing it, or a completion whose server died
+	// and that a later BeginCompletion takes over) is completed again,
+	// which waits for, or takes over, that completion.
 	OpenSessionFor(ctx context.Context, accountID, sha256 string, size int64, now time.Time) (UploadSession, error)
 
 	// BeginCompletion claims the completion of a session of accountID: it
 	// atomically moves an open session whose ExpiresAt is after now to
-	// completing and returns it with true. Of any number of concurrent
-	// callers exactly one gets true. A session already completing,
-	// completed or aborted is returned unchanged with false (the caller
-	// waits for, or answers with, the other completion). An open session
-	// past its expiry is EGone and stays open.
-	BeginCompletion(ctx context.Context, accountID, id string, now time.Time) (UploadSession, bool, error)
+	// completing, or takes over a completing one whose lease ran out
+	// (CompletionDead at now), sets its lease to now+lease and returns it
+	// with true. Of any number of concurrent callers exactly one gets
+	// true. A session completing under a live lease, completed or aborted
+	// is returned unchanged with false (the caller waits for, or answers
+	// with, the other completion). A session past its expiry is EGone and
+	// stays as it is.
+	BeginCompletion(ctx context.Context, accountID, id string, now time.Time, lease time.Duration) (UploadSession, bool, error)
+
+	// RenewCompletion extends the lease of a completing session to until.
+	// A session in another state is EConflict.
+	RenewCompletion(ctx context.Context, id string, until time.Time) error
 
 	// FinishCompletion moves a completing session to completed, recording
 	// the asset it produced. A session already completed with that asset
@@ -141,10 +167,10 @@ type SessionStore interface {
 	// session in state completing takes it; any other is EConflict.
 	SetSessionManifest(ctx context.Context, id string, manifest []byte, sha256 string, size int64, chunkCount int) error
 
-	// AbortSession moves an open session of accountID (expired or not) to
-	// aborted and returns it. Aborting an aborted session returns it
-	// unchanged (idempotent); a completing or completed session is
-	// EConflict. The caller removes the parts and releases the
+	// AbortSession moves an open session of accountID (expired or not), or
+	// a completing one whose completion is dead, to aborted and returns it.
+	// Aborting an aborted session returns it unchanged (idempotent); a
+	// session completing under a live lease, or completed, is EConflict. The caller removes the parts and releases the
 	// reservation.
 	AbortSession(ctx context.Context, accountID, id string) (UploadSession, error)
 }

@@ -49,6 +49,8 @@ and object files under --data-dir, rate limits in memory. In production set:
   JETTY_TOKEN_SECRET         signs upload tokens; the same on every instance (default: JETTY_EDGE_SECRET)
   JETTY_S3_PUBLIC_ENDPOINT   the S3 endpoint as clients reach it, for presigned direct uploads
   JETTY_DIRECT_UPLOADS       off: never offer direct uploads to S3 (default on with LYVE_ENDPOINT)
+  JETTY_COMPLETION_LEASE     how long a completion holds its session unrenewed (default 30s): after a crash the
+                             resumed upload finishes the same session once it ran out
   PORT                       listen on :PORT when --listen is not given
 
 --dev generates the secrets it lacks, provisions a demo account and prints

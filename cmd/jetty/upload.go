@@ -52,8 +52,16 @@ func NewCmdUpload(f *Factory, runF func(*UploadOptions) error) *cobra.Command {
 		Use:   "upload PATH...",
 		Short: "Upload files, directories or stdin",
 		Long: `Upload files with JettySpeed: each file is cut into chunks, every chunk is
-hashed (SHA-256) and sent in parallel through the best edges, and the server
-verifies the whole file before it becomes visible.
+hashed (SHA-256) and sent in parallel through the best edges.
+
+What is verified: whoever takes a chunk (the server, a relay or the object
+store) checks its size and SHA-256 while it streams and keeps nothing that
+differs, and the file becomes visible only once every chunk is stored and
+verified. The whole file's SHA-256 is verified by the server too when it
+reads the file in order: files of one chunk, small files sent in one
+request, and servers that keep files on their own disk. On S3 storage a file
+of several chunks is verified chunk by chunk only: its --json result says
+"hash_verified": false. jetty download checks the whole file either way.
 
 PATH may be a file, a directory (uploaded recursively: regular files only,
 symbolic links inside it are skipped, not followed) or - for stdin (needs

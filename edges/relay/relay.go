@@ -39,6 +39,7 @@ import (
 	"hash"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -60,8 +61,9 @@ const (
 	DefaultCapacity     = 64
 	DefaultInterval     = 2 * time.Second
 	DefaultDrainTimeout = 30 * time.Second
-	// sessionTTL is how long a session lookup is reused.
-	sessionTTL = 30 * time.Second
+	// DefaultSessionCache is how long a session lookup is reused: a
+	// suspension, deletion or completion reaches a relay at most this late.
+	DefaultSessionCache = 30 * time.Second
 	// maxChunkIndex bounds chunk indexes (S3's 10,000 parts).
 	maxChunkIndex = 10000
 )
@@ -86,6 +88,9 @@ type Config struct {
 	Interval time.Duration
 	// DrainTimeout bounds the wait for chunks in flight at shutdown.
 	DrainTimeout time.Duration
+	// SessionCache is how long a session lookup is reused
+	// (DefaultSessionCache).
+	SessionCache time.Duration
 	// BodyIdle is how long a chunk body may send nothing before the
 	// request fails with 408 and frees its slot (idleread.DefaultIdle).
 	BodyIdle time.Duration
@@ -172,6 +177,9 @@ func New(ctx context.Context, cfg Config) (*Relay, error) {
 	}
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = DefaultDrainTimeout
+	}
+	if cfg.SessionCache <= 0 {
+		cfg.SessionCache = DefaultSessionCache
 	}
 	r := &Relay{cfg: cfg, origin: u, keys: keys, hc: cfg.HTTP, log: cfg.Logger, sessions: map[string]*sessionEntry{}, mode: edges.ModeRelay,
 		ready: make(chan struct{}), done: make(chan error, 1)}
@@ -478,7 +486,7 @@ func (r *Relay) signed(ctx context.Context, method, path, query string, body []b
 	return nil
 }
 
-// session looks a session up at the origin (cached for sessionTTL, one
+// session looks a session up at the origin (cached for SessionCache, one
 // lookup at a time per session).
 func (r *Relay) session(ctx context.Context, accountID, id string, fresh bool) (edges.SessionInfo, error) {
 	r.mu.Lock()
@@ -486,7 +494,7 @@ func (r *Relay) session(ctx context.Context, accountID, id string, fresh bool) (
 	if e != nil {
 		select {
 		case <-e.ready:
-			if fresh || e.err != nil || time.Since(e.fetched) > sessionTTL || e.info.AccountID != accountID {
+			if fresh || e.err != nil || time.Since(e.fetched) > r.cfg.SessionCache || e.info.AccountID != accountID {
 				e = nil
 			}
 		default:
@@ -499,7 +507,7 @@ func (r *Relay) session(ctx context.Context, accountID, id string, fresh bool) (
 			for k, old := range r.sessions {
 				select {
 				case <-old.ready:
-					if time.Since(old.fetched) > sessionTTL {
+					if time.Since(old.fetched) > r.cfg.SessionCache {
 						delete(r.sessions, k)
 					}
 				default:
@@ -594,8 +602,12 @@ func (r *Relay) takeChunk(w http.ResponseWriter, req *http.Request, signer *uplo
 	if err != nil {
 		var oe *originError
 		if errors.As(err, &oe) && oe.status < 500 {
-			if oe.status == http.StatusNotFound {
+			switch {
+			case oe.status == http.StatusNotFound:
 				return http.StatusNotFound, "not_found", "no such upload session"
+			case oe.status == http.StatusForbidden && oe.code != "":
+				// The account was suspended or deleted: its chunks stop here too.
+				return http.StatusForbidden, oe.code, oe.msg
 			}
 			return http.StatusBadGateway, "unavailable", "the origin refused this relay's session lookup: " + oe.Error()
 		}
@@ -621,8 +633,12 @@ func (r *Relay) takeChunk(w http.ResponseWriter, req *http.Request, signer *uplo
 		if sum != c.SHA256 {
 			return http.StatusBadRequest, "checksum_mismatch", fmt.Sprintf("chunk %d: X-Chunk-SHA256 differs from the manifest", index)
 		}
-	} else if size < 1 || size > info.ChunkSize {
-		return http.StatusBadRequest, "invalid_request", fmt.Sprintf("stream chunks are 1..%d bytes", info.ChunkSize)
+	} else if code, msg := edges.StreamChunkRefusal(index, size, info.ChunkSize, r.streamBound(info)); code != "" {
+		// Every byte a stream session holds lies inside its reservation.
+		if code == "too_large" {
+			return http.StatusRequestEntityTooLarge, code, msg
+		}
+		return http.StatusBadRequest, code, msg
 	}
 
 	in := idleread.Body(w, req, r.cfg.BodyIdle)
@@ -661,6 +677,18 @@ func (r *Relay) takeChunk(w http.ResponseWriter, req *http.Request, signer *uplo
 		return http.StatusRequestTimeout, "request_timeout", fmt.Sprintf("chunk %d: the body sent nothing for a while; nothing was stored, send it again", index)
 	}
 	return code, ecode, msg
+}
+
+// streamBound is how many bytes a stream session may hold, as the relay
+// checks it: the reservation the origin reported. An origin that predates
+// the field reports none: a relay forwarding to it leaves the check to the
+// origin; a relay writing to storage itself refuses the chunk rather than
+// take bytes no reservation covers.
+func (r *Relay) streamBound(info edges.SessionInfo) int64 {
+	if info.Reserved == 0 && r.mode != edges.ModeS3 {
+		return math.MaxInt64
+	}
+	return info.Reserved
 }
 
 // forward relays a chunk to the origin's own chunk endpoint.

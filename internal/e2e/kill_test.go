@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -305,6 +306,12 @@ func TestKillServerRandomPoints(t *testing.T) {
 			t.Logf("upload %d resumed: %.1f MiB sent, %.1f MiB were held; %d bytes reserved after it", i, mibOf(sent), mibOf(held), b.account(t).StorageReservedBytes)
 			if !completed && sent > size-held {
 				t.Errorf("resumed upload %d sent %d bytes, more than the %d missing", i, sent, size-held)
+			}
+			// Killed once every chunk was sent (at or inside complete):
+			// the resume completes the same session and sends nothing;
+			// before completion leases it sent the whole file again.
+			if strings.HasPrefix(kp.at, "complete") && sent != 0 {
+				t.Errorf("upload %d, server killed at %v: the resume sent %d bytes; every chunk was already held", i, kp, sent)
 			}
 		}
 

@@ -74,6 +74,10 @@ type Config struct {
 	// BodyIdleTimeout is how long an upload body may send nothing before
 	// the request fails with 408 (idleread.DefaultIdle, 30 s, when 0).
 	BodyIdleTimeout time.Duration
+	// CompletionLease is how long a completion holds its session without
+	// renewing (DefaultCompletionLease when 0): after a crash, the upload
+	// resumes and completes the same session once it ran out.
+	CompletionLease time.Duration
 	// Registry receives the server's metrics; a new one when nil.
 	Registry *prometheus.Registry
 	// TierCacheTTL bounds how long tier rows are cached (default 30s).
@@ -105,6 +109,8 @@ type Server struct {
 	streams    streamLimiter
 	bodyIdle   time.Duration
 	manifests  manifestCache
+	// completionLease: see Config.CompletionLease.
+	completionLease time.Duration
 
 	metrics *metrics
 	reqlog  *requestLog
@@ -140,6 +146,11 @@ func New(cfg Config) *Server {
 		backend:    cfg.Backend,
 		directURL:  strings.TrimRight(cfg.DirectURL, "/"),
 		bodyIdle:   cfg.BodyIdleTimeout,
+
+		completionLease: cfg.CompletionLease,
+	}
+	if s.completionLease <= 0 {
+		s.completionLease = DefaultCompletionLease
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

@@ -183,13 +183,37 @@ func (s *Server) authenticate(ctx context.Context, r *http.Request) (server.Acco
 	if !apikey.SecretMatches(secret, hash) {
 		return server.Account{}, server.Errorf(server.EWrongAPISecret, "wrong API secret for this API key")
 	}
-	switch acct.Status {
-	case server.StatusSuspended:
-		return server.Account{}, server.Errorf(server.EAccountSuspended, "account suspended: contact AgentCache support to reactivate it")
-	case server.StatusDeleted:
-		return server.Account{}, server.Errorf(server.EAccountDeleted, "account deleted: these credentials no longer work")
+	if err := accountUsable(acct); err != nil {
+		return server.Account{}, err
 	}
 	return acct, nil
+}
+
+// accountUsable refuses a suspended or deleted account.
+func accountUsable(acct server.Account) error {
+	switch acct.Status {
+	case server.StatusSuspended:
+		return server.Errorf(server.EAccountSuspended, "account suspended: contact AgentCache support to reactivate it")
+	case server.StatusDeleted:
+		return server.Errorf(server.EAccountDeleted, "account deleted: these credentials no longer work")
+	}
+	return nil
+}
+
+// activeAccount loads an account by id and refuses it when it is
+// suspended or deleted. Calls authenticated by an upload token (chunk
+// PUTs, presigned parts, relays' session lookups) use it so that a
+// suspension or deletion stops an open session's bytes with the next
+// request, not when the token expires.
+func (s *Server) activeAccount(ctx context.Context, accountID string) (server.Account, error) {
+	acct, err := s.store.AccountByID(ctx, accountID)
+	if err != nil {
+		if server.ErrorCode(err) == server.ENotFound {
+			return acct, server.Errorf(server.EAccountDeleted, "account deleted: these credentials no longer work")
+		}
+		return acct, err
+	}
+	return acct, accountUsable(acct)
 }
 
 // user wraps a handler for calls authenticated by API key and secret. It

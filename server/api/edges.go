@@ -124,14 +124,24 @@ func (s *Server) handleEdgeSession(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	sess, err := s.store.SessionByID(r.Context(), r.URL.Query().Get("account"), r.PathValue("id"))
+	accountID := r.URL.Query().Get("account")
+	sess, err := s.store.SessionByID(r.Context(), accountID, r.PathValue("id"))
 	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	// A suspended or deleted account's sessions take no more bytes:
+	// relays refuse its chunks once their cached lookup runs out.
+	if _, err := s.activeAccount(r.Context(), accountID); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	info := edges.SessionInfo{
 		ID: sess.ID, AccountID: sess.AccountID, State: string(sess.State), ExpiresAt: sess.ExpiresAt.UTC(),
 		ObjectKey: sess.ObjectKey, UploadID: sess.UploadID, ChunkSize: sess.ChunkSize,
+	}
+	if sess.Stream {
+		info.Reserved = sess.Reserved
 	}
 	if sess.Manifest != nil && !sess.Stream {
 		m, err := s.manifests.get(sess)
@@ -334,6 +344,10 @@ func (s *Server) handlePresign(w http.ResponseWriter, r *http.Request) {
 	}
 	if info := requestInfoFrom(ctx); info != nil {
 		info.accountID = claims.AccountID
+	}
+	if _, err := s.activeAccount(ctx, claims.AccountID); err != nil {
+		s.writeError(w, r, err)
+		return
 	}
 	var req engine.PresignRequest
 	if err := decodeJSON(w, r, &req); err != nil {

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jettythunder/jetty/edges"
 	"github.com/jettythunder/jetty/internal/idleread"
 	"github.com/jettythunder/jetty/internal/units"
 	"github.com/jettythunder/jetty/server"
@@ -25,9 +26,10 @@ import (
 const (
 	sessionTTL = 24 * time.Hour
 	tokenTTL   = 15 * time.Minute
-	// staleCompletion is how long a completion may show no progress
-	// before it is presumed dead (its server crashed).
-	staleCompletion = 10 * time.Minute
+	// DefaultCompletionLease is how long a completion holds its session
+	// without renewing (it renews every third of it while it works): a
+	// completion whose server died is taken over once its lease ran out.
+	DefaultCompletionLease = 30 * time.Second
 	// Workers suggested and allowed: tiers with JettySpeed get parallel
 	// chunk streams, the others one.
 	jettySpeedWorkers    = 16
@@ -217,11 +219,12 @@ func (s *Server) handleOpenSession(w http.ResponseWriter, r *http.Request, acct 
 			return
 		}
 		// Content the account already holds: a new asset, no byte moves.
-		if a, err := s.store.AssetByHash(ctx, acct.ID, m.SHA256); err == nil && a.Size == m.Size {
+		if a, err := s.heldContent(ctx, acct.ID, m); err == nil {
 			linked, err := s.store.LinkAsset(ctx, server.NewAsset{
 				AccountID: acct.ID, Bucket: a.Bucket, Filename: server.CleanFilename(m.Name),
 				ContentType: req.ContentType, Size: m.Size, SHA256: m.SHA256, CacheKey: req.CacheKey,
 				ExpiresAt: s.expiry(req.TTL), UploadedVia: "jettyspeed",
+				ContentID: a.ContentID, SHA256Verified: a.ContentID == m.SHA256,
 			})
 			if err != nil {
 				s.writeError(w, r, err)
@@ -230,12 +233,15 @@ func (s *Server) handleOpenSession(w http.ResponseWriter, r *http.Request, acct 
 			body := s.newAssetBody(r, linked)
 			writeJSON(w, http.StatusOK, openResponse{Deduplicated: true, Asset: &body})
 			return
-		} else if err != nil && server.ErrorCode(err) != server.ENotFound {
+		} else if server.ErrorCode(err) != server.ENotFound {
 			s.writeError(w, r, err)
 			return
 		}
-		// An open session for the same content: resume it.
-		if existing, err := s.store.OpenSessionFor(ctx, acct.ID, m.SHA256, m.Size, s.now()); err == nil {
+		// A session for the same content that can take it on (open, or its
+		// completion died with its server): resume it. Only the same chunk
+		// list resumes; a session that declared the same whole-file hash
+		// for other chunks is not this upload's.
+		if existing, err := s.resumableSession(ctx, acct.ID, m); err == nil {
 			body, err := s.sessionBody(ctx, r, existing, t)
 			if err != nil {
 				s.writeError(w, r, err)
@@ -339,20 +345,87 @@ func (s *Server) createSession(ctx context.Context, acct server.Account, sess se
 	return created, nil
 }
 
-// heldParts lists the parts storage holds for a session.
-func (s *Server) heldParts(ctx context.Context, sess server.UploadSession) (map[int]blob.Part, error) {
-	held := map[int]blob.Part{}
+// heldContent finds the account's asset for the content a manifest
+// describes, by a content id the server verified: the whole-file SHA-256
+// (a one-chunk file's, or any file the server hashed whole), else the
+// chunk list. The manifest's sizes must agree. ENotFound when there is
+// none.
+func (s *Server) heldContent(ctx context.Context, accountID string, m *wireManifest) (server.Asset, error) {
+	ids := []string{m.SHA256}
+	if len(m.Chunks) > 1 {
+		ids = append(ids, m.ChunkListID())
+	}
+	for _, id := range ids {
+		a, err := s.store.AssetByContent(ctx, accountID, id)
+		if err == nil && a.Size == m.Size {
+			return a, nil
+		}
+		if err != nil && server.ErrorCode(err) != server.ENotFound {
+			return a, err
+		}
+	}
+	return server.Asset{}, server.Errorf(server.ENotFound, "no such content")
+}
+
+// resumableSession finds a session of the account that can take this
+// upload on: the same size and whole-file hash, and the same chunk list.
+func (s *Server) resumableSession(ctx context.Context, accountID string, m *wireManifest) (server.UploadSession, error) {
+	sess, err := s.store.OpenSessionFor(ctx, accountID, m.SHA256, m.Size, s.now())
+	if err != nil {
+		return sess, err
+	}
+	theirs, err := s.manifests.get(sess)
+	if err != nil {
+		return sess, err
+	}
+	if theirs.ChunkListID() != m.ChunkListID() {
+		return sess, server.Errorf(server.ENotFound, "no resumable session for these chunks")
+	}
+	return sess, nil
+}
+
+// streamChunkFits checks a chunk of a stream session against the
+// session's chunk size and reservation (edges.StreamChunkRefusal).
+func streamChunkFits(index int, size, chunkSize, reserved int64) error {
+	if code, msg := edges.StreamChunkRefusal(index, size, chunkSize, reserved); code != "" {
+		return server.Errorf(code, "%s", msg)
+	}
+	return nil
+}
+
+// heldParts lists the parts storage holds for a session. assembled
+// reports that the session's multipart upload is gone because an earlier
+// completion of this session assembled the object (it is there, with the
+// session's size) and then died before recording it: everything is held.
+func (s *Server) heldParts(ctx context.Context, sess server.UploadSession) (held map[int]blob.Part, assembled bool, err error) {
+	held = map[int]blob.Part{}
 	if sess.UploadID == "" {
-		return held, nil
+		return held, false, nil
 	}
 	parts, err := s.blobs.ListParts(ctx, sess.ObjectKey, sess.UploadID)
+	if errors.Is(err, blob.ErrNotFound) && s.assembledEarlier(ctx, sess) {
+		return held, true, nil
+	}
 	if err != nil {
-		return nil, fmt.Errorf("list parts: %w", err)
+		return nil, false, fmt.Errorf("list parts: %w", err)
 	}
 	for _, p := range parts {
 		held[p.Number-1] = p
 	}
-	return held, nil
+	return held, false, nil
+}
+
+// assembledEarlier reports whether a completing session's object exists
+// with the session's size while its upload is gone: a completion that
+// died after the store assembled the parts. The object key is the
+// session's own, written only by its completion, from parts verified
+// against its manifest.
+func (s *Server) assembledEarlier(ctx context.Context, sess server.UploadSession) bool {
+	if sess.State != server.SessionCompleting || sess.Size < 0 {
+		return false
+	}
+	info, err := s.blobs.Stat(ctx, sess.ObjectKey)
+	return err == nil && info.Size == sess.Size
 }
 
 // missingChunks compares a manifest with the parts held.
@@ -379,11 +452,13 @@ func (s *Server) sessionBody(ctx context.Context, r *http.Request, sess server.U
 		if err != nil {
 			return nil, err
 		}
-		held, err := s.heldParts(ctx, sess)
+		held, assembled, err := s.heldParts(ctx, sess)
 		if err != nil {
 			return nil, err
 		}
-		missing = missingChunks(m, held)
+		if !assembled {
+			missing = missingChunks(m, held)
+		}
 	}
 	tok, exp := s.issueToken(sess, ceiling)
 	return &sessionBody{
@@ -484,6 +559,12 @@ func (s *Server) handlePutChunk(w http.ResponseWriter, r *http.Request) {
 	if info := requestInfoFrom(ctx); info != nil {
 		info.accountID = claims.AccountID
 	}
+	// A suspended or deleted account's sessions take no more bytes, from
+	// the next chunk on (the token alone would keep working for 15 min).
+	if _, err := s.activeAccount(ctx, claims.AccountID); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	sess, err := s.openSession(ctx, claims.AccountID, claims.SessionID)
 	if err == nil && sess.State != server.SessionOpen {
 		err = server.Errorf(server.EConflict, "upload session is being completed; no more chunks")
@@ -526,8 +607,8 @@ func (s *Server) handlePutChunk(w http.ResponseWriter, r *http.Request) {
 			s.writeError(w, r, server.Errorf(server.EChecksumMismatch, "chunk %d: X-Chunk-SHA256 differs from the manifest", index))
 			return
 		}
-	} else if size > sess.ChunkSize || size == 0 {
-		s.writeError(w, r, server.Errorf(server.EInvalid, "stream chunks are 1..%d bytes", sess.ChunkSize))
+	} else if err := streamChunkFits(index, size, sess.ChunkSize, sess.Reserved); err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	if !s.streams.acquire(sess.ID, max(claims.MaxWorkers, 1)) {
@@ -598,17 +679,22 @@ func (s *Server) handleSessionStatus(w http.ResponseWriter, r *http.Request, acc
 		out.State = "expired"
 	}
 	if sess.State == server.SessionOpen || sess.State == server.SessionCompleting {
-		held, err := s.heldParts(ctx, sess)
+		held, assembled, err := s.heldParts(ctx, sess)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
+		}
+		if assembled {
+			for i := range sess.ChunkCount {
+				held[i] = blob.Part{}
+			}
 		}
 		for i := 0; i < maxChunks && len(out.Held) < len(held); i++ {
 			if _, ok := held[i]; ok {
 				out.Held = append(out.Held, i)
 			}
 		}
-		if sess.Manifest != nil {
+		if sess.Manifest != nil && !assembled {
 			m, err := s.manifests.get(sess)
 			if err != nil {
 				s.writeError(w, r, err)
@@ -643,7 +729,7 @@ func (s *Server) handleComplete(w http.ResponseWriter, r *http.Request, acct ser
 			return
 		}
 	}
-	sess, claimed, err := s.store.BeginCompletion(ctx, acct.ID, id, s.now())
+	sess, claimed, err := s.store.BeginCompletion(ctx, acct.ID, id, s.now(), s.completionLease)
 	if err != nil {
 		if server.ErrorCode(err) == server.EGone {
 			err = server.Errorf(server.EGone, "upload session expired; start the upload again")
@@ -652,24 +738,35 @@ func (s *Server) handleComplete(w http.ResponseWriter, r *http.Request, acct ser
 		return
 	}
 	if !claimed {
-		sess, err = s.awaitCompletion(ctx, acct.ID, sess)
+		// Another completion holds the session: wait for its result, or
+		// take over when its lease runs out (its server died).
+		sess, claimed, err = s.awaitCompletion(ctx, acct.ID, sess)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
-		s.writeCompleted(w, r, acct, sess)
-		return
+		if !claimed {
+			s.writeCompleted(w, r, acct, sess)
+			return
+		}
 	}
 	// The completion is claimed: it runs to its end even when the client
 	// goes away (killed, disconnected, its attempt timed out). Cancelled
 	// half way, it could leave the parts assembled into the object and
 	// the session reopened on an upload that no longer exists, which
 	// could then be neither resumed nor completed. A retry or a resume
-	// finds the result.
+	// finds the result. Its lease is renewed while it runs; if this
+	// server dies, the lease runs out and the next complete (or the
+	// resumed upload's open) takes the session over.
+	stopRenewing := s.renewLease(sess.ID)
 	asset, dedup, err := s.complete(context.WithoutCancel(ctx), acct, sess, req.Manifest)
+	stopRenewing()
 	if err != nil {
-		if ferr := s.retryStore(ctx, "fail completion", func(ctx context.Context) error { return s.store.FailCompletion(ctx, sess.ID) }); ferr != nil {
-			s.log.Warn("reopen session after failed completion", "session", sess.ID, "err", ferr)
+		var gone *sessionEnded
+		if !errors.As(err, &gone) {
+			if ferr := s.retryStore(ctx, "fail completion", func(ctx context.Context) error { return s.store.FailCompletion(ctx, sess.ID) }); ferr != nil {
+				s.log.Warn("reopen session after failed completion", "session", sess.ID, "err", ferr)
+			}
 		}
 		var me *missingError
 		if errors.As(err, &me) {
@@ -691,38 +788,85 @@ func (s *Server) handleComplete(w http.ResponseWriter, r *http.Request, acct ser
 	writeJSON(w, http.StatusOK, openResponse{Deduplicated: dedup, Asset: &body})
 }
 
+// renewLease renews the completion lease of session id every third of
+// the lease until the returned stop is called (and returns).
+func (s *Server) renewLease(id string) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	every := max(s.completionLease/3, time.Millisecond)
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), every)
+			err := s.store.RenewCompletion(ctx, id, s.now().Add(s.completionLease))
+			cancel()
+			if server.ErrorCode(err) == server.EConflict {
+				return // the session moved on (completed by CreateAsset)
+			}
+			if err != nil {
+				s.log.Warn("renew completion lease", "session", id, "err", err)
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+	}
+}
+
+// sessionEnded is a completion error after which the session is no
+// longer completing (it was aborted): it is not handed back as open.
+type sessionEnded struct{ err error }
+
+func (e *sessionEnded) Error() string { return e.err.Error() }
+func (e *sessionEnded) Unwrap() error { return e.err }
+
 // awaitCompletion waits (up to a minute) for another request completing
-// the same session.
-func (s *Server) awaitCompletion(ctx context.Context, accountID string, sess server.UploadSession) (server.UploadSession, error) {
+// the same session. When that completion's lease runs out (its server
+// died), it takes the session over and returns it with claimed true: the
+// caller completes it.
+func (s *Server) awaitCompletion(ctx context.Context, accountID string, sess server.UploadSession) (server.UploadSession, bool, error) {
 	deadline := time.Now().Add(time.Minute)
 	for {
 		switch sess.State {
 		case server.SessionCompleted:
-			return sess, nil
+			return sess, false, nil
 		case server.SessionAborted:
-			return sess, server.Errorf(server.EGone, "upload session was aborted; start the upload again")
+			return sess, false, server.Errorf(server.EGone, "upload session was aborted; start the upload again")
 		case server.SessionOpen:
-			return sess, server.Errorf(server.EConflict, "completion failed in a concurrent request; retry")
+			return sess, false, server.Errorf(server.EConflict, "completion failed in a concurrent request; retry")
 		case server.SessionCompleting:
-			// A completion that has made no progress for this long died
-			// with its server: hand the session back so a retry can finish.
-			if s.now().Sub(sess.UpdatedAt) > staleCompletion {
-				if err := s.store.FailCompletion(ctx, sess.ID); err == nil {
-					return sess, server.Errorf(server.EConflict, "an earlier completion of this session was interrupted; complete again")
+			if sess.CompletionDead(s.now()) {
+				taken, claimed, err := s.store.BeginCompletion(ctx, accountID, sess.ID, s.now(), s.completionLease)
+				if err != nil {
+					return sess, false, err
 				}
+				if claimed {
+					s.log.Info("took over a completion whose lease ran out", "session", sess.ID)
+					return taken, true, nil
+				}
+				sess = taken
+				continue
 			}
 		}
 		if time.Now().After(deadline) {
-			return sess, server.Errorf(server.EConflict, "upload session is still being completed; retry later")
+			return sess, false, server.Errorf(server.EConflict, "upload session is still being completed; retry later")
 		}
 		select {
 		case <-ctx.Done():
-			return sess, ctx.Err()
+			return sess, false, ctx.Err()
 		case <-time.After(time.Duration(100+rand.IntN(100)) * time.Millisecond):
 		}
 		var err error
 		if sess, err = s.store.SessionByID(ctx, accountID, sess.ID); err != nil {
-			return sess, err
+			return sess, false, err
 		}
 	}
 }
@@ -738,10 +882,14 @@ func (s *Server) writeCompleted(w http.ResponseWriter, r *http.Request, acct ser
 }
 
 // complete checks every chunk against storage's own record, assembles the
-// object and records the asset.
+// object, settles what the server verified of it and records the asset.
 func (s *Server) complete(ctx context.Context, acct server.Account, sess server.UploadSession, streamManifest *wireManifest) (server.Asset, bool, error) {
+	held, assembled, err := s.heldParts(ctx, sess)
+	if err != nil {
+		return server.Asset{}, false, err
+	}
 	var m *wireManifest
-	if sess.Stream && (streamManifest != nil || sess.Manifest == nil) {
+	if sess.Stream && !assembled && (streamManifest != nil || sess.Manifest == nil) {
 		if streamManifest == nil {
 			return server.Asset{}, false, server.Errorf(server.EInvalid, "a stream session is completed with its manifest")
 		}
@@ -760,33 +908,56 @@ func (s *Server) complete(ctx context.Context, acct server.Account, sess server.
 		}
 		m = streamManifest
 	} else {
-		var err error
 		if m, err = s.manifests.get(sess); err != nil {
 			return server.Asset{}, false, err
 		}
-	}
-	held, err := s.heldParts(ctx, sess)
-	if err != nil {
-		return server.Asset{}, false, err
-	}
-	if missing := missingChunks(m, held); len(missing) > 0 {
-		return server.Asset{}, false, &missingError{
-			err:     server.Errorf(server.EChunksMissing, "%d of %d chunks are not stored yet; send them and complete again", len(missing), len(m.Chunks)),
-			missing: missing,
+		// Assembled by an earlier attempt: from the manifest it recorded,
+		// which a stream's second manifest may not replace.
+		if assembled && streamManifest != nil && (streamManifest.SHA256 != m.SHA256 || streamManifest.ChunkListID() != m.ChunkListID()) {
+			return server.Asset{}, false, server.Errorf(server.EConflict, "this stream was already assembled from another manifest; complete it with the manifest sent before")
 		}
 	}
-	if m.Size == 0 {
-		if _, _, err := s.blobs.Put(ctx, sess.ObjectKey, strings.NewReader(""), 0, sess.ContentType); err != nil {
+	if !assembled {
+		if missing := missingChunks(m, held); len(missing) > 0 {
+			return server.Asset{}, false, &missingError{
+				err:     server.Errorf(server.EChunksMissing, "%d of %d chunks are not stored yet; send them and complete again", len(missing), len(m.Chunks)),
+				missing: missing,
+			}
+		}
+	}
+	// whole is the SHA-256 of the object, where the store computed it
+	// while writing it.
+	var whole []byte
+	switch {
+	case m.Size == 0:
+		info, sum, err := s.blobs.Put(ctx, sess.ObjectKey, strings.NewReader(""), 0, sess.ContentType)
+		if err != nil {
 			return server.Asset{}, false, fmt.Errorf("store empty object: %w", err)
 		}
-	} else {
+		whole = sum
+		if info.SHA256 != nil {
+			whole = info.SHA256
+		}
+	case assembled:
+		s.log.Info("object was assembled by an earlier completion of this session", "session", sess.ID)
+	default:
 		parts := make([]blob.Part, len(m.Chunks))
 		for i := range m.Chunks {
 			parts[i] = held[i]
 		}
-		if _, err := s.blobs.CompleteUpload(ctx, sess.ObjectKey, sess.UploadID, parts); err != nil {
+		info, err := s.blobs.CompleteUpload(ctx, sess.ObjectKey, sess.UploadID, parts)
+		switch {
+		case errors.Is(err, blob.ErrNotFound) && s.assembledEarlier(ctx, sess):
+			// A concurrent or earlier attempt assembled it meanwhile.
+		case err != nil:
 			return server.Asset{}, false, fmt.Errorf("complete upload: %w", err)
+		default:
+			whole = info.SHA256
 		}
+	}
+	verified, contentID := contentIdentity(m, whole)
+	if whole != nil && hex.EncodeToString(whole) != m.SHA256 {
+		return server.Asset{}, false, s.refuseWholeFile(ctx, sess, hex.EncodeToString(whole), m.SHA256)
 	}
 	secs := s.now().Sub(sess.CreatedAt).Seconds()
 	speed := 0.0
@@ -802,6 +973,7 @@ func (s *Server) complete(ctx context.Context, acct server.Account, sess server.
 		asset, dedup, err = s.store.CreateAsset(ctx, server.NewAsset{
 			AccountID: acct.ID, ObjectKey: sess.ObjectKey, Bucket: acct.S3Bucket, Filename: sess.Filename,
 			ContentType: sess.ContentType, Size: m.Size, SHA256: m.SHA256, CacheKey: sess.CacheKey,
+			SHA256Verified: verified, ContentID: contentID,
 			ExpiresAt: s.expiry(sess.TTLSeconds), UploadedVia: "jettyspeed", UploadSpeedMbps: speed,
 			SessionID: sess.ID, // completed with the asset, atomically
 		}, sess.ReservationID)
@@ -818,6 +990,45 @@ func (s *Server) complete(ctx context.Context, acct server.Account, sess server.
 		cancel()
 	}
 	return asset, dedup, nil
+}
+
+// contentIdentity settles what the server verified of an assembled file
+// (docs/protocol.md, "What the server verifies"): every chunk's size and
+// SHA-256 always (storage checked each part), hence the chunk list; the
+// whole-file SHA-256 when the file is one chunk (the file is its chunk)
+// or the store hashed every byte in order while assembling (whole). The
+// content id is the whole-file SHA-256 when verified, else the chunk-list
+// id. The caller compares whole with the manifest first.
+func contentIdentity(m *wireManifest, whole []byte) (verified bool, contentID string) {
+	if len(m.Chunks) == 1 || whole != nil {
+		return true, m.SHA256
+	}
+	return false, m.ChunkListID()
+}
+
+// refuseWholeFile ends a completion whose assembled object does not hash
+// to the manifest's whole-file SHA-256: the chunks were each right, the
+// declared file hash was not. Nothing is recorded: the object is
+// deleted, the session aborted and its reservation released (the parts
+// went into the object, so there is nothing left to resume).
+func (s *Server) refuseWholeFile(ctx context.Context, sess server.UploadSession, got, declared string) error {
+	bg := context.WithoutCancel(ctx)
+	s.metrics.chunks.WithLabelValues("checksum_mismatch").Inc()
+	if err := s.blobs.Delete(bg, sess.ObjectKey); err != nil {
+		s.log.Warn("delete object of a refused completion; the collector removes it at the session's expiry", "session", sess.ID, "err", err)
+	}
+	err := s.retryStore(bg, "fail completion", func(ctx context.Context) error { return s.store.FailCompletion(ctx, sess.ID) })
+	if err == nil {
+		_, err = s.store.AbortSession(bg, sess.AccountID, sess.ID)
+	}
+	if err == nil && sess.ReservationID != "" {
+		err = s.retryStore(bg, "release reservation", func(ctx context.Context) error { return s.store.ReleaseReservation(ctx, sess.ReservationID) })
+	}
+	if err != nil {
+		s.log.Warn("abort session after a whole-file hash mismatch; it expires with the session", "session", sess.ID, "err", err)
+	}
+	return &sessionEnded{err: server.Errorf(server.EChecksumMismatch,
+		"the chunks received assemble into a file whose SHA-256 is %s, not the manifest's %s; nothing was stored and the session was aborted: upload the file again", got, declared)}
 }
 
 // handleAbort answers DELETE /api/jetty/sessions/{id}.

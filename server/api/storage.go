@@ -25,11 +25,16 @@ import (
 // assetBody is seed 000's asset shape ({id, url, key, size, hash}) plus
 // seed 002's metadata.
 type assetBody struct {
-	ID              string     `json:"id"`
-	URL             string     `json:"url"`
-	Key             string     `json:"key"`
-	Size            int64      `json:"size"`
-	Hash            string     `json:"hash"`
+	ID   string `json:"id"`
+	URL  string `json:"url"`
+	Key  string `json:"key"`
+	Size int64  `json:"size"`
+	Hash string `json:"hash"`
+	// HashVerified: the server hashed every byte of the file in order and
+	// got Hash. When false, Hash is the uploader's declaration; every
+	// chunk was verified, and ContentID names the content (docs/protocol.md).
+	HashVerified    bool       `json:"hash_verified"`
+	ContentID       string     `json:"content_id,omitempty"`
 	Filename        string     `json:"filename"`
 	ContentType     string     `json:"content_type,omitempty"`
 	CacheKey        string     `json:"cache_key,omitempty"`
@@ -56,6 +61,8 @@ func (s *Server) newAssetBody(r *http.Request, a server.Asset) assetBody {
 		Key:             a.ObjectKey,
 		Size:            a.Size,
 		Hash:            a.SHA256,
+		HashVerified:    a.SHA256Verified,
+		ContentID:       a.ContentID,
 		Filename:        a.Filename,
 		ContentType:     a.ContentType,
 		CacheKey:        a.CacheKey,
@@ -430,6 +437,7 @@ func (s *Server) storeUpload(ctx context.Context, acct server.Account, in upload
 		ContentType:     in.contentType,
 		Size:            info.Size,
 		SHA256:          hex.EncodeToString(sum),
+		SHA256Verified:  true, // hashed here, every byte in order
 		CacheKey:        in.cacheKey,
 		ExpiresAt:       expires,
 		UploadedVia:     "api",
@@ -625,7 +633,9 @@ func (s *Server) handleDownload(w http.ResponseWriter, r *http.Request, acct ser
 		s.writeError(w, r, assetNotFound(err))
 		return
 	}
-	etag := `"` + a.SHA256 + `"`
+	// The ETag names the content by what the server verified: the
+	// whole-file SHA-256 where it hashed the file, else the chunk list.
+	etag := `"` + a.ContentID + `"`
 	rangeHeader := r.Header.Get("Range")
 	if ir := r.Header.Get("If-Range"); ir != "" && ir != etag {
 		rangeHeader = "" // the client's copy is stale: send everything
@@ -676,7 +686,9 @@ func (s *Server) handleDownload(w http.ResponseWriter, r *http.Request, acct ser
 	h.Set("Content-Length", strconv.FormatInt(br.length, 10))
 	h.Set("Accept-Ranges", "bytes")
 	h.Set("ETag", etag)
-	h.Set("X-Content-SHA256", a.SHA256)
+	if a.SHA256Verified {
+		h.Set("X-Content-SHA256", a.SHA256) // only a hash the server computed
+	}
 	h.Set("Content-Disposition", "attachment; filename*=UTF-8''"+url.PathEscape(a.Filename))
 	h.Set("X-Content-Type-Options", "nosniff")
 	status := http.StatusOK

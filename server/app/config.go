@@ -63,6 +63,11 @@ type Config struct {
 	// files must be before they are removed (default 24h).
 	JobsInterval time.Duration
 	OrphanAge    time.Duration
+	// CompletionLease (JETTY_COMPLETION_LEASE, default 30s) is how long a
+	// completion holds its session without renewing: after a server dies
+	// inside a completion, the resumed upload takes the session over once
+	// it ran out.
+	CompletionLease time.Duration
 
 	Bucket   string // LYVE_BUCKET_NAME
 	LiveKeys bool   // jt_live_ keys; false in --dev or with JETTY_KEY_ENV=test
@@ -104,6 +109,13 @@ func FromEnv(getenv func(string) string) Config {
 		c.S3 = &s3cfg
 	}
 	c.JobsInterval, _ = time.ParseDuration(getenv("JETTY_JOBS_INTERVAL"))
+	if v := getenv("JETTY_COMPLETION_LEASE"); v != "" {
+		if d, err := time.ParseDuration(v); err == nil {
+			c.CompletionLease = d
+		} else {
+			c.CompletionLease = -1 // refused by validate
+		}
+	}
 	if p := getenv("PORT"); p != "" {
 		c.Listen = ":" + p
 	}
@@ -171,6 +183,9 @@ func (c *Config) validate() error {
 	}
 	if c.RelayKey != "" && len(c.RelayKey) != 64 {
 		return fmt.Errorf("JETTY_RELAY_ENCRYPTION_KEY must be 64 hex characters (32 bytes)")
+	}
+	if c.CompletionLease != 0 && (c.CompletionLease < time.Second || c.CompletionLease > time.Hour) {
+		return fmt.Errorf("JETTY_COMPLETION_LEASE must be a duration from 1s to 1h, such as 30s")
 	}
 	return nil
 }

@@ -35,6 +35,10 @@ type Info struct {
 	Size        int64
 	ContentType string
 	ModTime     time.Time
+	// SHA256 is the whole object's SHA-256 (raw 32 bytes) when the store
+	// computed it while writing (Put, and CompleteUpload on the file store);
+	// nil when it did not (CompleteUpload on S3).
+	SHA256 []byte
 }
 
 // Part is one uploaded part of a multipart upload.

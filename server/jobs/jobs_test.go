@@ -206,7 +206,7 @@ func storeAsset(t *testing.T, f fixture, key, content string, expires time.Time)
 	}
 	a, _, err := f.store.CreateAsset(ctx, server.NewAsset{
 		AccountID: f.acct.ID, ObjectKey: key, Bucket: "b", Filename: "f", Size: int64(len(content)),
-		SHA256: hex.EncodeToString(sum), ExpiresAt: expires,
+		SHA256: hex.EncodeToString(sum), SHA256Verified: true, ExpiresAt: expires,
 	}, res.ID)
 	if err != nil {
 		t.Fatal(err)

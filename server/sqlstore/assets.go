@@ -46,7 +46,7 @@ var (
 )
 
 const assetCols = `id, account_id, s3_key, s3_bucket, filename, content_type, size_bytes, content_hash, cache_key,
-  hit_count, last_accessed, expires_at, uploaded_via, upload_speed_mbps, created_at`
+  hit_count, last_accessed, expires_at, uploaded_via, upload_speed_mbps, created_at, sha256_verified, content_id`
 
 func scanAsset(r scanner) (server.Asset, error) {
 	var (
@@ -56,7 +56,7 @@ func scanAsset(r scanner) (server.Asset, error) {
 		speed                   sql.NullFloat64
 	)
 	err := r.Scan(&a.ID, &a.AccountID, &a.ObjectKey, &a.Bucket, &a.Filename, &contentType, &a.Size, &a.SHA256, &cacheKey,
-		&a.HitCount, &lastAccessed, &expiresAt, &a.UploadedVia, &speed, &a.CreatedAt)
+		&a.HitCount, &lastAccessed, &expiresAt, &a.UploadedVia, &speed, &a.CreatedAt, &a.SHA256Verified, &a.ContentID)
 	if err != nil {
 		return server.Asset{}, err
 	}
@@ -94,6 +94,20 @@ func validKey(v string) bool {
 	return utf8.ValidString(v) && !strings.ContainsRune(v, 0)
 }
 
+// normalizeContentID returns id in canonical form if it is a content id:
+// a hex SHA-256 or a chunk-list id ("m1-" and 64 hex digits).
+func normalizeContentID(id string) (string, bool) {
+	id = strings.ToLower(id)
+	if rest, ok := strings.CutPrefix(id, chunkListPrefix); ok {
+		h, ok := normalizeHash(rest)
+		return chunkListPrefix + h, ok
+	}
+	return normalizeHash(id)
+}
+
+// chunkListPrefix starts a chunk-list content id (engine.ChunkListPrefix).
+const chunkListPrefix = "m1-"
+
 // normalizeHash returns h in lower case if it is a hex SHA-256.
 func normalizeHash(h string) (string, bool) {
 	if len(h) != 64 {
@@ -127,6 +141,18 @@ func checkNewAsset(n *server.NewAsset) error {
 		return server.Errorf(server.EInvalid, "content hash must be a hex SHA-256 (64 hex digits)")
 	}
 	n.SHA256 = h
+	switch id, ok := normalizeContentID(n.ContentID); {
+	case n.ContentID == "" && n.SHA256Verified:
+		n.ContentID = h
+	case n.ContentID == "":
+		return server.Errorf(server.EInvalid, "a content id is needed when the whole-file hash is not verified")
+	case !ok:
+		return server.Errorf(server.EInvalid, "content id must be a hex SHA-256 or %q and 64 hex digits", chunkListPrefix)
+	case !strings.HasPrefix(id, chunkListPrefix) && (id != h || !n.SHA256Verified):
+		return server.Errorf(server.EInvalid, "a content id that is a SHA-256 must be the verified whole-file hash")
+	default:
+		n.ContentID = id
+	}
 	switch {
 	case n.Size < 0 || n.Size > maxReserveBytes:
 		return server.Errorf(server.EInvalid, "size must be between 0 and %d bytes, got %d", int64(maxReserveBytes), n.Size)
@@ -272,7 +298,7 @@ RETURNING object_key`), n.ObjectKey, now).Scan(&claimed)
 	}
 	if n.SessionID != "" {
 		// The session's completion, with the asset: no crash between them.
-		res, err := tx.ExecContext(ctx, s.q(`UPDATE upload_sessions SET state = 'completed', asset_id = ?, deduplicated = ?, updated_at = ?
+		res, err := tx.ExecContext(ctx, s.q(`UPDATE upload_sessions SET state = 'completed', asset_id = ?, deduplicated = ?, updated_at = ?, lease_until = NULL
 WHERE id = ? AND account_id = ? AND state = 'completing'`), a.ID, dedup, now, n.SessionID, n.AccountID)
 		if err != nil {
 			return server.Asset{}, false, wrap(op, err)
@@ -308,7 +334,7 @@ func (s *Store) findOrCreateObject(ctx context.Context, tx *sql.Tx, n server.New
 		err := tx.QueryRowContext(ctx, s.q(`INSERT INTO stored_objects (id, account_id, content_hash, object_key, s3_bucket, size_bytes, ref_count, created_at)
 VALUES (?, ?, ?, ?, ?, ?, 1, ?)
 ON CONFLICT (account_id, content_hash) DO NOTHING
-RETURNING id`), o.ID, n.AccountID, n.SHA256, o.Key, o.Bucket, o.Size, now).Scan(&id)
+RETURNING id`), o.ID, n.AccountID, n.ContentID, o.Key, o.Bucket, o.Size, now).Scan(&id)
 		switch {
 		case err == nil:
 			return o, false, nil
@@ -319,7 +345,7 @@ RETURNING id`), o.ID, n.AccountID, n.SHA256, o.Key, o.Bucket, o.Size, now).Scan(
 		case !errors.Is(err, sql.ErrNoRows):
 			return object{}, false, wrap(op, err)
 		}
-		o, found, err := s.refObject(ctx, tx, n.AccountID, n.SHA256)
+		o, found, err := s.refObject(ctx, tx, n.AccountID, n.ContentID)
 		if err != nil {
 			return object{}, false, wrap(op, err)
 		}
@@ -334,12 +360,13 @@ RETURNING id`), o.ID, n.AccountID, n.SHA256, o.Key, o.Bucket, o.Size, now).Scan(
 	return object{}, false, wrap(op, errors.New("stored object keeps disappearing"))
 }
 
-// refObject adds a reference to the account's object for hash, if any.
-func (s *Store) refObject(ctx context.Context, tx *sql.Tx, accountID, hash string) (object, bool, error) {
+// refObject adds a reference to the account's object for a content id,
+// if any.
+func (s *Store) refObject(ctx context.Context, tx *sql.Tx, accountID, contentID string) (object, bool, error) {
 	var o object
 	err := tx.QueryRowContext(ctx, s.q(`UPDATE stored_objects SET ref_count = ref_count + 1
 WHERE account_id = ? AND content_hash = ?
-RETURNING id, object_key, s3_bucket, size_bytes`), accountID, hash).Scan(&o.ID, &o.Key, &o.Bucket, &o.Size)
+RETURNING id, object_key, s3_bucket, size_bytes`), accountID, contentID).Scan(&o.ID, &o.Key, &o.Bucket, &o.Size)
 	if errors.Is(err, sql.ErrNoRows) {
 		return object{}, false, nil
 	}
@@ -350,7 +377,7 @@ RETURNING id, object_key, s3_bucket, size_bytes`), accountID, hash).Scan(&o.ID, 
 }
 
 func sizeMismatch(got, stored int64) error {
-	return server.Errorf(server.EInvalid, "size %d bytes does not match the %d bytes stored for that content hash", got, stored)
+	return server.Errorf(server.EInvalid, "size %d bytes does not match the %d bytes stored for that content", got, stored)
 }
 
 // insertAsset inserts the asset of n, pointing at obj (whose key and
@@ -362,11 +389,11 @@ func (s *Store) insertAsset(ctx context.Context, tx *sql.Tx, n server.NewAsset, 
 	}
 	a, err := scanAsset(tx.QueryRowContext(ctx, s.q(`INSERT INTO agentcache_assets (
   id, account_id, object_id, s3_key, s3_bucket, filename, content_type, size_bytes, content_hash, cache_key,
-  hit_count, last_accessed, expires_at, uploaded_via, upload_speed_mbps, created_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, ?, ?, ?, ?)
+  hit_count, last_accessed, expires_at, uploaded_via, upload_speed_mbps, created_at, sha256_verified, content_id)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, ?, ?, ?, ?, ?, ?)
 RETURNING `+assetCols),
 		uuid.NewString(), n.AccountID, obj.ID, obj.Key, obj.Bucket, n.Filename, nullable(n.ContentType), obj.Size, n.SHA256,
-		nullable(n.CacheKey), nullTime(n.ExpiresAt), n.UploadedVia, speed, now))
+		nullable(n.CacheKey), nullTime(n.ExpiresAt), n.UploadedVia, speed, now, n.SHA256Verified, n.ContentID))
 	if isForeignKeyViolation(err) {
 		return server.Asset{}, server.Errorf(server.ENotFound, "account not found")
 	}
@@ -407,6 +434,9 @@ func (s *Store) LinkAsset(ctx context.Context, n server.NewAsset) (server.Asset,
 	if _, ok := normalizeHash(n.SHA256); !ok {
 		return server.Asset{}, server.Errorf(server.ENotFound, "no stored content with that hash")
 	}
+	if _, ok := normalizeContentID(n.ContentID); !ok && n.ContentID != "" {
+		return server.Asset{}, server.Errorf(server.ENotFound, "no stored content with that content id")
+	}
 	if err := checkNewAsset(&n); err != nil {
 		return server.Asset{}, err
 	}
@@ -415,7 +445,7 @@ func (s *Store) LinkAsset(ctx context.Context, n server.NewAsset) (server.Asset,
 		return server.Asset{}, wrap("link asset", err)
 	}
 	defer rollback(tx)
-	o, found, err := s.refObject(ctx, tx, n.AccountID, n.SHA256)
+	o, found, err := s.refObject(ctx, tx, n.AccountID, n.ContentID)
 	if err != nil {
 		return server.Asset{}, wrap("link asset", err)
 	}
@@ -453,21 +483,22 @@ func (s *Store) AssetByID(ctx context.Context, accountID, id string) (server.Ass
 	return a, nil
 }
 
-// AssetByHash returns the newest asset of accountID with content hash
-// sha256 (hex, either case), or ENotFound.
-func (s *Store) AssetByHash(ctx context.Context, accountID, sha256 string) (server.Asset, error) {
-	h, ok := normalizeHash(sha256)
+// AssetByContent returns the newest asset of accountID with that content
+// id (a hex SHA-256 or "m1-" and 64 hex digits, either case), or
+// ENotFound.
+func (s *Store) AssetByContent(ctx context.Context, accountID, contentID string) (server.Asset, error) {
+	id, ok := normalizeContentID(contentID)
 	if !ok || !validKey(accountID) {
 		return server.Asset{}, assetNotFound()
 	}
 	a, err := scanAsset(s.rdb.QueryRowContext(ctx, s.q(`SELECT `+assetCols+` FROM agentcache_assets
-WHERE account_id = ? AND content_hash = ?
-ORDER BY created_at DESC, id DESC LIMIT 1`), accountID, h))
+WHERE account_id = ? AND content_id = ?
+ORDER BY created_at DESC, id DESC LIMIT 1`), accountID, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return server.Asset{}, assetNotFound()
 	}
 	if err != nil {
-		return server.Asset{}, wrap("asset by hash", err)
+		return server.Asset{}, wrap("asset by content", err)
 	}
 	return a, nil
 }

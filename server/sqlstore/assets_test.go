@@ -34,7 +34,7 @@ func uploadT(t *testing.T, s *Store, a server.Account, content string) server.As
 	}
 	asset, _, err := s.CreateAsset(ctx, server.NewAsset{
 		AccountID: a.ID, ObjectKey: key, Bucket: "b", Filename: "f", Size: int64(len(content)),
-		SHA256: hex.EncodeToString(sum[:]),
+		SHA256: hex.EncodeToString(sum[:]), SHA256Verified: true,
 	}, "")
 	if err != nil {
 		t.Fatal(err)

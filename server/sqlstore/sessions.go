@@ -29,17 +29,22 @@ const (
 
 const sessionCols = `id, account_id, object_key, upload_id, manifest, content_hash, size_bytes, chunk_size, chunk_count,
   stream, reservation_id, reserved_bytes, state, asset_id, deduplicated, filename, content_type, cache_key,
-  ttl_seconds, expires_at, created_at, updated_at`
+  ttl_seconds, expires_at, created_at, updated_at, lease_until`
+
+// deadCompletion is the SQL condition of a completing session whose lease
+// ran out before the parameter (a NULL lease predates leases: dead too).
+const deadCompletion = `(state = 'completing' AND (lease_until IS NULL OR lease_until <= ?))`
 
 func scanSession(r scanner) (server.UploadSession, error) {
 	var (
 		u        server.UploadSession
 		manifest sql.NullString
 		state    string
+		lease    sql.NullTime
 	)
 	err := r.Scan(&u.ID, &u.AccountID, &u.ObjectKey, &u.UploadID, &manifest, &u.SHA256, &u.Size, &u.ChunkSize, &u.ChunkCount,
 		&u.Stream, &u.ReservationID, &u.Reserved, &state, &u.AssetID, &u.Deduplicated, &u.Filename, &u.ContentType, &u.CacheKey,
-		&u.TTLSeconds, &u.ExpiresAt, &u.CreatedAt, &u.UpdatedAt)
+		&u.TTLSeconds, &u.ExpiresAt, &u.CreatedAt, &u.UpdatedAt, &lease)
 	if err != nil {
 		return server.UploadSession{}, err
 	}
@@ -50,6 +55,9 @@ func scanSession(r scanner) (server.UploadSession, error) {
 	u.ExpiresAt = u.ExpiresAt.UTC()
 	u.CreatedAt = u.CreatedAt.UTC()
 	u.UpdatedAt = u.UpdatedAt.UTC()
+	if lease.Valid && u.State == server.SessionCompleting {
+		u.LeaseUntil = lease.Time.UTC()
+	}
 	return u, nil
 }
 
@@ -146,7 +154,7 @@ func (s *Store) CreateSession(ctx context.Context, u server.UploadSession) (serv
 	u.ExpiresAt = ts(u.ExpiresAt)
 	u.CreatedAt, u.UpdatedAt = now, now
 	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO upload_sessions (`+sessionCols+`)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)`),
 		u.ID, u.AccountID, u.ObjectKey, u.UploadID, manifestParam(u.Manifest), u.SHA256, u.Size, u.ChunkSize, u.ChunkCount,
 		u.Stream, u.ReservationID, u.Reserved, string(u.State), u.AssetID, u.Deduplicated, u.Filename, u.ContentType, u.CacheKey,
 		u.TTLSeconds, u.ExpiresAt, u.CreatedAt, u.UpdatedAt)
@@ -194,8 +202,8 @@ func (s *Store) sessionByID(ctx context.Context, q queryer, accountID, id string
 	return u, nil
 }
 
-// OpenSessionFor returns the newest unexpired open session of accountID
-// for that content; see server.SessionStore.
+// OpenSessionFor returns the newest unexpired session of accountID for
+// that content that is open or completing; see server.SessionStore.
 func (s *Store) OpenSessionFor(ctx context.Context, accountID, sha256 string, size int64, now time.Time) (server.UploadSession, error) {
 	h, ok := normalizeHash(sha256)
 	if !ok || !validKey(accountID) || size < 0 {
@@ -205,7 +213,7 @@ func (s *Store) OpenSessionFor(ctx context.Context, accountID, sha256 string, si
 		now = s.now()
 	}
 	u, err := scanSession(s.rdb.QueryRowContext(ctx, s.q(`SELECT `+sessionCols+` FROM upload_sessions
-WHERE account_id = ? AND content_hash = ? AND state = 'open' AND size_bytes = ? AND expires_at > ?
+WHERE account_id = ? AND content_hash = ? AND state IN ('open', 'completing') AND size_bytes = ? AND expires_at > ?
 ORDER BY created_at DESC, id DESC LIMIT 1`), accountID, h, size, ts(now)))
 	if errors.Is(err, sql.ErrNoRows) {
 		return server.UploadSession{}, sessionNotFound()
@@ -216,12 +224,12 @@ ORDER BY created_at DESC, id DESC LIMIT 1`), accountID, h, size, ts(now)))
 	return u, nil
 }
 
-// BeginCompletion claims the completion of a session; see
-// server.SessionStore. The claim is one UPDATE conditional on state
-// 'open': on PostgreSQL a concurrent claim waits for the first to commit
-// and then finds the state changed, on SQLite writers are serialized, so
-// exactly one caller's UPDATE matches.
-func (s *Store) BeginCompletion(ctx context.Context, accountID, id string, now time.Time) (server.UploadSession, bool, error) {
+// BeginCompletion claims the completion of a session, or takes over a
+// dead one; see server.SessionStore. The claim is one UPDATE conditional
+// on state 'open' or a dead completion: on PostgreSQL a concurrent claim
+// waits for the first to commit and then finds a live lease, on SQLite
+// writers are serialized, so exactly one caller's UPDATE matches.
+func (s *Store) BeginCompletion(ctx context.Context, accountID, id string, now time.Time, lease time.Duration) (server.UploadSession, bool, error) {
 	const op = "begin completion"
 	if !server.ValidSessionID(id) || accountID == "" || !validKey(accountID) {
 		return server.UploadSession{}, false, sessionNotFound()
@@ -229,11 +237,14 @@ func (s *Store) BeginCompletion(ctx context.Context, accountID, id string, now t
 	if now.IsZero() {
 		now = s.now()
 	}
+	if lease <= 0 {
+		return server.UploadSession{}, false, server.Errorf(server.EInvalid, "a completion needs a lease")
+	}
 	now = ts(now)
 	for range transitionAttempts {
-		u, err := scanSession(s.db.QueryRowContext(ctx, s.q(`UPDATE upload_sessions SET state = 'completing', updated_at = ?
-WHERE id = ? AND account_id = ? AND state = 'open' AND expires_at > ?
-RETURNING `+sessionCols), s.nowUTC(), id, accountID, now))
+		u, err := scanSession(s.db.QueryRowContext(ctx, s.q(`UPDATE upload_sessions SET state = 'completing', updated_at = ?, lease_until = ?
+WHERE id = ? AND account_id = ? AND (state = 'open' OR `+deadCompletion+`) AND expires_at > ?
+RETURNING `+sessionCols), s.nowUTC(), ts(now.Add(lease)), id, accountID, now, now))
 		if err == nil {
 			return u, true, nil
 		}
@@ -244,13 +255,15 @@ RETURNING `+sessionCols), s.nowUTC(), id, accountID, now))
 		if err != nil {
 			return server.UploadSession{}, false, err
 		}
-		if u.State != server.SessionOpen {
+		claimable := u.State == server.SessionOpen || u.CompletionDead(now)
+		if !claimable {
 			return u, false, nil
 		}
 		if !u.ExpiresAt.After(now) {
 			return server.UploadSession{}, false, server.Errorf(server.EGone, "upload session expired at %s; open a new one", u.ExpiresAt.Format(time.RFC3339))
 		}
-		// Back to open (FailCompletion) since the UPDATE ran: claim again.
+		// Back to open (FailCompletion), or its lease ran out, since the
+		// UPDATE ran: claim again.
 	}
 	return server.UploadSession{}, false, wrap(op, errors.New("session keeps changing state"))
 }
@@ -293,6 +306,16 @@ func (s *Store) transition(ctx context.Context, op, id string, from, to server.S
 	return server.Errorf(server.EConflict, "upload session is %s, not %s", u.State, from)
 }
 
+// RenewCompletion extends the lease of a completing session; see
+// server.SessionStore.
+func (s *Store) RenewCompletion(ctx context.Context, id string, until time.Time) error {
+	if until.IsZero() {
+		return server.Errorf(server.EInvalid, "a lease needs an end")
+	}
+	return s.transition(ctx, "renew completion", id, server.SessionCompleting, server.SessionCompleting,
+		`lease_until = ?`, []any{ts(until)}, "", "")
+}
+
 // FinishCompletion moves a completing session to completed; see
 // server.SessionStore. An empty assetID is EInvalid. A session already
 // completed with that asset (by CreateAsset with its SessionID) is left
@@ -302,7 +325,7 @@ func (s *Store) FinishCompletion(ctx context.Context, id, assetID string, dedupl
 		return server.Errorf(server.EInvalid, "asset id must be 1 to 64 bytes")
 	}
 	err := s.transition(ctx, "finish completion", id, server.SessionCompleting, server.SessionCompleted,
-		`asset_id = ?, deduplicated = ?`, []any{assetID, deduplicated}, "", "")
+		`asset_id = ?, deduplicated = ?, lease_until = NULL`, []any{assetID, deduplicated}, "", "")
 	if server.ErrorCode(err) == server.EConflict {
 		if u, gerr := s.sessionByID(ctx, s.db, "", id); gerr == nil && u.State == server.SessionCompleted && u.AssetID == assetID {
 			return nil
@@ -314,7 +337,7 @@ func (s *Store) FinishCompletion(ctx context.Context, id, assetID string, dedupl
 // FailCompletion moves a completing session back to open; see
 // server.SessionStore.
 func (s *Store) FailCompletion(ctx context.Context, id string) error {
-	return s.transition(ctx, "fail completion", id, server.SessionCompleting, server.SessionOpen, "", nil, "", "")
+	return s.transition(ctx, "fail completion", id, server.SessionCompleting, server.SessionOpen, `lease_until = NULL`, nil, "", "")
 }
 
 // SetSessionManifest records a stream session's manifest during its
@@ -329,16 +352,18 @@ func (s *Store) SetSessionManifest(ctx context.Context, id string, manifest []by
 		` AND stream = true`, "upload session was opened with a manifest; only a stream session takes one at completion")
 }
 
-// AbortSession moves an open session to aborted; see server.SessionStore.
+// AbortSession moves an open session, or one whose completion is dead, to
+// aborted; see server.SessionStore.
 func (s *Store) AbortSession(ctx context.Context, accountID, id string) (server.UploadSession, error) {
 	const op = "abort session"
 	if !server.ValidSessionID(id) || accountID == "" || !validKey(accountID) {
 		return server.UploadSession{}, sessionNotFound()
 	}
 	for range transitionAttempts {
-		u, err := scanSession(s.db.QueryRowContext(ctx, s.q(`UPDATE upload_sessions SET state = 'aborted', updated_at = ?
-WHERE id = ? AND account_id = ? AND state = 'open'
-RETURNING `+sessionCols), s.nowUTC(), id, accountID))
+		now := s.nowUTC()
+		u, err := scanSession(s.db.QueryRowContext(ctx, s.q(`UPDATE upload_sessions SET state = 'aborted', updated_at = ?, lease_until = NULL
+WHERE id = ? AND account_id = ? AND (state = 'open' OR `+deadCompletion+`)
+RETURNING `+sessionCols), now, id, accountID, now))
 		if err == nil {
 			return u, nil
 		}
@@ -353,6 +378,9 @@ RETURNING `+sessionCols), s.nowUTC(), id, accountID))
 		case server.SessionAborted:
 			return u, nil
 		case server.SessionCompleting:
+			if u.CompletionDead(now) {
+				continue // its lease ran out since the UPDATE ran: try again
+			}
 			return server.UploadSession{}, server.Errorf(server.EConflict, "upload session is being completed; it can no longer be aborted")
 		case server.SessionCompleted:
 			return server.UploadSession{}, server.Errorf(server.EConflict, "upload session is completed; delete the asset instead")

@@ -415,3 +415,70 @@ func TestInternalErrorsArePrefixed(t *testing.T) {
 		t.Fatalf("client message %q", msg)
 	}
 }
+
+// TestMigrationVerifiedContent upgrades a database written before the
+// server verified whole-file hashes (migration 6): single-request uploads
+// keep their hash as verified and their deduplication; an object any
+// chunked upload touched is never a deduplication target again (its
+// declared hash was taken on trust), and its assets say their hash is
+// unverified.
+func TestMigrationVerifiedContent(t *testing.T) {
+	dialects(t, func(t *testing.T, dsn string) {
+		ctx := testCtx(t)
+		migrateUpTo = 5
+		old, err := Open(ctx, dsn)
+		migrateUpTo = 0
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := old.CreateAccount(ctx, server.NewAccount{
+			UserID: "usr_mig", Email: "m@example.com", Tier: "pro", APIKey: "jt_key_mig",
+			SecretHash: strings.Repeat("ab", 32), S3Bucket: "b", S3Prefix: "users/usr_mig/",
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		apiHash, chunkedHash := strings.Repeat("1a", 32), strings.Repeat("2b", 32)
+		now := time.Now().UTC()
+		for _, row := range []struct{ obj, asset, hash, via string }{
+			{"obj-api", "asset-api", apiHash, "api"},
+			{"obj-chunked", "asset-chunked", chunkedHash, "jettyspeed"},
+		} {
+			if _, err := old.db.ExecContext(ctx, old.q(`INSERT INTO stored_objects (id, account_id, content_hash, object_key, s3_bucket, size_bytes, ref_count, created_at)
+VALUES (?, ?, ?, ?, 'b', 10, 1, ?)`), row.obj, a.ID, row.hash, "users/usr_mig/"+row.obj, now); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := old.db.ExecContext(ctx, old.q(`INSERT INTO agentcache_assets (id, account_id, object_id, s3_key, s3_bucket, filename, size_bytes, content_hash, uploaded_via, created_at)
+VALUES (?, ?, ?, ?, 'b', 'f', 10, ?, ?, ?)`), row.asset, a.ID, row.obj, "users/usr_mig/"+row.obj, row.hash, row.via, now); err != nil {
+				t.Fatal(err)
+			}
+		}
+		old.Close()
+
+		s := openT(t, dsn)
+		defer s.Close()
+		api, err := s.AssetByID(ctx, a.ID, "asset-api")
+		if err != nil || !api.SHA256Verified || api.ContentID != apiHash || api.SHA256 != apiHash {
+			t.Errorf("single-request asset after migration = %+v, %v; want verified, content id = its hash", api, err)
+		}
+		chunked, err := s.AssetByID(ctx, a.ID, "asset-chunked")
+		if err != nil || chunked.SHA256Verified || chunked.ContentID != "unverified-obj-chunked" || chunked.SHA256 != chunkedHash {
+			t.Errorf("chunked asset after migration = %+v, %v; want unverified, unmatchable content id, hash kept", chunked, err)
+		}
+		if got, err := s.AssetByContent(ctx, a.ID, apiHash); err != nil || got.ID != "asset-api" {
+			t.Errorf("AssetByContent(verified) = %+v, %v", got, err)
+		}
+		if _, err := s.AssetByContent(ctx, a.ID, chunkedHash); server.ErrorCode(err) != server.ENotFound {
+			t.Errorf("AssetByContent(hash taken on trust) = %v; want not found", err)
+		}
+		// The real content behind the trusted hash now gets its own object.
+		if err := s.AddPendingObject(ctx, "users/usr_mig/new", "", time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		got, dedup, err := s.CreateAsset(ctx, server.NewAsset{AccountID: a.ID, ObjectKey: "users/usr_mig/new", Bucket: "b",
+			Filename: "real", Size: 10, SHA256: chunkedHash, SHA256Verified: true}, "")
+		if err != nil || dedup || got.ObjectKey != "users/usr_mig/new" {
+			t.Errorf("upload of the content a chunked upload claimed = %+v, dedup %v, %v; want a new object", got, dedup, err)
+		}
+	})
+}

@@ -24,6 +24,7 @@ var assetTests = []storeTest{
 	{"DedupConcurrent", testDedupConcurrent},
 	{"DedupRacesDelete", testDedupRacesDelete},
 	{"NoCrossAccountDedup", testNoCrossAccountDedup},
+	{"DedupOnVerifiedContent", testDedupOnVerifiedContent},
 	{"CreateAssetAfterDeadline", testCreateAssetAfterDeadline},
 	{"CreateAssetReservation", testCreateAssetReservation},
 	{"CreateAssetWithoutReservation", testCreateAssetWithoutReservation},
@@ -61,7 +62,10 @@ func newUpload(a server.Account, content string) server.NewAsset {
 		ContentType: "text/plain",
 		Size:        int64(len(content)),
 		SHA256:      hashOf(content),
-		UploadedVia: "api",
+		// Recorded as the server records a single-request upload: it
+		// hashed every byte, so the SHA-256 is the content id.
+		SHA256Verified: true,
+		UploadedVia:    "api",
 	}
 }
 
@@ -171,6 +175,9 @@ func testAssetRoundTrip(t *testing.T, s server.Store) {
 		ExpiresAt:       time.Date(2040, 2, 3, 4, 5, 6, 123456789, time.FixedZone("X", -7200)),
 		UploadedVia:     "jettyspeed",
 		UploadSpeedMbps: 123.45,
+		// A chunked upload on S3: every chunk verified, the whole-file
+		// hash not (upper case: stored canonical).
+		ContentID: "m1-" + strings.ToUpper(hashOf("chunk list of "+content)),
 	}
 	mustPending(t, s, n.ObjectKey)
 	before := time.Now().Add(-time.Second)
@@ -186,7 +193,7 @@ func testAssetRoundTrip(t *testing.T, s server.Store) {
 		ID: got.ID, AccountID: a.ID, ObjectKey: n.ObjectKey, Bucket: n.Bucket, Filename: n.Filename,
 		ContentType: n.ContentType, Size: n.Size, SHA256: n.SHA256, CacheKey: n.CacheKey,
 		ExpiresAt: n.ExpiresAt.Truncate(time.Microsecond), UploadedVia: "jettyspeed", UploadSpeedMbps: 123.45,
-		CreatedAt: got.CreatedAt,
+		CreatedAt: got.CreatedAt, SHA256Verified: false, ContentID: "m1-" + hashOf("chunk list of "+content),
 	}
 	if len(got.ID) != 36 || !sameAsset(got, want) {
 		t.Fatalf("CreateAsset = %+v\nwant %+v", got, want)
@@ -200,10 +207,14 @@ func testAssetRoundTrip(t *testing.T, s server.Store) {
 	if b := mustAsset(t, s, a.ID, got.ID); !sameAsset(b, got) {
 		t.Errorf("AssetByID = %+v\nwant %+v", b, got)
 	}
-	for _, h := range []string{n.SHA256, strings.ToUpper(n.SHA256)} {
-		if b, err := s.AssetByHash(ctx, a.ID, h); err != nil || !sameAsset(b, got) {
-			t.Errorf("AssetByHash(%s) = %+v, %v", h, b, err)
+	for _, h := range []string{want.ContentID, strings.ToUpper(want.ContentID)} {
+		if b, err := s.AssetByContent(ctx, a.ID, h); err != nil || !sameAsset(b, got) {
+			t.Errorf("AssetByContent(%s) = %+v, %v", h, b, err)
 		}
+	}
+	// The declared, unverified whole-file hash finds nothing.
+	if _, err := s.AssetByContent(ctx, a.ID, n.SHA256); server.ErrorCode(err) != server.ENotFound {
+		t.Errorf("AssetByContent(unverified SHA-256) = %v; want not found", err)
 	}
 	page, err := s.ListAssets(ctx, a.ID, "", 10)
 	if err != nil || len(page.Assets) != 1 || !sameAsset(page.Assets[0], got) || page.Next != "" {
@@ -219,7 +230,8 @@ func testAssetRoundTrip(t *testing.T, s server.Store) {
 	})
 	b := mustAsset(t, s, a.ID, got2.ID)
 	if !sameAsset(b, got2) || !b.ExpiresAt.IsZero() || !b.LastAccessed.IsZero() || b.ContentType != "" ||
-		b.CacheKey != "" || b.UploadSpeedMbps != 0 || b.UploadedVia != "api" || b.HitCount != 0 {
+		b.CacheKey != "" || b.UploadSpeedMbps != 0 || b.UploadedVia != "api" || b.HitCount != 0 ||
+		!b.SHA256Verified || b.ContentID != hashOf(content2) {
 		t.Errorf("zero-valued asset = %+v (returned %+v)", b, got2)
 	}
 
@@ -254,6 +266,12 @@ func testAssetValidation(t *testing.T, s server.Store) {
 		{"long content type", func(n *server.NewAsset) { n.ContentType = strings.Repeat("x", 101) }},
 		{"negative speed", func(n *server.NewAsset) { n.UploadSpeedMbps = -1 }},
 		{"empty key", func(n *server.NewAsset) { n.ObjectKey = "" }},
+		// Deduplication keys only on what the server verified.
+		{"unverified hash, no content id", func(n *server.NewAsset) { n.SHA256Verified = false }},
+		{"unverified hash as content id", func(n *server.NewAsset) { n.SHA256Verified, n.ContentID = false, n.SHA256 }},
+		{"content id another hash", func(n *server.NewAsset) { n.ContentID = hashOf("other") }},
+		{"malformed content id", func(n *server.NewAsset) { n.ContentID = "m1-xyz" }},
+		{"content id of another kind", func(n *server.NewAsset) { n.ContentID = "m2-" + n.SHA256 }},
 	}
 	for _, c := range cases {
 		n := newUpload(a, "validation")
@@ -351,9 +369,9 @@ func testDedup(t *testing.T, s server.Store) {
 	wantKnown(t, s, n2.ObjectKey, false)
 	wantKnown(t, s, n1.ObjectKey, true)
 
-	// AssetByHash answers the newest.
-	if got, err := s.AssetByHash(ctx, a.ID, hashOf(content)); err != nil || got.ID != a2.ID {
-		t.Errorf("AssetByHash = %+v, %v; want %s", got, err, a2.ID)
+	// AssetByContent answers the newest.
+	if got, err := s.AssetByContent(ctx, a.ID, hashOf(content)); err != nil || got.ID != a2.ID {
+		t.Errorf("AssetByContent = %+v, %v; want %s", got, err, a2.ID)
 	}
 
 	// Deleting one asset keeps the object for the other.
@@ -386,7 +404,7 @@ func testDedup(t *testing.T, s server.Store) {
 	if keys := claimAll(t, s, time.Now()); len(keys) != 0 {
 		t.Fatalf("claimed twice: %v", keys)
 	}
-	_, err = s.AssetByHash(ctx, a.ID, hashOf(content))
+	_, err = s.AssetByContent(ctx, a.ID, hashOf(content))
 	wantCode(t, err, server.ENotFound)
 
 	// Uploaded again, the content is new again.
@@ -601,7 +619,7 @@ func testCreateAssetAfterDeadline(t *testing.T, s server.Store) {
 	if page, err := s.ListAssets(ctx, a.ID, "", 10); err != nil || len(page.Assets) != 0 {
 		t.Fatalf("ListAssets = %+v, %v; want nothing", page, err)
 	}
-	_, err = s.AssetByHash(ctx, a.ID, hashOf(content))
+	_, err = s.AssetByContent(ctx, a.ID, hashOf(content))
 	wantCode(t, err, server.ENotFound)
 	_, err = s.LinkAsset(ctx, newUpload(a, content))
 	wantCode(t, err, server.ENotFound)
@@ -771,7 +789,7 @@ func testAssetIsolation(t *testing.T, s server.Store) {
 
 	_, err := s.AssetByID(ctx, b.ID, asset.ID)
 	wantCode(t, err, server.ENotFound)
-	_, err = s.AssetByHash(ctx, b.ID, hashOf(content))
+	_, err = s.AssetByContent(ctx, b.ID, hashOf(content))
 	wantCode(t, err, server.ENotFound)
 	_, err = s.DeleteAsset(ctx, b.ID, asset.ID)
 	wantCode(t, err, server.ENotFound)
@@ -1417,4 +1435,59 @@ func testTryLease(t *testing.T, s server.Store) {
 	wantCode(t, err, server.EInvalid)
 	_, err = s.TryLease(ctx, "gc", "A", 0)
 	wantCode(t, err, server.EInvalid)
+}
+
+// testDedupOnVerifiedContent: deduplication follows the content id, never
+// a declared hash. An upload that claims content A's SHA-256 without the
+// server verifying it (a chunked upload on S3: only its chunks were
+// checked) gets its own object under its chunk-list id; the real A,
+// uploaded later and verified, is not deduplicated onto it, and a
+// lookup by A's hash finds only the verified asset.
+func testDedupOnVerifiedContent(t *testing.T, s server.Store) {
+	ctx := ctxFor(t)
+	a := mustCreate(t, s, "pro")
+	real := "the content A"
+	liar := newUpload(a, "other bytes, same length")
+	liar.SHA256, liar.SHA256Verified = hashOf(real), false
+	liar.ContentID = "m1-" + hashOf("chunks of the other bytes")
+	liar.Size = int64(len(real))
+	mustPending(t, s, liar.ObjectKey)
+	la, dedup, err := s.CreateAsset(ctx, liar, "")
+	if err != nil || dedup || la.SHA256Verified || la.ContentID != liar.ContentID {
+		t.Fatalf("unverified upload = %+v, dedup %v, %v", la, dedup, err)
+	}
+	if _, err := s.AssetByContent(ctx, a.ID, hashOf(real)); server.ErrorCode(err) != server.ENotFound {
+		t.Errorf("a claimed hash is a deduplication key: %v", err)
+	}
+	ra, dedup, _ := mustUpload(t, s, a, real, "", func(*server.NewAsset) {})
+	if dedup || ra.ObjectKey == la.ObjectKey || !ra.SHA256Verified || ra.ContentID != hashOf(real) {
+		t.Fatalf("the real content was deduplicated onto the claim: %+v, dedup %v", ra, dedup)
+	}
+	if got, err := s.AssetByContent(ctx, a.ID, hashOf(real)); err != nil || got.ID != ra.ID {
+		t.Errorf("AssetByContent(real hash) = %+v, %v; want %s", got, err, ra.ID)
+	}
+	wantUsage(t, s, a.ID, 2*int64(len(real)), 0)
+	// The same chunk list again deduplicates onto the first.
+	again := newUpload(a, "other bytes, same length")
+	again.SHA256, again.SHA256Verified, again.ContentID, again.Size = liar.SHA256, false, liar.ContentID, liar.Size
+	mustPending(t, s, again.ObjectKey)
+	if got, dedup, err := s.CreateAsset(ctx, again, ""); err != nil || !dedup || got.ObjectKey != la.ObjectKey {
+		t.Errorf("same chunk list: %+v, dedup %v, %v; want deduplicated onto %s", got, dedup, err, la.ObjectKey)
+	}
+	// LinkAsset links by content id only.
+	link := newUpload(a, real)
+	link.SHA256Verified = true
+	if got, err := s.LinkAsset(ctx, link); err != nil || got.ObjectKey != ra.ObjectKey || !got.SHA256Verified {
+		t.Errorf("LinkAsset(verified hash) = %+v, %v", got, err)
+	}
+	byChunks := newUpload(a, "x")
+	byChunks.SHA256, byChunks.SHA256Verified, byChunks.ContentID, byChunks.Size = hashOf(real), false, liar.ContentID, liar.Size
+	if got, err := s.LinkAsset(ctx, byChunks); err != nil || got.ObjectKey != la.ObjectKey || got.SHA256Verified {
+		t.Errorf("LinkAsset(chunk-list id) = %+v, %v", got, err)
+	}
+	unknown := byChunks
+	unknown.ContentID = "m1-" + hashOf("never stored")
+	if _, err := s.LinkAsset(ctx, unknown); server.ErrorCode(err) != server.ENotFound {
+		t.Errorf("LinkAsset(unknown content id) = %v; want not found", err)
+	}
 }

@@ -23,7 +23,12 @@ var sessionTests = []storeTest{
 	{"AbortSession", testAbortSession},
 	{"BeginCompletionExpired", testBeginCompletionExpired},
 	{"StreamSession", testStreamSession},
+	{"CompletionLease", testCompletionLease},
 }
+
+// testLease is the completion lease the tests take: long enough that no
+// test outlives it by accident.
+const testLease = 24 * time.Hour
 
 // testManifest is a manifest of content cut into chunkSize chunks, as a
 // client would send it: indented, keys in the protocol's order (not
@@ -99,11 +104,11 @@ func mustGetSession(t *testing.T, s server.Store, accountID, id string) server.U
 
 // sameSession compares sessions, times by instant.
 func sameSession(a, b server.UploadSession) bool {
-	if !a.ExpiresAt.Equal(b.ExpiresAt) || !a.CreatedAt.Equal(b.CreatedAt) || !a.UpdatedAt.Equal(b.UpdatedAt) {
+	if !a.ExpiresAt.Equal(b.ExpiresAt) || !a.CreatedAt.Equal(b.CreatedAt) || !a.UpdatedAt.Equal(b.UpdatedAt) || !a.LeaseUntil.Equal(b.LeaseUntil) {
 		return false
 	}
-	a.ExpiresAt, a.CreatedAt, a.UpdatedAt = time.Time{}, time.Time{}, time.Time{}
-	b.ExpiresAt, b.CreatedAt, b.UpdatedAt = time.Time{}, time.Time{}, time.Time{}
+	a.ExpiresAt, a.CreatedAt, a.UpdatedAt, a.LeaseUntil = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	b.ExpiresAt, b.CreatedAt, b.UpdatedAt, b.LeaseUntil = time.Time{}, time.Time{}, time.Time{}, time.Time{}
 	return reflect.DeepEqual(a, b)
 }
 
@@ -118,7 +123,7 @@ func wantState(t *testing.T, s server.Store, accountID, id string, want server.S
 
 func mustBegin(t *testing.T, s server.Store, accountID, id string) server.UploadSession {
 	t.Helper()
-	u, ok, err := s.BeginCompletion(ctxFor(t), accountID, id, time.Now())
+	u, ok, err := s.BeginCompletion(ctxFor(t), accountID, id, time.Now(), testLease)
 	if err != nil || !ok || u.State != server.SessionCompleting {
 		t.Fatalf("BeginCompletion = %s, %v, %v; want completing, true", u.State, ok, err)
 	}
@@ -248,7 +253,7 @@ func testSessionIsolation(t *testing.T, s server.Store) {
 	wantCode(t, err, server.ENotFound)
 	_, err = s.SessionByID(ctx, "", u.ID)
 	wantCode(t, err, server.ENotFound)
-	_, _, err = s.BeginCompletion(ctx, b.ID, u.ID, time.Now())
+	_, _, err = s.BeginCompletion(ctx, b.ID, u.ID, time.Now(), testLease)
 	wantCode(t, err, server.ENotFound)
 	_, err = s.AbortSession(ctx, b.ID, u.ID)
 	wantCode(t, err, server.ENotFound)
@@ -262,7 +267,7 @@ func testSessionIsolation(t *testing.T, s server.Store) {
 		if _, err := s.SessionByID(ctx, a.ID, id); server.ErrorCode(err) != server.ENotFound {
 			t.Errorf("SessionByID(%q): %v, want not found", id, err)
 		}
-		if _, _, err := s.BeginCompletion(ctx, a.ID, id, time.Now()); server.ErrorCode(err) != server.ENotFound {
+		if _, _, err := s.BeginCompletion(ctx, a.ID, id, time.Now(), testLease); server.ErrorCode(err) != server.ENotFound {
 			t.Errorf("BeginCompletion(%q): %v, want not found", id, err)
 		}
 		if _, err := s.AbortSession(ctx, a.ID, id); server.ErrorCode(err) != server.ENotFound {
@@ -318,8 +323,6 @@ func testOpenSessionFor(t *testing.T, s server.Store) {
 	if err := s.FinishCompletion(ctx, completed.ID, "asset-1", false); err != nil {
 		t.Fatal(err)
 	}
-	completing := create(a, nil)
-	mustBegin(t, s, a.ID, completing.ID)
 	aborted := create(a, nil)
 	if _, err := s.AbortSession(ctx, a.ID, aborted.ID); err != nil {
 		t.Fatal(err)
@@ -365,10 +368,19 @@ func testOpenSessionFor(t *testing.T, s server.Store) {
 			t.Errorf("OpenSessionFor(%s) = %s, %v; want not found", c.name, got.ID, err)
 		}
 	}
-	// Once the found session is claimed, the next one is found.
+	// A session being completed is still found: the resumed upload's
+	// complete waits for that completion, or takes a dead one over.
+	later := now.Add(90 * time.Minute) // the one expiring first has expired
 	mustBegin(t, s, a.ID, newer.ID)
-	if got, err := find(a, sha, size, now); err != nil || got.ID == newer.ID || got.State != server.SessionOpen {
-		t.Errorf("OpenSessionFor after a claim = %+v, %v", got, err)
+	if got, err := find(a, sha, size, later); err != nil || got.ID != newer.ID || got.State != server.SessionCompleting {
+		t.Errorf("OpenSessionFor after a claim = %+v, %v; want %s, completing", got, err, newer.ID)
+	}
+	// Completed, it is not.
+	if err := s.FinishCompletion(ctx, newer.ID, "asset-n", false); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := find(a, sha, size, later); err != nil || got.ID != older.ID {
+		t.Errorf("OpenSessionFor after the completion = %s, %v; want %s", got.ID, err, older.ID)
 	}
 }
 
@@ -389,7 +401,7 @@ func testBeginCompletionConcurrent(t *testing.T, s server.Store) {
 		go func() {
 			defer wg.Done()
 			<-start
-			got[i], oks[i], errs[i] = s.BeginCompletion(ctx, a.ID, u.ID, time.Now())
+			got[i], oks[i], errs[i] = s.BeginCompletion(ctx, a.ID, u.ID, time.Now(), testLease)
 		}()
 	}
 	close(start)
@@ -421,7 +433,7 @@ func testBeginCompletionConcurrent(t *testing.T, s server.Store) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, ok, err := s.BeginCompletion(ctx, a.ID, u.ID, time.Now())
+			_, ok, err := s.BeginCompletion(ctx, a.ID, u.ID, time.Now(), testLease)
 			if err != nil {
 				t.Errorf("BeginCompletion: %v", err)
 			}
@@ -451,7 +463,7 @@ func testCompletionTransitions(t *testing.T, s server.Store) {
 	if !c.UpdatedAt.After(u.UpdatedAt) || !c.CreatedAt.Equal(u.CreatedAt) {
 		t.Errorf("BeginCompletion: UpdatedAt %v (was %v), CreatedAt %v (was %v)", c.UpdatedAt, u.UpdatedAt, c.CreatedAt, u.CreatedAt)
 	}
-	again, ok, err := s.BeginCompletion(ctx, a.ID, u.ID, time.Now())
+	again, ok, err := s.BeginCompletion(ctx, a.ID, u.ID, time.Now(), testLease)
 	if err != nil || ok || !sameSession(again, c) {
 		t.Fatalf("second BeginCompletion = %+v, %v, %v; want the completing session unchanged, false", again, ok, err)
 	}
@@ -466,15 +478,16 @@ func testCompletionTransitions(t *testing.T, s server.Store) {
 	}
 	want := c
 	want.State, want.AssetID, want.Deduplicated, want.UpdatedAt = server.SessionCompleted, "asset-1", true, done.UpdatedAt
+	want.LeaseUntil = time.Time{} // a lease belongs to state completing
 	if !sameSession(done, want) {
 		t.Errorf("completed session = %+v\nwant %+v", done, want)
 	}
-	got, ok, err := s.BeginCompletion(ctx, a.ID, u.ID, time.Now())
+	got, ok, err := s.BeginCompletion(ctx, a.ID, u.ID, time.Now(), testLease)
 	if err != nil || ok || !sameSession(got, done) {
 		t.Errorf("BeginCompletion of a completed session = %+v, %v, %v; want it unchanged, false", got, ok, err)
 	}
 	// Completed sessions answer later calls, even after expiry.
-	got, ok, err = s.BeginCompletion(ctx, a.ID, u.ID, u.ExpiresAt.Add(time.Hour))
+	got, ok, err = s.BeginCompletion(ctx, a.ID, u.ID, u.ExpiresAt.Add(time.Hour), testLease)
 	if err != nil || ok || got.State != server.SessionCompleted {
 		t.Errorf("BeginCompletion of a completed session after expiry = %s, %v, %v", got.State, ok, err)
 	}
@@ -523,7 +536,7 @@ func testAbortSession(t *testing.T, s server.Store) {
 		t.Errorf("second AbortSession = %+v, %v; want %+v", again, err, ab)
 	}
 	// An aborted session cannot be completed.
-	got, ok, err := s.BeginCompletion(ctx, a.ID, u.ID, time.Now())
+	got, ok, err := s.BeginCompletion(ctx, a.ID, u.ID, time.Now(), testLease)
 	if err != nil || ok || got.State != server.SessionAborted {
 		t.Errorf("BeginCompletion of an aborted session = %s, %v, %v; want aborted, false", got.State, ok, err)
 	}
@@ -585,7 +598,7 @@ func testBeginCompletionExpired(t *testing.T, s server.Store) {
 	u := mustSession(t, s, in)
 
 	for _, at := range []time.Time{u.ExpiresAt, u.ExpiresAt.Add(time.Second), u.ExpiresAt.Add(48 * time.Hour)} {
-		_, ok, err := s.BeginCompletion(ctx, a.ID, u.ID, at)
+		_, ok, err := s.BeginCompletion(ctx, a.ID, u.ID, at, testLease)
 		if ok || server.ErrorCode(err) != server.EGone {
 			t.Errorf("BeginCompletion at %v (expiry %v) = %v, %v; want %s", at, u.ExpiresAt, ok, err, server.EGone)
 		}
@@ -597,20 +610,26 @@ func testBeginCompletionExpired(t *testing.T, s server.Store) {
 		t.Errorf("Expired disagrees with BeginCompletion about expiry at %v", u.ExpiresAt)
 	}
 	// Just before expiry the claim succeeds.
-	got, ok, err := s.BeginCompletion(ctx, a.ID, u.ID, u.ExpiresAt.Add(-time.Microsecond))
+	got, ok, err := s.BeginCompletion(ctx, a.ID, u.ID, u.ExpiresAt.Add(-time.Microsecond), testLease)
 	if err != nil || !ok || got.State != server.SessionCompleting {
 		t.Fatalf("BeginCompletion before expiry = %s, %v, %v", got.State, ok, err)
 	}
-	// A completing session is not gone: its completion is under way.
-	got, ok, err = s.BeginCompletion(ctx, a.ID, u.ID, u.ExpiresAt.Add(time.Hour))
+	// A completing session under its lease is not gone: its completion is
+	// under way, past the expiry too.
+	got, ok, err = s.BeginCompletion(ctx, a.ID, u.ID, u.ExpiresAt.Add(time.Minute), testLease)
 	if err != nil || ok || got.State != server.SessionCompleting {
 		t.Errorf("BeginCompletion of a completing session after expiry = %s, %v, %v", got.State, ok, err)
+	}
+	// Its lease run out past the expiry, nobody may take it over: gone.
+	_, ok, err = s.BeginCompletion(ctx, a.ID, u.ID, u.ExpiresAt.Add(2*testLease), testLease)
+	if ok || server.ErrorCode(err) != server.EGone {
+		t.Errorf("BeginCompletion of a dead completion after expiry = %v, %v; want %s", ok, err, server.EGone)
 	}
 	// Failed back to open after its expiry: gone.
 	if err := s.FailCompletion(ctx, u.ID); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = s.BeginCompletion(ctx, a.ID, u.ID, u.ExpiresAt.Add(time.Hour))
+	_, _, err = s.BeginCompletion(ctx, a.ID, u.ID, u.ExpiresAt.Add(time.Hour), testLease)
 	wantCode(t, err, server.EGone)
 }
 
@@ -688,4 +707,110 @@ func testStreamSession(t *testing.T, s server.Store) {
 	if got := mustGetSession(t, s, a.ID, v.ID); string(got.Manifest) != string(v.Manifest) || got.SHA256 != v.SHA256 {
 		t.Errorf("SetSessionManifest changed a manifest session: %+v", got)
 	}
+}
+
+// testCompletionLease: a completion whose completer died (its lease ran
+// out) is taken over by the next BeginCompletion and may be aborted; a
+// live one is neither. OpenSessionFor finds both.
+func testCompletionLease(t *testing.T, s server.Store) {
+	ctx := ctxFor(t)
+	a := mustCreate(t, s, "pro")
+	u := mustSession(t, s, newSession(a, "a completion that dies"))
+	t0 := time.Now().UTC().Truncate(time.Microsecond)
+	const lease = time.Minute
+
+	wantCode(t, s.RenewCompletion(ctx, u.ID, t0.Add(lease)), server.EConflict) // open: nothing to renew
+	c, ok, err := s.BeginCompletion(ctx, a.ID, u.ID, t0, lease)
+	if err != nil || !ok || !c.LeaseUntil.Equal(t0.Add(lease)) {
+		t.Fatalf("BeginCompletion = %v, %v, lease until %v; want true, %v", ok, err, c.LeaseUntil, t0.Add(lease))
+	}
+	if got := mustGetSession(t, s, a.ID, u.ID); !got.LeaseUntil.Equal(c.LeaseUntil) || got.CompletionDead(t0.Add(lease-time.Second)) || !got.CompletionDead(t0.Add(lease)) {
+		t.Fatalf("stored lease %v (CompletionDead before/at its end: %v/%v)", got.LeaseUntil, got.CompletionDead(t0.Add(lease-time.Second)), got.CompletionDead(t0.Add(lease)))
+	}
+	// Under the lease: no takeover; a resumed upload finds the session
+	// (its complete will wait for this completion).
+	if got, ok, err := s.BeginCompletion(ctx, a.ID, u.ID, t0.Add(lease-time.Second), lease); err != nil || ok || !got.LeaseUntil.Equal(c.LeaseUntil) {
+		t.Errorf("BeginCompletion under a live lease = %v, %v (lease %v)", ok, err, got.LeaseUntil)
+	}
+	if got, err := s.OpenSessionFor(ctx, a.ID, u.SHA256, u.Size, t0.Add(lease-time.Second)); err != nil || got.ID != u.ID {
+		t.Errorf("OpenSessionFor under a live completion = %s, %v; want %s", got.ID, err, u.ID)
+	}
+	// Renewed, the lease holds longer.
+	if err := s.RenewCompletion(ctx, u.ID, t0.Add(3*lease)); err != nil {
+		t.Fatalf("RenewCompletion: %v", err)
+	}
+	if _, ok, err := s.BeginCompletion(ctx, a.ID, u.ID, t0.Add(2*lease), lease); err != nil || ok {
+		t.Errorf("BeginCompletion under a renewed lease = %v, %v; want false", ok, err)
+	}
+	// Past it, the completion is dead: a resumed upload finds the session
+	// and the next BeginCompletion takes it over, exactly one of many.
+	dead := t0.Add(3 * lease)
+	if got, err := s.OpenSessionFor(ctx, a.ID, u.SHA256, u.Size, dead); err != nil || got.ID != u.ID {
+		t.Errorf("OpenSessionFor of a dead completion = %s, %v; want %s", got.ID, err, u.ID)
+	}
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		claims int
+	)
+	for range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, ok, err := s.BeginCompletion(ctx, a.ID, u.ID, dead, lease)
+			if err != nil {
+				t.Errorf("concurrent takeover: %v", err)
+				return
+			}
+			if got.State != server.SessionCompleting {
+				t.Errorf("concurrent takeover left the session %s", got.State)
+			}
+			if ok {
+				mu.Lock()
+				claims++
+				mu.Unlock()
+				if !got.LeaseUntil.Equal(dead.Add(lease)) {
+					t.Errorf("takeover lease until %v, want %v", got.LeaseUntil, dead.Add(lease))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if claims != 1 {
+		t.Errorf("%d of 10 concurrent BeginCompletion took the dead completion over; want exactly 1", claims)
+	}
+	// The taken-over completion finishes normally; the lease goes with
+	// the state.
+	if err := s.FinishCompletion(ctx, u.ID, "asset-lease", false); err != nil {
+		t.Fatal(err)
+	}
+	if got := wantState(t, s, a.ID, u.ID, server.SessionCompleted); !got.LeaseUntil.IsZero() {
+		t.Errorf("a completed session keeps a lease: %v", got.LeaseUntil)
+	}
+
+	// FailCompletion drops the lease too.
+	v := mustSession(t, s, newSession(a, "fails"))
+	mustBegin(t, s, a.ID, v.ID)
+	if err := s.FailCompletion(ctx, v.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := wantState(t, s, a.ID, v.ID, server.SessionOpen); !got.LeaseUntil.IsZero() {
+		t.Errorf("an open session keeps a lease: %v", got.LeaseUntil)
+	}
+
+	// A dead completion can be aborted (the store's own clock decides);
+	// a live one cannot.
+	w := mustSession(t, s, newSession(a, "dies, then aborted"))
+	if _, ok, err := s.BeginCompletion(ctx, a.ID, w.ID, time.Now(), time.Millisecond); err != nil || !ok {
+		t.Fatalf("BeginCompletion: %v, %v", ok, err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if got, err := s.AbortSession(ctx, a.ID, w.ID); err != nil || got.State != server.SessionAborted || !got.LeaseUntil.IsZero() {
+		t.Errorf("AbortSession of a dead completion = %s (lease %v), %v; want aborted", got.State, got.LeaseUntil, err)
+	}
+	x := mustSession(t, s, newSession(a, "live, not aborted"))
+	mustBegin(t, s, a.ID, x.ID)
+	_, err = s.AbortSession(ctx, a.ID, x.ID)
+	wantCode(t, err, server.EConflict)
+	wantCode(t, s.RenewCompletion(ctx, u.ID, dead.Add(lease)), server.EConflict) // completed: nothing to renew
 }

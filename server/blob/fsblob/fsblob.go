@@ -753,9 +753,10 @@ func (s *Store) CompleteUpload(ctx context.Context, key, uploadID string, parts 
 			}
 		}
 	}()
+	whole := sha256.New()
 	for _, g := range parts {
 		want := byNum[g.Number]
-		if err = s.appendPart(ctx, f, uploadID, want); err != nil {
+		if err = s.appendPart(ctx, io.MultiWriter(f, whole), uploadID, want); err != nil {
 			return blob.Info{}, err
 		}
 	}
@@ -774,6 +775,7 @@ func (s *Store) CompleteUpload(ctx context.Context, key, uploadID string, parts 
 		return blob.Info{}, err
 	}
 	s.removeUpload(uploadID)
+	info.SHA256 = whole.Sum(nil)
 	return info, nil
 }
 
