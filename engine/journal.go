@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"time"
+
+	"github.com/jettythunder/jetty/internal/safefile"
 )
 
 // journalVersion is the journal file format.
@@ -98,10 +100,23 @@ func fileFingerprint(f io.ReaderAt, size int64) (string, error) {
 // loadJournal reads the journal at path and returns it when it still
 // describes the file (same server, path, size, mtime and fingerprint, a
 // valid manifest). A journal that does not is deleted; none is nil, nil.
+//
+// A journal is the engine's own cache: an entry at its name that is not
+// a regular file of the user's with one link (a symbolic or hard link, a
+// named pipe, a directory, another user's file) is never read or
+// followed, but removed (the entry itself) and reported in the error,
+// with nil: the file is hashed again.
 func loadJournal(path string, want Journal) (*Journal, error) {
-	b, err := os.ReadFile(path)
+	b, err := safefile.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
+	}
+	var ue *safefile.UnsafeError
+	if errors.As(err, &ue) {
+		if rerr := os.Remove(path); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%v, not a journal jetty wrote, and it cannot be removed (%v): remove it yourself", ue, rerr)
+		}
+		return nil, fmt.Errorf("%v, not a journal jetty wrote: removed it, the file is hashed again", ue)
 	}
 	if err != nil {
 		return nil, err
@@ -119,39 +134,18 @@ func loadJournal(path string, want Journal) (*Journal, error) {
 	return nil, nil
 }
 
-// save writes j to path atomically (temporary file, fsync, rename), 0600
-// in a 0700 directory.
+// save writes j to path atomically (a new temporary file, never created
+// through a link, fsync, rename: safefile.WriteFile), 0600 in a 0700
+// directory.
 func (j *Journal) save(path string) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
 	b, err := json.Marshal(j)
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, ".tmp-journal-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // after a successful rename there is nothing left to remove
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return safefile.WriteFile(path, b, 0o600)
 }
 
 func removeJournal(path string) error {

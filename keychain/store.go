@@ -12,6 +12,8 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+
+	"github.com/jettythunder/jetty/internal/safefile"
 )
 
 // Service is the keychain service name credentials are stored under.
@@ -319,16 +321,41 @@ type config struct {
 	CurrentServer string `json:"current_server,omitempty"`
 }
 
-func (s *Store) readFile(path string) (credFile, error) {
-	f := credFile{Version: 1, Servers: map[string]fileEntry{}}
-	b, err := os.ReadFile(path)
+// readOwn reads the file at path when it is a regular file of the user's
+// with one link (internal/safefile): a link, a named pipe, a directory or
+// another user's file there is never read or followed, but refused with
+// what to do. A missing file is (nil, nil, nil).
+func readOwn(path, what, next string) ([]byte, fs.FileInfo, error) {
+	f, err := safefile.Open(path, os.O_RDONLY)
 	if errors.Is(err, fs.ErrNotExist) {
-		return f, nil
+		return nil, nil, nil
+	}
+	var ue *safefile.UnsafeError
+	if errors.As(err, &ue) {
+		return nil, nil, fmt.Errorf("refusing to read %s from %s: it %s. jetty reads only a file it wrote itself (someone else may have put this one there): remove it, then %s%s", what, ue.Path, ue.Reason, next, ue.Hint())
 	}
 	if err != nil {
-		return f, fmt.Errorf("reading credentials: %w", err)
+		return nil, nil, fmt.Errorf("reading %s: %w", what, err)
 	}
-	if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o077 != 0 {
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading %s: %w", what, err)
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading %s: %w", what, err)
+	}
+	return b, st, nil
+}
+
+func (s *Store) readFile(path string) (credFile, error) {
+	f := credFile{Version: 1, Servers: map[string]fileEntry{}}
+	b, st, err := readOwn(path, "credentials", "run `jetty login` again")
+	if err != nil || st == nil {
+		return f, err
+	}
+	if st.Mode().Perm()&0o077 != 0 {
 		s.warnf("%s is readable by other users (mode %04o): run `chmod 600 %s`", path, st.Mode().Perm(), path)
 	}
 	if err := json.Unmarshal(b, &f); err != nil {
@@ -374,11 +401,8 @@ func (s *Store) deleteFromFile(dir, server string) (bool, error) {
 func readConfig(dir string) (config, error) {
 	var c config
 	path := filepath.Join(dir, ConfigFile)
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return c, nil
-	}
-	if err != nil {
+	b, st, err := readOwn(path, "the current server", "run `jetty login` again (it writes a new one)")
+	if err != nil || st == nil {
 		return c, err
 	}
 	if err := json.Unmarshal(b, &c); err != nil {
@@ -399,10 +423,11 @@ func (s *Store) setCurrent(dir, server string) error {
 	return writeJSONFile(dir, ConfigFile, c)
 }
 
-// writeJSONFile writes v to dir/name atomically (a 0600 temporary file in
-// the same directory, synced, then renamed over the old one), creating
-// dir with mode 0700.
-func writeJSONFile(dir, name string, v any) (err error) {
+// writeJSONFile writes v to dir/name atomically (a new 0600 temporary
+// file in the same directory, never created through a link, synced, then
+// renamed over the old one: safefile.WriteFile), creating dir with mode
+// 0700.
+func writeJSONFile(dir, name string, v any) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("creating %s: %w", dir, err)
 	}
@@ -410,29 +435,7 @@ func writeJSONFile(dir, name string, v any) (err error) {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, "."+name+".tmp-*") // mode 0600
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", filepath.Join(dir, name), err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err = tmp.Chmod(0o600); err != nil {
-		return err
-	}
-	if _, err = tmp.Write(append(b, '\n')); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
+	if err := safefile.WriteFile(filepath.Join(dir, name), append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("writing %s: %w", filepath.Join(dir, name), err)
 	}
 	return nil

@@ -8,9 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -24,6 +26,7 @@ import (
 
 	"github.com/jettythunder/jetty/engine"
 	"github.com/jettythunder/jetty/internal/apiclient"
+	"github.com/jettythunder/jetty/internal/safefile"
 	"github.com/jettythunder/jetty/internal/units"
 )
 
@@ -65,7 +68,13 @@ Without -o the file is written to the current directory under the stored
 name, made safe for the local file system (no path separators, no "..",
 no control or reserved characters or device names). -o DIR/ writes into a
 directory, -o PATH to that path. An existing file is only replaced with
---force.`,
+--force (the name is replaced: a symbolic link there is not followed).
+
+The part file and its record are jetty's own. If something else is at
+those names (a symbolic or hard link, a named pipe, a directory, a file of
+another user's), jetty neither writes through it nor resumes from it: it
+stops and names it. Remove it, or pass --force to have jetty remove it
+(the entry itself, never what a link points to) and start over.`,
 		Example: `  jetty download 0b5e8a7c-7f1e-4a53-9d7e-4c1f0d2b1a11
   jetty download 0b5e8a7c-7f1e-4a53-9d7e-4c1f0d2b1a11 -o ~/Downloads/
   jetty download 0b5e8a7c-7f1e-4a53-9d7e-4c1f0d2b1a11 -o copy.bin --force`,
@@ -86,7 +95,7 @@ directory, -o PATH to that path. An existing file is only replaced with
 	fl := cmd.Flags()
 	fl.StringVar(&opts.Client.Server, "server", "", "server URL (default: JETTY_SERVER or the one you logged in to)")
 	fl.StringVarP(&opts.Output, "output", "o", "", "write to this file, or into this directory when it ends in / or exists (default: the stored name in the current directory)")
-	fl.BoolVarP(&opts.Force, "force", "f", false, "overwrite an existing file")
+	fl.BoolVarP(&opts.Force, "force", "f", false, "overwrite an existing file, and remove a part file jetty did not make")
 	fl.IntVarP(&opts.Workers, "workers", "w", defaultDownloadWorkers, "parallel ranged requests")
 	fl.BoolVar(&opts.JSON, "json", false, "print the result as a JSON object on stdout")
 	fl.BoolVarP(&opts.Quiet, "quiet", "q", false, "print nothing but errors (and the JSON with --json)")
@@ -133,8 +142,16 @@ func downloadRun(ctx context.Context, opts *DownloadOptions) error {
 	}
 
 	part := filepath.Join(dir, "."+name+".jetty-part")
-	d, err := openPart(part, a)
-	if err != nil {
+	d, err := openPart(part, a, opts.Force, func(msg string) {
+		if !opts.Quiet {
+			fmt.Fprintf(ios.ErrOut, "jetty: warning: %s\n", msg)
+		}
+	})
+	var ue *safefile.UnsafeError
+	switch {
+	case errors.As(err, &ue):
+		return usageError("refusing to use %s: it %s. jetty only writes and resumes part files it made itself (someone else may have put this one there): remove it, or pass --force to have jetty remove it and start over%s", ue.Path, ue.Reason, ue.Hint())
+	case err != nil:
 		return fmt.Errorf("%w\n(check that %s is writable)", err, dir)
 	}
 	defer d.f.Close()
@@ -248,7 +265,8 @@ func init() {
 }
 
 // maxDownloadName bounds a cleaned name so that ".NAME.jetty-part.json"
-// still fits the usual 255-byte limit.
+// and its temporary file (".tmp-" and up to 12 digits more) still fit the
+// usual 255-byte limit.
 const maxDownloadName = 200
 
 // cleanFilename makes a stored file name safe to create in a directory on
@@ -335,16 +353,42 @@ type partFile struct {
 // openPart opens (or creates) the part file of a; a sidecar that matches
 // the asset (id, size, hash, range size) and the part file's size lets
 // the download go on from where it stopped.
-func openPart(partPath string, a engine.Asset) (*partFile, error) {
-	f, err := os.OpenFile(partPath, os.O_RDWR|os.O_CREATE, 0o666)
+//
+// The part file and the sidecar are created without following a link
+// and reused only when each is a regular file of the user's with one
+// link (internal/safefile); anything else at either name is a
+// *safefile.UnsafeError, or, with force, removed (the entry itself, with
+// a warning) so that the download starts over.
+func openPart(partPath string, a engine.Asset, force bool, warn func(string)) (*partFile, error) {
+	side := partPath + ".json"
+	for _, p := range []string{partPath, side} {
+		if !force {
+			if err := safefile.Check(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, err
+			}
+			continue
+		}
+		ue, err := safefile.RemoveUnsafe(p)
+		if err != nil {
+			return nil, fmt.Errorf("%w (remove it yourself)", err)
+		}
+		if ue != nil {
+			warn(fmt.Sprintf("--force: removed %s, which %s, and started the download over", ue.Path, ue.Reason))
+		}
+	}
+	f, created, err := safefile.OpenOrCreate(partPath, 0o666)
 	if err != nil {
 		return nil, err
 	}
 	d := &partFile{a: a, path: partPath, f: f, done: map[int]bool{}}
 	var st partState
-	b, err := os.ReadFile(partPath + ".json")
+	b, err := safefile.ReadFile(side)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		f.Close()
+		return nil, err
+	}
 	fi, ferr := f.Stat()
-	if err == nil && json.Unmarshal(b, &st) == nil && ferr == nil &&
+	if !created && err == nil && json.Unmarshal(b, &st) == nil && ferr == nil &&
 		st.Version == partStateVersion && st.AssetID == a.ID && st.Size == a.Size && st.SHA256 == a.Hash &&
 		st.RangeSize == downloadRangeSize && fi.Size() == a.Size {
 		for _, i := range st.Done {
@@ -387,8 +431,9 @@ func (d *partFile) doneBytes() int64 {
 }
 
 // save syncs the part file, then records the finished ranges (written to
-// a temporary file and renamed, so the sidecar is never half written and
-// never claims bytes that are not on disk).
+// a new temporary file, never through a link, and renamed, so the
+// sidecar is never half written and never claims bytes that are not on
+// disk).
 func (d *partFile) save() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -406,11 +451,7 @@ func (d *partFile) saveLocked() error {
 	}
 	slices.Sort(st.Done)
 	b, _ := json.Marshal(st)
-	tmp := d.path + ".json.tmp"
-	if err := os.WriteFile(tmp, b, 0o666); err != nil {
-		return err
-	}
-	return os.Rename(tmp, d.path+".json")
+	return safefile.WriteFile(d.path+".json", b, 0o600)
 }
 
 // sidecarEvery is how often finished ranges are recorded while a
@@ -529,12 +570,23 @@ func (d *partFile) copyRange(ctx context.Context, c *apiclient.Client, off, n in
 	return got, nil
 }
 
+// downloadBeforeRename, when set (by tests), runs between the check of
+// the part file and its rename onto the target.
+var downloadBeforeRename func(part string)
+
 // finish verifies the whole part file against the asset's SHA-256, syncs
 // it and renames it to target (then syncs the directory). A file that
-// does not match is removed with its sidecar.
+// does not match is removed with its sidecar. The rename replaces the
+// entry at target (a link itself, never what it points to); afterwards
+// target must be the very file that was verified, not one put at the
+// part file's name in between.
 func (d *partFile) finish(target string) error {
 	if err := d.f.Sync(); err != nil {
 		return fmt.Errorf("sync %s: %w", d.path, err)
+	}
+	verified, err := d.f.Stat()
+	if err != nil {
+		return fmt.Errorf("stat %s: %w", d.path, err)
 	}
 	if d.a.Hash != "" {
 		h := sha256.New()
@@ -548,11 +600,31 @@ func (d *partFile) finish(target string) error {
 			return fmt.Errorf("the downloaded bytes hash to %s, not the stored SHA-256 %s; the partial file was removed: run the same command again to download it afresh", sum, d.a.Hash)
 		}
 	}
-	if err := d.f.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", d.path, err)
+	// The verified file stays open across the rename, so that its inode
+	// number cannot be given to a file put at the part's name in between
+	// (the check below compares inodes). Windows cannot rename a file
+	// jetty holds open; there it is closed first (file ids are not reused
+	// at once).
+	keepOpen := runtime.GOOS != "windows"
+	if !keepOpen {
+		if err := d.f.Close(); err != nil {
+			return fmt.Errorf("close %s: %w", d.path, err)
+		}
+	}
+	if downloadBeforeRename != nil {
+		downloadBeforeRename(d.path)
 	}
 	if err := os.Rename(d.path, target); err != nil {
 		return fmt.Errorf("%w\n(the verified download is kept in %s)", err, d.path)
+	}
+	st, err := os.Lstat(target)
+	if err != nil || !os.SameFile(verified, st) {
+		return fmt.Errorf("%s was replaced by another file after jetty verified it, so %s is not the download: delete %s and download again into a directory only you can write to", d.path, target, target)
+	}
+	if keepOpen {
+		if err := d.f.Close(); err != nil {
+			return fmt.Errorf("close %s: %w", target, err)
+		}
 	}
 	os.Remove(d.path + ".json")
 	if df, err := os.Open(filepath.Dir(target)); err == nil {
