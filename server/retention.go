@@ -50,7 +50,9 @@ type PurgeItem struct {
 type RetentionStore interface {
 	// DeleteRequests deletes up to limit (at least 1) api_requests rows
 	// created before `before`, oldest first, in one statement, and reports
-	// how many it deleted. With anonFailed set only rows of failed
+	// how many it deleted. A store may delete fewer per call than limit
+	// (SQLite: 1000, to free its single writer often), so callers repeat
+	// until it deletes none. With anonFailed set only rows of failed
 	// requests (status 400 or more) without an account are deleted.
 	DeleteRequests(ctx context.Context, before time.Time, anonFailed bool, limit int) (int, error)
 

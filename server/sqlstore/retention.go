@@ -14,13 +14,20 @@ import (
 // placeholder each in an IN list, well within both dialects' limits).
 const maxPurgeItems = 1000
 
-// maxDeleteRequests bounds one DeleteRequests statement, so that one
-// transaction never holds too many row locks (PostgreSQL) or the writer
-// for long (SQLite).
-const maxDeleteRequests = 100_000
+// maxDeleteRequests bounds the limit of DeleteRequests, so that one
+// transaction never holds too many row locks (PostgreSQL); on SQLite a
+// statement deletes at most sqliteDeleteBatch rows, because every other
+// write (request logs, upload commits) waits for SQLite's one writer
+// meanwhile: 1000 rows took 10-100 ms on the shared test machine, 5000
+// 100-800 ms (docs/RELIABILITY.md, section 16).
+const (
+	maxDeleteRequests = 100_000
+	sqliteDeleteBatch = 1000
+)
 
 // DeleteRequests deletes up to limit api_requests rows created before
-// `before`, oldest first, in one statement; see server.RetentionStore.
+// `before`, oldest first, in one statement (on SQLite at most
+// sqliteDeleteBatch); see server.RetentionStore.
 // The rows are found through the created_at index (for anonFailed, the
 // partial index on failed requests without an account, whose predicate
 // the query repeats word for word so that SQLite uses it) and deleted by
@@ -30,9 +37,17 @@ func (s *Store) DeleteRequests(ctx context.Context, before time.Time, anonFailed
 	if limit < 1 || limit > maxDeleteRequests {
 		return 0, server.Errorf(server.EInvalid, "limit must be between 1 and %d, got %d", maxDeleteRequests, limit)
 	}
-	cond := `created_at < ?`
+	if s.dialect == SQLite {
+		limit = min(limit, sqliteDeleteBatch)
+	}
+	cond, indexed := `created_at < ?`, ``
 	if anonFailed {
 		cond += ` AND account_id IS NULL AND status_code >= 400`
+		// SQLite's planner (without ANALYZE statistics) prefers the
+		// (account_id, created_at) index, which would walk every request
+		// without an account, successful ones (heartbeats, partner calls)
+		// included, on every pass.
+		indexed = ` INDEXED BY idx_api_requests_anon_failed`
 	}
 	var query string
 	if s.dialect == Postgres {
@@ -40,7 +55,7 @@ func (s *Store) DeleteRequests(ctx context.Context, before time.Time, anonFailed
   SELECT ctid FROM api_requests WHERE ` + cond + ` ORDER BY created_at LIMIT ?))`
 	} else {
 		query = `DELETE FROM api_requests WHERE rowid IN (
-  SELECT rowid FROM api_requests WHERE ` + cond + ` ORDER BY created_at LIMIT ?)`
+  SELECT rowid FROM api_requests` + indexed + ` WHERE ` + cond + ` ORDER BY created_at LIMIT ?)`
 	}
 	res, err := s.db.ExecContext(ctx, s.q(query), ts(before), limit)
 	if err != nil {
