@@ -29,8 +29,8 @@ const (
 // `before`, oldest first, in one statement (on SQLite at most
 // sqliteDeleteBatch); see server.RetentionStore.
 // The rows are found through the created_at index (for anonFailed, the
-// partial index on failed requests without an account, whose predicate
-// the query repeats word for word so that SQLite uses it) and deleted by
+// partial index on failed requests without an account: its predicate is
+// repeated word for word, and SQLite is told to use it) and deleted by
 // their physical address (ctid on PostgreSQL, rowid on SQLite), so a
 // batch costs its own rows, whatever the size of the table.
 func (s *Store) DeleteRequests(ctx context.Context, before time.Time, anonFailed bool, limit int) (int, error) {
@@ -40,6 +40,20 @@ func (s *Store) DeleteRequests(ctx context.Context, before time.Time, anonFailed
 	if s.dialect == SQLite {
 		limit = min(limit, sqliteDeleteBatch)
 	}
+	res, err := s.db.ExecContext(ctx, s.q(s.deleteRequestsSQL(anonFailed)), ts(before), limit)
+	if err != nil {
+		return 0, wrap("delete requests", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, wrap("delete requests", err)
+	}
+	return int(n), nil
+}
+
+// deleteRequestsSQL is the statement of DeleteRequests (parameters: the
+// cut-off and the limit).
+func (s *Store) deleteRequestsSQL(anonFailed bool) string {
 	cond, indexed := `created_at < ?`, ``
 	if anonFailed {
 		cond += ` AND account_id IS NULL AND status_code >= 400`
@@ -49,23 +63,12 @@ func (s *Store) DeleteRequests(ctx context.Context, before time.Time, anonFailed
 		// included, on every pass.
 		indexed = ` INDEXED BY idx_api_requests_anon_failed`
 	}
-	var query string
 	if s.dialect == Postgres {
-		query = `DELETE FROM api_requests WHERE ctid = ANY (ARRAY(
+		return `DELETE FROM api_requests WHERE ctid = ANY (ARRAY(
   SELECT ctid FROM api_requests WHERE ` + cond + ` ORDER BY created_at LIMIT ?))`
-	} else {
-		query = `DELETE FROM api_requests WHERE rowid IN (
+	}
+	return `DELETE FROM api_requests WHERE rowid IN (
   SELECT rowid FROM api_requests` + indexed + ` WHERE ` + cond + ` ORDER BY created_at LIMIT ?)`
-	}
-	res, err := s.db.ExecContext(ctx, s.q(query), ts(before), limit)
-	if err != nil {
-		return 0, wrap("delete requests", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, wrap("delete requests", err)
-	}
-	return int(n), nil
 }
 
 // AccountsToPurge lists deleted, unpurged accounts deleted before

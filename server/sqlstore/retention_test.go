@@ -1,9 +1,11 @@
 package sqlstore
 
 import (
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/jettythunder/jetty/internal/testenv"
 	"github.com/jettythunder/jetty/server"
 )
 
@@ -34,4 +36,16 @@ func TestSQLiteDeleteBatchIsSmall(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestAnonDeleteUsesPartialIndex: on SQLite the shorter sweep of failed
+// requests without an account walks only those rows (the partial index),
+// not every request without an account (heartbeats, partner calls) as
+// the planner would choose by itself.
+func TestAnonDeleteUsesPartialIndex(t *testing.T) {
+	s := openT(t, testenv.SQLitePath(t))
+	defer s.Close()
+	if plan := planOf(s, true); !strings.Contains(plan, "idx_api_requests_anon_failed") {
+		t.Fatalf("plan %q does not use idx_api_requests_anon_failed", plan)
+	}
 }
