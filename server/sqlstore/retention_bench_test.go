@@ -132,7 +132,7 @@ func BenchmarkDeleteRequests(b *testing.B) {
 				b.ReportMetric(float64(writes[len(writes)-1].Milliseconds()), "ms/slowest-log-write")
 			}
 			b.Logf("%s: deleted %d rows in %s (%d statements of up to %d; median %s, slowest %s); %d log writes meanwhile, median %s, slowest %s",
-				dialect, deleted, total.Round(time.Millisecond), len(batches), batch,
+				dialect, deleted, total.Round(time.Millisecond), len(batches), map[bool]int{true: min(batch, sqliteDeleteBatch), false: batch}[s.dialect == SQLite],
 				batches[len(batches)/2].Round(time.Millisecond), batches[len(batches)-1].Round(time.Millisecond),
 				len(writes), pct(writes, 50), pct(writes, 100))
 		})
