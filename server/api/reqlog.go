@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/jettythunder/jetty/edges"
 	"github.com/jettythunder/jetty/server"
 )
 
@@ -41,6 +42,10 @@ const (
 	anonLogRate  = 20
 	anonLogBurst = 200
 )
+
+// heartbeatRoute is the route of relay heartbeats, whose successes are
+// not logged (see observe).
+const heartbeatRoute = "POST " + edges.PathHeartbeat
 
 func newRequestLog(store server.Store, log *slog.Logger, m *metrics) *requestLog {
 	l := &requestLog{
