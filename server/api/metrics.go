@@ -43,7 +43,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		reqlogSkipped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "jetty_request_log_skipped_total",
-			Help: "api_requests rows of failed requests without an account not written: more than 20 a second arrived.",
+			Help: "api_requests rows of failed requests without an account and of probes not written: more than 20 a second arrived.",
 		}),
 		uploadedBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "jetty_uploaded_bytes_total",

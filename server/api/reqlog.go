@@ -17,8 +17,9 @@ import (
 // are dropped and counted (jetty_request_log_dropped_total).
 //
 // Rows of failed requests without an account (404s, bad keys, bad
-// signatures: the cheapest rows for anyone to make) are written at most
-// anonLogRate a second per instance, after a burst of anonLogBurst; the
+// signatures) and of edge probes (which need no credentials either): the
+// rows anyone can make for nothing, are written at most anonLogRate a
+// second per instance, after a burst of anonLogBurst; the
 // rest are counted (jetty_request_log_skipped_total) and, like every
 // request, in jetty_http_requests_total. A flood of them therefore cannot
 // grow the table faster than that, whatever the database could take.
@@ -44,8 +45,12 @@ const (
 )
 
 // heartbeatRoute is the route of relay heartbeats, whose successes are
-// not logged (see observe).
-const heartbeatRoute = "POST " + edges.PathHeartbeat
+// not logged (see observe); probeRoute the unauthenticated throughput
+// probe.
+const (
+	heartbeatRoute = "POST " + edges.PathHeartbeat
+	probeRoute     = "POST " + edges.PathProbe
+)
 
 func newRequestLog(store server.Store, log *slog.Logger, m *metrics) *requestLog {
 	l := &requestLog{
@@ -81,7 +86,7 @@ func requestRow(r *http.Request, route string, status int, elapsed time.Duration
 }
 
 func (l *requestLog) add(row server.APIRequest) {
-	if row.AccountID == "" && row.StatusCode >= 400 && !l.anon.Allow() {
+	if row.AccountID == "" && (row.StatusCode >= 400 || row.Endpoint == probeRoute) && !l.anon.Allow() {
 		l.metrics.reqlogSkipped.Inc()
 		return
 	}
