@@ -81,6 +81,12 @@ type Account struct {
 	PrevAPIKey       string
 	PrevSecretHash   string
 	PrevKeyExpiresAt time.Time
+
+	// DeletedAt is when the account was deleted (zero unless deleted);
+	// PurgedAt when the jobs removed its data after the grace period (zero
+	// until then). A purged account stays as a tombstone.
+	DeletedAt time.Time
+	PurgedAt  time.Time
 }
 
 // MaxKeyOverlap is the longest overlap window a credential rotation may
@@ -180,6 +186,7 @@ type Store interface {
 	AssetStore
 	SessionStore
 	EdgeStore
+	RetentionStore
 
 	LogRequests(ctx context.Context, reqs []APIRequest) error
 	// RecentRequests lists the newest logged requests, newest first

@@ -51,6 +51,9 @@ and object files under --data-dir, rate limits in memory. In production set:
   JETTY_DIRECT_UPLOADS       off: never offer direct uploads to S3 (default on with LYVE_ENDPOINT)
   JETTY_COMPLETION_LEASE     how long a completion holds its session unrenewed (default 30s): after a crash the
                              resumed upload finishes the same session once it ran out
+  JETTY_REQUEST_LOG_RETENTION       keep api_requests rows this long (default 720h; 30d works; off: forever)
+  JETTY_ANON_REQUEST_LOG_RETENTION  failed requests without an account: this long (default 168h)
+  JETTY_DELETED_ACCOUNT_GRACE       purge a deleted account's objects this long after deletion (default 720h; off: never)
   PORT                       listen on :PORT when --listen is not given
 
 --dev generates the secrets it lacks, provisions a demo account and prints

@@ -33,8 +33,13 @@ operators and cron. It is safe while servers are running.
 The jobs: release expired quota reservations, delete expired assets,
 delete garbage objects (abandoned uploads, deduplicated copies, deleted
 assets), abort multipart uploads and remove temporary files unknown to the
-database and older than --orphan-age, and roll usage up into storage_usage
-for yesterday and today.`,
+database and older than --orphan-age, roll usage up into storage_usage
+for yesterday and today, delete request logs older than
+JETTY_REQUEST_LOG_RETENTION (and failed requests without an account older
+than JETTY_ANON_REQUEST_LOG_RETENTION), and purge the objects and rows of
+accounts deleted longer ago than JETTY_DELETED_ACCOUNT_GRACE (the account
+stays as a tombstone). Deleting a large backlog takes several runs: each
+deletes at most 500,000 request rows and 5,000 objects.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if runF != nil {
@@ -66,8 +71,10 @@ func serverJobsRun(ctx context.Context, opts *ServerJobsOptions) error {
 			return encErr
 		}
 	} else {
-		fmt.Fprintf(opts.F.IO.Out, "reservations released: %d\nassets expired:        %d\nobjects collected:     %d\norphans removed:       %d\nusage rows written:    %d\n",
-			rep.ReservationsReleased, rep.AssetsExpired, rep.ObjectsCollected, rep.OrphansRemoved, rep.UsageRows)
+		fmt.Fprintf(opts.F.IO.Out, "reservations released: %d\nassets expired:        %d\nobjects collected:     %d\norphans removed:       %d\nusage rows written:    %d\n"+
+			"requests deleted:      %d\naccounts purged:       %d\npurged objects:        %d\n",
+			rep.ReservationsReleased, rep.AssetsExpired, rep.ObjectsCollected, rep.OrphansRemoved, rep.UsageRows,
+			rep.RequestsDeleted, rep.AccountsPurged, rep.PurgedObjects)
 	}
 	return err
 }

@@ -506,11 +506,17 @@ func TestUserAuth(t *testing.T) {
 		if r := e.do("GET", "/api/agentcache/quota", "", userHeaders(key, secret)); r.status != 200 {
 			t.Fatalf("quota after reactivate: %d %s", r.status, r.raw)
 		}
-		for i := 0; i < 2; i++ { // deleting twice is harmless
+		var deletedAt any
+		for i := 0; i < 2; i++ { // deleting twice is harmless, and keeps the time of the first
 			r := e.do("POST", "/api/agentcache/delete", `{"agentcache_user_id":"usr_auth"}`, partnerHeaders())
 			if r.status != 200 || r.body["account"].(map[string]any)["status"] != "deleted" {
 				t.Fatalf("delete #%d: %d %s", i+1, r.status, r.raw)
 			}
+			at := r.body["account"].(map[string]any)["deleted_at"]
+			if at == nil || i == 1 && at != deletedAt {
+				t.Fatalf("delete #%d: deleted_at %v, first %v", i+1, at, deletedAt)
+			}
+			deletedAt = at
 		}
 		wantError(t, e.do("GET", "/api/agentcache/quota", "", userHeaders(key, secret)), 403, server.EAccountDeleted)
 		wantError(t, e.do("POST", "/api/agentcache/reactivate", `{"agentcache_user_id":"usr_auth"}`, partnerHeaders()), 403, server.EAccountDeleted)

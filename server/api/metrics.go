@@ -8,6 +8,7 @@ type metrics struct {
 	provisioning    *prometheus.CounterVec
 	rateLimited     prometheus.Counter
 	reqlogDropped   prometheus.Counter
+	reqlogSkipped   prometheus.Counter
 	uploadedBytes   prometheus.Counter
 	downloadedBytes prometheus.Counter
 	sessions        *prometheus.CounterVec
@@ -40,6 +41,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "jetty_request_log_dropped_total",
 			Help: "api_requests rows dropped because the log writer fell behind or failed.",
 		}),
+		reqlogSkipped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jetty_request_log_skipped_total",
+			Help: "api_requests rows of failed requests without an account and of probes not written: more than 20 a second arrived.",
+		}),
 		uploadedBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "jetty_uploaded_bytes_total",
 			Help: "Payload bytes of stored uploads (deduplicated uploads included).",
@@ -69,6 +74,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Signed partner calls by outcome (ok, stale, mismatch, malformed, replayed).",
 		}, []string{"outcome"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.provisioning, m.rateLimited, m.reqlogDropped, m.uploadedBytes, m.downloadedBytes, m.sessions, m.chunks, m.edgeHeartbeats, m.presigned, m.webhookSigs)
+	reg.MustRegister(m.requests, m.duration, m.provisioning, m.rateLimited, m.reqlogDropped, m.reqlogSkipped, m.uploadedBytes, m.downloadedBytes, m.sessions, m.chunks, m.edgeHeartbeats, m.presigned, m.webhookSigs)
 	return m
 }

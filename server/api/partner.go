@@ -71,6 +71,10 @@ type accountBody struct {
 	CreatedAt         time.Time `json:"created_at"`
 	// PreviousKeyExpiresAt is set while a rotated-out key still works.
 	PreviousKeyExpiresAt *time.Time `json:"previous_key_expires_at,omitempty"`
+	// DeletedAt is when a deleted account was deleted: its data is purged
+	// JETTY_DELETED_ACCOUNT_GRACE later (PurgedAt), the row stays.
+	DeletedAt *time.Time `json:"deleted_at,omitempty"`
+	PurgedAt  *time.Time `json:"purged_at,omitempty"`
 }
 
 func newAccountBody(a server.Account) accountBody {
@@ -89,6 +93,14 @@ func newAccountBody(a server.Account) accountBody {
 	if !a.PrevKeyExpiresAt.IsZero() {
 		t := a.PrevKeyExpiresAt.UTC()
 		b.PreviousKeyExpiresAt = &t
+	}
+	if !a.DeletedAt.IsZero() {
+		t := a.DeletedAt.UTC()
+		b.DeletedAt = &t
+	}
+	if !a.PurgedAt.IsZero() {
+		t := a.PurgedAt.UTC()
+		b.PurgedAt = &t
 	}
 	return b
 }

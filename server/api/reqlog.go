@@ -6,16 +6,28 @@ import (
 	"net/http"
 	"time"
 
+	"golang.org/x/time/rate"
+
+	"github.com/jettythunder/jetty/edges"
 	"github.com/jettythunder/jetty/server"
 )
 
 // requestLog writes api_requests rows in batches from one goroutine, so a
 // slow database never slows the request path. When the buffer is full rows
 // are dropped and counted (jetty_request_log_dropped_total).
+//
+// Rows of failed requests without an account (404s, bad keys, bad
+// signatures) and of edge probes (which need no credentials either): the
+// rows anyone can make for nothing, are written at most anonLogRate a
+// second per instance, after a burst of anonLogBurst; the
+// rest are counted (jetty_request_log_skipped_total) and, like every
+// request, in jetty_http_requests_total. A flood of them therefore cannot
+// grow the table faster than that, whatever the database could take.
 type requestLog struct {
 	store   server.Store
 	log     *slog.Logger
 	metrics *metrics
+	anon    *rate.Limiter
 	rows    chan server.APIRequest
 	flushes chan chan struct{}
 	done    chan struct{}
@@ -25,6 +37,19 @@ const (
 	reqlogBuffer = 4096
 	reqlogBatch  = 256
 	reqlogEvery  = time.Second
+	// anonLogRate and anonLogBurst bound the rows of failed requests
+	// without an account (see requestLog): about 1.7 million a day per
+	// instance at most, kept for JETTY_ANON_REQUEST_LOG_RETENTION.
+	anonLogRate  = 20
+	anonLogBurst = 200
+)
+
+// heartbeatRoute is the route of relay heartbeats, whose successes are
+// not logged (see observe); probeRoute the unauthenticated throughput
+// probe.
+const (
+	heartbeatRoute = "POST " + edges.PathHeartbeat
+	probeRoute     = "POST " + edges.PathProbe
 )
 
 func newRequestLog(store server.Store, log *slog.Logger, m *metrics) *requestLog {
@@ -32,6 +57,7 @@ func newRequestLog(store server.Store, log *slog.Logger, m *metrics) *requestLog
 		store:   store,
 		log:     log,
 		metrics: m,
+		anon:    rate.NewLimiter(anonLogRate, anonLogBurst),
 		rows:    make(chan server.APIRequest, reqlogBuffer),
 		flushes: make(chan chan struct{}),
 		done:    make(chan struct{}),
@@ -60,6 +86,10 @@ func requestRow(r *http.Request, route string, status int, elapsed time.Duration
 }
 
 func (l *requestLog) add(row server.APIRequest) {
+	if row.AccountID == "" && (row.StatusCode >= 400 || row.Endpoint == probeRoute) && !l.anon.Allow() {
+		l.metrics.reqlogSkipped.Inc()
+		return
+	}
 	select {
 	case l.rows <- row:
 	default:

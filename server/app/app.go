@@ -383,6 +383,10 @@ func newRunner(cfg Config, p *parts, log *slog.Logger) *jobs.Runner {
 		Log:       log,
 		Holder:    fmt.Sprintf("%s:%d", host, os.Getpid()),
 		OrphanAge: cfg.OrphanAge,
+		// Negative (off) is 0 for the runner: never.
+		RequestLogRetention:     max(cfg.RequestLogRetention, 0),
+		AnonRequestLogRetention: max(cfg.AnonRequestLogRetention, 0),
+		DeletedAccountGrace:     max(cfg.DeletedAccountGrace, 0),
 	}
 }
 

@@ -123,3 +123,57 @@ func TestProductionParts(t *testing.T) {
 		t.Fatal("server still answers after shutdown")
 	}
 }
+
+// TestRetentionConfig: the retention variables, their defaults, "off",
+// days, and the minimums that keep the usage roll-up and uploads in
+// flight safe; the runner gets 0 for "off".
+func TestRetentionConfig(t *testing.T) {
+	const day = 24 * time.Hour
+	for name, tc := range map[string]struct {
+		env                    map[string]string
+		requests, anon, grace  time.Duration
+		runReq, runAnon, runGr time.Duration
+		wantErr                string
+	}{
+		"defaults": {env: nil, requests: 30 * day, anon: 7 * day, grace: 30 * day,
+			runReq: 30 * day, runAnon: 7 * day, runGr: 30 * day},
+		"off": {env: map[string]string{"JETTY_REQUEST_LOG_RETENTION": "off", "JETTY_DELETED_ACCOUNT_GRACE": "0"},
+			requests: -1, anon: -1, grace: -1},
+		"days and hours": {env: map[string]string{"JETTY_REQUEST_LOG_RETENTION": "90d", "JETTY_ANON_REQUEST_LOG_RETENTION": "36h", "JETTY_DELETED_ACCOUNT_GRACE": "7d"},
+			requests: 90 * day, anon: 36 * time.Hour, grace: 7 * day, runReq: 90 * day, runAnon: 36 * time.Hour, runGr: 7 * day},
+		"anonymous never longer": {env: map[string]string{"JETTY_REQUEST_LOG_RETENTION": "3d", "JETTY_ANON_REQUEST_LOG_RETENTION": "10d"},
+			requests: 3 * day, anon: 3 * day, grace: 30 * day, runReq: 3 * day, runAnon: 3 * day, runGr: 30 * day},
+		"anonymous kept apart": {env: map[string]string{"JETTY_REQUEST_LOG_RETENTION": "off", "JETTY_ANON_REQUEST_LOG_RETENTION": "2d"},
+			requests: -1, anon: 2 * day, grace: 30 * day, runAnon: 2 * day, runGr: 30 * day},
+		"malformed":           {env: map[string]string{"JETTY_REQUEST_LOG_RETENTION": "30 days"}, wantErr: "JETTY_REQUEST_LOG_RETENTION"},
+		"negative":            {env: map[string]string{"JETTY_DELETED_ACCOUNT_GRACE": "-5h"}, wantErr: "JETTY_DELETED_ACCOUNT_GRACE"},
+		"too short":           {env: map[string]string{"JETTY_REQUEST_LOG_RETENTION": "24h"}, wantErr: "at least 48h"},
+		"grace too short":     {env: map[string]string{"JETTY_DELETED_ACCOUNT_GRACE": "1h"}, wantErr: "at least 24h"},
+		"anon too short":      {env: map[string]string{"JETTY_ANON_REQUEST_LOG_RETENTION": "10m"}, wantErr: "at least 1h"},
+		"no unit is an error": {env: map[string]string{"JETTY_ANON_REQUEST_LOG_RETENTION": "7"}, wantErr: "JETTY_ANON_REQUEST_LOG_RETENTION"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := FromEnv(func(k string) string { return tc.env[k] })
+			c.DataDir = t.TempDir()
+			err := c.validate()
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("validate = %v, want an error mentioning %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.RequestLogRetention != tc.requests || c.AnonRequestLogRetention != tc.anon || c.DeletedAccountGrace != tc.grace {
+				t.Fatalf("retention %s, anonymous %s, grace %s; want %s, %s, %s",
+					c.RequestLogRetention, c.AnonRequestLogRetention, c.DeletedAccountGrace, tc.requests, tc.anon, tc.grace)
+			}
+			r := newRunner(c, &parts{}, nil)
+			if r.RequestLogRetention != tc.runReq || r.AnonRequestLogRetention != tc.runAnon || r.DeletedAccountGrace != tc.runGr {
+				t.Fatalf("runner: retention %s, anonymous %s, grace %s; want %s, %s, %s",
+					r.RequestLogRetention, r.AnonRequestLogRetention, r.DeletedAccountGrace, tc.runReq, tc.runAnon, tc.runGr)
+			}
+		})
+	}
+}

@@ -13,9 +13,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/jettythunder/jetty/server"
 	"github.com/jettythunder/jetty/server/blob/s3blob"
 )
 
@@ -69,6 +71,19 @@ type Config struct {
 	// it ran out.
 	CompletionLease time.Duration
 
+	// RequestLogRetention (JETTY_REQUEST_LOG_RETENTION, default 720h) is
+	// how long api_requests rows are kept, AnonRequestLogRetention
+	// (JETTY_ANON_REQUEST_LOG_RETENTION, default 168h, never longer) how
+	// long those of failed requests without an account are, and
+	// DeletedAccountGrace (JETTY_DELETED_ACCOUNT_GRACE, default 720h) how
+	// long a deleted account's data is kept before the jobs purge it.
+	// 0 takes the default; negative (the variable set to "off" or "0")
+	// means never: kept forever. See docs/decisions.md.
+	RequestLogRetention     time.Duration
+	AnonRequestLogRetention time.Duration
+	DeletedAccountGrace     time.Duration
+	envErr                  error // a malformed variable, reported by validate
+
 	Bucket   string // LYVE_BUCKET_NAME
 	LiveKeys bool   // jt_live_ keys; false in --dev or with JETTY_KEY_ENV=test
 
@@ -116,6 +131,9 @@ func FromEnv(getenv func(string) string) Config {
 			c.CompletionLease = -1 // refused by validate
 		}
 	}
+	c.RequestLogRetention = retentionEnv(getenv, "JETTY_REQUEST_LOG_RETENTION", &c.envErr)
+	c.AnonRequestLogRetention = retentionEnv(getenv, "JETTY_ANON_REQUEST_LOG_RETENTION", &c.envErr)
+	c.DeletedAccountGrace = retentionEnv(getenv, "JETTY_DELETED_ACCOUNT_GRACE", &c.envErr)
 	if p := getenv("PORT"); p != "" {
 		c.Listen = ":" + p
 	}
@@ -132,6 +150,60 @@ func isTrue(v string) bool {
 		return true
 	}
 	return false
+}
+
+// retentionEnv reads a retention variable: unset is 0 (the default), "off"
+// or "0" is -1 (never), otherwise a Go duration ("720h") or whole days
+// ("30d"). A malformed value is recorded in *errp for validate.
+func retentionEnv(getenv func(string) string, name string, errp *error) time.Duration {
+	v := strings.ToLower(strings.TrimSpace(getenv(name)))
+	switch v {
+	case "":
+		return 0
+	case "off", "0", "never":
+		return -1
+	}
+	if days, ok := strings.CutSuffix(v, "d"); ok {
+		if n, err := strconv.Atoi(days); err == nil && n > 0 && n < 100*365 {
+			return time.Duration(n) * 24 * time.Hour
+		}
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		if *errp == nil {
+			*errp = fmt.Errorf("%s=%q: give a duration such as 720h or 30d, or off", name, v)
+		}
+		return 0
+	}
+	return d
+}
+
+// retention fills the retention defaults and checks the minimums.
+func (c *Config) retention() error {
+	if c.RequestLogRetention == 0 {
+		c.RequestLogRetention = server.DefaultRequestLogRetention
+	}
+	if c.AnonRequestLogRetention == 0 {
+		c.AnonRequestLogRetention = server.DefaultAnonRequestLogRetention
+		if c.RequestLogRetention < 0 {
+			c.AnonRequestLogRetention = -1 // keeping every request means these too
+		}
+	}
+	if c.RequestLogRetention > 0 && c.AnonRequestLogRetention > c.RequestLogRetention {
+		c.AnonRequestLogRetention = c.RequestLogRetention
+	}
+	if c.DeletedAccountGrace == 0 {
+		c.DeletedAccountGrace = server.DefaultDeletedAccountGrace
+	}
+	switch {
+	case c.RequestLogRetention > 0 && c.RequestLogRetention < server.MinRequestLogRetention:
+		return fmt.Errorf("JETTY_REQUEST_LOG_RETENTION must be at least %s (the usage roll-up reads two days of requests), or off", server.MinRequestLogRetention)
+	case c.AnonRequestLogRetention > 0 && c.AnonRequestLogRetention < time.Hour:
+		return fmt.Errorf("JETTY_ANON_REQUEST_LOG_RETENTION must be at least 1h, or off")
+	case c.DeletedAccountGrace > 0 && c.DeletedAccountGrace < server.MinDeletedAccountGrace:
+		return fmt.Errorf("JETTY_DELETED_ACCOUNT_GRACE must be at least %s (uploads in flight at the deletion end within a day), or off", server.MinDeletedAccountGrace)
+	}
+	return nil
 }
 
 // DefaultListen is where the server listens when neither --listen nor
@@ -171,6 +243,12 @@ func (c *Config) validate() error {
 	}
 	if c.OrphanAge <= 0 {
 		c.OrphanAge = 24 * time.Hour
+	}
+	if c.envErr != nil {
+		return c.envErr
+	}
+	if err := c.retention(); err != nil {
+		return err
 	}
 	if c.S3 != nil && c.S3.Bucket != "" {
 		c.Bucket = c.S3.Bucket

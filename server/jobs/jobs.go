@@ -1,8 +1,10 @@
 // Package jobs runs the server's background work: releasing expired quota
 // reservations, deleting expired assets, collecting garbage objects
 // (abandoned uploads, deduplicated copies, deleted assets), aborting
-// orphaned multipart uploads, rolling usage up into storage_usage, and
-// forgetting edge relays that stopped heartbeating.
+// orphaned multipart uploads, rolling usage up into storage_usage,
+// forgetting edge relays that stopped heartbeating, deleting request logs
+// past their retention, and purging the data of accounts deleted longer
+// ago than the grace period.
 //
 // Every step is idempotent, and a database lease makes one server instance
 // at a time run them, so any number of instances can run the loop; `jetty
@@ -31,6 +33,18 @@ type Runner struct {
 	// OrphanAge is how old a multipart upload or temporary file unknown to
 	// the database must be before it is removed (default 24h).
 	OrphanAge time.Duration
+
+	// RequestLogRetention is how long api_requests rows are kept, and
+	// AnonRequestLogRetention how long those of failed requests without
+	// an account are (0: kept; the server passes its configuration, see
+	// server.DefaultRequestLogRetention).
+	RequestLogRetention     time.Duration
+	AnonRequestLogRetention time.Duration
+	// DeletedAccountGrace is how long after its deletion an account's
+	// objects and rows are purged (0: never).
+	DeletedAccountGrace time.Duration
+
+	limits limits
 }
 
 // Report says what one pass did.
@@ -41,6 +55,11 @@ type Report struct {
 	OrphansRemoved       int `json:"orphans_removed"`
 	UsageRows            int `json:"usage_rows"`
 	EdgesPruned          int `json:"edges_pruned"`
+	RequestsDeleted      int `json:"requests_deleted"`
+	AccountsPurged       int `json:"accounts_purged"`
+	// PurgedObjects counts the objects and multipart uploads of deleted
+	// accounts removed from storage.
+	PurgedObjects int `json:"purged_objects"`
 }
 
 const (
@@ -112,6 +131,15 @@ func (r *Runner) RunOnce(ctx context.Context) (Report, error) {
 	n, err = r.Store.PruneEdges(ctx, now, edgeMaxAge)
 	rep.EdgesPruned = n
 	errs = append(errs, wrap("prune edges", err))
+
+	// After the roll-up, which reads the last two days of requests (the
+	// retention is never shorter).
+	n, err = r.pruneRequests(ctx, now)
+	rep.RequestsDeleted = n
+	errs = append(errs, wrap("prune request log", err))
+
+	rep.AccountsPurged, rep.PurgedObjects, err = r.purge(ctx, now)
+	errs = append(errs, wrap("purge deleted accounts", err))
 
 	return rep, errors.Join(errs...)
 }
@@ -231,10 +259,12 @@ func (r *Runner) tick(ctx context.Context, interval time.Duration) {
 		r.log().Warn("background jobs", "err", err)
 	}
 	level := slog.LevelDebug
-	if rep.ReservationsReleased+rep.AssetsExpired+rep.ObjectsCollected+rep.OrphansRemoved+rep.EdgesPruned > 0 {
+	if rep.ReservationsReleased+rep.AssetsExpired+rep.ObjectsCollected+rep.OrphansRemoved+rep.EdgesPruned+
+		rep.RequestsDeleted+rep.AccountsPurged+rep.PurgedObjects > 0 {
 		level = slog.LevelInfo
 	}
 	r.log().Log(ctx, level, "background jobs", "reservations_released", rep.ReservationsReleased, "assets_expired", rep.AssetsExpired,
 		"objects_collected", rep.ObjectsCollected, "orphans_removed", rep.OrphansRemoved, "usage_rows", rep.UsageRows,
-		"edges_pruned", rep.EdgesPruned)
+		"edges_pruned", rep.EdgesPruned, "requests_deleted", rep.RequestsDeleted, "accounts_purged", rep.AccountsPurged,
+		"purged_objects", rep.PurgedObjects)
 }

@@ -64,7 +64,7 @@ func scanTier(r scanner) (server.Tier, error) {
 const accountCols = `id, agentcache_user_id, agentcache_email, agentcache_tier, api_key, api_secret_hash,
   storage_quota_gb, bandwidth_quota_gb, jetty_speed_enabled, s3_bucket_name, s3_prefix, status,
   storage_used_bytes, storage_reserved_bytes, bandwidth_used_bytes, created_at, updated_at, last_accessed,
-  bandwidth_period, prev_api_key, prev_api_secret_hash, prev_key_expires_at`
+  bandwidth_period, prev_api_key, prev_api_secret_hash, prev_key_expires_at, deleted_at, purged_at`
 
 // scanAccount scans a row of accountCols. BandwidthUsedBytes is the
 // current month's (by the store's clock): 0 when the counter belongs to an
@@ -78,11 +78,13 @@ func (s *Store) scanAccount(r scanner) (server.Account, error) {
 		prevK  sql.NullString
 		prevH  sql.NullString
 		prevE  sql.NullTime
+		delAt  sql.NullTime
+		purAt  sql.NullTime
 	)
 	err := r.Scan(&a.ID, &a.UserID, &a.Email, &a.Tier, &a.APIKey, &a.SecretHash,
 		&a.StorageQuotaGB, &a.BandwidthQuotaGB, &a.JettySpeedEnabled, &a.S3Bucket, &a.S3Prefix, &status,
 		&a.StorageUsedBytes, &a.StorageReservedBytes, &a.BandwidthUsedBytes, &a.CreatedAt, &a.UpdatedAt, &last,
-		&period, &prevK, &prevH, &prevE)
+		&period, &prevK, &prevH, &prevE, &delAt, &purAt)
 	if err != nil {
 		return server.Account{}, err
 	}
@@ -94,6 +96,12 @@ func (s *Store) scanAccount(r scanner) (server.Account, error) {
 	a.UpdatedAt = a.UpdatedAt.UTC()
 	if last.Valid {
 		a.LastAccessed = last.Time.UTC()
+	}
+	if delAt.Valid {
+		a.DeletedAt = delAt.Time.UTC()
+	}
+	if purAt.Valid {
+		a.PurgedAt = purAt.Time.UTC()
 	}
 	if prevK.Valid && prevH.Valid && prevE.Valid {
 		a.PrevAPIKey, a.PrevSecretHash, a.PrevKeyExpiresAt = prevK.String, prevH.String, prevE.Time.UTC()
@@ -252,18 +260,21 @@ RETURNING `+accountCols),
 
 // SetStatus changes the status of the account of userID. Every transition
 // is allowed except leaving 'deleted' (EAccountDeleted); deleted to
-// deleted is a no-op. Errors: EInvalid (unknown status), ENotFound,
-// EAccountDeleted.
+// deleted is a no-op. Deleting records deleted_at, which deleting again
+// never moves (the purge's grace period runs from the first deletion).
+// Errors: EInvalid (unknown status), ENotFound, EAccountDeleted.
 func (s *Store) SetStatus(ctx context.Context, userID string, status server.AccountStatus) (server.Account, error) {
 	switch status {
 	case server.StatusActive, server.StatusSuspended, server.StatusDeleted:
 	default:
 		return server.Account{}, server.Errorf(server.EInvalid, "status must be active, suspended or deleted")
 	}
-	a, err := s.scanAccount(s.db.QueryRowContext(ctx, s.q(`UPDATE agentcache_accounts SET status = ?, updated_at = ?
+	now := s.nowUTC()
+	a, err := s.scanAccount(s.db.QueryRowContext(ctx, s.q(`UPDATE agentcache_accounts SET status = ?, updated_at = ?,
+  deleted_at = CASE WHEN ? = 'deleted' AND deleted_at IS NULL THEN ? ELSE deleted_at END
 WHERE agentcache_user_id = ? AND (status <> 'deleted' OR status = ?)
 RETURNING `+accountCols),
-		string(status), s.nowUTC(), userID, string(status)))
+		string(status), now, string(status), now, userID, string(status)))
 	if err == nil {
 		return a, nil
 	}

@@ -417,7 +417,7 @@ func TestInternalErrorsArePrefixed(t *testing.T) {
 }
 
 // TestMigrationVerifiedContent upgrades a database written before the
-// server verified whole-file hashes (migration 6): single-request uploads
+// server verified whole-file hashes (migration 7): single-request uploads
 // keep their hash as verified and their deduplication; an object any
 // chunked upload touched is never a deduplication target again (its
 // declared hash was taken on trust), and its assets say their hash is
@@ -425,7 +425,7 @@ func TestInternalErrorsArePrefixed(t *testing.T) {
 func TestMigrationVerifiedContent(t *testing.T) {
 	dialects(t, func(t *testing.T, dsn string) {
 		ctx := testCtx(t)
-		migrateUpTo = 5
+		migrateUpTo = 6
 		old, err := Open(ctx, dsn)
 		migrateUpTo = 0
 		if err != nil {
