@@ -252,10 +252,17 @@ func mapErr(op string, err error) error {
 		return fmt.Errorf("%w (s3 %s: %v)", blob.ErrChecksum, op, err)
 	case "InvalidRange":
 		return fmt.Errorf("%w (s3 %s: %v)", blob.ErrInvalidRange, op, err)
+	case "XMinioStorageFull", "StorageFull", "InsufficientStorage", "XMinioAdminBucketQuotaExceeded", "QuotaExceeded":
+		// MinIO below its free-space floor, or a full drive (507); a
+		// bucket or user quota of the backend (MinIO, Ceph RGW).
+		return fmt.Errorf("%w (s3 %s: %v)", blob.ErrNoSpace, op, err)
 	case "":
 		if httpStatus(err) == http.StatusNotFound {
 			return fmt.Errorf("%w (s3 %s: %v)", blob.ErrNotFound, op, err)
 		}
+	}
+	if httpStatus(err) == http.StatusInsufficientStorage {
+		return fmt.Errorf("%w (s3 %s: %v)", blob.ErrNoSpace, op, err)
 	}
 	return fmt.Errorf("s3blob: %s: %w", op, err)
 }
@@ -492,7 +499,7 @@ func (s *Store) putSingle(ctx context.Context, key string, data []byte, size int
 	if err != nil {
 		return blob.Info{}, nil, mapErr("put "+key, err)
 	}
-	return blob.Info{Key: key, Size: int64(len(data)), ContentType: contentType, ModTime: time.Now().UTC()}, sum, nil
+	return blob.Info{Key: key, Size: int64(len(data)), ContentType: contentType, ModTime: time.Now().UTC(), SHA256: sum}, sum, nil
 }
 
 func (s *Store) putMultipart(ctx context.Context, key string, src io.Reader, size int64, contentType string,
@@ -623,7 +630,8 @@ func (s *Store) putMultipart(ctx context.Context, key string, src io.Reader, siz
 		s.abort(ctx, key, *uploadID)
 		return blob.Info{}, nil, err
 	}
-	return blob.Info{Key: key, Size: total, ContentType: contentType, ModTime: time.Now().UTC()}, whole.Sum(nil), nil
+	sum = whole.Sum(nil)
+	return blob.Info{Key: key, Size: total, ContentType: contentType, ModTime: time.Now().UTC(), SHA256: sum}, sum, nil
 }
 
 // abort aborts an upload on a context that survives the caller's
