@@ -164,20 +164,52 @@ func runMinIO(bin string) (minioServer, error) {
 	if err != nil {
 		return minioServer{}, err
 	}
+	srv, _, err := startMinIOAt(bin, filepath.Join(dir, "data"))
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return minioServer{}, err
+	}
+	reapWhenGone(dir)
+	return srv, nil
+}
+
+// MinIOOn starts a MinIO of t's own whose data lives in dataDir (for
+// example a SmallFS, to see a full disk) and returns an endpoint and a
+// bucket name on it (not created). The server is killed when the test
+// ends; when none can be started the test is skipped, or fails under
+// JETTY_REQUIRE_SERVICES=1.
+func MinIOOn(t testing.TB, dataDir string) S3 {
+	t.Helper()
+	bin, err := MinIOBinary()
+	if err != nil {
+		Unavailable(t, "MinIO", err)
+	}
+	srv, kill, err := startMinIOAt(bin, dataDir)
+	if err != nil {
+		Unavailable(t, "MinIO", err)
+	}
+	t.Cleanup(kill)
+	return S3{Region: "us-east-1", Endpoint: srv.endpoint, AccessKey: srv.access, SecretKey: srv.secret,
+		Bucket: strings.ReplaceAll(RandomName("jt-test-"), "_", "-")}
+}
+
+// startMinIOAt starts MinIO on free loopback ports with its data in
+// dataDir and waits until it is live; kill stops it.
+func startMinIOAt(bin, dataDir string) (srv minioServer, kill func(), err error) {
 	apiPort, err := freePort()
 	if err != nil {
-		return minioServer{}, err
+		return minioServer{}, nil, err
 	}
 	consolePort, err := freePort()
 	if err != nil {
-		return minioServer{}, err
+		return minioServer{}, nil, err
 	}
-	srv := minioServer{
+	srv = minioServer{
 		endpoint: fmt.Sprintf("http://127.0.0.1:%d", apiPort),
 		access:   "jettytest",
 		secret:   RandomName("jettysecret"),
 	}
-	cmd := exec.Command(bin, "server", filepath.Join(dir, "data"),
+	cmd := exec.Command(bin, "server", dataDir,
 		"--quiet",
 		"--address", fmt.Sprintf("127.0.0.1:%d", apiPort),
 		"--console-address", fmt.Sprintf("127.0.0.1:%d", consolePort))
@@ -194,8 +226,11 @@ func runMinIO(bin string) (minioServer, error) {
 
 	exited, err := startChild(cmd)
 	if err != nil {
-		_ = os.RemoveAll(dir)
-		return minioServer{}, fmt.Errorf("start %s: %w", bin, err)
+		return minioServer{}, nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	kill = func() {
+		_ = cmd.Process.Kill()
+		<-exited
 	}
 
 	deadline := time.Now().Add(60 * time.Second)
@@ -203,23 +238,19 @@ func runMinIO(bin string) (minioServer, error) {
 	for {
 		select {
 		case <-exited:
-			_ = os.RemoveAll(dir)
-			return minioServer{}, fmt.Errorf("minio exited during start: %s", out.String())
+			return minioServer{}, nil, fmt.Errorf("minio exited during start: %s", out.String())
 		default:
 		}
 		resp, err := client.Get(srv.endpoint + "/minio/health/live")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				reapWhenGone(dir)
-				return srv, nil
+				return srv, kill, nil
 			}
 		}
 		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			<-exited
-			_ = os.RemoveAll(dir)
-			return minioServer{}, fmt.Errorf("minio did not become live within 60s: %s", out.String())
+			kill()
+			return minioServer{}, nil, fmt.Errorf("minio did not become live within 60s: %s", out.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

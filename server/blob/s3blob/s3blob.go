@@ -239,6 +239,28 @@ func httpStatus(err error) int {
 	return 0
 }
 
+// noSpaceTexts are what S3 backends say in an error's message when their
+// disks are full. MinIO on one drive answers a write that hit ENOSPC with
+// 500 InternalError "…: cause(no space left on device)"; with erasure
+// sets, 507 XMinioStorageFull (code matched in mapErr).
+var noSpaceTexts = []string{"no space left on device", "drive path full", "minimum free drive threshold", "disk quota exceeded"}
+
+// saysNoSpace reports an S3 error whose message says the backend's
+// storage is full.
+func saysNoSpace(err error) bool {
+	var ae smithy.APIError
+	if !errors.As(err, &ae) {
+		return false
+	}
+	msg := strings.ToLower(ae.ErrorMessage())
+	for _, t := range noSpaceTexts {
+		if strings.Contains(msg, t) {
+			return true
+		}
+	}
+	return false
+}
+
 // mapErr turns S3 errors into blob's: the sentinel is matchable with
 // errors.Is, the original text stays in the message.
 func mapErr(op string, err error) error {
@@ -261,7 +283,7 @@ func mapErr(op string, err error) error {
 			return fmt.Errorf("%w (s3 %s: %v)", blob.ErrNotFound, op, err)
 		}
 	}
-	if httpStatus(err) == http.StatusInsufficientStorage {
+	if httpStatus(err) == http.StatusInsufficientStorage || saysNoSpace(err) {
 		return fmt.Errorf("%w (s3 %s: %v)", blob.ErrNoSpace, op, err)
 	}
 	return fmt.Errorf("s3blob: %s: %w", op, err)
