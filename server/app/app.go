@@ -294,6 +294,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		LiveKeys:              a.cfg.LiveKeys,
 		Bucket:                a.cfg.Bucket,
 		Relay:                 relay,
+		StorageMinFree:        a.cfg.minFree,
 	})
 	a.http = &http.Server{
 		Handler:           a.api.Handler(),

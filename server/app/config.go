@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jettythunder/jetty/server/api"
 	"github.com/jettythunder/jetty/server/blob/s3blob"
 )
 
@@ -64,6 +65,13 @@ type Config struct {
 	JobsInterval time.Duration
 	OrphanAge    time.Duration
 
+	// StorageMinFree (JETTY_STORAGE_MIN_FREE) is the free space the object
+	// store must keep for /readyz to call it ready: a size ("2GiB"), a
+	// percentage of the filesystem ("10%"), or "off"; empty: the smaller
+	// of 1 GiB and 5% (see api.MinFree).
+	StorageMinFree string
+	minFree        api.MinFree
+
 	Bucket   string // LYVE_BUCKET_NAME
 	LiveKeys bool   // jt_live_ keys; false in --dev or with JETTY_KEY_ENV=test
 
@@ -87,6 +95,7 @@ func FromEnv(getenv func(string) string) Config {
 		LiveKeys:       getenv("JETTY_KEY_ENV") != "test",
 		LogLevel:       getenv("JETTY_LOG_LEVEL"),
 		LogFormat:      getenv("JETTY_LOG_FORMAT"),
+		StorageMinFree: getenv("JETTY_STORAGE_MIN_FREE"),
 	}
 	c.EdgeSecret = getenv("JETTY_EDGE_SECRET")
 	c.PreviousWebhookSecret = getenv("AGENTCACHE_WEBHOOK_SECRET_PREVIOUS")
@@ -172,5 +181,10 @@ func (c *Config) validate() error {
 	if c.RelayKey != "" && len(c.RelayKey) != 64 {
 		return fmt.Errorf("JETTY_RELAY_ENCRYPTION_KEY must be 64 hex characters (32 bytes)")
 	}
+	mf, err := api.ParseMinFree(c.StorageMinFree)
+	if err != nil {
+		return fmt.Errorf("JETTY_STORAGE_MIN_FREE: %w", err)
+	}
+	c.minFree = mf
 	return nil
 }
