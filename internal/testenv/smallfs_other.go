@@ -27,3 +27,10 @@ func FreeBytes(t testing.TB, dir string) int64 {
 	t.Skip("Linux only")
 	return 0
 }
+
+// ReflinkFS needs Linux: elsewhere the test is skipped.
+func ReflinkFS(t testing.TB) string {
+	t.Helper()
+	Unavailable(t, "a loop-mounted XFS (Linux only)", errors.ErrUnsupported)
+	return ""
+}

@@ -331,3 +331,46 @@ func TestAssembleKillChild(t *testing.T) {
 	}
 	fmt.Println("COMPLETED")
 }
+
+// On a filesystem with reflinks (XFS) the parts are cloned into the
+// object, not copied: assembling takes no room for the part being moved.
+// On one without (tmpfs here) the store falls back to copying.
+func TestAssembleClones(t *testing.T) {
+	for _, fsName := range []string{"xfs", "tmpfs"} {
+		t.Run(fsName, func(t *testing.T) {
+			var mnt string
+			if fsName == "xfs" {
+				mnt = testenv.ReflinkFS(t)
+			} else {
+				mnt = testenv.SmallFS(t, 64*mib)
+			}
+			s, err := fsblob.New(filepath.Join(mnt, "blobs"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			u := makeUpload(t, s, "clone/obj", 80, 5*mib, 5*mib, 1234)
+			before := testenv.FreeBytes(t, mnt)
+			var drop int64
+			fsblob.SetHook(s, func(name string, part int) error {
+				if name == "appended" && part == 2 {
+					drop = before - testenv.FreeBytes(t, mnt)
+				}
+				return nil
+			})
+			info, err := s.CompleteUpload(t.Context(), u.Key, u.ID, u.Parts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkCompleted(t, s, u, info)
+			t.Logf("%s: free space fell by %.2f MiB with part 2 appended; clones %v", fsName, float64(drop)/mib, !fsblob.CloneDisabled(s))
+			if fsName == "xfs" {
+				if fsblob.CloneDisabled(s) || drop > mib {
+					t.Errorf("XFS: clones disabled %v, %.2f MiB taken while assembling; want clones and no part's worth of room", fsblob.CloneDisabled(s), float64(drop)/mib)
+				}
+			} else if !fsblob.CloneDisabled(s) || drop < 4*mib {
+				t.Errorf("tmpfs: clones disabled %v, %.2f MiB taken; want a copy of the part", fsblob.CloneDisabled(s), float64(drop)/mib)
+			}
+		})
+	}
+}
