@@ -3,11 +3,13 @@
 //
 // Layout under the root:
 //
-//	objects/<key>          the object's bytes, a plain file
-//	meta/<key>             JSON sidecar {"content_type": ...}
+//	objects/<key>              the object's bytes, a plain file
+//	meta/<key>                 JSON sidecar {"content_type": ...}
 //	uploads/<id>/upload.json   multipart upload: key, content type, created
 //	uploads/<id>/NNNNN.part    one verified part (see below)
-//	tmp/                   temporary files; nothing here is ever visible
+//	uploads/<id>/assemble.json the parts being assembled (CompleteUpload)
+//	uploads/<id>/object        the object being assembled
+//	tmp/                       temporary files; nothing here is ever visible
 //
 // Atomicity: every file is written under tmp/ (hashing SHA-256 while it
 // streams), fsynced, then renamed into place, and the parent directory is
@@ -17,11 +19,24 @@
 // into place just before the object, under a per-key lock, so concurrent
 // Puts of one key cannot pair one Put's bytes with the other's content type.
 //
-// Part files start with a 40-byte header, "JTPART1\n" and the part's raw
-// SHA-256 (verified equal to the caller's digest while the part streamed),
-// followed by the part's bytes. A part is thus one file renamed into place
-// in one step, and ListParts and CompleteUpload read each part's digest
-// without rereading its bytes.
+// Part files start with a 4096-byte header, "JTPART2\n", the part's raw
+// SHA-256 (verified equal to the caller's digest while the part streamed)
+// and zeros, followed by the part's bytes, which thus start block-aligned
+// (parts written before that have a 40-byte "JTPART1\n" header and are
+// still read). A part is one file renamed into place in one step, and
+// ListParts and CompleteUpload read each part's digest without rereading
+// its bytes.
+//
+// CompleteUpload assembles in place (assemble.go): the parts are moved
+// into uploads/<id>/object one by one — cloned where the filesystem has
+// reflinks (FICLONERANGE: XFS, btrfs), appended otherwise — and each part
+// file is removed once the object holding its bytes is fsynced, so
+// completing needs room for one part, not for a second copy of the file.
+// It computes the object's SHA-256 in the same pass, is crash-safe and
+// re-runnable (ListParts keeps reporting the moved parts), and publishes
+// the object like Put. Writes refused for lack of space (ENOSPC, EDQUOT)
+// are blob.ErrNoSpace, with nothing left behind; Space reports the
+// filesystem's free space for readiness.
 //
 // Every path is resolved through an os.Root opened on the root directory,
 // so neither a key nor a symbolic link planted under the root can reach a
