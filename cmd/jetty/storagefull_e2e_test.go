@@ -73,19 +73,23 @@ func TestUploadStorageFull(t *testing.T) {
 	const chunkRoute = "PUT /api/jetty/sessions/{id}/chunks/{index}"
 	const completeRoute = "POST /api/jetty/sessions/{id}/complete"
 
-	run := func(t *testing.T, url, mnt string, leave int64, refusedRoute string, waitSpace func()) {
+	run := func(t *testing.T, url, mnt string, leave int64, refusedRoute string, maxResets int, waitFull, waitSpace func()) {
 		key, secret := testenv.Provision(t, url, cmdSecret, "usr_full", "pro")
 		env := map[string]string{"JETTY_SERVER": url, "JETTY_API_KEY": key, "JETTY_API_SECRET": secret, "XDG_STATE_HOME": t.TempDir()}
 		args := []string{"upload", file, "--json", "--workers", "1", "--edges", "origin", "--chunk-size", "5MiB", "--no-progress"}
 		unfill := testenv.Fill(t, mnt, leave)
+		waitFull()
 
 		out, errOut, code := runJetty(t, env, "", args...)
 		if code != ExitStorageFull || !strings.Contains(errOut, "storage is full") || !strings.Contains(errOut, "run the same command later") {
 			t.Fatalf("upload on a full disk: exit %d, want %d\nstdout: %s\nstderr: %s", code, ExitStorageFull, out, errOut)
 		}
 		t.Logf("stderr: %s", strings.TrimSpace(errOut))
-		if n, all := metric(t, url, refusedRoute, "507"), metric(t, url, refusedRoute, ""); n != 1 || all != 1 {
-			t.Errorf("%s: %d answers, %d of them 507; want exactly one attempt", refusedRoute, all, n)
+		// MinIO may reset the connection while refusing a streamed part
+		// instead of answering (rarely, under load): that attempt is a
+		// 500 the engine retries. Before the fix: 8 attempts.
+		if n, all := metric(t, url, refusedRoute, "507"), metric(t, url, refusedRoute, ""); n != 1 || all > 1+maxResets {
+			t.Errorf("%s: %d answers, %d of them 507; want one attempt (and at most %d reset)", refusedRoute, all, n, maxResets)
 		}
 		if st, body := readyz(t, url); st != 503 || !strings.Contains(body, `"storage":"full"`) {
 			t.Errorf("readyz on a full disk: %d %s", st, body)
@@ -127,7 +131,7 @@ func TestUploadStorageFull(t *testing.T) {
 		// Room for the file and one chunk more, as the server asks before
 		// the upload starts, less what the part headers take: the
 		// chunks fit, assembling them does not.
-		run(t, a.URL(), mnt, int64(len(data))+chunk+8<<10, completeRoute, func() {})
+		run(t, a.URL(), mnt, int64(len(data))+chunk+8<<10, completeRoute, 0, func() {}, func() {})
 		if st, body := readyz(t, a.URL()); st != 200 {
 			t.Errorf("readyz once space is back: %d %s", st, body)
 		}
@@ -152,6 +156,6 @@ func TestUploadStorageFull(t *testing.T) {
 				}
 			}
 		}
-		run(t, a.URL(), mnt, 1<<20, chunkRoute, waitSpace)
+		run(t, a.URL(), mnt, 1<<20, chunkRoute, 1, func() { testenv.WaitMinIOFull(t, m) }, waitSpace)
 	})
 }

@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -326,4 +327,30 @@ func startChild(cmd *exec.Cmd) (<-chan struct{}, error) {
 		return nil, err
 	}
 	return exited, nil
+}
+
+// WaitMinIOFull waits (at most 15 s) until the MinIO of env refuses a
+// 3 MiB object up front with 507 XMinioStorageFull, as it does once it
+// has noticed that its drive is full (it caches its drives' free space
+// for about a second; until then a write fails half way through, with a
+// 500 or a reset connection). The bucket must exist.
+func WaitMinIOFull(t testing.TB, env S3) {
+	t.Helper()
+	c := env.S3Client()
+	body := make([]byte, 3<<20)
+	key := "testenv-probe/full"
+	var err error
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err = c.PutObject(ctx, &s3.PutObjectInput{Bucket: &env.Bucket, Key: &key, Body: bytes.NewReader(body), ContentLength: aws.Int64(int64(len(body)))})
+		cancel()
+		var ae smithy.APIError
+		if errors.As(err, &ae) && ae.ErrorCode() == "XMinioStorageFull" {
+			return
+		}
+		if err == nil {
+			_, _ = c.DeleteObject(context.Background(), &s3.DeleteObjectInput{Bucket: &env.Bucket, Key: &key})
+		}
+	}
+	t.Fatalf("testenv: MinIO did not report its drive full within 15 s (last: %v)", err)
 }

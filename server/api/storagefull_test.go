@@ -27,6 +27,7 @@ type fullEnv struct {
 	mnt     string
 	fs      *fsblob.Store // nil on S3
 	advance func(time.Duration)
+	full    func() // waits until the store has noticed it is full
 }
 
 // eachSmallStorage runs fn on the embedded default with its files on a
@@ -46,7 +47,7 @@ func eachSmallStorage(t *testing.T, fn func(t *testing.T, e *fullEnv)) {
 		}
 		b := backends()[0]
 		clock, advance := clockFor()
-		fn(t, &fullEnv{env: newEnvFull(t, b.store(t), b.limit(t), fs, clock), mnt: mnt, fs: fs, advance: advance})
+		fn(t, &fullEnv{env: newEnvFull(t, b.store(t), b.limit(t), fs, clock), mnt: mnt, fs: fs, advance: advance, full: func() {}})
 	})
 	t.Run("postgres+s3", func(t *testing.T) {
 		mnt := testenv.SmallFS(t, 96*mib)
@@ -62,7 +63,7 @@ func eachSmallStorage(t *testing.T, fn func(t *testing.T, e *fullEnv)) {
 		}
 		b := backends()[1]
 		clock, advance := clockFor()
-		fn(t, &fullEnv{env: newEnvFull(t, b.store(t), b.limit(t), s3, clock), mnt: mnt, advance: advance})
+		fn(t, &fullEnv{env: newEnvFull(t, b.store(t), b.limit(t), s3, clock), mnt: mnt, advance: advance, full: func() { testenv.WaitMinIOFull(t, m) }})
 	})
 }
 
@@ -109,9 +110,15 @@ func TestStorageFull(t *testing.T) {
 		sendAll(t, ses, m, data, []int{0})
 		before := e.account("usr_full")
 		unfill := testenv.Fill(t, e.mnt, mib)
+		e.full()
 
 		c := m.Chunks[1]
 		st, code, msg := putChunkRaw(t, ses, 1, c.SHA256, data[c.Offset:c.Offset+c.Size])
+		if st == 500 && e.fs == nil {
+			// MinIO may reset the connection while refusing a streamed
+			// part instead of answering (rarely, under load): once more.
+			st, code, msg = putChunkRaw(t, ses, 1, c.SHA256, data[c.Offset:c.Offset+c.Size])
+		}
 		wantStorageFull(t, "chunk PUT", st, code, msg)
 		s := e.jsonCall("GET", "/api/jetty/sessions/"+ses.ID, key, secret, nil)
 		if !strings.Contains(s.raw, `"held":[0]`) || !strings.Contains(s.raw, `"state":"open"`) {
