@@ -799,10 +799,13 @@ func (s *Store) ListParts(ctx context.Context, key, uploadID string) ([]blob.Par
 	}
 	plan, err := s.loadAssembly(uploadID)
 	if err != nil {
-		if notFound(err) {
+		return nil, err
+	}
+	if plan == nil {
+		// Completed (the directory moved away) while it was read?
+		if _, err := s.root.Stat(path.Join(uploadsDir, uploadID, uploadMetaFile)); notFound(err) {
 			return nil, blob.ErrNotFound
 		}
-		return nil, err
 	}
 	for _, p := range plan.parts() {
 		byNum[p.Number] = p
