@@ -26,6 +26,8 @@ const (
 	CodeTooManyStreams   = "too_many_streams"
 	CodeRateLimited      = "rate_limited"
 	CodeSessionGone      = "session_gone"
+	// CodeInsufficientStorage (507): the server's storage is full.
+	CodeInsufficientStorage = "insufficient_storage"
 	// CodeEdgeDraining (503) is a relay going away: the engine stops
 	// sending through it at once.
 	CodeEdgeDraining = "edge_draining"
@@ -42,6 +44,8 @@ const (
 	S3CodeBadDigest                   = "BadDigest"
 	S3CodeXAmzContentChecksumMismatch = "XAmzContentChecksumMismatch"
 	S3CodeInvalidDigest               = "InvalidDigest"
+	// S3CodeStorageFull is MinIO's 507 when its drives are full.
+	S3CodeStorageFull = "XMinioStorageFull"
 )
 
 // isChecksumMismatch reports a receiver refusing a chunk whose bytes do

@@ -95,11 +95,12 @@ func (p RetryPolicy) backoff(attempt int, err error) time.Duration {
 
 // Retryable reports whether a request that failed with err may succeed if
 // sent again unchanged: network errors and timeouts, 408, 429 and 5xx
-// answers. 400, 403, 404, 409, 410 and 413 never are; 401 token_expired
-// is not retryable as such (the engine refreshes the token first) and a
-// canceled context is final.
+// answers. 400, 403, 404, 409, 410 and 413 never are, nor 507 (the
+// server's storage is full: retrying at once only adds load; see
+// IsStorageFull); 401 token_expired is not retryable as such (the engine
+// refreshes the token first) and a canceled context is final.
 func Retryable(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) {
+	if err == nil || errors.Is(err, context.Canceled) || IsStorageFull(err) {
 		return false
 	}
 	var ae *APIError
@@ -116,6 +117,24 @@ func Retryable(err error) bool {
 		return true // a per-attempt timeout; the caller checks its own context first
 	}
 	return isNetError(err)
+}
+
+// ErrStorageFull wraps the error of an upload that stopped because the
+// server's storage (or the object store behind it) is full: 507
+// insufficient_storage, or the store's own storage-full answer on the
+// direct route. It is final for the upload: no chunk is retried, nothing
+// is failed over. What the server holds is kept; the same upload run
+// again later resumes.
+var ErrStorageFull = errors.New("the server's storage is full; the upload stopped")
+
+// IsStorageFull reports an answer saying the server's storage is full.
+func IsStorageFull(err error) bool {
+	if errors.Is(err, ErrStorageFull) {
+		return true
+	}
+	var ae *APIError
+	return errors.As(err, &ae) && (ae.Status == http.StatusInsufficientStorage ||
+		ae.Code == CodeInsufficientStorage || ae.Code == S3CodeStorageFull)
 }
 
 func isConnReset(err error) bool {

@@ -364,6 +364,9 @@ func routeFailure(err error) (failed, now bool) {
 		if ae.Status == http.StatusServiceUnavailable && ae.Code == CodeEdgeDraining {
 			return true, true
 		}
+		if IsStorageFull(err) {
+			return false, false // the storage every route writes to, not this route
+		}
 		return ae.Status >= 500, false
 	}
 	if errors.Is(err, context.DeadlineExceeded) {

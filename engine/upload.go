@@ -801,6 +801,9 @@ func (u *uploader) finish(res *Result, err error) (*Result, error) {
 	res.ChunksSent = int(u.sent.Load())
 	res.Duration = time.Since(u.started)
 	res.Edges = u.hub.edgeStats()
+	if err != nil && IsStorageFull(err) && !errors.Is(err, ErrStorageFull) {
+		err = fmt.Errorf("%w: %w", ErrStorageFull, err)
+	}
 	u.hub.emit(Event{Kind: EventDone, Err: err})
 	return res, err
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests drive for real when they are
 # missing: tmux (the progress bar on a real terminal), and gnome-keyring,
-# dbus, libsecret-tools (the keychain against a real Secret Service).
+# dbus, libsecret-tools (the keychain against a real Secret Service),
+# xfsprogs (mkfs.xfs: the file store's reflink clones on a loop-mounted XFS).
 # `apt-get update` once, then `apt-get install -y`; needs root or sudo only
 # when something is missing.
 set -euo pipefail
@@ -13,8 +14,9 @@ command -v gnome-keyring-daemon >/dev/null 2>&1 || missing+=(gnome-keyring)
 command -v dbus-run-session >/dev/null 2>&1 || missing+=(dbus)
 command -v dbus-daemon >/dev/null 2>&1 || missing+=(dbus)
 command -v secret-tool >/dev/null 2>&1 || missing+=(libsecret-tools)
+command -v mkfs.xfs >/dev/null 2>&1 || [ -x /usr/sbin/mkfs.xfs ] || [ -x /sbin/mkfs.xfs ] || missing+=(xfsprogs)
 if [ ${#missing[@]} -eq 0 ]; then
-	log "tmux, gnome-keyring, dbus and libsecret-tools are installed"
+	log "tmux, gnome-keyring, dbus, libsecret-tools and xfsprogs are installed"
 	exit 0
 fi
 mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)

@@ -39,6 +39,9 @@ const (
 	// Storage.
 	EBandwidthExceeded = "bandwidth_quota_exceeded"
 	EInvalidRange      = "invalid_range"
+	// EInsufficientStorage: the server's own storage is full (not the
+	// account's quota); nothing was stored, a later retry may succeed.
+	EInsufficientStorage = "insufficient_storage"
 
 	// Upload sessions.
 	EInvalidManifest  = "invalid_manifest"

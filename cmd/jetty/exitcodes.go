@@ -14,6 +14,9 @@ const exitCodesHelp = `jetty exits with a code scripts can rely on:
   4    quota or tier limit: storage quota, file too large for the tier,
        monthly bandwidth quota
   5    partial failure: some of several files failed (the others finished)
+  6    the server's storage is full: nothing more could be stored; run the
+       same command later (an upload resumes), and tell the server's
+       operator if it lasts
   130  interrupted (Ctrl-C or SIGTERM); an interrupted upload resumes when
        the same command runs again
 

@@ -60,6 +60,9 @@ func apiFailure(err error) error {
 	if errors.As(err, &ee) {
 		return err
 	}
+	if engine.IsStorageFull(err) {
+		return &ExitError{Code: ExitStorageFull, Err: fmt.Errorf("%w\n(the server cannot store more now: run the same command later, it resumes and sends only what is missing; tell the server's operator if it lasts)", err)}
+	}
 	var ae *engine.APIError
 	if !errors.As(err, &ae) {
 		return err

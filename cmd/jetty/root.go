@@ -36,6 +36,7 @@ const (
 	ExitAuth        = 3   // missing or refused credentials
 	ExitQuota       = 4   // quota, tier or size limit
 	ExitPartial     = 5   // some files failed
+	ExitStorageFull = 6   // the server's storage is full
 	ExitInterrupted = 130 // Ctrl-C or SIGTERM
 )
 

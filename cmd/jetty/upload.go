@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -242,7 +243,11 @@ func uploadRun(ctx context.Context, opts *UploadOptions) error {
 		lastErr error
 		okCount int
 	)
+	var full atomic.Bool // the server's storage is full: start no more files
 	fail := func(j uploadJob, err error) {
+		if engine.IsStorageFull(err) {
+			full.Store(true)
+		}
 		mu.Lock()
 		defer mu.Unlock()
 		failed++
@@ -266,6 +271,11 @@ func uploadRun(ctx context.Context, opts *UploadOptions) error {
 		}
 		if err := sem.Acquire(ctx, weight); err != nil {
 			break // interrupted: no new file starts
+		}
+		if full.Load() {
+			sem.Release(weight)
+			fail(j, fmt.Errorf("not sent: %w", engine.ErrStorageFull))
+			continue
 		}
 		wg.Add(1)
 		go func(j uploadJob, weight int64) {

@@ -652,6 +652,11 @@ func (r *Relay) takeChunk(w http.ResponseWriter, req *http.Request, signer *uplo
 				return http.StatusBadRequest, "checksum_mismatch", fmt.Sprintf("chunk %d: the bytes received do not hash to %s; nothing was stored, send it again", index, sum)
 			case ctx.Err() != nil || errors.Is(err, io.ErrUnexpectedEOF) || body.short:
 				return http.StatusBadRequest, "invalid_request", fmt.Sprintf("chunk %d: the body ended early", index)
+			case errors.Is(err, blob.ErrNoSpace):
+				// Every route writes to the same storage: not this
+				// route's failure, and not worth sending elsewhere.
+				r.log.Warn("storage full: a chunk was refused", "session", info.ID, "index", index, "err", err)
+				return http.StatusInsufficientStorage, "insufficient_storage", storageFullMessage
 			}
 			// The session may have moved on since it was looked up (completed
 			// or aborted: its multipart upload is gone).
@@ -728,7 +733,7 @@ func (r *Relay) forward(w http.ResponseWriter, req *http.Request, tok string, in
 	if resp.StatusCode/100 == 2 {
 		r.stored.Add(1)
 		r.bytesIn.Add(size)
-	} else if resp.StatusCode >= 500 {
+	} else if resp.StatusCode >= 500 && resp.StatusCode != http.StatusInsufficientStorage {
 		// The origin's trouble is this route's: tell the client in a way
 		// that moves the chunk elsewhere, without the origin's details.
 		r.log.Warn("origin refused a forwarded chunk", "session", info.ID, "index", index, "status", resp.StatusCode)
@@ -745,6 +750,10 @@ func (r *Relay) forward(w http.ResponseWriter, req *http.Request, tok string, in
 }
 
 var errChecksum = errors.New("the chunk's bytes do not hash to its X-Chunk-SHA256")
+
+// storageFullMessage is the origin's answer (server/api) to a write the
+// full storage refused; a 507 from the origin is passed on as it is.
+const storageFullMessage = "the server's storage is full: nothing was stored by this request (chunks already uploaded are kept); try again later, and tell the server's operator if it lasts"
 
 // verifyReader hashes what it reads and, on the last byte, compares:
 // a mismatch turns the end of the body into errChecksum, so nothing

@@ -9,6 +9,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -407,4 +409,61 @@ func TestRelayWrongBucket(t *testing.T) {
 	if offered(t, o, "edge_bucket") {
 		t.Error("the misconfigured relay is offered")
 	}
+}
+
+// TestRelayStorageFull: the storage behind a relay is full (the origin's
+// files on a small filesystem, or MinIO's drive): a chunk through the
+// relay is answered 507 insufficient_storage, which the engine does not
+// retry, not 502 (which it would, through every route); nothing is
+// held; once space is freed the chunk goes through.
+func TestRelayStorageFull(t *testing.T) {
+	run := func(t *testing.T, o *origin, r *Relay, mnt string, full func()) {
+		base := serve(t, r)
+		data := make([]byte, 11<<20)
+		for i := range data {
+			data[i] = byte(i * 7)
+		}
+		s, m := openSession(t, o, data)
+		unfill := testenv.Fill(t, mnt, 1<<20)
+		full()
+		c := m.Chunks[0]
+		a := put(t, base, s.ID, 0, s.UploadToken, c.SHA256, data[:c.Size], c.Size)
+		if a.status == http.StatusBadGateway {
+			// MinIO may reset the connection while refusing a streamed
+			// part instead of answering (rarely, under load): once more.
+			a = put(t, base, s.ID, 0, s.UploadToken, c.SHA256, data[:c.Size], c.Size)
+		}
+		if a.status != http.StatusInsufficientStorage || a.code != "insufficient_storage" {
+			t.Fatalf("chunk through the relay on a full disk: %d %s; want 507 insufficient_storage", a.status, a.code)
+		}
+		if h := held(t, o, s.ID); len(h) != 0 {
+			t.Errorf("held after the refusal: %v", h)
+		}
+		unfill()
+		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+			// MinIO caches its free space for a moment.
+			if a = put(t, base, s.ID, 0, s.UploadToken, c.SHA256, data[:c.Size], c.Size); a.status == 200 || time.Now().After(deadline) {
+				break
+			}
+		}
+		if a.status != 200 {
+			t.Fatalf("chunk once space is back: %d %s", a.status, a.code)
+		}
+	}
+	t.Run("relay", func(t *testing.T) {
+		mnt := testenv.SmallFS(t, 64<<20)
+		dir := t.TempDir()
+		if err := os.Symlink(mnt, filepath.Join(dir, "blobs")); err != nil {
+			t.Fatal(err)
+		}
+		o := startOrigin(t, app.Config{DataDir: dir})
+		run(t, o, newRelay(t, o, "edge_fwd", nil), mnt, func() {})
+	})
+	t.Run("s3", func(t *testing.T) {
+		mnt := testenv.SmallFS(t, 96<<20)
+		m := testenv.MinIOOn(t, filepath.Join(mnt, "data"))
+		s3cfg := &s3blob.Config{Endpoint: m.Endpoint, Region: m.Region, AccessKeyID: m.AccessKey, SecretAccessKey: m.SecretKey, Bucket: m.Bucket}
+		o := startOrigin(t, app.Config{S3: s3cfg})
+		run(t, o, newRelay(t, o, "edge_s3", func(c *Config) { c.S3 = s3cfg }), mnt, func() { testenv.WaitMinIOFull(t, m) })
+	})
 }

@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -164,20 +165,52 @@ func runMinIO(bin string) (minioServer, error) {
 	if err != nil {
 		return minioServer{}, err
 	}
+	srv, _, err := startMinIOAt(bin, filepath.Join(dir, "data"))
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return minioServer{}, err
+	}
+	reapWhenGone(dir)
+	return srv, nil
+}
+
+// MinIOOn starts a MinIO of t's own whose data lives in dataDir (for
+// example a SmallFS, to see a full disk) and returns an endpoint and a
+// bucket name on it (not created). The server is killed when the test
+// ends; when none can be started the test is skipped, or fails under
+// JETTY_REQUIRE_SERVICES=1.
+func MinIOOn(t testing.TB, dataDir string) S3 {
+	t.Helper()
+	bin, err := MinIOBinary()
+	if err != nil {
+		Unavailable(t, "MinIO", err)
+	}
+	srv, kill, err := startMinIOAt(bin, dataDir)
+	if err != nil {
+		Unavailable(t, "MinIO", err)
+	}
+	t.Cleanup(kill)
+	return S3{Region: "us-east-1", Endpoint: srv.endpoint, AccessKey: srv.access, SecretKey: srv.secret,
+		Bucket: strings.ReplaceAll(RandomName("jt-test-"), "_", "-")}
+}
+
+// startMinIOAt starts MinIO on free loopback ports with its data in
+// dataDir and waits until it is live; kill stops it.
+func startMinIOAt(bin, dataDir string) (srv minioServer, kill func(), err error) {
 	apiPort, err := freePort()
 	if err != nil {
-		return minioServer{}, err
+		return minioServer{}, nil, err
 	}
 	consolePort, err := freePort()
 	if err != nil {
-		return minioServer{}, err
+		return minioServer{}, nil, err
 	}
-	srv := minioServer{
+	srv = minioServer{
 		endpoint: fmt.Sprintf("http://127.0.0.1:%d", apiPort),
 		access:   "jettytest",
 		secret:   RandomName("jettysecret"),
 	}
-	cmd := exec.Command(bin, "server", filepath.Join(dir, "data"),
+	cmd := exec.Command(bin, "server", dataDir,
 		"--quiet",
 		"--address", fmt.Sprintf("127.0.0.1:%d", apiPort),
 		"--console-address", fmt.Sprintf("127.0.0.1:%d", consolePort))
@@ -194,8 +227,11 @@ func runMinIO(bin string) (minioServer, error) {
 
 	exited, err := startChild(cmd)
 	if err != nil {
-		_ = os.RemoveAll(dir)
-		return minioServer{}, fmt.Errorf("start %s: %w", bin, err)
+		return minioServer{}, nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	kill = func() {
+		_ = cmd.Process.Kill()
+		<-exited
 	}
 
 	deadline := time.Now().Add(60 * time.Second)
@@ -203,23 +239,19 @@ func runMinIO(bin string) (minioServer, error) {
 	for {
 		select {
 		case <-exited:
-			_ = os.RemoveAll(dir)
-			return minioServer{}, fmt.Errorf("minio exited during start: %s", out.String())
+			return minioServer{}, nil, fmt.Errorf("minio exited during start: %s", out.String())
 		default:
 		}
 		resp, err := client.Get(srv.endpoint + "/minio/health/live")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				reapWhenGone(dir)
-				return srv, nil
+				return srv, kill, nil
 			}
 		}
 		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			<-exited
-			_ = os.RemoveAll(dir)
-			return minioServer{}, fmt.Errorf("minio did not become live within 60s: %s", out.String())
+			kill()
+			return minioServer{}, nil, fmt.Errorf("minio did not become live within 60s: %s", out.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -295,4 +327,30 @@ func startChild(cmd *exec.Cmd) (<-chan struct{}, error) {
 		return nil, err
 	}
 	return exited, nil
+}
+
+// WaitMinIOFull waits (at most 15 s) until the MinIO of env refuses a
+// 3 MiB object up front with 507 XMinioStorageFull, as it does once it
+// has noticed that its drive is full (it caches its drives' free space
+// for about a second; until then a write fails half way through, with a
+// 500 or a reset connection). The bucket must exist.
+func WaitMinIOFull(t testing.TB, env S3) {
+	t.Helper()
+	c := env.S3Client()
+	body := make([]byte, 3<<20)
+	key := "testenv-probe/full"
+	var err error
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err = c.PutObject(ctx, &s3.PutObjectInput{Bucket: &env.Bucket, Key: &key, Body: bytes.NewReader(body), ContentLength: aws.Int64(int64(len(body)))})
+		cancel()
+		var ae smithy.APIError
+		if errors.As(err, &ae) && ae.ErrorCode() == "XMinioStorageFull" {
+			return
+		}
+		if err == nil {
+			_, _ = c.DeleteObject(context.Background(), &s3.DeleteObjectInput{Bucket: &env.Bucket, Key: &key})
+		}
+	}
+	t.Fatalf("testenv: MinIO did not report its drive full within 15 s (last: %v)", err)
 }

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -71,6 +72,9 @@ type Config struct {
 	// DirectURL, when set and Blobs can presign parts, is the storage
 	// endpoint clients reach; optimal-edges then offers the direct route.
 	DirectURL string
+	// StorageMinFree is the free space the object store must keep for
+	// /readyz to call it ready (JETTY_STORAGE_MIN_FREE; see MinFree).
+	StorageMinFree MinFree
 	// BodyIdleTimeout is how long an upload body may send nothing before
 	// the request fails with 408 (idleread.DefaultIdle, 30 s, when 0).
 	BodyIdleTimeout time.Duration
@@ -111,6 +115,8 @@ type Server struct {
 	manifests  manifestCache
 	// completionLease: see Config.CompletionLease.
 	completionLease time.Duration
+	minFree         MinFree
+	fullUntil       atomic.Int64 // unix ns: a write was refused for lack of space (storage_full.go)
 
 	metrics *metrics
 	reqlog  *requestLog
@@ -146,6 +152,7 @@ func New(cfg Config) *Server {
 		backend:    cfg.Backend,
 		directURL:  strings.TrimRight(cfg.DirectURL, "/"),
 		bodyIdle:   cfg.BodyIdleTimeout,
+		minFree:    cfg.StorageMinFree,
 
 		completionLease: cfg.CompletionLease,
 	}

@@ -47,6 +47,9 @@ var statusByCode = map[string]int{
 	server.ELengthRequired:    http.StatusLengthRequired,
 	server.EGone:              http.StatusGone,
 	server.ETimeout:           http.StatusRequestTimeout,
+
+	// The server's own storage is full (storage_full.go).
+	server.EInsufficientStorage: http.StatusInsufficientStorage,
 }
 
 // StatusFor returns the HTTP status for an error code (500 if unknown).
@@ -75,6 +78,7 @@ func (e *rateLimitError) Unwrap() error { return e.err }
 // writeError answers with err's status and body. Internal errors are
 // logged with their text and answered with a generic message.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	err = s.storageFull(r, err) // storage_full.go
 	code := server.ErrorCode(err)
 	msg := server.ErrorMessage(err)
 	if code == server.EInternal {

@@ -144,6 +144,12 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 			checks["limiter"] = "ok"
 		}
 	}
+	if s.blobs != nil {
+		if st, up := s.storageReadiness(ctx); st != "" {
+			checks["storage"] = st
+			ok = ok && up
+		}
+	}
 	status := http.StatusOK
 	if !ok {
 		status = http.StatusServiceUnavailable

@@ -262,6 +262,10 @@ func (s *Server) handleOpenSession(w http.ResponseWriter, r *http.Request, acct 
 			s.writeError(w, r, s.overQuota(ctx, reserve, acct))
 			return
 		}
+		if err := s.checkRoom(ctx, m.Size, m.ChunkSize); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
 	} else {
 		cs := req.Stream.ChunkSize
 		if cs < minChunkSize || cs > maxChunkSize {

@@ -320,6 +320,10 @@ func (s *Server) handleUpload(w http.ResponseWriter, r *http.Request, acct serve
 		s.writeError(w, r, s.overQuota(ctx, r.ContentLength, acct))
 		return
 	}
+	if err := s.checkRoom(ctx, r.ContentLength, 0); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	in, err := readUploadInput(r)
 	if err != nil {
 		s.writeError(w, r, err)

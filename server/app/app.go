@@ -295,6 +295,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		Bucket:                a.cfg.Bucket,
 		Relay:                 relay,
 		CompletionLease:       a.cfg.CompletionLease,
+		StorageMinFree:        a.cfg.minFree,
 	})
 	a.http = &http.Server{
 		Handler:           a.api.Handler(),

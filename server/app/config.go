@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/jettythunder/jetty/server"
+	"github.com/jettythunder/jetty/server/api"
 	"github.com/jettythunder/jetty/server/blob/s3blob"
 )
 
@@ -84,6 +85,13 @@ type Config struct {
 	DeletedAccountGrace     time.Duration
 	envErr                  error // a malformed variable, reported by validate
 
+	// StorageMinFree (JETTY_STORAGE_MIN_FREE) is the free space the object
+	// store must keep for /readyz to call it ready: a size ("2GiB"), a
+	// percentage of the filesystem ("10%"), or "off"; empty: the smaller
+	// of 1 GiB and 5% (see api.MinFree).
+	StorageMinFree string
+	minFree        api.MinFree
+
 	Bucket   string // LYVE_BUCKET_NAME
 	LiveKeys bool   // jt_live_ keys; false in --dev or with JETTY_KEY_ENV=test
 
@@ -107,6 +115,7 @@ func FromEnv(getenv func(string) string) Config {
 		LiveKeys:       getenv("JETTY_KEY_ENV") != "test",
 		LogLevel:       getenv("JETTY_LOG_LEVEL"),
 		LogFormat:      getenv("JETTY_LOG_FORMAT"),
+		StorageMinFree: getenv("JETTY_STORAGE_MIN_FREE"),
 	}
 	c.EdgeSecret = getenv("JETTY_EDGE_SECRET")
 	c.PreviousWebhookSecret = getenv("AGENTCACHE_WEBHOOK_SECRET_PREVIOUS")
@@ -265,5 +274,10 @@ func (c *Config) validate() error {
 	if c.CompletionLease != 0 && (c.CompletionLease < time.Second || c.CompletionLease > time.Hour) {
 		return fmt.Errorf("JETTY_COMPLETION_LEASE must be a duration from 1s to 1h, such as 30s")
 	}
+	mf, err := api.ParseMinFree(c.StorageMinFree)
+	if err != nil {
+		return fmt.Errorf("JETTY_STORAGE_MIN_FREE: %w", err)
+	}
+	c.minFree = mf
 	return nil
 }

@@ -27,6 +27,11 @@ var (
 	ErrInvalidKey = errors.New("blob: invalid key")
 	// ErrInvalidRange: the requested range lies outside the object.
 	ErrInvalidRange = errors.New("blob: invalid range")
+	// ErrNoSpace: the backend is out of space (a full filesystem or disk
+	// quota, an S3 backend answering that its storage is full). Nothing
+	// was stored by the call that returned it; the same call may succeed
+	// once space is freed.
+	ErrNoSpace = errors.New("blob: storage is full")
 )
 
 // Info describes a stored object.
@@ -102,6 +107,19 @@ type Store interface {
 	// ListUploads lists multipart uploads under prefix started before
 	// the given time (zero: all of them).
 	ListUploads(ctx context.Context, prefix string, before time.Time) ([]Upload, error)
+}
+
+// SpaceReporter is implemented by stores that can tell how much room
+// their backend has left (the file store: its filesystem). Readiness
+// reports a store whose free space is below a threshold as full.
+type SpaceReporter interface {
+	Space(ctx context.Context) (Space, error)
+}
+
+// Space is the room of a backend, in bytes.
+type Space struct {
+	Free  int64 // what the server may still write
+	Total int64 // the backend's size
 }
 
 // Presigner is implemented by stores whose multipart parts can be sent

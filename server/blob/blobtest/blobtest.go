@@ -197,6 +197,9 @@ func testRoundTrip(t *testing.T, s blob.Store) {
 			if info.Key != key || info.Size != n {
 				t.Errorf("Put(%s) info %+v, want size %d", key, info, n)
 			}
+			if info.SHA256 != nil && !bytes.Equal(info.SHA256, want) {
+				t.Errorf("Put(%s) info.SHA256 %x, want the object's %x", key, info.SHA256, want)
+			}
 			st, err := s.Stat(ctx, key)
 			if err != nil {
 				t.Fatalf("Stat(%s): %v", key, err)
@@ -657,11 +660,24 @@ func testMultipart(t *testing.T, s blob.Store) {
 	if n != total || !bytes.Equal(got, h.Sum(nil)) {
 		t.Errorf("completed object is %d bytes, not the concatenation of the parts", n)
 	}
+	if info.SHA256 != nil && !bytes.Equal(info.SHA256, got) {
+		t.Errorf("CompleteUpload info.SHA256 %x, want the object's %x", info.SHA256, got)
+	}
 	if ginfo.ContentType != "video/mp4" {
 		t.Errorf("completed object content type %q", ginfo.ContentType)
 	}
 	if ups, _ := s.ListUploads(ctx, "mp/", time.Time{}); len(ups) != 0 {
 		t.Errorf("ListUploads after Complete = %+v", ups)
+	}
+	// The upload is gone, as in S3.
+	if _, err := s.CompleteUpload(ctx, key, id, parts); !errors.Is(err, blob.ErrNotFound) {
+		t.Errorf("second CompleteUpload: %v, want ErrNotFound", err)
+	}
+	if _, err := s.ListParts(ctx, key, id); !errors.Is(err, blob.ErrNotFound) {
+		t.Errorf("ListParts after Complete: %v, want ErrNotFound", err)
+	}
+	if got2, n2, _ := readSum(t, s, key, 0, -1); n2 != total || !bytes.Equal(got2, got) {
+		t.Errorf("a second CompleteUpload changed the object")
 	}
 }
 

@@ -3,11 +3,13 @@
 //
 // Layout under the root:
 //
-//	objects/<key>          the object's bytes, a plain file
-//	meta/<key>             JSON sidecar {"content_type": ...}
+//	objects/<key>              the object's bytes, a plain file
+//	meta/<key>                 JSON sidecar {"content_type": ...}
 //	uploads/<id>/upload.json   multipart upload: key, content type, created
 //	uploads/<id>/NNNNN.part    one verified part (see below)
-//	tmp/                   temporary files; nothing here is ever visible
+//	uploads/<id>/assemble.json the parts being assembled (CompleteUpload)
+//	uploads/<id>/object        the object being assembled
+//	tmp/                       temporary files; nothing here is ever visible
 //
 // Atomicity: every file is written under tmp/ (hashing SHA-256 while it
 // streams), fsynced, then renamed into place, and the parent directory is
@@ -17,11 +19,24 @@
 // into place just before the object, under a per-key lock, so concurrent
 // Puts of one key cannot pair one Put's bytes with the other's content type.
 //
-// Part files start with a 40-byte header, "JTPART1\n" and the part's raw
-// SHA-256 (verified equal to the caller's digest while the part streamed),
-// followed by the part's bytes. A part is thus one file renamed into place
-// in one step, and ListParts and CompleteUpload read each part's digest
-// without rereading its bytes.
+// Part files start with a 4096-byte header, "JTPART2\n", the part's raw
+// SHA-256 (verified equal to the caller's digest while the part streamed)
+// and zeros, followed by the part's bytes, which thus start block-aligned
+// (parts written before that have a 40-byte "JTPART1\n" header and are
+// still read). A part is one file renamed into place in one step, and
+// ListParts and CompleteUpload read each part's digest without rereading
+// its bytes.
+//
+// CompleteUpload assembles in place (assemble.go): the parts are moved
+// into uploads/<id>/object one by one — cloned where the filesystem has
+// reflinks (FICLONERANGE: XFS, btrfs), appended otherwise — and each part
+// file is removed once the object holding its bytes is fsynced, so
+// completing needs room for one part, not for a second copy of the file.
+// It computes the object's SHA-256 in the same pass, is crash-safe and
+// re-runnable (ListParts keeps reporting the moved parts), and publishes
+// the object like Put. Writes refused for lack of space (ENOSPC, EDQUOT)
+// are blob.ErrNoSpace, with nothing left behind; Space reports the
+// filesystem's free space for readiness.
 //
 // Every path is resolved through an os.Root opened on the root directory,
 // so neither a key nor a symbolic link planted under the root can reach a
@@ -52,6 +67,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -66,8 +82,14 @@ const (
 
 	uploadMetaFile = "upload.json"
 	partSuffix     = ".part"
-	partMagic      = "JTPART1\n"
-	partHeaderLen  = len(partMagic) + sha256.Size
+	// Part files written before reflink cloning start with partMagic1
+	// and a 40-byte header; they are still read. New ones have a header
+	// padded to partHeaderLen, so their bytes start block-aligned and
+	// can be cloned into the object (FICLONERANGE).
+	partMagic1     = "JTPART1\n"
+	partHeaderLen1 = len(partMagic1) + sha256.Size
+	partMagic      = "JTPART2\n"
+	partHeaderLen  = 4096
 
 	defaultContentType = "application/octet-stream"
 	setupTempAge       = 24 * time.Hour
@@ -78,7 +100,17 @@ const (
 type Store struct {
 	dir   string
 	root  *os.Root
-	locks [64]sync.Mutex
+	locks [64]sync.Mutex // per object key: publish, Delete
+	// asmLocks serialise CompleteUpload and AbortUpload of one upload;
+	// partLocks make PutPart's rename and the start of an assembly
+	// exclusive (see assemble.go). Lock order: asm, part, key.
+	asmLocks  [64]sync.Mutex
+	partLocks [64]sync.Mutex
+	// noClone is set once the filesystem refused a reflink clone.
+	noClone atomic.Bool
+	// hook, when set (tests), is called at each step of an assembly;
+	// an error stops the assembly there, as a crash would.
+	hook func(step string, part int) error
 }
 
 var _ blob.Store = (*Store)(nil)
@@ -165,10 +197,13 @@ func keyPath(base, key string) (string, error) {
 	return filepath.Join(base, p), nil
 }
 
-func (s *Store) lock(key string) func() {
+func (s *Store) lock(key string) func() { return stripe(&s.locks, key) }
+
+// stripe locks the mutex of locks that name hashes to.
+func stripe(locks *[64]sync.Mutex, name string) func() {
 	h := fnv.New32a()
-	h.Write([]byte(key))
-	m := &s.locks[h.Sum32()%uint32(len(s.locks))]
+	h.Write([]byte(name))
+	m := &locks[h.Sum32()%uint32(len(locks))]
 	m.Lock()
 	return m.Unlock
 }
@@ -295,6 +330,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, co
 	if !blob.ValidKey(key) {
 		return blob.Info{}, nil, blob.ErrInvalidKey
 	}
+	defer func() { err = noSpace(err) }()
 	if size < -1 {
 		return blob.Info{}, nil, fmt.Errorf("fsblob: invalid size %d", size)
 	}
@@ -348,7 +384,8 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, co
 	if err != nil {
 		return blob.Info{}, nil, err
 	}
-	return info, h.Sum(nil), nil
+	info.SHA256 = h.Sum(nil)
+	return info, info.SHA256, nil
 }
 
 func notFound(err error) bool {
@@ -534,17 +571,18 @@ func validUploadID(id string) bool {
 
 // CreateUpload creates uploads/<id>/ with its upload.json, built under
 // tmp/ and renamed into place whole.
-func (s *Store) CreateUpload(ctx context.Context, key, contentType string) (string, error) {
+func (s *Store) CreateUpload(ctx context.Context, key, contentType string) (_ string, err error) {
 	if !blob.ValidKey(key) {
 		return "", blob.ErrInvalidKey
 	}
+	defer func() { err = noSpace(err) }()
 	id := randomHex(16)
 	tmp := path.Join(tmpDir, "up-"+id)
 	if err := s.root.Mkdir(tmp, 0o750); err != nil {
 		return "", fmt.Errorf("fsblob: %w", err)
 	}
 	data, _ := json.Marshal(uploadMeta{Key: key, ContentType: normContentType(contentType), Created: time.Now().UTC()})
-	err := func() error {
+	err = func() error {
 		f, err := s.root.OpenFile(path.Join(tmp, uploadMetaFile), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
 		if err != nil {
 			return err
@@ -602,7 +640,10 @@ func partName(id string, number int) string {
 
 // PutPart writes the header and the part's bytes to a temporary file,
 // verifying the SHA-256 as they stream, and renames it into the upload's
-// directory only when the digest matches.
+// directory only when the digest matches. Once an assembly has started
+// (see assemble.go) the parts are frozen: a part equal to the one being
+// assembled is acknowledged without being stored again, any other is
+// refused.
 func (s *Store) PutPart(ctx context.Context, key, uploadID string, number int, r io.Reader, size int64, sum []byte) (p blob.Part, err error) {
 	if _, err := s.loadUpload(key, uploadID); err != nil {
 		return blob.Part{}, err
@@ -616,19 +657,24 @@ func (s *Store) PutPart(ctx context.Context, key, uploadID string, number int, r
 	if size < 0 {
 		return blob.Part{}, fmt.Errorf("fsblob: part size must be known, got %d", size)
 	}
+	defer func() { err = noSpace(err) }()
 	f, tmp, err := s.createTemp("part")
 	if err != nil {
 		return blob.Part{}, err
 	}
+	renamed := false
 	defer func() {
 		if f != nil {
 			f.Close()
 		}
-		if err != nil {
+		if !renamed {
 			_ = s.root.Remove(tmp)
 		}
 	}()
-	if _, err = f.Write(append([]byte(partMagic), sum...)); err != nil {
+	hdr := make([]byte, partHeaderLen)
+	copy(hdr, partMagic)
+	copy(hdr[len(partMagic):], sum)
+	if _, err = f.Write(hdr); err != nil {
 		return blob.Part{}, fmt.Errorf("fsblob: %w", err)
 	}
 	h := sha256.New()
@@ -650,39 +696,75 @@ func (s *Store) PutPart(ctx context.Context, key, uploadID string, number int, r
 	if err != nil {
 		return blob.Part{}, fmt.Errorf("fsblob: %w", err)
 	}
+	done := blob.Part{Number: number, Size: size, SHA256: bytes.Clone(sum), ETag: hex.EncodeToString(sum)}
 	dst := partName(uploadID, number)
-	if err = s.root.Rename(tmp, dst); err != nil {
+	unlock := stripe(&s.partLocks, uploadID)
+	plan, err := s.loadAssembly(uploadID)
+	if err == nil && plan != nil {
+		unlock()
+		// Being assembled: the parts are frozen.
+		for _, ap := range plan.parts() {
+			if ap.Number == number && ap.Size == size && bytes.Equal(ap.SHA256, sum) {
+				return done, nil // held already (perhaps consumed)
+			}
+		}
+		return blob.Part{}, fmt.Errorf("fsblob: upload %s is being completed; part %d can no longer change: %w", uploadID, number, blob.ErrNotFound)
+	}
+	if err == nil {
+		err = s.root.Rename(tmp, dst)
+	}
+	unlock()
+	if err != nil {
 		if notFound(err) {
-			err = blob.ErrNotFound // aborted or completed meanwhile
-			return blob.Part{}, err
+			return blob.Part{}, blob.ErrNotFound // aborted or completed meanwhile
 		}
 		return blob.Part{}, fmt.Errorf("fsblob: %w", err)
 	}
+	renamed = true
 	if err = s.syncDir(path.Dir(dst)); err != nil {
 		return blob.Part{}, err
 	}
-	return blob.Part{Number: number, Size: size, SHA256: bytes.Clone(sum), ETag: hex.EncodeToString(sum)}, nil
+	return done, nil
 }
 
-// readPart reads a part file's header from f.
-func readPartHeader(f *os.File) (blob.Part, error) {
+// readPartHeader reads a part file's header from f and returns the part
+// (without its number) and where its bytes start.
+func readPartHeader(f *os.File) (blob.Part, int64, error) {
 	fi, err := f.Stat()
 	if err != nil {
-		return blob.Part{}, err
+		return blob.Part{}, 0, err
 	}
-	hdr := make([]byte, partHeaderLen)
-	if _, err := f.ReadAt(hdr, 0); err != nil || string(hdr[:len(partMagic)]) != partMagic {
-		return blob.Part{}, fmt.Errorf("fsblob: %s: bad part header", f.Name())
+	hdr := make([]byte, partHeaderLen1)
+	if _, err := f.ReadAt(hdr, 0); err != nil {
+		return blob.Part{}, 0, fmt.Errorf("fsblob: %s: bad part header", f.Name())
 	}
-	sum := hdr[len(partMagic):]
-	return blob.Part{Size: fi.Size() - int64(partHeaderLen), SHA256: sum, ETag: hex.EncodeToString(sum)}, nil
+	var off int64
+	switch string(hdr[:len(partMagic)]) {
+	case partMagic:
+		off = partHeaderLen
+	case partMagic1:
+		off = int64(partHeaderLen1)
+	default:
+		return blob.Part{}, 0, fmt.Errorf("fsblob: %s: bad part header", f.Name())
+	}
+	if fi.Size() < off {
+		return blob.Part{}, 0, fmt.Errorf("fsblob: %s: truncated part header", f.Name())
+	}
+	sum := hdr[len(partMagic):partHeaderLen1]
+	return blob.Part{Size: fi.Size() - off, SHA256: sum, ETag: hex.EncodeToString(sum)}, off, nil
 }
 
-// ListParts reads each part's header (not its bytes).
+// ListParts reads each part's header (not its bytes). The parts of an
+// upload being assembled are listed from the assembly's record, those
+// already moved into the object included, so an interrupted completion
+// shows every part still held.
 func (s *Store) ListParts(ctx context.Context, key, uploadID string) ([]blob.Part, error) {
 	if _, err := s.loadUpload(key, uploadID); err != nil {
 		return nil, err
 	}
+	// The directory is read before the assembly record: a part consumed
+	// after the listing was taken is in the record, which exists before
+	// any part is consumed.
 	ents, err := fs.ReadDir(s.root.FS(), path.Join(uploadsDir, uploadID))
 	if err != nil {
 		if notFound(err) {
@@ -690,7 +772,7 @@ func (s *Store) ListParts(ctx context.Context, key, uploadID string) ([]blob.Par
 		}
 		return nil, fmt.Errorf("fsblob: %w", err)
 	}
-	var parts []blob.Part
+	byNum := map[int]blob.Part{}
 	for _, e := range ents {
 		numStr, ok := strings.CutSuffix(e.Name(), partSuffix)
 		if !ok || !e.Type().IsRegular() {
@@ -707,105 +789,33 @@ func (s *Store) ListParts(ctx context.Context, key, uploadID string) ([]blob.Par
 			}
 			return nil, fmt.Errorf("fsblob: %w", err)
 		}
-		p, err := readPartHeader(f)
+		p, _, err := readPartHeader(f)
 		f.Close()
 		if err != nil {
 			return nil, err
 		}
 		p.Number = num
+		byNum[num] = p
+	}
+	plan, err := s.loadAssembly(uploadID)
+	if err != nil {
+		return nil, err
+	}
+	if plan == nil {
+		// Completed (the directory moved away) while it was read?
+		if _, err := s.root.Stat(path.Join(uploadsDir, uploadID, uploadMetaFile)); notFound(err) {
+			return nil, blob.ErrNotFound
+		}
+	}
+	for _, p := range plan.parts() {
+		byNum[p.Number] = p
+	}
+	parts := make([]blob.Part, 0, len(byNum))
+	for _, p := range byNum {
 		parts = append(parts, p)
 	}
 	sort.Slice(parts, func(i, j int) bool { return parts[i].Number < parts[j].Number })
 	return parts, nil
-}
-
-// CompleteUpload checks the parts, concatenates them into a temporary
-// file, fsyncs and publishes it, then removes the upload.
-func (s *Store) CompleteUpload(ctx context.Context, key, uploadID string, parts []blob.Part) (info blob.Info, err error) {
-	meta, err := s.loadUpload(key, uploadID)
-	if err != nil {
-		return blob.Info{}, err
-	}
-	stored, err := s.ListParts(ctx, key, uploadID)
-	if err != nil {
-		return blob.Info{}, err
-	}
-	if err := blob.CheckParts(parts, stored); err != nil {
-		return blob.Info{}, err
-	}
-	byNum := make(map[int]blob.Part, len(stored))
-	for _, p := range stored {
-		byNum[p.Number] = p
-	}
-	f, tmp, err := s.createTemp("complete")
-	if err != nil {
-		return blob.Info{}, err
-	}
-	tmpMeta := ""
-	defer func() {
-		if f != nil {
-			f.Close()
-		}
-		if err != nil {
-			_ = s.root.Remove(tmp)
-			if tmpMeta != "" {
-				_ = s.root.Remove(tmpMeta)
-			}
-		}
-	}()
-	whole := sha256.New()
-	for _, g := range parts {
-		want := byNum[g.Number]
-		if err = s.appendPart(ctx, io.MultiWriter(f, whole), uploadID, want); err != nil {
-			return blob.Info{}, err
-		}
-	}
-	if err = f.Sync(); err != nil {
-		return blob.Info{}, fmt.Errorf("fsblob: %w", err)
-	}
-	err = f.Close()
-	f = nil
-	if err != nil {
-		return blob.Info{}, fmt.Errorf("fsblob: %w", err)
-	}
-	if tmpMeta, err = s.writeMetaTemp(meta.ContentType); err != nil {
-		return blob.Info{}, err
-	}
-	if info, err = s.publish(key, tmp, tmpMeta, meta.ContentType); err != nil {
-		return blob.Info{}, err
-	}
-	s.removeUpload(uploadID)
-	info.SHA256 = whole.Sum(nil)
-	return info, nil
-}
-
-// appendPart copies one part's bytes to w after checking that the file
-// still holds the part that was verified (a concurrent PutPart may have
-// replaced it).
-func (s *Store) appendPart(ctx context.Context, w io.Writer, uploadID string, want blob.Part) error {
-	f, err := s.root.Open(partName(uploadID, want.Number))
-	if err != nil {
-		if notFound(err) {
-			return blob.ErrNotFound
-		}
-		return fmt.Errorf("fsblob: %w", err)
-	}
-	defer f.Close()
-	got, err := readPartHeader(f)
-	if err != nil {
-		return err
-	}
-	if got.Size != want.Size || !bytes.Equal(got.SHA256, want.SHA256) {
-		return fmt.Errorf("fsblob: part %d changed while completing", want.Number)
-	}
-	n, err := copyCtx(ctx, w, io.NewSectionReader(f, int64(partHeaderLen), want.Size))
-	if err != nil {
-		return fmt.Errorf("fsblob: part %d: %w", want.Number, err)
-	}
-	if n != want.Size {
-		return fmt.Errorf("fsblob: part %d: short read", want.Number)
-	}
-	return nil
 }
 
 // removeUpload moves the upload's directory under tmp/ (so no PutPart can
@@ -818,7 +828,8 @@ func (s *Store) removeUpload(id string) {
 	_ = s.root.RemoveAll(gone)
 }
 
-// AbortUpload discards the upload; an unknown upload is not an error.
+// AbortUpload discards the upload; an unknown upload is not an error. It
+// waits for an assembly of the upload in progress in this process.
 func (s *Store) AbortUpload(ctx context.Context, key, uploadID string) error {
 	if _, err := s.loadUpload(key, uploadID); err != nil {
 		if errors.Is(err, blob.ErrNotFound) {
@@ -826,6 +837,8 @@ func (s *Store) AbortUpload(ctx context.Context, key, uploadID string) error {
 		}
 		return err
 	}
+	unlock := stripe(&s.asmLocks, uploadID)
+	defer unlock()
 	s.removeUpload(uploadID)
 	return nil
 }

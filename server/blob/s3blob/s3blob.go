@@ -239,6 +239,28 @@ func httpStatus(err error) int {
 	return 0
 }
 
+// noSpaceTexts are what S3 backends say in an error's message when their
+// disks are full. MinIO on one drive answers a write that hit ENOSPC with
+// 500 InternalError "…: cause(no space left on device)"; with erasure
+// sets, 507 XMinioStorageFull (code matched in mapErr).
+var noSpaceTexts = []string{"no space left on device", "drive path full", "minimum free drive threshold", "disk quota exceeded"}
+
+// saysNoSpace reports an S3 error whose message says the backend's
+// storage is full.
+func saysNoSpace(err error) bool {
+	var ae smithy.APIError
+	if !errors.As(err, &ae) {
+		return false
+	}
+	msg := strings.ToLower(ae.ErrorMessage())
+	for _, t := range noSpaceTexts {
+		if strings.Contains(msg, t) {
+			return true
+		}
+	}
+	return false
+}
+
 // mapErr turns S3 errors into blob's: the sentinel is matchable with
 // errors.Is, the original text stays in the message.
 func mapErr(op string, err error) error {
@@ -252,10 +274,17 @@ func mapErr(op string, err error) error {
 		return fmt.Errorf("%w (s3 %s: %v)", blob.ErrChecksum, op, err)
 	case "InvalidRange":
 		return fmt.Errorf("%w (s3 %s: %v)", blob.ErrInvalidRange, op, err)
+	case "XMinioStorageFull", "StorageFull", "InsufficientStorage", "XMinioAdminBucketQuotaExceeded", "QuotaExceeded":
+		// MinIO below its free-space floor, or a full drive (507); a
+		// bucket or user quota of the backend (MinIO, Ceph RGW).
+		return fmt.Errorf("%w (s3 %s: %v)", blob.ErrNoSpace, op, err)
 	case "":
 		if httpStatus(err) == http.StatusNotFound {
 			return fmt.Errorf("%w (s3 %s: %v)", blob.ErrNotFound, op, err)
 		}
+	}
+	if httpStatus(err) == http.StatusInsufficientStorage || saysNoSpace(err) {
+		return fmt.Errorf("%w (s3 %s: %v)", blob.ErrNoSpace, op, err)
 	}
 	return fmt.Errorf("s3blob: %s: %w", op, err)
 }
@@ -492,7 +521,7 @@ func (s *Store) putSingle(ctx context.Context, key string, data []byte, size int
 	if err != nil {
 		return blob.Info{}, nil, mapErr("put "+key, err)
 	}
-	return blob.Info{Key: key, Size: int64(len(data)), ContentType: contentType, ModTime: time.Now().UTC()}, sum, nil
+	return blob.Info{Key: key, Size: int64(len(data)), ContentType: contentType, ModTime: time.Now().UTC(), SHA256: sum}, sum, nil
 }
 
 func (s *Store) putMultipart(ctx context.Context, key string, src io.Reader, size int64, contentType string,
@@ -623,7 +652,8 @@ func (s *Store) putMultipart(ctx context.Context, key string, src io.Reader, siz
 		s.abort(ctx, key, *uploadID)
 		return blob.Info{}, nil, err
 	}
-	return blob.Info{Key: key, Size: total, ContentType: contentType, ModTime: time.Now().UTC()}, whole.Sum(nil), nil
+	sum = whole.Sum(nil)
+	return blob.Info{Key: key, Size: total, ContentType: contentType, ModTime: time.Now().UTC(), SHA256: sum}, sum, nil
 }
 
 // abort aborts an upload on a context that survives the caller's
