@@ -305,12 +305,12 @@ type server struct {
 	url, key, secret string
 }
 
-const webhook = "whsec_bench"
+const webhook = "whsec_bench_deaf3163be50b713613e6c4d97cb636b"
 
 func startServer(b *testing.B, m testenv.S3, publicS3 string) *server {
 	b.Helper()
 	cfg := app.Config{
-		Listen: "127.0.0.1:0", DataDir: b.TempDir(), WebhookSecret: webhook, TokenSecret: "bench", LiveKeys: true,
+		Listen: "127.0.0.1:0", DataDir: b.TempDir(), WebhookSecret: webhook, TokenSecret: "bench_token_b8b6c6080591a0a1afa128d476bad708", LiveKeys: true,
 		DirectUploads: true,
 		S3:            &s3blob.Config{Endpoint: m.Endpoint, PublicEndpoint: publicS3, Region: m.Region, AccessKeyID: m.AccessKey, SecretAccessKey: m.SecretKey, Bucket: m.Bucket},
 	}

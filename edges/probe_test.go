@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 )
@@ -320,4 +322,30 @@ func TestProbeAgainstProbeHandler(t *testing.T) {
 	if m := ms[0]; !m.Healthy || m.Err != nil || m.RTT <= 0 {
 		t.Fatalf("%+v", m)
 	}
+}
+
+// TestProbeHandlerSilentSender: a probe that declares more than it sends
+// and goes silent is answered after the probe's read time and its
+// connection closed, not held: the handler used to clear its deadline,
+// and the server's discard of the unread rest (under 256 KiB) waited for
+// the silent sender forever.
+func TestProbeHandlerSilentSender(t *testing.T) {
+	srv := httptest.NewServer(ProbeHandler())
+	defer srv.Close()
+	c, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	io.WriteString(c, "POST "+PathProbe+" HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"+strings.Repeat("x", 5000))
+	c.SetReadDeadline(time.Now().Add(ProbeReadTime + 10*time.Second))
+	b, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("connection still open %v after a silent probe (read %q): %v", time.Since(start), b, err)
+	}
+	if !strings.Contains(string(b), " 200 ") || !strings.Contains(string(b), `"bytes":5000`) {
+		t.Fatalf("answer %q", b)
+	}
+	t.Logf("closed after %v", time.Since(start).Round(time.Millisecond))
 }

@@ -55,7 +55,9 @@ func ProbeHandler() http.Handler {
 				break
 			}
 		}
-		_ = rc.SetReadDeadline(time.Time{})
+		// The deadline stays: the server closes the rest of a body the
+		// probe did not read (up to 256 KiB) after the answer, and must
+		// not wait for a sender gone silent (a read body cleared it).
 		w.Header().Set("Connection", "close") // the rest of an unread body is not worth draining
 		writeJSON(w, http.StatusOK, ProbeResult{Bytes: n, Micros: last.Sub(first).Microseconds()})
 	})

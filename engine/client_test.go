@@ -76,6 +76,39 @@ func TestBackoff(t *testing.T) {
 	}
 }
 
+// TestBackoffOutage: a 503 with Retry-After (a part of the server down)
+// paces the client: never sooner than asked, never sooner than the
+// backoff, so a short Retry-After cannot make a request give up inside
+// a 15 s outage (it replaced the backoff before: 7 × ~1 s), and workers
+// told the same are spread over a quarter of the wait.
+func TestBackoffOutage(t *testing.T) {
+	p := RetryPolicy{}.withDefaults()
+	short := &APIError{Status: 503, Code: "unavailable", RetryAfter: time.Second}
+	for range 200 {
+		var total time.Duration
+		for attempt := 1; attempt < p.MaxAttempts; attempt++ {
+			d := p.backoff(attempt, short)
+			ceiling := min(p.MaxDelay, p.BaseDelay<<(attempt-1))
+			if d < max(ceiling/2, time.Second) {
+				t.Fatalf("attempt %d after a 503 with Retry-After 1s: %v, under the backoff or the Retry-After", attempt, d)
+			}
+			total += d
+		}
+		if total < 15*time.Second {
+			t.Fatalf("503s with Retry-After 1s: the waits add up to %v, under 15 s", total)
+		}
+	}
+	long := &APIError{Status: 503, Code: "unavailable", RetryAfter: 8 * time.Second}
+	lo, hi := time.Hour, time.Duration(0)
+	for range 500 {
+		d := p.backoff(1, long)
+		lo, hi = min(lo, d), max(hi, d)
+	}
+	if lo < 8*time.Second || hi > 10*time.Second || hi-lo < 500*time.Millisecond {
+		t.Fatalf("503 with Retry-After 8s: waits in [%v, %v], want within [8 s, 10 s] and spread", lo, hi)
+	}
+}
+
 func TestParseRetryAfter(t *testing.T) {
 	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 	for in, want := range map[string]time.Duration{

@@ -74,7 +74,8 @@ func (p RetryPolicy) withDefaults() RetryPolicy {
 }
 
 // backoff is the wait after the attempt-th failed attempt (1-based):
-// equal jitter, or the server's Retry-After. Full jitter (from 0) spreads
+// equal jitter, or the server's Retry-After (exactly for 429; as a floor
+// for 503, see below). Full jitter (from 0) spreads
 // workers as well, but a run of short draws let a request give up inside
 // a 10-second storage outage (seen in TestFaultMinIOUnreachable); the
 // lower half-bound makes the total predictable.
@@ -87,8 +88,18 @@ func (p RetryPolicy) backoff(attempt int, err error) time.Duration {
 	d := half + time.Duration(rand.Int64N(int64(ceiling-half)+1))
 	var ae *APIError
 	if errors.As(err, &ae) && ae.RetryAfter > 0 {
-		// Honour it, and spread the workers that were all told the same.
-		d = ae.RetryAfter + time.Duration(rand.Int64N(int64(p.BaseDelay)+1))
+		if ae.Status == http.StatusTooManyRequests {
+			// A limit names when it opens: honour it, and spread the
+			// workers that were all told the same.
+			return ae.RetryAfter + time.Duration(rand.Int64N(int64(p.BaseDelay)+1))
+		}
+		// A part of the server is down (503): wait at least as long as
+		// asked, never less than the backoff (whose waits add up to more
+		// than an outage usually lasts; a short Retry-After must not let
+		// a request give up sooner), spread over a quarter of the wait so
+		// that workers told the same do not come back as one.
+		spread := max(p.BaseDelay, ae.RetryAfter/4)
+		d = max(d, ae.RetryAfter) + time.Duration(rand.Int64N(int64(spread)+1))
 	}
 	return d
 }

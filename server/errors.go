@@ -55,6 +55,15 @@ const (
 	ETimeout          = "request_timeout" // the request body stalled
 )
 
+// ErrUnavailable marks an error of a part the server depends on (the
+// database) that is down, restarting, unreachable or overloaded for the
+// moment: the same call may well succeed in a few seconds. Adapters wrap
+// it around the driver's error (server/sqlstore); the API answers such
+// errors 503 unavailable with Retry-After. For everything else they stay
+// internal errors (ErrorCode is EInternal), so steps that retry internal
+// errors keep doing so.
+var ErrUnavailable = errors.New("temporarily unavailable")
+
 // Error is the one error type of the server. Code is one of the E*
 // constants; Message is safe to show to a client and says what to do next.
 type Error struct {

@@ -15,7 +15,7 @@ import (
 	"github.com/jettythunder/jetty/server/app"
 )
 
-const cmdSecret = "whsec_cmd_test"
+const cmdSecret = "whsec_cmd_test_235280141e4890b0b46647e721e0b427"
 
 // testServer runs a companion server in this process on the embedded
 // default and returns its URL.
@@ -27,7 +27,7 @@ func testServer(t *testing.T) string {
 // testServerWith is testServer taking relays with edgeSecret ("" for none).
 func testServerWith(t *testing.T, edgeSecret string) string {
 	t.Helper()
-	a, stop, err := app.Start(app.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), WebhookSecret: cmdSecret, TokenSecret: "tok", EdgeSecret: edgeSecret, LiveKeys: true}, nil)
+	a, stop, err := app.Start(app.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), WebhookSecret: cmdSecret, TokenSecret: "tok_0fa6c9e239bb526f825d0863c7218ffd", EdgeSecret: edgeSecret, LiveKeys: true}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

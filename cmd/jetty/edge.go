@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/jettythunder/jetty/edges/relay"
+	"github.com/jettythunder/jetty/internal/secrets"
 	"github.com/jettythunder/jetty/server/app"
 	"github.com/jettythunder/jetty/server/blob/s3blob"
 )
@@ -55,7 +56,12 @@ Where chunks go:
     server's), straight into the object store;
   - otherwise (or with --no-s3) forwarded to the origin.
 
-JETTY_EDGE_SECRET must be set, the same as on the server.
+JETTY_EDGE_SECRET must be set, the same as on the server: at least 32
+characters of random text (make one with openssl rand -hex 32).
+JETTY_BODY_TIMEOUT (default 30s) is how long a chunk body may send nothing,
+and how long any other request body may take in all. Connections are capped
+from the file-descriptor limit: silent ones that never authenticated are
+closed first (see docs/decisions.md).
 
 --public-url is the address clients are told to use (a proxy or load
 balancer in front of the relay); by default the listen address. On SIGTERM
@@ -99,6 +105,9 @@ func edgeRun(ctx context.Context, opts *EdgeOptions) error {
 	if secret == "" {
 		return &ExitError{Code: ExitAuth, Err: fmt.Errorf("JETTY_EDGE_SECRET is not set: give the relay the same secret as the server (jetty server --dev prints one)")}
 	}
+	if err := secrets.Check("JETTY_EDGE_SECRET", secret); err != nil {
+		return &ExitError{Code: ExitAuth, Err: fmt.Errorf("%w (the same on the relay and the server)", err)}
+	}
 	listen := opts.Listen
 	if listen == "" {
 		listen = DefaultEdgeListen
@@ -121,6 +130,13 @@ func edgeRun(ctx context.Context, opts *EdgeOptions) error {
 		Interval:  opts.Interval,
 		Logger:    log,
 		Version:   version,
+	}
+	if v := getenv("JETTY_BODY_TIMEOUT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 100*time.Millisecond || d > time.Hour {
+			return usageError("JETTY_BODY_TIMEOUT must be a duration between 100ms and 1h, such as 30s (got %q)", v)
+		}
+		cfg.BodyIdle = d
 	}
 	if s3cfg, ok := s3blob.ConfigFromEnv(getenv); ok && !opts.NoS3 {
 		cfg.S3 = &s3cfg

@@ -15,7 +15,7 @@ import (
 	"github.com/jettythunder/jetty/internal/testenv"
 )
 
-const cmdEdgeSecret = "edge secret of the cmd tests"
+const cmdEdgeSecret = "edge_secret_cmd_tests_7e3167e66c0f3c0ef559cbef21310828"
 
 // edgeServer is testServer with relays allowed.
 func edgeServer(t *testing.T) string {
@@ -147,9 +147,19 @@ func TestEdgeCommandErrors(t *testing.T) {
 	if _, errOut, code := runJetty(t, env, "", "edge", "--origin", "http://127.0.0.1:1", "--heartbeat", "1ms"); code != ExitUsage || !strings.Contains(errOut, "--heartbeat") {
 		t.Errorf("bad heartbeat: %d %q", code, errOut)
 	}
+	// Weak secrets are refused before anything starts, saying how to
+	// make a good one (and never echoing the value).
+	for _, weak := range []string{"x", " ", strings.Repeat("a", 40), " " + cmdEdgeSecret} {
+		env := map[string]string{"JETTY_EDGE_SECRET": weak}
+		_, errOut, code := runJetty(t, env, "", "edge", "--origin", "http://127.0.0.1:1")
+		if code != ExitAuth || !strings.Contains(errOut, "JETTY_EDGE_SECRET") || !strings.Contains(errOut, "at least 32") ||
+			!strings.Contains(errOut, "openssl rand -hex 32") || (len(weak) > 8 && strings.Contains(errOut, weak)) {
+			t.Errorf("weak secret %q: %d %q", weak, code, errOut)
+		}
+	}
 	// A server that refuses the relay (wrong secret): a clear error, not a hang.
 	srv := edgeServer(t)
-	env["JETTY_EDGE_SECRET"] = "not the server's"
+	env["JETTY_EDGE_SECRET"] = "not_the_servers_secret_f1cd6747fc8dea4014c415f12cf9d592"
 	_, errOut, code := runJetty(t, env, "", "edge", "--origin", srv, "--listen", "127.0.0.1:0")
 	if code == 0 || !strings.Contains(errOut, "refused this relay") {
 		t.Errorf("wrong secret: %d %q", code, errOut)

@@ -33,7 +33,27 @@ type child struct {
 // environment, waits until its server listens and returns its URL.
 func startChild(t testing.TB, env []string, args ...string) *child {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], args...)
+	return startChildOpts(t, childOpts{}, env, args...)
+}
+
+// childOpts change how startChildOpts runs a child.
+type childOpts struct {
+	// wrap is a command the child runs under (e.g. prlimit and its
+	// arguments, ending in "--").
+	wrap []string
+	// ready is the log message that carries the child's URL (default
+	// "jetty server listening").
+	ready string
+}
+
+// startChildOpts is startChild with options.
+func startChildOpts(t testing.TB, o childOpts, env []string, args ...string) *child {
+	t.Helper()
+	if o.ready == "" {
+		o.ready = "jetty server listening"
+	}
+	argv := append(append(append([]string{}, o.wrap...), os.Args[0]), args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(append(os.Environ(), "JETTY_TEST_MAIN=1", "JETTY_LOG_FORMAT=json"), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stderr, err := cmd.StderrPipe()
@@ -56,7 +76,7 @@ func startChild(t testing.TB, env []string, args ...string) *child {
 				Msg string `json:"msg"`
 				URL string `json:"url"`
 			}
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "jetty server listening" && !sent {
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == o.ready && !sent {
 				urls <- line.URL
 				sent = true
 			}

@@ -47,6 +47,12 @@ and object files under --data-dir, rate limits in memory. In production set:
   JETTY_PUBLIC_URL           base URL clients are told to use (behind a proxy)
   JETTY_EDGE_SECRET          shared with the edge relays (jetty edge); without it none can register
   JETTY_TOKEN_SECRET         signs upload tokens; the same on every instance (default: JETTY_EDGE_SECRET)
+  JETTY_RELAY_ENCRYPTION_KEY 64 hex characters: encrypts the relay's cached credentials (default: derived)
+  JETTY_METRICS_LISTEN       serve GET /metrics on this address only, e.g. 127.0.0.1:9090
+  JETTY_METRICS_TOKEN        require Authorization: Bearer <token> for /metrics
+                             (with neither, /metrics is not served; --dev serves it to anyone)
+  JETTY_BODY_TIMEOUT         how long an upload body may send nothing, and any other body may
+                             take in all (default 30s)
   JETTY_S3_PUBLIC_ENDPOINT   the S3 endpoint as clients reach it, for presigned direct uploads
   JETTY_DIRECT_UPLOADS       off: never offer direct uploads to S3 (default on with LYVE_ENDPOINT)
   JETTY_COMPLETION_LEASE     how long a completion holds its session unrenewed (default 30s): after a crash the
@@ -55,6 +61,13 @@ and object files under --data-dir, rate limits in memory. In production set:
   JETTY_ANON_REQUEST_LOG_RETENTION  failed requests without an account: this long (default 168h)
   JETTY_DELETED_ACCOUNT_GRACE       purge a deleted account's objects this long after deletion (default 720h; off: never)
   PORT                       listen on :PORT when --listen is not given
+
+Every secret must be at least 32 characters of random text, without
+surrounding spaces or repetition (make one with openssl rand -hex 32); the
+server refuses to start with a weaker one. Unset secrets turn their feature
+off. Connections are capped from the file-descriptor limit: silent ones that
+never authenticated are closed first. When the database or the object store
+is down, calls answer 503 with Retry-After.
 
 --dev generates the secrets it lacks, provisions a demo account and prints
 how to use it.`,

@@ -17,7 +17,7 @@ import (
 	"github.com/jettythunder/jetty/server/sqlstore"
 )
 
-const e2eSecret = "whsec_e2e_test_secret"
+const e2eSecret = "whsec_e2e_test_bbc7650ce333c70a5f425eec89abbea0"
 
 // deployment is a server configuration a child process runs with, and
 // direct handles on its database and object store for checking.

@@ -50,7 +50,9 @@ import (
 	"time"
 
 	"github.com/jettythunder/jetty/edges"
+	"github.com/jettythunder/jetty/internal/connguard"
 	"github.com/jettythunder/jetty/internal/idleread"
+	"github.com/jettythunder/jetty/internal/secrets"
 	"github.com/jettythunder/jetty/server/blob"
 	"github.com/jettythunder/jetty/server/blob/s3blob"
 	"github.com/jettythunder/jetty/server/uploadtoken"
@@ -92,8 +94,12 @@ type Config struct {
 	// (DefaultSessionCache).
 	SessionCache time.Duration
 	// BodyIdle is how long a chunk body may send nothing before the
-	// request fails with 408 and frees its slot (idleread.DefaultIdle).
+	// request fails with 408 and frees its slot, and how long any other
+	// request body may take in all (idleread.DefaultIdle, 30 s).
 	BodyIdle time.Duration
+	// Conns caps the relay's connections (see internal/connguard); zero
+	// fields follow the file-descriptor limit.
+	Conns connguard.Limits
 	// S3, when set, makes the relay write parts to the S3 backend itself
 	// (mode s3); otherwise chunks are forwarded to the origin.
 	S3 *s3blob.Config
@@ -149,6 +155,9 @@ func New(ctx context.Context, cfg Config) (*Relay, error) {
 	u, err := url.Parse(strings.TrimRight(cfg.Origin, "/"))
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("--origin must be the origin server's http(s) base URL, got %q", cfg.Origin)
+	}
+	if err := secrets.Check("JETTY_EDGE_SECRET", cfg.Secret); err != nil {
+		return nil, fmt.Errorf("%w (the same on the relay and the server)", err)
 	}
 	keys, err := edges.NewKeys(cfg.Secret)
 	if err != nil {
@@ -268,6 +277,8 @@ func (r *Relay) Serve(ctx context.Context, ln net.Listener) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(r.log.Handler(), slog.LevelWarn),
 	}
+	guard := connguard.New(r.cfg.Conns, r.log)
+	ln = guard.Install(srv, ln, r.cfg.BodyIdle)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	beatCtx, stopBeats := context.WithCancel(context.Background())
@@ -280,7 +291,9 @@ func (r *Relay) Serve(ctx context.Context, ln net.Listener) error {
 	if r.OnRegistered != nil {
 		r.OnRegistered()
 	}
-	r.log.Info("jetty edge relay serving", "id", r.cfg.ID, "url", r.cfg.PublicURL, "origin", r.origin.String(), "mode", r.mode, "location", r.cfg.Location)
+	lim := guard.Limits()
+	r.log.Info("jetty edge relay serving", "id", r.cfg.ID, "url", r.cfg.PublicURL, "origin", r.origin.String(), "mode", r.mode, "location", r.cfg.Location,
+		"max_conns", lim.MaxConns, "max_unauthenticated_conns", lim.MaxUnauth)
 
 	var serveErr error
 	select {
@@ -581,6 +594,7 @@ func (r *Relay) takeChunk(w http.ResponseWriter, req *http.Request, signer *uplo
 	case claims.SessionID != req.PathValue("id"):
 		return http.StatusUnauthorized, "token_invalid", "upload token belongs to another session"
 	}
+	connguard.Authenticated(ctx)
 	index, err := strconv.Atoi(req.PathValue("index"))
 	if err != nil || index < 0 || index >= maxChunkIndex {
 		return http.StatusBadRequest, "invalid_request", fmt.Sprintf("chunk index must be 0..%d", maxChunkIndex-1)

@@ -25,9 +25,9 @@ import (
 )
 
 const (
-	edgeSecret  = "relay test edge secret"
-	tokenSecret = "relay test token secret"
-	webhook     = "whsec_relay_test"
+	edgeSecret  = "relay_test_edge_secret_c46ea7c96dbf2187791da18223727056"
+	tokenSecret = "relay_test_token_secret_4430bc5e78c8e3c4db4ca01871a12c9d"
+	webhook     = "whsec_relay_test_5d2e8a41c7f09b36e1a4d8c2f7b05e93"
 )
 
 type origin struct {
@@ -363,7 +363,7 @@ func TestRelayDrains(t *testing.T) {
 // cannot register, and says why.
 func TestRelayWrongSecret(t *testing.T) {
 	o := startOrigin(t, app.Config{})
-	r := newRelay(t, o, "edge_wrong", func(c *Config) { c.Secret = "another secret" })
+	r := newRelay(t, o, "edge_wrong", func(c *Config) { c.Secret = "another_edge_secret_4794083119971e5e6aea9ceb897bb9de" })
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	defer ln.Close()
 	err := r.Serve(context.Background(), ln)
@@ -379,14 +379,21 @@ func TestRelayWrongSecret(t *testing.T) {
 // TestNewRefusesBadConfig: bad settings are refused before anything runs.
 func TestNewRefusesBadConfig(t *testing.T) {
 	for _, c := range []Config{
-		{Origin: "", Secret: "s"},
-		{Origin: "ftp://x", Secret: "s"},
+		{Origin: "", Secret: edgeSecret},
+		{Origin: "ftp://x", Secret: edgeSecret},
 		{Origin: "http://127.0.0.1:1", Secret: ""},
-		{Origin: "http://127.0.0.1:1", Secret: "s", PublicURL: "not a url"},
-		{Origin: "http://127.0.0.1:1", Secret: "s", ID: "a/b"},
+		{Origin: "http://127.0.0.1:1", Secret: edgeSecret, PublicURL: "not a url"},
+		{Origin: "http://127.0.0.1:1", Secret: edgeSecret, ID: "a/b"},
 	} {
 		if _, err := New(context.Background(), c); err == nil {
 			t.Errorf("%+v accepted", c)
+		}
+	}
+	// Weak secrets: refused, saying which variable and how to make one.
+	for _, weak := range []string{"s", " ", strings.Repeat("ab", 20), edgeSecret + "\n"} {
+		_, err := New(context.Background(), Config{Origin: "http://127.0.0.1:1", Secret: weak})
+		if err == nil || !strings.Contains(err.Error(), "JETTY_EDGE_SECRET") || !strings.Contains(err.Error(), "openssl rand -hex 32") {
+			t.Errorf("weak secret %q: %v", weak, err)
 		}
 	}
 }

@@ -22,7 +22,7 @@ import (
 	"github.com/jettythunder/jetty/server/blob/s3blob"
 )
 
-const edgeSecret = "e2e edge secret"
+const edgeSecret = "e2e_edge_secret_504faf11736c55965520dce3364eba81"
 
 // startEdgeServer is a server on SQLite and files that takes relays.
 func startEdgeServer(t testing.TB) *server {

@@ -21,6 +21,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -234,6 +235,21 @@ func call(method, u, key, secret string, body []byte) answer {
 // checkErrorBody fails unless a is a JSON error answer ({"error", "code"}
 // and nothing more revealing) with a 5xx status that names none of
 // secrets (addresses, credentials, internal names).
+// checkOutage is checkErrorBody for an outage of a part: 503
+// unavailable with a Retry-After, so clients pace themselves (a bare 500
+// until issue 16).
+func checkOutage(t *testing.T, what string, a answer, secrets ...string) {
+	t.Helper()
+	checkErrorBody(t, what, a, secrets...)
+	if a.err != nil {
+		return
+	}
+	ra, err := strconv.Atoi(a.header.Get("Retry-After"))
+	if a.status != 503 || !strings.Contains(a.body, `"code":"unavailable"`) || err != nil || ra < 1 {
+		t.Errorf("%s: %d Retry-After %q %s; want 503 unavailable with a Retry-After", what, a.status, a.header.Get("Retry-After"), a.body)
+	}
+}
+
 func checkErrorBody(t *testing.T, what string, a answer, secrets ...string) {
 	t.Helper()
 	if a.err != nil {
@@ -385,7 +401,7 @@ func postgresOutage(t *testing.T, s *server, dbAddr, kind string, cut, restore f
 		t.Errorf("readyz with the database down: %d %s %v; want 503 naming the database", a.status, a.body, a.err)
 	}
 	q := call("GET", s.url+"/api/agentcache/quota", s.key, s.secret, nil)
-	checkErrorBody(t, "quota with the database down", q, dbAddr, "sqlstore", "pgx", "postgres://", "dial tcp", "connection refused", "SQLSTATE")
+	checkOutage(t, "quota with the database down", q, dbAddr, "sqlstore", "pgx", "postgres://", "dial tcp", "connection refused", "SQLSTATE")
 	sleepUntil(t0.Add(outage))
 	restore()
 	down := time.Since(t0)
@@ -478,7 +494,7 @@ func TestFaultMinIOUnreachable(t *testing.T) {
 			if a.err == nil && a.status >= 500 {
 				storageErrs++
 			}
-			checkErrorBody(t, "a storage call with storage down", a, secrets...)
+			checkOutage(t, "a storage call with storage down", a, secrets...)
 		}
 		time.Sleep(250 * time.Millisecond)
 	}

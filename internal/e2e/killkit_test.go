@@ -400,7 +400,7 @@ func startServerKid(t testing.TB, cfg app.Config) *serverKid {
 	t.Helper()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.WebhookSecret = webhookSecret
-	cfg.TokenSecret = "e2e token secret" // upload tokens outlive a restart
+	cfg.TokenSecret = "e2e_token_secret_3ef79aa985580f88c4f1414f5fe72ece" // upload tokens outlive a restart
 	cfg.LiveKeys = true
 	// A completion the kill interrupted is taken over once its lease ran
 	// out: short here, so that the resume waits 2 s rather than 30.

@@ -694,11 +694,16 @@ WHERE a.storage_used_bytes <> coalesce((SELECT sum(size_bytes) FROM stored_objec
 // value.
 func scrapeMetrics(t *testing.T, base string) map[string]float64 {
 	t.Helper()
-	res, err := http.Get(base + "/metrics")
+	req, _ := http.NewRequest("GET", base+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+metricsToken)
+	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %s", res.Status)
+	}
 	out := map[string]float64{}
 	sc := bufio.NewScanner(res.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)

@@ -74,7 +74,10 @@ type server struct {
 	app    *app.App
 }
 
-const webhookSecret = "whsec_e2e"
+// metricsToken reads the /metrics of the servers the tests start.
+const metricsToken = "e2e_metrics_token_8d3f6a1c9e4b7d2f0a5c8e1b3d6f9a2c"
+
+const webhookSecret = "whsec_e2e_1e5b4f9e377f527291aa0d353421e99a"
 
 // deployments starts a server per deployment and runs fn against it.
 func deployments(t *testing.T, fn func(t *testing.T, s *server)) {
@@ -102,7 +105,8 @@ func startServerLog(t testing.TB, cfg app.Config, log *slog.Logger) *server {
 	t.Helper()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.WebhookSecret = webhookSecret
-	cfg.TokenSecret = "e2e token secret"
+	cfg.TokenSecret = "e2e_token_secret_3ef79aa985580f88c4f1414f5fe72ece"
+	cfg.MetricsToken = metricsToken
 	cfg.LiveKeys = true
 	a, stop, err := app.Start(cfg, log)
 	if err != nil {

@@ -49,6 +49,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jettythunder/jetty/internal/connguard"
 	"github.com/jettythunder/jetty/server"
 	"github.com/jettythunder/jetty/server/webhooksig"
 )
@@ -352,6 +353,7 @@ func (rl *Relay) authorize(r *http.Request) error {
 	if subtle.ConstantTimeCompare(d[:], rl.secretDigest[:]) != 1 {
 		return fail(http.StatusUnauthorized, server.EUnauthorized, "invalid bearer token; it must equal INTERNAL_WEBHOOK_SECRET")
 	}
+	connguard.Authenticated(r.Context())
 	return nil
 }
 

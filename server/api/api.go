@@ -84,6 +84,14 @@ type Config struct {
 	CompletionLease time.Duration
 	// Registry receives the server's metrics; a new one when nil.
 	Registry *prometheus.Registry
+	// MetricsToken, when set (JETTY_METRICS_TOKEN), must be sent as
+	// Authorization: Bearer to read GET /metrics.
+	MetricsToken string
+	// MetricsPublic serves GET /metrics on Handler to anyone when no
+	// MetricsToken is set (--dev). Otherwise, without a token, Handler
+	// answers 404 there and MetricsHandler serves them (a listener of
+	// their own).
+	MetricsPublic bool
 	// TierCacheTTL bounds how long tier rows are cached (default 30s).
 	TierCacheTTL time.Duration
 	// Now is the clock (time.Now when nil).
@@ -118,9 +126,12 @@ type Server struct {
 	minFree         MinFree
 	fullUntil       atomic.Int64 // unix ns: a write was refused for lack of space (storage_full.go)
 
-	metrics *metrics
-	reqlog  *requestLog
-	handler http.Handler
+	metrics       *metrics
+	promHandler   http.Handler
+	metricsToken  string
+	metricsPublic bool
+	reqlog        *requestLog
+	handler       http.Handler
 
 	tierMu    sync.Mutex
 	tiers     map[string]server.Tier
@@ -228,7 +239,9 @@ func New(cfg Config) *Server {
 
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
 	mux.HandleFunc("GET /readyz", s.handleReadyz)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	s.promHandler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	s.metricsToken, s.metricsPublic = cfg.MetricsToken, cfg.MetricsPublic
+	mux.HandleFunc("GET /metrics", s.handleMetrics)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if allowed := allowedMethods(mux, r); len(allowed) > 0 {
 			w.Header().Set("Allow", strings.Join(allowed, ", "))

@@ -634,7 +634,7 @@ func TestNoSecretsInLogsOrRequests(t *testing.T) {
 func TestHealthReadyMetrics(t *testing.T) {
 	b := backends()[0]
 	st := b.store(t)
-	e := newEnvWith(t, st, b.limit(t))
+	e := newEnvConfig(t, st, b.limit(t), nil, nil, func(c *api.Config) { c.MetricsToken = metricsToken })
 	if r := e.do("GET", "/healthz", "", nil); r.status != 200 || r.body["status"] != "ok" {
 		t.Fatalf("healthz: %d %s", r.status, r.raw)
 	}
@@ -643,7 +643,7 @@ func TestHealthReadyMetrics(t *testing.T) {
 	}
 	e.provision("usr_metrics", "pro")
 	e.do("POST", "/api/agentcache/provision", `{"agentcache_user_id":"usr_metrics","agentcache_email":"a@example.com","tier":"pro"}`, partnerHeaders())
-	r := e.do("GET", "/metrics", "", nil)
+	r := e.do("GET", "/metrics", "", map[string]string{"Authorization": "Bearer " + metricsToken})
 	for _, want := range []string{
 		`jetty_http_requests_total{code="201",route="POST /api/agentcache/provision"} 1`,
 		`jetty_http_requests_total{code="409",route="POST /api/agentcache/provision"} 1`,

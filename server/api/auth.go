@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jettythunder/jetty/internal/connguard"
 	"github.com/jettythunder/jetty/server"
 	"github.com/jettythunder/jetty/server/apikey"
 	"github.com/jettythunder/jetty/server/webhooksig"
@@ -39,6 +40,7 @@ func (s *Server) partner(h http.HandlerFunc) http.HandlerFunc {
 				s.writeError(w, r, err)
 				return
 			}
+			connguard.Authenticated(r.Context())
 			h(w, r)
 			return
 		}
@@ -55,6 +57,7 @@ func (s *Server) partner(h http.HandlerFunc) http.HandlerFunc {
 			s.writeError(w, r, server.Errorf(server.EUnauthorized, "wrong webhook secret: check that AgentCache's JETTYTHUNDER_WEBHOOK_SECRET matches this server's AGENTCACHE_WEBHOOK_SECRET"))
 			return
 		}
+		connguard.Authenticated(r.Context())
 		h(w, r)
 	}
 }
@@ -82,6 +85,9 @@ func (s *Server) verifySignature(w http.ResponseWriter, r *http.Request, sig str
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return server.Errorf(server.ETooLarge, "request body is larger than %d bytes", maxJSONBody)
+		}
+		if bodyStalled(err) {
+			return errBodyStalled
 		}
 		return server.Errorf(server.EInvalid, "reading the request body: it ended early")
 	}
@@ -226,6 +232,7 @@ func (s *Server) user(h func(http.ResponseWriter, *http.Request, server.Account)
 			s.writeError(w, r, err)
 			return
 		}
+		connguard.Authenticated(ctx)
 		if info := requestInfoFrom(ctx); info != nil {
 			info.accountID = acct.ID
 		}

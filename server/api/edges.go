@@ -14,6 +14,7 @@ import (
 
 	"github.com/jettythunder/jetty/edges"
 	"github.com/jettythunder/jetty/engine"
+	"github.com/jettythunder/jetty/internal/connguard"
 	"github.com/jettythunder/jetty/server"
 	"github.com/jettythunder/jetty/server/blob"
 )
@@ -41,6 +42,7 @@ func (s *Server) edgeCaller(r *http.Request) (string, []byte, error) {
 	case err != nil:
 		return "", nil, server.Errorf(server.EInvalid, "%v", err)
 	}
+	connguard.Authenticated(r.Context())
 	return id, body, nil
 }
 

@@ -16,7 +16,7 @@ import (
 	"github.com/jettythunder/jetty/server/uploadtoken"
 )
 
-const testEdgeSecret = "edge secret of the api tests"
+const testEdgeSecret = "edge_secret_api_tests_6786cc27561c67a2f937f8d385c8ff97"
 
 type edgeEnv struct {
 	*env

@@ -8,9 +8,11 @@ import (
 	"math"
 	"mime"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 
+	"github.com/jettythunder/jetty/internal/idleread"
 	"github.com/jettythunder/jetty/server"
 )
 
@@ -66,7 +68,8 @@ type errorBody struct {
 	Code  string `json:"code"`
 }
 
-// rateLimitError carries the wait before a retry.
+// rateLimitError carries the wait before a retry (Retry-After): rate
+// limits, a session's stream ceiling, outages (outage.go).
 type rateLimitError struct {
 	err        *server.Error
 	retryAfter time.Duration
@@ -79,6 +82,7 @@ func (e *rateLimitError) Unwrap() error { return e.err }
 // logged with their text and answered with a generic message.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	err = s.storageFull(r, err) // storage_full.go
+	err = s.asOutage(r, err)    // a part down for now: 503 with Retry-After
 	code := server.ErrorCode(err)
 	msg := server.ErrorMessage(err)
 	if code == server.EInternal {
@@ -105,6 +109,15 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(v)
+}
+
+// errBodyStalled answers a body that did not arrive within its deadline
+// (connguard's total one, or an idle one).
+var errBodyStalled = server.Errorf(server.ETimeout, "the request body stopped arriving before its end; nothing was done: send the request again")
+
+// bodyStalled reports whether a body read failed on its deadline.
+func bodyStalled(err error) bool {
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, idleread.ErrIdle)
 }
 
 // maxJSONBody bounds control-plane request bodies.
@@ -143,6 +156,8 @@ func decodeJSONLimit(w http.ResponseWriter, r *http.Request, v any, limit int64)
 	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError
 		switch {
+		case bodyStalled(err):
+			return errBodyStalled
 		case errors.As(err, &mbe):
 			return server.Errorf(server.ETooLarge, "request body is larger than %d bytes", limit)
 		case errors.Is(err, io.EOF):
@@ -161,6 +176,9 @@ func decodeJSONLimit(w http.ResponseWriter, r *http.Request, v any, limit int64)
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		var mbe *http.MaxBytesError
+		if bodyStalled(err) {
+			return errBodyStalled
+		}
 		if errors.As(err, &mbe) {
 			return server.Errorf(server.ETooLarge, "request body is larger than %d bytes", limit)
 		}

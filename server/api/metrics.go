@@ -1,6 +1,45 @@
 package api
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/jettythunder/jetty/internal/connguard"
+	"github.com/jettythunder/jetty/server"
+	"github.com/jettythunder/jetty/server/apikey"
+)
+
+// handleMetrics answers GET /metrics on the main listener: with the
+// Bearer MetricsToken when one is set, to anyone when MetricsPublic
+// (--dev), else 404 saying how to turn them on. A production server never
+// shows its traffic, accounts' activity and errors to whoever asks.
+func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	if s.metricsToken == "" && !s.metricsPublic {
+		s.writeError(w, r, server.Errorf(server.ENotFound, "metrics are not served on this listener: set JETTY_METRICS_LISTEN (e.g. 127.0.0.1:9090) to serve them on a private address, or JETTY_METRICS_TOKEN to require Authorization: Bearer <token> here"))
+		return
+	}
+	s.MetricsHandler().ServeHTTP(w, r)
+}
+
+// MetricsHandler serves the Prometheus text to anyone, or, when a
+// MetricsToken is set, to callers sending Authorization: Bearer <token>
+// (compared in constant time). The server mounts it on its own listener
+// for JETTY_METRICS_LISTEN.
+func (s *Server) MetricsHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.metricsToken != "" {
+			tok, ok := bearer(r)
+			if !ok || !apikey.EqualConstantTime(tok, s.metricsToken) {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="jetty metrics"`)
+				s.writeError(w, r, server.Errorf(server.EUnauthorized, "metrics need Authorization: Bearer <JETTY_METRICS_TOKEN>"))
+				return
+			}
+			connguard.Authenticated(r.Context())
+		}
+		s.promHandler.ServeHTTP(w, r)
+	})
+}
 
 type metrics struct {
 	requests        *prometheus.CounterVec

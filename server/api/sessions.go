@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jettythunder/jetty/edges"
+	"github.com/jettythunder/jetty/internal/connguard"
 	"github.com/jettythunder/jetty/internal/idleread"
 	"github.com/jettythunder/jetty/internal/units"
 	"github.com/jettythunder/jetty/server"
@@ -180,6 +181,9 @@ func (c *manifestCache) get(s server.UploadSession) (*wireManifest, error) {
 func (s *Server) handleOpenSession(w http.ResponseWriter, r *http.Request, acct server.Account) {
 	ctx := r.Context()
 	var req openRequest
+	// A manifest (up to 4 MiB) may come slowly: after authentication its
+	// body gets the upload bodies' idle timeout instead of the total one.
+	r.Body = idleread.Body(w, r, s.bodyIdle)
 	if err := decodeJSONLimit(w, r, &req, maxManifestBody); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -540,6 +544,7 @@ func (s *Server) chunkToken(r *http.Request) (uploadtoken.Claims, error) {
 	case c.SessionID != r.PathValue("id"):
 		return c, server.Errorf(server.ETokenInvalid, "upload token belongs to another session")
 	}
+	connguard.Authenticated(r.Context())
 	return c, nil
 }
 
@@ -728,6 +733,7 @@ func (s *Server) handleComplete(w http.ResponseWriter, r *http.Request, acct ser
 	id := r.PathValue("id")
 	var req completeRequest
 	if r.ContentLength != 0 {
+		r.Body = idleread.Body(w, r, s.bodyIdle)
 		if err := decodeJSONLimit(w, r, &req, maxManifestBody); err != nil {
 			s.writeError(w, r, err)
 			return

@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jettythunder/jetty/internal/connguard"
 	"github.com/jettythunder/jetty/server/api"
 	"github.com/jettythunder/jetty/server/blob/fsblob"
 )
@@ -83,5 +85,42 @@ func TestStalledBodiesFreeTheirSlot(t *testing.T) {
 	}
 	if r := e.upload(key, secret, "stalled.bin", bytes.NewReader(data[:2*mib]), 2*mib, nil); r.status/100 != 2 {
 		t.Fatalf("upload after the stall: %d %s", r.status, r.raw)
+	}
+}
+
+// TestStalledSmallBodies: behind connguard.Bodies (as the server runs),
+// a body that stops short is answered 408 request_timeout once its
+// deadline passes on the routes that read it (partner calls by Bearer and
+// by signature, a manifest after authentication, with the idle timeout),
+// and on a route that never reads it the answer comes and the connection
+// closes instead of waiting for the rest forever.
+func TestStalledSmallBodies(t *testing.T) {
+	b := backends()[0]
+	fs, err := fsblob.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const limit = 300 * time.Millisecond
+	e := newEnvConfig(t, b.store(t), b.limit(t), fs, nil, func(c *api.Config) { c.BodyIdleTimeout = limit })
+	key, secret := e.provision("usr_stall_small", "pro")
+	ts := httptest.NewServer(connguard.Bodies(e.api.Handler(), limit))
+	defer ts.Close()
+
+	partner := "Authorization: Bearer " + webhookSecret + "\r\nContent-Type: application/json\r\n"
+	signed := "X-Jetty-Signature: t=1,v1=" + strings.Repeat("ab", 32) + "\r\nContent-Type: application/json\r\n"
+	user := fmt.Sprintf("Authorization: Bearer %s\r\nX-API-Secret: %s\r\nContent-Type: application/json\r\n", key, secret)
+	for _, tc := range []struct {
+		name, method, path, headers, want string
+	}{
+		{"partner bearer", "POST", "/api/agentcache/provision", partner, " 408 "},
+		{"partner signed", "POST", "/api/agentcache/provision", signed, " 408 "},
+		{"manifest", "POST", "/api/jetty/sessions", user, " 408 "},
+		{"unknown route", "POST", "/no/such/route", "", " 404 "},
+		{"GET with a body", "GET", "/healthz", "", " 200 "},
+	} {
+		status, d := stallRaw(t, tc.method, ts.URL+tc.path, tc.headers, 100, []byte(`{"agentcache`))
+		if !strings.Contains(status, tc.want) || d < limit || d > 15*time.Second {
+			t.Errorf("%s: %q after %v, want%safter the %v deadline", tc.name, status, d, tc.want, limit)
+		}
 	}
 }

@@ -408,7 +408,9 @@ func (s *Server) storeUpload(ctx context.Context, acct server.Account, in upload
 	body := &capReader{r: in.body, cap: min(reserve, maxSize)}
 	info, sum, err := s.blobs.Put(ctx, key, body, in.size, in.contentType)
 	if err != nil {
-		cleanup()
+		if !blob.IsUnavailable(err) {
+			cleanup()
+		} // else the delete would fail as slowly; the pending record has the collector remove the object
 		if errors.Is(err, errBodyTooLarge) || errors.Is(body.err(), errBodyTooLarge) {
 			return server.Asset{}, false, errBodyTooLarge
 		}

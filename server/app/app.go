@@ -15,9 +15,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/jettythunder/jetty/edges"
+	"github.com/jettythunder/jetty/internal/connguard"
 	"github.com/jettythunder/jetty/server"
 	"github.com/jettythunder/jetty/server/agentcache"
 	"github.com/jettythunder/jetty/server/api"
@@ -35,12 +37,16 @@ import (
 // App is a running companion server.
 type App struct {
 	*parts
-	cfg  Config
-	log  *slog.Logger
-	api  *api.Server
-	http *http.Server
-	ln   net.Listener
-	jobs *jobs.Runner
+	cfg   Config
+	log   *slog.Logger
+	api   *api.Server
+	http  *http.Server
+	ln    net.Listener
+	guard *connguard.Guard
+	jobs  *jobs.Runner
+	// The metrics listener (JETTY_METRICS_LISTEN); nil when unset.
+	metricsHTTP *http.Server
+	metricsLn   net.Listener
 }
 
 // parts are the server's connections to its database, object store,
@@ -138,13 +144,47 @@ func openParts(ctx context.Context, cfg Config, log *slog.Logger) (_ *parts, err
 }
 
 // URL is the base URL the server answers on.
-func (a *App) URL() string {
-	addr := a.ln.Addr().(*net.TCPAddr)
+func (a *App) URL() string { return baseURL(a.ln.Addr()) }
+
+// baseURL is the http URL of a listener's address (loopback for an
+// unspecified host).
+func baseURL(a net.Addr) string {
+	addr := a.(*net.TCPAddr)
 	host := addr.IP.String()
 	if addr.IP.IsUnspecified() {
 		host = "127.0.0.1"
 	}
 	return "http://" + net.JoinHostPort(host, fmt.Sprint(addr.Port))
+}
+
+// MetricsURL is the base URL of the metrics listener ("" without
+// JETTY_METRICS_LISTEN).
+func (a *App) MetricsURL() string {
+	if a.metricsLn == nil {
+		return ""
+	}
+	return baseURL(a.metricsLn.Addr())
+}
+
+// ConnStats reports the connections of the main listener.
+func (a *App) ConnStats() connguard.Stats { return a.guard.Stats() }
+
+// registerConnMetrics exports the connection guard's figures.
+func registerConnMetrics(reg prometheus.Registerer, g *connguard.Guard) {
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "jetty_connections_open", Help: "Open connections of the main listener.",
+		}, func() float64 { return float64(g.Stats().Open) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "jetty_connections_unauthenticated", Help: "Open connections on which no request has authenticated yet.",
+		}, func() float64 { return float64(g.Stats().Unauth) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "jetty_connections_evicted_total", Help: "Silent connections closed to make room at the connection caps.",
+		}, func() float64 { return float64(g.Stats().Evicted) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "jetty_connections_refused_total", Help: "Connections closed on arrival at a cap with nothing to evict.",
+		}, func() float64 { return float64(g.Stats().Refused) }),
+	)
 }
 
 // Store is the server's database.
@@ -277,7 +317,14 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 			}
 		}
 	}
+	a.guard = connguard.New(a.cfg.Conns, log)
+	reg := prometheus.NewRegistry()
+	registerConnMetrics(reg, a.guard)
 	a.api = api.New(api.Config{
+		Registry:              reg,
+		BodyIdleTimeout:       a.cfg.BodyTimeout,
+		MetricsToken:          a.cfg.MetricsToken,
+		MetricsPublic:         a.cfg.Dev && a.cfg.MetricsListen == "",
 		EdgeKeys:              edgeKeys,
 		Backend:               backend,
 		DirectURL:             direct,
@@ -304,6 +351,22 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	a.ln = a.guard.Install(a.http, a.ln, a.cfg.BodyTimeout)
+	if a.cfg.MetricsListen != "" {
+		if a.metricsLn, err = net.Listen("tcp", a.cfg.MetricsListen); err != nil {
+			return nil, fmt.Errorf("JETTY_METRICS_LISTEN: listen on %s: %w", a.cfg.MetricsListen, err)
+		}
+		a.closers = append(a.closers, func() { a.metricsLn.Close() })
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", a.api.MetricsHandler())
+		a.metricsHTTP = &http.Server{
+			Handler:           connguard.Bodies(mux, a.cfg.BodyTimeout),
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       120 * time.Second,
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}
+	}
 	a.jobs = newRunner(a.cfg, a.parts, log)
 	ok = true
 	return a, nil
@@ -322,7 +385,13 @@ func (a *App) Serve(ctx context.Context) error {
 
 	errc := make(chan error, 1)
 	go func() { errc <- a.http.Serve(a.ln) }()
-	a.log.Info("jetty server listening", "url", a.URL(), "dev", a.cfg.Dev)
+	if a.metricsHTTP != nil {
+		go a.metricsHTTP.Serve(a.metricsLn)
+		a.log.Info("metrics listening", "url", a.MetricsURL()+"/metrics")
+	}
+	lim := a.guard.Limits()
+	a.log.Info("jetty server listening", "url", a.URL(), "dev", a.cfg.Dev,
+		"max_conns", lim.MaxConns, "max_unauthenticated_conns", lim.MaxUnauth, "body_timeout", a.cfg.BodyTimeout.String())
 
 	var serveErr error
 	select {
@@ -336,6 +405,9 @@ func (a *App) Serve(ctx context.Context) error {
 		}
 		cancel()
 		<-errc
+	}
+	if a.metricsHTTP != nil {
+		a.metricsHTTP.Close()
 	}
 	stopJobs()
 	<-jobsDone

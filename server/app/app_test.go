@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -15,20 +16,32 @@ func TestFromEnv(t *testing.T) {
 		"PORT":                        "8080",
 		"DATABASE_URL":                "postgres://db/jetty",
 		"REDIS_URL":                   "redis://cache:6379",
-		"AGENTCACHE_WEBHOOK_SECRET":   "whsec",
-		"INTERNAL_WEBHOOK_SECRET":     "inwh",
+		"AGENTCACHE_WEBHOOK_SECRET":   "whsec_b6523112869f5d916ce5e314f71b3cc6",
+		"INTERNAL_WEBHOOK_SECRET":     "inwh_fa6f47a965c80979a190e175f54b36ab",
 		"JETTYTHUNDER_API_URL":        "https://jettythunder.app",
-		"JETTYTHUNDER_WEBHOOK_SECRET": "up",
+		"JETTYTHUNDER_WEBHOOK_SECRET": "up_cba6d65e6557756dfb7d4233822bfec0",
 	}
 	c := FromEnv(func(k string) string { return env[k] })
 	if c.Listen != ":8080" || c.DatabaseURL != "postgres://db/jetty" || c.RedisURL != "redis://cache:6379" ||
-		c.WebhookSecret != "whsec" || c.InternalSecret != "inwh" || c.RelayUpstream != "https://jettythunder.app" ||
-		c.UpstreamSecret != "up" || c.Bucket != "agentcache-assets" || !c.LiveKeys {
+		c.WebhookSecret != "whsec_b6523112869f5d916ce5e314f71b3cc6" || c.InternalSecret != "inwh_fa6f47a965c80979a190e175f54b36ab" || c.RelayUpstream != "https://jettythunder.app" ||
+		c.UpstreamSecret != "up_cba6d65e6557756dfb7d4233822bfec0" || c.Bucket != "agentcache-assets" || !c.LiveKeys {
 		t.Fatalf("FromEnv = %+v", c)
 	}
 	c = FromEnv(func(k string) string { return map[string]string{"JETTY_KEY_ENV": "test", "LYVE_BUCKET_NAME": "b"}[k] })
 	if c.LiveKeys || c.Bucket != "b" || c.Listen != "" {
 		t.Fatalf("FromEnv = %+v", c)
+	}
+	c = FromEnv(func(k string) string {
+		return map[string]string{"JETTY_BODY_TIMEOUT": "5s", "JETTY_METRICS_LISTEN": "127.0.0.1:9090", "JETTY_METRICS_TOKEN": "tok"}[k]
+	})
+	if c.BodyTimeout != 5*time.Second || c.MetricsListen != "127.0.0.1:9090" || c.MetricsToken != "tok" {
+		t.Fatalf("FromEnv = %+v", c)
+	}
+	for _, bad := range []string{"forever", "10ms", "2h"} {
+		c = FromEnv(func(k string) string { return map[string]string{"JETTY_BODY_TIMEOUT": bad}[k] })
+		if err := c.validate(); err == nil || !strings.Contains(err.Error(), "JETTY_BODY_TIMEOUT") {
+			t.Errorf("JETTY_BODY_TIMEOUT=%s: %v", bad, err)
+		}
 	}
 }
 
@@ -56,6 +69,53 @@ func TestNewRefusesBadConfig(t *testing.T) {
 	}
 }
 
+// TestWeakSecretsRefused: every secret the server reads is refused at
+// start when blank, padded, short or repetitive, with the variable's name
+// and how to make a good one; unset stays allowed (the feature is off),
+// and the same goes in --dev, which only generates the missing ones.
+func TestWeakSecretsRefused(t *testing.T) {
+	strong := "3f7c1a9e4b2d8f6a0c5e7b9d1f3a5c7e2b4d6f8a0c1e3a5b"
+	vars := []string{"AGENTCACHE_WEBHOOK_SECRET", "AGENTCACHE_WEBHOOK_SECRET_PREVIOUS", "INTERNAL_WEBHOOK_SECRET",
+		"JETTYTHUNDER_WEBHOOK_SECRET", "JETTY_TOKEN_SECRET", "JETTY_EDGE_SECRET", "JETTY_RELAY_ENCRYPTION_KEY"}
+	for _, name := range vars {
+		for _, weak := range []string{" ", "x", strings.Repeat("a", 64), " " + strong[:40], strings.Repeat("0123456789abcdef", 4)} {
+			for _, dev := range []bool{false, true} {
+				cfg := FromEnv(func(k string) string {
+					if k == name {
+						return weak
+					}
+					return ""
+				})
+				cfg.Dev, cfg.DataDir, cfg.Listen = dev, t.TempDir(), "127.0.0.1:0"
+				a, err := New(context.Background(), cfg, nil)
+				if err == nil {
+					a.Close()
+					t.Errorf("%s=%q (dev %v): the server started", name, weak, dev)
+					continue
+				}
+				if msg := err.Error(); !strings.Contains(msg, name) || !strings.Contains(msg, "openssl rand -hex 32") {
+					t.Errorf("%s=%q: %q does not name the variable or say how to make one", name, weak, msg)
+				}
+			}
+		}
+	}
+	// Unset everything, and strong values everywhere, start.
+	for _, env := range []map[string]string{{}, {
+		"AGENTCACHE_WEBHOOK_SECRET": strong, "AGENTCACHE_WEBHOOK_SECRET_PREVIOUS": strong[1:] + "9",
+		"INTERNAL_WEBHOOK_SECRET": strong[2:] + "87", "JETTYTHUNDER_WEBHOOK_SECRET": strong,
+		"JETTY_TOKEN_SECRET": strong[3:] + "654", "JETTY_EDGE_SECRET": strong[4:] + "3210",
+		"JETTY_RELAY_ENCRYPTION_KEY": "5b1f0e9c3a7d2b8f4e6a1c9d0b3f7e2a8c4d6b1e9f0a3c7d5e2b8f4a6c1d9e0b",
+	}} {
+		cfg := FromEnv(func(k string) string { return env[k] })
+		cfg.DataDir, cfg.Listen = t.TempDir(), "127.0.0.1:0"
+		a, err := New(context.Background(), cfg, nil)
+		if err != nil {
+			t.Fatalf("%v: %v", env, err)
+		}
+		a.Close()
+	}
+}
+
 // TestProductionParts runs the whole server on PostgreSQL and Redis, as
 // an operator would, and stops it gracefully.
 func TestProductionParts(t *testing.T) {
@@ -65,7 +125,7 @@ func TestProductionParts(t *testing.T) {
 		DataDir:       t.TempDir(),
 		DatabaseURL:   testenv.PostgresURL(t),
 		RedisURL:      redisURL,
-		WebhookSecret: "whsec_prod_test",
+		WebhookSecret: "whsec_prod_test_e3768bb336740462bab0a9aa6f319249",
 		LiveKeys:      true,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -87,7 +147,7 @@ func TestProductionParts(t *testing.T) {
 	}
 	req, _ := http.NewRequest("POST", a.URL()+"/api/agentcache/provision",
 		strings.NewReader(`{"agentcache_user_id":"usr_prod","agentcache_email":"p@example.com","tier":"pro"}`))
-	req.Header.Set("Authorization", "Bearer whsec_prod_test")
+	req.Header.Set("Authorization", "Bearer whsec_prod_test_e3768bb336740462bab0a9aa6f319249")
 	res, err = http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -175,5 +235,77 @@ func TestRetentionConfig(t *testing.T) {
 					r.RequestLogRetention, r.AnonRequestLogRetention, r.DeletedAccountGrace, tc.runReq, tc.runAnon, tc.runGr)
 			}
 		})
+	}
+}
+
+// TestMetricsExposure: a production server does not serve /metrics on
+// its main listener; JETTY_METRICS_LISTEN serves them on their own
+// address (and only there), JETTY_METRICS_TOKEN requires a Bearer token;
+// --dev serves them to anyone.
+func TestMetricsExposure(t *testing.T) {
+	const token = "metrics_token_app_test_4b8e2f6a1d9c3e7b5a0f"
+	get := func(u, tok string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", u, nil)
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	start := func(cfg Config) *App {
+		t.Helper()
+		cfg.Listen, cfg.DataDir = "127.0.0.1:0", t.TempDir()
+		a, stop, err := Start(cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { stop() })
+		return a
+	}
+	const series = "jetty_connections_open"
+
+	prod := start(Config{})
+	if st, body := get(prod.URL()+"/metrics", ""); st != 404 || strings.Contains(body, series) {
+		t.Errorf("production default: %d %.200s", st, body)
+	}
+	if prod.MetricsURL() != "" {
+		t.Errorf("a metrics listener without JETTY_METRICS_LISTEN: %s", prod.MetricsURL())
+	}
+
+	sep := start(Config{MetricsListen: "127.0.0.1:0", Dev: true})
+	if st, _ := get(sep.URL()+"/metrics", ""); st != 404 {
+		t.Errorf("main listener with JETTY_METRICS_LISTEN (even in --dev): %d", st)
+	}
+	if st, body := get(sep.MetricsURL()+"/metrics", ""); st != 200 || !strings.Contains(body, series) {
+		t.Errorf("metrics listener: %d %.200s", st, body)
+	}
+	if st, _ := get(sep.MetricsURL()+"/healthz", ""); st != 404 {
+		t.Errorf("the metrics listener serves more than /metrics: %d", st)
+	}
+
+	tok := start(Config{MetricsToken: token, MetricsListen: "127.0.0.1:0"})
+	if st, _ := get(tok.MetricsURL()+"/metrics", ""); st != 401 {
+		t.Errorf("metrics listener with a token, none sent: %d", st)
+	}
+	if st, body := get(tok.MetricsURL()+"/metrics", token); st != 200 || !strings.Contains(body, series) {
+		t.Errorf("metrics listener with the token: %d %.200s", st, body)
+	}
+	tokMain := start(Config{MetricsToken: token})
+	if st, _ := get(tokMain.URL()+"/metrics", "wrong"+token); st != 401 {
+		t.Errorf("main listener, wrong token: %d", st)
+	}
+	if st, body := get(tokMain.URL()+"/metrics", token); st != 200 || !strings.Contains(body, series) {
+		t.Errorf("main listener with the token: %d %.200s", st, body)
+	}
+
+	dev := start(Config{Dev: true})
+	if st, body := get(dev.URL()+"/metrics", ""); st != 200 || !strings.Contains(body, series) {
+		t.Errorf("--dev: %d %.200s", st, body)
 	}
 }

@@ -10,6 +10,8 @@
 package app
 
 import (
+	"crypto/subtle"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -17,6 +19,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jettythunder/jetty/internal/connguard"
+	"github.com/jettythunder/jetty/internal/secrets"
 	"github.com/jettythunder/jetty/server"
 	"github.com/jettythunder/jetty/server/api"
 	"github.com/jettythunder/jetty/server/blob/s3blob"
@@ -97,6 +101,22 @@ type Config struct {
 
 	LogLevel  string // JETTY_LOG_LEVEL: debug, info, warn, error
 	LogFormat string // JETTY_LOG_FORMAT: json or text
+
+	// BodyTimeout (JETTY_BODY_TIMEOUT, default 30s) bounds request
+	// bodies: an upload body may send nothing for that long, any other
+	// body must arrive whole within it (see internal/connguard).
+	BodyTimeout time.Duration
+	// Conns caps the connections (see internal/connguard); zero fields
+	// follow the file-descriptor limit.
+	Conns connguard.Limits
+
+	// MetricsListen (JETTY_METRICS_LISTEN), when set, serves GET /metrics
+	// on its own listener (e.g. 127.0.0.1:9090) and not on the main one.
+	MetricsListen string
+	// MetricsToken (JETTY_METRICS_TOKEN), when set, must be sent as
+	// Authorization: Bearer to read /metrics, wherever it is served.
+	// With neither set the main listener serves /metrics only in --dev.
+	MetricsToken string
 }
 
 // FromEnv reads the configuration from getenv (os.Getenv in production).
@@ -143,6 +163,15 @@ func FromEnv(getenv func(string) string) Config {
 	c.RequestLogRetention = retentionEnv(getenv, "JETTY_REQUEST_LOG_RETENTION", &c.envErr)
 	c.AnonRequestLogRetention = retentionEnv(getenv, "JETTY_ANON_REQUEST_LOG_RETENTION", &c.envErr)
 	c.DeletedAccountGrace = retentionEnv(getenv, "JETTY_DELETED_ACCOUNT_GRACE", &c.envErr)
+	if v := getenv("JETTY_BODY_TIMEOUT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 100*time.Millisecond || d > time.Hour {
+			c.envErr = fmt.Errorf("JETTY_BODY_TIMEOUT must be a duration between 100ms and 1h, such as 30s (got %q)", v)
+		}
+		c.BodyTimeout = d
+	}
+	c.MetricsListen = getenv("JETTY_METRICS_LISTEN")
+	c.MetricsToken = getenv("JETTY_METRICS_TOKEN")
 	if p := getenv("PORT"); p != "" {
 		c.Listen = ":" + p
 	}
@@ -238,6 +267,12 @@ func DefaultDataDir(dev bool) string {
 
 // validate fills defaults and checks the configuration.
 func (c *Config) validate() error {
+	if c.envErr != nil {
+		return c.envErr
+	}
+	if c.BodyTimeout <= 0 {
+		c.BodyTimeout = connguard.DefaultBodyTimeout
+	}
 	if c.Listen == "" {
 		c.Listen = DefaultListen
 	}
@@ -253,9 +288,6 @@ func (c *Config) validate() error {
 	if c.OrphanAge <= 0 {
 		c.OrphanAge = 24 * time.Hour
 	}
-	if c.envErr != nil {
-		return c.envErr
-	}
 	if err := c.retention(); err != nil {
 		return err
 	}
@@ -268,8 +300,10 @@ func (c *Config) validate() error {
 	if c.DatabaseURL != "" && !strings.HasPrefix(c.DatabaseURL, "postgres://") && !strings.HasPrefix(c.DatabaseURL, "postgresql://") {
 		return fmt.Errorf("DATABASE_URL must be a postgres:// URL (leave it unset for the embedded SQLite database)")
 	}
-	if c.RelayKey != "" && len(c.RelayKey) != 64 {
-		return fmt.Errorf("JETTY_RELAY_ENCRYPTION_KEY must be 64 hex characters (32 bytes)")
+	if c.RelayKey != "" {
+		if _, err := hex.DecodeString(c.RelayKey); err != nil || len(c.RelayKey) != 64 {
+			return fmt.Errorf("JETTY_RELAY_ENCRYPTION_KEY must be 64 hex characters (32 bytes); %s", secrets.HowToMake)
+		}
 	}
 	if c.CompletionLease != 0 && (c.CompletionLease < time.Second || c.CompletionLease > time.Hour) {
 		return fmt.Errorf("JETTY_COMPLETION_LEASE must be a duration from 1s to 1h, such as 30s")
@@ -279,5 +313,30 @@ func (c *Config) validate() error {
 		return fmt.Errorf("JETTY_STORAGE_MIN_FREE: %w", err)
 	}
 	c.minFree = mf
+	return c.checkSecrets()
+}
+
+// checkSecrets refuses secrets too weak to start with (see
+// internal/secrets). Unset ones stay allowed: their feature is off, or
+// --dev generates them.
+func (c *Config) checkSecrets() error {
+	tokenVar := "JETTY_TOKEN_SECRET"
+	if c.TokenSecret != "" && subtle.ConstantTimeCompare([]byte(c.TokenSecret), []byte(c.EdgeSecret)) == 1 {
+		tokenVar = "JETTY_EDGE_SECRET" // FromEnv's default
+	}
+	for _, s := range []struct{ name, value string }{
+		{"AGENTCACHE_WEBHOOK_SECRET", c.WebhookSecret},
+		{"AGENTCACHE_WEBHOOK_SECRET_PREVIOUS", c.PreviousWebhookSecret},
+		{"INTERNAL_WEBHOOK_SECRET", c.InternalSecret},
+		{"JETTYTHUNDER_WEBHOOK_SECRET", c.UpstreamSecret},
+		{"JETTY_EDGE_SECRET", c.EdgeSecret},
+		{tokenVar, c.TokenSecret},
+		{"JETTY_RELAY_ENCRYPTION_KEY", c.RelayKey},
+		{"JETTY_METRICS_TOKEN", c.MetricsToken},
+	} {
+		if err := secrets.Check(s.name, s.value); err != nil {
+			return err
+		}
+	}
 	return nil
 }

@@ -14,6 +14,10 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
+	"net"
+	"os"
+	"syscall"
 	"time"
 )
 
@@ -32,7 +36,38 @@ var (
 	// was stored by the call that returned it; the same call may succeed
 	// once space is freed.
 	ErrNoSpace = errors.New("blob: storage is full")
+	// ErrUnavailable: the store cannot take the call for the moment
+	// (unreachable, 5xx, SlowDown); the same call may succeed in a few
+	// seconds. See IsUnavailable.
+	ErrUnavailable = errors.New("blob: storage unavailable")
 )
+
+// IsUnavailable reports whether err is an outage of the object store
+// rather than a fault of the call: ErrUnavailable (s3blob marks its
+// errors), or an error of the local file system that passes with time
+// (out of descriptors, busy, would block, timed out), as fsblob returns
+// them unwrapped from the os package.
+func IsUnavailable(err error) bool {
+	if errors.Is(err, ErrUnavailable) {
+		return true
+	}
+	var pe *fs.PathError
+	var le *os.LinkError
+	var se *os.SyscallError
+	var oe *net.OpError
+	if errors.As(err, &oe) || (!errors.As(err, &pe) && !errors.As(err, &le) && !errors.As(err, &se)) {
+		return false // only the file system's own errors, never a socket's (a client's)
+	}
+	for _, errno := range transientErrnos {
+		if errors.Is(err, errno) {
+			return true
+		}
+	}
+	return false
+}
+
+// transientErrnos are file-system errors that pass with time.
+var transientErrnos = []error{syscall.EMFILE, syscall.ENFILE, syscall.EAGAIN, syscall.EBUSY, syscall.EINTR, syscall.ETIMEDOUT, syscall.ENOLCK}
 
 // Info describes a stored object.
 type Info struct {

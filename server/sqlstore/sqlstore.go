@@ -210,11 +210,11 @@ func (s *Store) Dialect() Dialect { return s.dialect }
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.db.PingContext(ctx); err != nil {
-		return fmt.Errorf("sqlstore: ping: %w", err)
+		return wrap("ping", err)
 	}
 	if s.rdb != s.db {
 		if err := s.rdb.PingContext(ctx); err != nil {
-			return fmt.Errorf("sqlstore: ping: %w", err)
+			return wrap("ping", err)
 		}
 	}
 	return nil
@@ -280,8 +280,13 @@ func ts(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
 // nowUTC is the current time as stored.
 func (s *Store) nowUTC() time.Time { return ts(s.now()) }
 
-// wrap makes an internal error for logs; it never reaches clients.
+// wrap makes an internal error for logs; it never reaches clients. An
+// outage of the database (see unavailable) also wraps
+// server.ErrUnavailable, which the API answers 503 with Retry-After.
 func wrap(op string, err error) error {
+	if unavailable(err) {
+		return fmt.Errorf("sqlstore: %s: %w: %w", op, server.ErrUnavailable, err)
+	}
 	return fmt.Errorf("sqlstore: %s: %w", op, err)
 }
 

@@ -58,9 +58,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -68,6 +70,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/jettythunder/jetty/server/blob"
 )
@@ -286,7 +289,44 @@ func mapErr(op string, err error) error {
 	if httpStatus(err) == http.StatusInsufficientStorage || saysNoSpace(err) {
 		return fmt.Errorf("%w (s3 %s: %v)", blob.ErrNoSpace, op, err)
 	}
+	if unavailable(err) {
+		return fmt.Errorf("s3blob: %s: %w: %w", op, blob.ErrUnavailable, err)
+	}
 	return fmt.Errorf("s3blob: %s: %w", op, err)
+}
+
+// unavailable reports whether err means the store cannot take calls for
+// the moment: it answered 5xx, 429 or a throttling code, or it could not
+// be reached (refused, reset, no route, DNS, the SDK's retry budget spent
+// on such failures). A body that our client stopped sending (a deadline
+// on the incoming connection) or a caller that gave up is not an outage.
+func unavailable(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, os.ErrDeadlineExceeded) {
+		return false
+	}
+	switch apiCode(err) {
+	case "SlowDown", "ServiceUnavailable", "InternalError", "Throttling", "ThrottlingException",
+		"RequestLimitExceeded", "TooManyRequests", "XMinioServerNotInitialized", "XMinioReadQuorum", "XMinioWriteQuorum":
+		return true
+	}
+	if st := httpStatus(err); st >= 500 || st == http.StatusTooManyRequests {
+		return st != http.StatusNotImplemented
+	}
+	var qe *ratelimit.QuotaExceededError
+	var rse *smithyhttp.RequestSendError
+	var oe *net.OpError
+	var de *net.DNSError
+	switch {
+	case errors.As(err, &qe), errors.Is(err, context.DeadlineExceeded):
+		return true
+	case errors.As(err, &rse):
+		// The request could not be sent or its answer not read because a
+		// socket failed: the store is down or unreachable. (A body our
+		// client stopped sending fails on its deadline, above; one it cut
+		// short is the caller's to tell.)
+		return errors.As(err, &oe) || errors.As(err, &de) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
+	}
+	return false
 }
 
 // --- request options ---
