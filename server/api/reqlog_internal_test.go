@@ -91,7 +91,7 @@ func TestAnonymousFailuresAreCapped(t *testing.T) {
 		t.Fatalf("%d provisioning rows, want 5", provisions)
 	}
 	w := httptest.NewRecorder()
-	h.ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
+	s.MetricsHandler().ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil)) // a production server's metrics listener
 	b, _ := io.ReadAll(w.Body)
 	m := regexp.MustCompile(`(?m)^jetty_request_log_skipped_total (\d+)$`).FindSubmatch(b)
 	if m == nil {
