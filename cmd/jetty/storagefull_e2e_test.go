@@ -25,12 +25,17 @@ import (
 // ("" for any code).
 func metric(t *testing.T, url, route, code string) int {
 	t.Helper()
-	res, err := http.Get(url + "/metrics")
+	req, _ := http.NewRequest(http.MethodGet, url+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+testMetricsToken)
+	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %d %s", res.StatusCode, b)
+	}
 	re := regexp.MustCompile(`jetty_http_requests_total\{code="(\d+)",route="` + regexp.QuoteMeta(route) + `"\} (\d+)`)
 	n := 0
 	for _, m := range re.FindAllStringSubmatch(string(b), -1) {
@@ -123,7 +128,7 @@ func TestUploadStorageFull(t *testing.T) {
 		if err := os.Symlink(mnt, filepath.Join(dir, "blobs")); err != nil {
 			t.Fatal(err)
 		}
-		a, stop, err := app.Start(app.Config{Listen: "127.0.0.1:0", DataDir: dir, WebhookSecret: cmdSecret, TokenSecret: "tok", StorageMinFree: "8MiB"}, nil)
+		a, stop, err := app.Start(app.Config{Listen: "127.0.0.1:0", DataDir: dir, WebhookSecret: cmdSecret, TokenSecret: testTokenSecret, MetricsToken: testMetricsToken, StorageMinFree: "8MiB"}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -140,7 +145,7 @@ func TestUploadStorageFull(t *testing.T) {
 		mnt := testenv.SmallFS(t, 96<<20)
 		m := testenv.MinIOOn(t, filepath.Join(mnt, "data"))
 		s3cfg := &s3blob.Config{Endpoint: m.Endpoint, Region: m.Region, AccessKeyID: m.AccessKey, SecretAccessKey: m.SecretKey, Bucket: m.Bucket}
-		a, stop, err := app.Start(app.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), WebhookSecret: cmdSecret, TokenSecret: "tok",
+		a, stop, err := app.Start(app.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir(), WebhookSecret: cmdSecret, TokenSecret: testTokenSecret, MetricsToken: testMetricsToken,
 			DatabaseURL: testenv.PostgresURL(t), RedisURL: testenv.RedisURL(t), S3: s3cfg}, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -162,3 +167,10 @@ func TestUploadStorageFull(t *testing.T) {
 		run(t, a.URL(), mnt, 1<<20, chunkRoute, 7, func() { testenv.WaitMinIOFull(t, m) }, waitSpace)
 	})
 }
+
+// testTokenSecret signs the upload tokens of the servers these tests
+// start: as strong as the server requires (internal/secrets).
+const testTokenSecret = "tok_9f2c4e6a8b1d3f5e7a9c0b2d4f6e8a1c"
+
+// testMetricsToken lets these tests read the servers' /metrics.
+const testMetricsToken = "met_3b8d1f6a9c2e5b7d0f4a8c1e6b3d9f2a"

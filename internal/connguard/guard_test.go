@@ -185,15 +185,25 @@ func TestEvictsLongestSilent(t *testing.T) {
 // unauthenticated newcomers; with nothing to evict a newcomer is refused.
 func TestAuthenticatedAndServedKept(t *testing.T) {
 	release := make(chan struct{})
+	entered := make(chan struct{}, 4) // a /slow handler runs
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/login":
 			Authenticated(r.Context())
 		case "/slow":
+			entered <- struct{}{}
 			<-release
 		}
 		w.Write([]byte("ok"))
 	})
+	inHandler := func(what string) {
+		t.Helper()
+		select {
+		case <-entered:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: its handler did not start", what)
+		}
+	}
 	g := New(Limits{MaxConns: 3, MaxUnauth: 2}, nil)
 	addr := serve(t, g, h, time.Minute)
 
@@ -207,6 +217,7 @@ func TestAuthenticatedAndServedKept(t *testing.T) {
 	}
 	// A request being answered (complete, no body): not evictable.
 	slow := raw(t, addr, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+	inHandler("slow")
 	waitFor(t, func() bool { st := g.Stats(); return st.Open == 2 && st.Unauth == 1 })
 	// A silent one: evictable.
 	silent := raw(t, addr, "POST /nope HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\n")
@@ -217,6 +228,9 @@ func TestAuthenticatedAndServedKept(t *testing.T) {
 	if _, closed := closedWithin(silent, 5*time.Second); !closed {
 		t.Fatal("the silent connection was kept")
 	}
+	// Until its handler runs, the newcomer itself waits for its client
+	// (it could be evicted in turn): wait for it to be answered.
+	inHandler("fresh")
 	// Another newcomer finds nothing to evict: both unauthenticated
 	// connections are being answered, and evicting the idle
 	// authenticated one would not make room under the unauthenticated
