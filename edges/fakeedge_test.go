@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jettythunder/jetty/protocol"
 )
 
 // edgeConf configures a fakeEdge.
@@ -33,7 +35,7 @@ type fakeEdge struct {
 
 	healthz, probes atomic.Int64
 	probeLength     atomic.Int64 // Content-Length of the last probe
-	probeMillis     atomic.Value // ProbeParamMillis of the last probe (string)
+	probeMillis     atomic.Value // protocol.ProbeParamMillis of the last probe (string)
 	mu              sync.Mutex
 	remotes         map[string]bool // of healthz requests
 	srv             *httptest.Server
@@ -78,15 +80,15 @@ func (f *fakeEdge) register(mux *http.ServeMux) {
 		w.WriteHeader(status)
 		io.WriteString(w, `{"status":"ok"}`)
 	})
-	mux.HandleFunc("POST "+PathProbe, func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("POST "+protocol.PathProbe, func(w http.ResponseWriter, r *http.Request) {
 		f.probes.Add(1)
 		f.probeLength.Store(r.ContentLength)
-		f.probeMillis.Store(r.URL.Query().Get(ProbeParamMillis))
-		deadline := time.Now().Add(ProbeReadTime)
+		f.probeMillis.Store(r.URL.Query().Get(protocol.ProbeParamMillis))
+		deadline := time.Now().Add(protocol.ProbeReadTime)
 		buf := make([]byte, 16<<10)
 		var n int64
 		var first, last time.Time
-		body := io.LimitReader(r.Body, MaxProbeBytes)
+		body := io.LimitReader(r.Body, protocol.MaxProbeBytes)
 		for time.Now().Before(deadline) {
 			k, err := body.Read(buf)
 			if k > 0 {
@@ -111,7 +113,7 @@ func (f *fakeEdge) register(mux *http.ServeMux) {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Connection", "close")
-		json.NewEncoder(w).Encode(ProbeResult{Bytes: n, Micros: last.Sub(first).Microseconds()})
+		json.NewEncoder(w).Encode(protocol.ProbeResult{Bytes: n, Micros: last.Sub(first).Microseconds()})
 	})
 }
 
@@ -193,17 +195,17 @@ func closedPort(t *testing.T) string {
 type fakeControl struct {
 	*fakeEdge
 	mu       sync.Mutex
-	resp     func(base string) OptimalResponse
-	requests []OptimalRequest
+	resp     func(base string) protocol.OptimalResponse
+	requests []protocol.OptimalRequest
 	calls    atomic.Int64
 }
 
-func newFakeControl(t *testing.T, conf edgeConf, resp func(base string) OptimalResponse) *fakeControl {
+func newFakeControl(t *testing.T, conf edgeConf, resp func(base string) protocol.OptimalResponse) *fakeControl {
 	t.Helper()
 	f := &fakeControl{fakeEdge: &fakeEdge{conf: conf}, resp: resp}
 	mux := http.NewServeMux()
 	f.fakeEdge.register(mux)
-	mux.HandleFunc("POST "+PathOptimal, func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("POST "+protocol.PathOptimalEdges, func(w http.ResponseWriter, r *http.Request) {
 		f.calls.Add(1)
 		if r.Header.Get("Authorization") != "Bearer key" || r.Header.Get("X-API-Secret") != "secret" {
 			w.Header().Set("Content-Type", "application/json")
@@ -211,7 +213,7 @@ func newFakeControl(t *testing.T, conf edgeConf, resp func(base string) OptimalR
 			io.WriteString(w, `{"error":"bad key","code":"unauthorized"}`)
 			return
 		}
-		var req OptimalRequest
+		var req protocol.OptimalRequest
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil && !errors.Is(err, io.EOF) {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return

@@ -17,13 +17,15 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/jettythunder/jetty/protocol"
 )
 
 // Defaults of ProbeOptions.
 const (
 	DefaultProbeTimeout = 3 * time.Second
 	DefaultPings        = 3
-	DefaultSampleBytes  = MaxProbeBytes
+	DefaultSampleBytes  = protocol.MaxProbeBytes
 )
 
 // ProbeOptions bound a probe run. Zero values take the defaults.
@@ -56,9 +58,9 @@ const (
 // candidate whose round trip is rtt.
 func (o ProbeOptions) sampleTime(rtt time.Duration) time.Duration {
 	if o.SampleTime > 0 {
-		return min(o.SampleTime, ProbeReadTime)
+		return min(o.SampleTime, protocol.ProbeReadTime)
 	}
-	return min(max(SampleRTTs*rtt, MinSampleTime), ProbeReadTime)
+	return min(max(SampleRTTs*rtt, MinSampleTime), protocol.ProbeReadTime)
 }
 
 func (o ProbeOptions) withDefaults() ProbeOptions {
@@ -71,7 +73,7 @@ func (o ProbeOptions) withDefaults() ProbeOptions {
 	if o.SampleBytes <= 0 {
 		o.SampleBytes = DefaultSampleBytes
 	}
-	o.SampleBytes = min(o.SampleBytes, MaxProbeBytes)
+	o.SampleBytes = min(o.SampleBytes, protocol.MaxProbeBytes)
 	return o
 }
 
@@ -86,7 +88,7 @@ var (
 
 // Measurement is what probing one candidate found.
 type Measurement struct {
-	Candidate Candidate
+	Candidate protocol.Candidate
 	// RTT is the median round trip of the measured pings, on a
 	// connection already open (0 when unknown).
 	RTT time.Duration
@@ -128,7 +130,7 @@ type Measurement struct {
 // proxy settings included), restricted to HTTP/1.1, serves the run and its
 // connections are closed at the end. Another http.RoundTripper is used as
 // it is. Redirects are not followed.
-func Probe(ctx context.Context, hc *http.Client, cands []Candidate, opts ProbeOptions) []Measurement {
+func Probe(ctx context.Context, hc *http.Client, cands []protocol.Candidate, opts ProbeOptions) []Measurement {
 	opts = opts.withDefaults()
 	out := make([]Measurement, len(cands))
 	for i, c := range cands {
@@ -143,7 +145,7 @@ func Probe(ctx context.Context, hc *http.Client, cands []Candidate, opts ProbeOp
 	defer done()
 
 	var sample []byte
-	if slices.ContainsFunc(cands, func(c Candidate) bool { return c.Kind != KindDirect }) {
+	if slices.ContainsFunc(cands, func(c protocol.Candidate) bool { return c.Kind != protocol.KindDirect }) {
 		sample = make([]byte, opts.SampleBytes)
 		rand.Read(sample) // incompressible, whatever the path does
 	}
@@ -244,7 +246,7 @@ type prober struct {
 	pinged func()
 }
 
-func (p *prober) run(ctx context.Context, c Candidate) Measurement {
+func (p *prober) run(ctx context.Context, c protocol.Candidate) Measurement {
 	m := Measurement{Candidate: c}
 	base := strings.TrimRight(c.URL, "/")
 	if u, err := url.Parse(base); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -252,7 +254,7 @@ func (p *prober) run(ctx context.Context, c Candidate) Measurement {
 		return m
 	}
 	method, target, stage := http.MethodGet, base+"/healthz", "healthz"
-	if c.Kind == KindDirect {
+	if c.Kind == protocol.KindDirect {
 		method, target, stage = http.MethodHead, c.URL, "ping"
 	}
 
@@ -263,7 +265,7 @@ func (p *prober) run(ctx context.Context, c Candidate) Measurement {
 			m.Err = p.failure(ctx, stage, err)
 			break
 		}
-		if c.Kind != KindDirect && status != http.StatusOK {
+		if c.Kind != protocol.KindDirect && status != http.StatusOK {
 			m.Err = fmt.Errorf("%s: %w: HTTP %d", stage, ErrBadStatus, status)
 			break
 		}
@@ -275,7 +277,7 @@ func (p *prober) run(ctx context.Context, c Candidate) Measurement {
 	}
 	m.RTT = median(rtts)
 	p.pinged()
-	if m.Err != nil || c.Kind == KindDirect {
+	if m.Err != nil || c.Kind == protocol.KindDirect {
 		m.Healthy = m.Err == nil
 		return m
 	}
@@ -286,7 +288,7 @@ func (p *prober) run(ctx context.Context, c Candidate) Measurement {
 		m.Err = ctxError(ctx, "throughput")
 		return m
 	}
-	res, err := p.throughput(ctx, base+PathProbe+"?"+ProbeParamMillis+"="+strconv.FormatInt(p.opts.sampleTime(m.RTT).Milliseconds(), 10))
+	res, err := p.throughput(ctx, base+protocol.PathProbe+"?"+protocol.ProbeParamMillis+"="+strconv.FormatInt(p.opts.sampleTime(m.RTT).Milliseconds(), 10))
 	if err != nil {
 		m.Err = p.failure(ctx, "throughput", err)
 		return m
@@ -355,8 +357,8 @@ func (p *prober) ping(ctx context.Context, method, target string) (timing, int, 
 }
 
 // throughput posts the sample and reads the receiver's ProbeResult.
-func (p *prober) throughput(ctx context.Context, target string) (ProbeResult, error) {
-	var res ProbeResult
+func (p *prober) throughput(ctx context.Context, target string) (protocol.ProbeResult, error) {
+	var res protocol.ProbeResult
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(p.sample))
 	if err != nil {
 		return res, err

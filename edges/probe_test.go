@@ -11,14 +11,16 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jettythunder/jetty/protocol"
 )
 
 func TestProbeLatencyAndThroughput(t *testing.T) {
 	fast := newFakeEdge(t, edgeConf{})
 	slow := newFakeEdge(t, edgeConf{Delay: 150 * time.Millisecond})
-	cands := []Candidate{
-		{ID: "origin", Kind: KindOrigin, URL: fast.URL()},
-		{ID: "r1", Kind: KindRelay, URL: slow.URL() + "/"},
+	cands := []protocol.Candidate{
+		{ID: "origin", Kind: protocol.KindOrigin, URL: fast.URL()},
+		{ID: "r1", Kind: protocol.KindRelay, URL: slow.URL() + "/"},
 	}
 	ms := Probe(context.Background(), nil, cands, ProbeOptions{})
 	if len(ms) != 2 {
@@ -72,9 +74,9 @@ func TestProbeThroughputIsTheReceivers(t *testing.T) {
 	const rate = 4 << 20
 	fast := newFakeEdge(t, edgeConf{})
 	slow := newFakeEdge(t, edgeConf{Rate: rate})
-	ms := Probe(context.Background(), nil, []Candidate{
-		{ID: "origin", Kind: KindOrigin, URL: fast.URL()},
-		{ID: "r1", Kind: KindRelay, URL: slow.URL()},
+	ms := Probe(context.Background(), nil, []protocol.Candidate{
+		{ID: "origin", Kind: protocol.KindOrigin, URL: fast.URL()},
+		{ID: "r1", Kind: protocol.KindRelay, URL: slow.URL()},
 	}, ProbeOptions{})
 	if !ms[0].Healthy || !ms[1].Healthy {
 		t.Fatalf("unhealthy: %v / %v", ms[0].Err, ms[1].Err)
@@ -91,11 +93,11 @@ func TestProbeThroughputIsTheReceivers(t *testing.T) {
 
 func TestProbeBoundedByTimeout(t *testing.T) {
 	fast := newFakeEdge(t, edgeConf{})
-	cands := []Candidate{
-		{ID: "origin", Kind: KindOrigin, URL: fast.URL()},
-		{ID: "hole", Kind: KindRelay, URL: blackHole(t)},
-		{ID: "closed", Kind: KindRelay, URL: closedPort(t)},
-		{ID: "direct", Kind: KindDirect, URL: blackHole(t)},
+	cands := []protocol.Candidate{
+		{ID: "origin", Kind: protocol.KindOrigin, URL: fast.URL()},
+		{ID: "hole", Kind: protocol.KindRelay, URL: blackHole(t)},
+		{ID: "closed", Kind: protocol.KindRelay, URL: closedPort(t)},
+		{ID: "direct", Kind: protocol.KindDirect, URL: blackHole(t)},
 	}
 	const timeout = time.Second
 	start := time.Now()
@@ -127,10 +129,10 @@ func TestProbeBoundedByTimeout(t *testing.T) {
 func TestProbeStatuses(t *testing.T) {
 	sick := newFakeEdge(t, edgeConf{HealthStatus: http.StatusServiceUnavailable})
 	store, hits := fakeStore(t, 0)
-	ms := Probe(context.Background(), nil, []Candidate{
-		{ID: "r1", Kind: KindRelay, URL: sick.URL()},
-		{ID: "direct", Kind: KindDirect, URL: store},
-		{ID: "r2", Kind: KindRelay, URL: "ftp://example.com"},
+	ms := Probe(context.Background(), nil, []protocol.Candidate{
+		{ID: "r1", Kind: protocol.KindRelay, URL: sick.URL()},
+		{ID: "direct", Kind: protocol.KindDirect, URL: store},
+		{ID: "r2", Kind: protocol.KindRelay, URL: "ftp://example.com"},
 	}, ProbeOptions{Pings: 2})
 	if m := ms[0]; m.Healthy || !errors.Is(m.Err, ErrBadStatus) {
 		t.Errorf("503 healthz: healthy %v, err %v", m.Healthy, m.Err)
@@ -152,20 +154,20 @@ func TestProbeStatuses(t *testing.T) {
 
 func TestProbeSampleBytes(t *testing.T) {
 	e := newFakeEdge(t, edgeConf{})
-	c := []Candidate{{ID: "origin", Kind: KindOrigin, URL: e.URL()}}
+	c := []protocol.Candidate{{ID: "origin", Kind: protocol.KindOrigin, URL: e.URL()}}
 	Probe(context.Background(), nil, c, ProbeOptions{SampleBytes: 64 << 10})
 	if n := e.probeLength.Load(); n != 64<<10 {
 		t.Errorf("probe of %d bytes, want 64 KiB", n)
 	}
-	Probe(context.Background(), nil, c, ProbeOptions{SampleBytes: 5 * MaxProbeBytes})
-	if n := e.probeLength.Load(); n != MaxProbeBytes {
-		t.Errorf("probe of %d bytes, want at most %d", n, MaxProbeBytes)
+	Probe(context.Background(), nil, c, ProbeOptions{SampleBytes: 5 * protocol.MaxProbeBytes})
+	if n := e.probeLength.Load(); n != protocol.MaxProbeBytes {
+		t.Errorf("probe of %d bytes, want at most %d", n, protocol.MaxProbeBytes)
 	}
 }
 
 func TestProbeAsksForSampleTime(t *testing.T) {
 	e := newFakeEdge(t, edgeConf{})
-	c := []Candidate{{ID: "origin", Kind: KindOrigin, URL: e.URL()}}
+	c := []protocol.Candidate{{ID: "origin", Kind: protocol.KindOrigin, URL: e.URL()}}
 	// A local candidate: its round trips are far below the floor.
 	Probe(context.Background(), nil, c, ProbeOptions{})
 	if got := e.probeMillis.Load(); got != "100" {
@@ -185,9 +187,9 @@ func TestSampleTime(t *testing.T) {
 		{0, 10 * time.Millisecond, MinSampleTime},
 		{0, 50 * time.Millisecond, 200 * time.Millisecond},
 		{0, 300 * time.Millisecond, 1200 * time.Millisecond},
-		{0, 2 * time.Second, ProbeReadTime},
+		{0, 2 * time.Second, protocol.ProbeReadTime},
 		{30 * time.Millisecond, 50 * time.Millisecond, 30 * time.Millisecond},
-		{time.Minute, 0, ProbeReadTime},
+		{time.Minute, 0, protocol.ProbeReadTime},
 	} {
 		if got := (ProbeOptions{SampleTime: tc.set}).sampleTime(tc.rtt); got != tc.want {
 			t.Errorf("SampleTime %v, rtt %v: %v, want %v", tc.set, tc.rtt, got, tc.want)
@@ -216,14 +218,14 @@ func TestProbeHandlerBudget(t *testing.T) {
 	// answers at once; without a usable budget it reads it all.
 	srv := httptest.NewServer(ProbeHandler())
 	defer srv.Close()
-	post := func(query string) ProbeResult {
+	post := func(query string) protocol.ProbeResult {
 		t.Helper()
 		resp, err := http.Post(srv.URL+query, "application/octet-stream", &pacedBody{n: 64, gap: 10 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
-		var res ProbeResult
+		var res protocol.ProbeResult
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("%s: HTTP %d", query, resp.StatusCode)
 		}
@@ -251,9 +253,9 @@ func TestProbeZeroMicros(t *testing.T) {
 	}))
 	defer srv.Close()
 	other := newFakeEdge(t, edgeConf{})
-	ms := Probe(context.Background(), nil, []Candidate{
-		{ID: "origin", Kind: KindOrigin, URL: other.URL()},
-		{ID: "r1", Kind: KindRelay, URL: srv.URL},
+	ms := Probe(context.Background(), nil, []protocol.Candidate{
+		{ID: "origin", Kind: protocol.KindOrigin, URL: other.URL()},
+		{ID: "r1", Kind: protocol.KindRelay, URL: srv.URL},
 	}, ProbeOptions{})
 	if m := ms[1]; !m.Healthy || m.Throughput != 0 {
 		t.Fatalf("zero micros: healthy %v, throughput %v, err %v", m.Healthy, m.Throughput, m.Err)
@@ -270,7 +272,7 @@ func TestProbeBadAnswer(t *testing.T) {
 		io.WriteString(w, `not json`)
 	}))
 	defer srv.Close()
-	ms := Probe(context.Background(), nil, []Candidate{{ID: "r1", Kind: KindRelay, URL: srv.URL}}, ProbeOptions{})
+	ms := Probe(context.Background(), nil, []protocol.Candidate{{ID: "r1", Kind: protocol.KindRelay, URL: srv.URL}}, ProbeOptions{})
 	if m := ms[0]; m.Healthy || !errors.Is(m.Err, ErrBadAnswer) {
 		t.Errorf("healthy %v, err %v; want a bad answer", m.Healthy, m.Err)
 	}
@@ -280,7 +282,7 @@ func TestProbeCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(100*time.Millisecond, cancel)
 	start := time.Now()
-	ms := Probe(ctx, nil, []Candidate{{ID: "r1", Kind: KindRelay, URL: blackHole(t)}}, ProbeOptions{Timeout: 10 * time.Second})
+	ms := Probe(ctx, nil, []protocol.Candidate{{ID: "r1", Kind: protocol.KindRelay, URL: blackHole(t)}}, ProbeOptions{Timeout: 10 * time.Second})
 	if took := time.Since(start); took > 2*time.Second {
 		t.Errorf("cancelled Probe took %v", took)
 	}
@@ -314,11 +316,11 @@ func TestMedian(t *testing.T) {
 func TestProbeAgainstProbeHandler(t *testing.T) {
 	// The receivers' real handler, behind the same healthz as the server's.
 	mux := http.NewServeMux()
-	mux.Handle("POST "+PathProbe, ProbeHandler())
+	mux.Handle("POST "+protocol.PathProbe, ProbeHandler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, `{"status":"ok"}`) })
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
-	ms := Probe(context.Background(), nil, []Candidate{{ID: "origin", Kind: KindOrigin, URL: srv.URL}}, ProbeOptions{})
+	ms := Probe(context.Background(), nil, []protocol.Candidate{{ID: "origin", Kind: protocol.KindOrigin, URL: srv.URL}}, ProbeOptions{})
 	if m := ms[0]; !m.Healthy || m.Err != nil || m.RTT <= 0 {
 		t.Fatalf("%+v", m)
 	}
@@ -338,8 +340,8 @@ func TestProbeHandlerSilentSender(t *testing.T) {
 	}
 	defer c.Close()
 	start := time.Now()
-	io.WriteString(c, "POST "+PathProbe+" HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"+strings.Repeat("x", 5000))
-	c.SetReadDeadline(time.Now().Add(ProbeReadTime + 10*time.Second))
+	io.WriteString(c, "POST "+protocol.PathProbe+" HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"+strings.Repeat("x", 5000))
+	c.SetReadDeadline(time.Now().Add(protocol.ProbeReadTime + 10*time.Second))
 	b, err := io.ReadAll(c)
 	if err != nil {
 		t.Fatalf("connection still open %v after a silent probe (read %q): %v", time.Since(start), b, err)

@@ -4,15 +4,17 @@ import (
 	"encoding/json"
 	"errors"
 	"time"
+
+	"github.com/jettythunder/jetty/protocol"
 )
 
 // JSON forms of the probe results: durations in milliseconds, errors as
 // their text.
 
 type measurementJSON struct {
-	Candidate     Candidate `json:"candidate"`
-	RTTMillis     float64   `json:"rtt_ms"`
-	ConnectMillis float64   `json:"connect_ms"`
+	Candidate     protocol.Candidate `json:"candidate"`
+	RTTMillis     float64            `json:"rtt_ms"`
+	ConnectMillis float64            `json:"connect_ms"`
 	// Throughput is in bytes per second.
 	Throughput float64 `json:"throughput"`
 	Healthy    bool    `json:"healthy"`

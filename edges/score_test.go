@@ -5,10 +5,12 @@ import (
 	"math"
 	"testing"
 	"time"
+
+	"github.com/jettythunder/jetty/protocol"
 )
 
 func meas(id, kind string, rtt time.Duration, thr float64, load float64) Measurement {
-	return Measurement{Candidate: Candidate{ID: id, Kind: kind, Load: load}, RTT: rtt, Throughput: thr, Healthy: true}
+	return Measurement{Candidate: protocol.Candidate{ID: id, Kind: kind, Load: load}, RTT: rtt, Throughput: thr, Healthy: true}
 }
 
 func TestScore(t *testing.T) {
@@ -46,7 +48,7 @@ func TestScore(t *testing.T) {
 		},
 		{
 			name:  "all unhealthy",
-			in:    []Measurement{{Candidate: Candidate{ID: "origin", Kind: KindOrigin}, RTT: ms, Throughput: MiB, Err: ErrTimedOut}},
+			in:    []Measurement{{Candidate: protocol.Candidate{ID: "origin", Kind: protocol.KindOrigin}, RTT: ms, Throughput: MiB, Err: ErrTimedOut}},
 			chunk: 8 * MiB,
 		},
 		{
@@ -54,8 +56,8 @@ func TestScore(t *testing.T) {
 			// 2×5 ms + 8 MiB / 160 MiB/s = 60 ms: twice the weight.
 			name: "faster first, weights ∝ 1/T",
 			in: []Measurement{
-				meas("origin", KindOrigin, 10*ms, 80*MiB, 0),
-				meas("r1", KindRelay, 5*ms, 160*MiB, 0),
+				meas("origin", protocol.KindOrigin, 10*ms, 80*MiB, 0),
+				meas("r1", protocol.KindRelay, 5*ms, 160*MiB, 0),
 			},
 			chunk: 8 * MiB,
 			want: []want{
@@ -66,8 +68,8 @@ func TestScore(t *testing.T) {
 		{
 			name: "unhealthy dropped",
 			in: []Measurement{
-				meas("origin", KindOrigin, 10*ms, 80*MiB, 0),
-				{Candidate: Candidate{ID: "r1", Kind: KindRelay}, RTT: ms, Throughput: 1000 * MiB, Err: errors.New("throughput: timed out")},
+				meas("origin", protocol.KindOrigin, 10*ms, 80*MiB, 0),
+				{Candidate: protocol.Candidate{ID: "r1", Kind: protocol.KindRelay}, RTT: ms, Throughput: 1000 * MiB, Err: errors.New("throughput: timed out")},
 			},
 			chunk: 8 * MiB,
 			want:  []want{{"origin", 120 * ms, 1, false}},
@@ -77,9 +79,9 @@ func TestScore(t *testing.T) {
 			// (kept); r-slow: 2×50+400 = 500 (dropped).
 			name: "4x cut",
 			in: []Measurement{
-				meas("origin", KindOrigin, 10*ms, 80*MiB, 0),
-				meas("r-ok", KindRelay, 39*ms, 20*MiB, 0),
-				meas("r-slow", KindRelay, 50*ms, 20*MiB, 0),
+				meas("origin", protocol.KindOrigin, 10*ms, 80*MiB, 0),
+				meas("r-ok", protocol.KindRelay, 39*ms, 20*MiB, 0),
+				meas("r-slow", protocol.KindRelay, 50*ms, 20*MiB, 0),
 			},
 			chunk: 8 * MiB,
 			want: func() []want {
@@ -92,11 +94,11 @@ func TestScore(t *testing.T) {
 			// a negative load counts as none.
 			name: "load scaling",
 			in: []Measurement{
-				meas("origin", KindOrigin, 5*ms, 160*MiB, 0),
-				meas("half", KindRelay, 5*ms, 160*MiB, 0.5),
-				meas("busy", KindRelay, 5*ms, 160*MiB, 0.95),
-				meas("over", KindRelay, 5*ms, 160*MiB, 3),
-				meas("neg", KindRelay, 5*ms, 160*MiB, -2),
+				meas("origin", protocol.KindOrigin, 5*ms, 160*MiB, 0),
+				meas("half", protocol.KindRelay, 5*ms, 160*MiB, 0.5),
+				meas("busy", protocol.KindRelay, 5*ms, 160*MiB, 0.95),
+				meas("over", protocol.KindRelay, 5*ms, 160*MiB, 3),
+				meas("neg", protocol.KindRelay, 5*ms, 160*MiB, -2),
 			},
 			chunk: 8 * MiB,
 			want: func() []want {
@@ -111,9 +113,9 @@ func TestScore(t *testing.T) {
 			// 2×2 ms + 50 ms = 54 ms.
 			name: "direct assumes the best throughput",
 			in: []Measurement{
-				meas("origin", KindOrigin, 10*ms, 80*MiB, 0),
-				meas("r1", KindRelay, 5*ms, 160*MiB, 0),
-				meas("direct", KindDirect, 2*ms, 0, 0),
+				meas("origin", protocol.KindOrigin, 10*ms, 80*MiB, 0),
+				meas("r1", protocol.KindRelay, 5*ms, 160*MiB, 0),
+				meas("direct", protocol.KindDirect, 2*ms, 0, 0),
 			},
 			chunk: 8 * MiB,
 			want: func() []want {
@@ -125,9 +127,9 @@ func TestScore(t *testing.T) {
 			// An unhealthy candidate's figure is not the best to assume.
 			name: "assumption ignores unhealthy figures",
 			in: []Measurement{
-				meas("origin", KindOrigin, 10*ms, 80*MiB, 0),
-				{Candidate: Candidate{ID: "r1", Kind: KindRelay}, Throughput: 8000 * MiB, Err: ErrBadStatus},
-				meas("direct", KindDirect, 10*ms, 0, 0),
+				meas("origin", protocol.KindOrigin, 10*ms, 80*MiB, 0),
+				{Candidate: protocol.Candidate{ID: "r1", Kind: protocol.KindRelay}, Throughput: 8000 * MiB, Err: ErrBadStatus},
+				meas("direct", protocol.KindDirect, 10*ms, 0, 0),
 			},
 			chunk: 8 * MiB,
 			want:  []want{{"direct", 120 * ms, 0.5, true}, {"origin", 120 * ms, 0.5, false}},
@@ -135,8 +137,8 @@ func TestScore(t *testing.T) {
 		{
 			name: "no throughput anywhere: RTT only",
 			in: []Measurement{
-				meas("origin", KindOrigin, 10*ms, 0, 0),
-				meas("direct", KindDirect, 20*ms, 0, 0),
+				meas("origin", protocol.KindOrigin, 10*ms, 0, 0),
+				meas("direct", protocol.KindDirect, 20*ms, 0, 0),
 			},
 			chunk: 8 * MiB,
 			want: func() []want {
@@ -147,8 +149,8 @@ func TestScore(t *testing.T) {
 		{
 			name: "estimate floor",
 			in: []Measurement{
-				meas("origin", KindOrigin, 0, 0, 0),
-				meas("r1", KindRelay, 100*time.Microsecond, 0, 0),
+				meas("origin", protocol.KindOrigin, 0, 0, 0),
+				meas("r1", protocol.KindRelay, 100*time.Microsecond, 0, 0),
 			},
 			chunk: 8 * MiB,
 			want:  []want{{"origin", MinEstimate, 0.5, false}, {"r1", MinEstimate, 0.5, false}},
@@ -156,9 +158,9 @@ func TestScore(t *testing.T) {
 		{
 			name: "cut to workers",
 			in: []Measurement{
-				meas("origin", KindOrigin, 10*ms, 80*MiB, 0),
-				meas("r1", KindRelay, 5*ms, 160*MiB, 0),
-				meas("r2", KindRelay, 6*ms, 160*MiB, 0),
+				meas("origin", protocol.KindOrigin, 10*ms, 80*MiB, 0),
+				meas("r1", protocol.KindRelay, 5*ms, 160*MiB, 0),
+				meas("r2", protocol.KindRelay, 6*ms, 160*MiB, 0),
 			},
 			chunk:   8 * MiB,
 			workers: 2,
@@ -200,8 +202,8 @@ func TestScore(t *testing.T) {
 
 func TestScoreDoesNotModifyInput(t *testing.T) {
 	in := []Measurement{
-		meas("r1", KindRelay, 50*time.Millisecond, 1<<20, 0),
-		meas("origin", KindOrigin, time.Millisecond, 1<<30, 0),
+		meas("r1", protocol.KindRelay, 50*time.Millisecond, 1<<20, 0),
+		meas("origin", protocol.KindOrigin, time.Millisecond, 1<<30, 0),
 	}
 	Score(in, 1<<20, 4)
 	if in[0].Candidate.ID != "r1" || in[1].Candidate.ID != "origin" {

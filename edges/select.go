@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jettythunder/jetty/engine"
+	"github.com/jettythunder/jetty/protocol"
 )
 
 // DefaultMaxEdges is the most routes a Selector returns by default.
@@ -36,7 +37,7 @@ type Report struct {
 	// dropped ones included (with Err saying why when they failed).
 	Measurements []Measurement `json:"measurements"`
 	// Strategy is the server's advice.
-	Strategy Strategy `json:"strategy"`
+	Strategy protocol.EdgeStrategy `json:"strategy"`
 	// ChunkSize and Workers are what the candidates were scored for.
 	ChunkSize int64 `json:"chunk_size"`
 	Workers   int   `json:"workers"`
@@ -49,7 +50,7 @@ type Report struct {
 // EvaluateOptions tune Evaluate.
 type EvaluateOptions struct {
 	// Request is sent to optimal-edges (size and location hints).
-	Request OptimalRequest
+	Request protocol.OptimalRequest
 	// Probe bounds the probes.
 	Probe ProbeOptions
 	// Kinds, when not empty, limits the candidates probed to these kinds;
@@ -62,9 +63,9 @@ type EvaluateOptions struct {
 
 // Candidates asks the server for candidates (POST PathOptimal, an
 // authenticated control call).
-func Candidates(ctx context.Context, c *engine.Client, req OptimalRequest) (OptimalResponse, error) {
-	var out OptimalResponse
-	err := c.Call(ctx, http.MethodPost, PathOptimal, req, &out)
+func Candidates(ctx context.Context, c *engine.Client, req protocol.OptimalRequest) (protocol.OptimalResponse, error) {
+	var out protocol.OptimalResponse
+	err := c.Call(ctx, http.MethodPost, protocol.PathOptimalEdges, req, &out)
 	return out, err
 }
 
@@ -95,7 +96,7 @@ func Evaluate(ctx context.Context, c *engine.Client, chunkSize int64, workers in
 
 // evaluate probes and scores the candidates of resp. originURL stands in
 // for the origin's candidate should the server have left it out.
-func evaluate(ctx context.Context, hc *http.Client, resp OptimalResponse, originURL string, chunkSize int64, workers int, opts EvaluateOptions, start time.Time) (Report, error) {
+func evaluate(ctx context.Context, hc *http.Client, resp protocol.OptimalResponse, originURL string, chunkSize int64, workers int, opts EvaluateOptions, start time.Time) (Report, error) {
 	rep := Report{JettySpeed: resp.JettySpeed, Strategy: resp.Strategy, ChunkSize: chunkSize, Workers: workers}
 	cands := candidateList(resp.Edges, originURL, opts.Kinds)
 	if !resp.JettySpeed || len(cands) <= 1 {
@@ -114,21 +115,21 @@ func evaluate(ctx context.Context, hc *http.Client, resp OptimalResponse, origin
 
 // candidateList is the server's candidates worth probing: known kinds,
 // the wanted ones, one per ID, exactly one origin (first).
-func candidateList(list []Candidate, originURL string, kinds []string) []Candidate {
-	out := make([]Candidate, 0, len(list)+1)
+func candidateList(list []protocol.Candidate, originURL string, kinds []string) []protocol.Candidate {
+	out := make([]protocol.Candidate, 0, len(list)+1)
 	seen := map[string]bool{}
 	hasOrigin := false
 	for _, c := range list {
 		switch {
-		case c.Kind != KindOrigin && c.Kind != KindRelay && c.Kind != KindDirect:
+		case c.Kind != protocol.KindOrigin && c.Kind != protocol.KindRelay && c.Kind != protocol.KindDirect:
 			continue
-		case c.Kind == KindOrigin && hasOrigin:
+		case c.Kind == protocol.KindOrigin && hasOrigin:
 			continue
-		case c.Kind != KindOrigin && len(kinds) > 0 && !slices.Contains(kinds, c.Kind):
+		case c.Kind != protocol.KindOrigin && len(kinds) > 0 && !slices.Contains(kinds, c.Kind):
 			continue
 		}
-		if c.Kind == KindOrigin {
-			c.ID = KindOrigin
+		if c.Kind == protocol.KindOrigin {
+			c.ID = protocol.KindOrigin
 			hasOrigin = true
 		}
 		if c.ID == "" || seen[c.ID] {
@@ -138,17 +139,17 @@ func candidateList(list []Candidate, originURL string, kinds []string) []Candida
 		out = append(out, c)
 	}
 	if !hasOrigin {
-		if seen[KindOrigin] { // a relay calling itself "origin"
-			out = slices.DeleteFunc(out, func(c Candidate) bool { return c.ID == KindOrigin })
+		if seen[protocol.KindOrigin] { // a relay calling itself "origin"
+			out = slices.DeleteFunc(out, func(c protocol.Candidate) bool { return c.ID == protocol.KindOrigin })
 		}
-		out = append(out, Candidate{ID: KindOrigin, Kind: KindOrigin, URL: originURL})
+		out = append(out, protocol.Candidate{ID: protocol.KindOrigin, Kind: protocol.KindOrigin, URL: originURL})
 	}
 	// The origin first: it is the reference in reports.
-	slices.SortStableFunc(out, func(a, b Candidate) int {
-		if (a.Kind == KindOrigin) == (b.Kind == KindOrigin) {
+	slices.SortStableFunc(out, func(a, b protocol.Candidate) int {
+		if (a.Kind == protocol.KindOrigin) == (b.Kind == protocol.KindOrigin) {
 			return 0
 		}
-		if a.Kind == KindOrigin {
+		if a.Kind == protocol.KindOrigin {
 			return -1
 		}
 		return 1
@@ -175,7 +176,7 @@ type Selector struct {
 	Kinds []string
 	// Hint is sent to optimal-edges (region, coordinates, file size; the
 	// file size defaults to the session's missing chunks × chunk size).
-	Hint OptimalRequest
+	Hint protocol.OptimalRequest
 	// OnReport, when set, receives the report of each selection.
 	OnReport func(Report)
 	// Reuse, when positive, lets a Select within that time of the last
@@ -207,7 +208,7 @@ type prefetch struct {
 	err       error
 
 	mu    sync.Mutex
-	cands *OptimalResponse // once received, while the probe runs (PresignHint)
+	cands *protocol.OptimalResponse // once received, while the probe runs (PresignHint)
 }
 
 var _ engine.Prefetcher = (*Selector)(nil)
@@ -273,7 +274,7 @@ func (sel *Selector) minChunks() int {
 	return sel.MinChunks
 }
 
-func (sel *Selector) evalOptions(req OptimalRequest) EvaluateOptions {
+func (sel *Selector) evalOptions(req protocol.OptimalRequest) EvaluateOptions {
 	return EvaluateOptions{
 		Request: req,
 		Probe:   ProbeOptions{Timeout: sel.Timeout, Pings: sel.Pings, SampleBytes: sel.SampleBytes},
@@ -335,7 +336,7 @@ var _ engine.EdgeSelector = (*Selector)(nil)
 // nothing beats the origin, the origin alone is returned. When the origin
 // fails its probe (or is outscored) while others pass, it is kept with
 // OriginFallbackShare of the weight.
-func (sel *Selector) Select(ctx context.Context, s *engine.Session, chunkSize int64, workers int) ([]engine.Route, error) {
+func (sel *Selector) Select(ctx context.Context, s *protocol.Session, chunkSize int64, workers int) ([]engine.Route, error) {
 	if sel.Client == nil {
 		return nil, errors.New("edges: Selector has no Client")
 	}
@@ -398,30 +399,30 @@ func (sel *Selector) Select(ctx context.Context, s *engine.Session, chunkSize in
 // routes maps scored candidates (best first) to the routes of session s:
 // at most maxEdges of them, the origin kept among them when scored,
 // added with OriginFallbackShare when not.
-func routes(s *engine.Session, scored []Scored, maxEdges int) []engine.Route {
-	origin := engine.Route{ID: KindOrigin, Kind: engine.RouteOrigin, Label: hostOf(s.ChunkURL), ChunkURL: s.ChunkURL, Weight: 1}
+func routes(s *protocol.Session, scored []Scored, maxEdges int) []engine.Route {
+	origin := engine.Route{ID: protocol.KindOrigin, Kind: engine.RouteOrigin, Label: hostOf(s.ChunkURL), ChunkURL: s.ChunkURL, Weight: 1}
 	var out []engine.Route
 	haveOrigin := false
 	for _, c := range scored {
 		var r engine.Route
 		switch c.Candidate.Kind {
-		case KindOrigin:
+		case protocol.KindOrigin:
 			r = origin
 			haveOrigin = true
-		case KindRelay:
+		case protocol.KindRelay:
 			r = engine.Route{
 				ID:       c.Candidate.ID,
 				Kind:     engine.RouteRelay,
 				Label:    label(c.Candidate),
 				ChunkURL: strings.TrimRight(c.Candidate.URL, "/") + sessionsPath + url.PathEscape(s.ID) + "/chunks/{index}",
 			}
-		case KindDirect:
+		case protocol.KindDirect:
 			base := originBase(s)
 			if base == "" {
 				continue
 			}
 			r = engine.Route{
-				ID:         KindDirect,
+				ID:         protocol.KindDirect,
 				Kind:       engine.RouteDirect,
 				Label:      label(c.Candidate),
 				PresignURL: presignURL(base, s),
@@ -434,7 +435,7 @@ func routes(s *engine.Session, scored []Scored, maxEdges int) []engine.Route {
 	}
 	if len(out) > maxEdges {
 		// Keep the best, the origin among them when it was scored.
-		i := slices.IndexFunc(out, func(r engine.Route) bool { return r.ID == KindOrigin })
+		i := slices.IndexFunc(out, func(r engine.Route) bool { return r.ID == protocol.KindOrigin })
 		if i >= maxEdges {
 			out = append(out[:maxEdges-1], out[i])
 		} else {
@@ -468,7 +469,7 @@ func routes(s *engine.Session, scored []Scored, maxEdges int) []engine.Route {
 }
 
 // presignURL is where the direct route of session s asks for parts.
-func presignURL(base string, s *engine.Session) string {
+func presignURL(base string, s *protocol.Session) string {
 	return base + sessionsPath + url.PathEscape(s.ID) + "/presign"
 }
 
@@ -478,12 +479,12 @@ var _ engine.PresignHinter = (*Selector)(nil)
 // already received (those of a prefetch still probing, or of a report
 // kept for Reuse) offer the object store directly and the selector may
 // choose it; "" otherwise. It never waits.
-func (sel *Selector) PresignHint(s *engine.Session) string {
-	if s == nil || len(s.Missing) < sel.minChunks() || (len(sel.Kinds) > 0 && !slices.Contains(sel.Kinds, KindDirect)) {
+func (sel *Selector) PresignHint(s *protocol.Session) string {
+	if s == nil || len(s.Missing) < sel.minChunks() || (len(sel.Kinds) > 0 && !slices.Contains(sel.Kinds, protocol.KindDirect)) {
 		return ""
 	}
 	sel.mu.Lock()
-	var cands []Candidate
+	var cands []protocol.Candidate
 	speed := false
 	switch {
 	case sel.pre != nil:
@@ -500,7 +501,7 @@ func (sel *Selector) PresignHint(s *engine.Session) string {
 	}
 	sel.mu.Unlock()
 	base := originBase(s)
-	if !speed || base == "" || !slices.ContainsFunc(cands, func(c Candidate) bool { return c.Kind == KindDirect }) {
+	if !speed || base == "" || !slices.ContainsFunc(cands, func(c protocol.Candidate) bool { return c.Kind == protocol.KindDirect }) {
 		return ""
 	}
 	return presignURL(base, s)
@@ -508,7 +509,7 @@ func (sel *Selector) PresignHint(s *engine.Session) string {
 
 // originBase is the origin's base URL as the session's chunk URL shows
 // it: everything before the sessions path, else its scheme and host.
-func originBase(s *engine.Session) string {
+func originBase(s *protocol.Session) string {
 	if i := strings.LastIndex(s.ChunkURL, sessionsPath); i > 0 {
 		return s.ChunkURL[:i]
 	}
@@ -529,7 +530,7 @@ func hostOf(raw string) string {
 }
 
 // label describes a candidate: its location, and its host.
-func label(c Candidate) string {
+func label(c protocol.Candidate) string {
 	host := hostOf(c.URL)
 	if l := c.Location; l != nil {
 		name := l.Name

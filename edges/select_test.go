@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jettythunder/jetty/engine"
+	"github.com/jettythunder/jetty/protocol"
 )
 
 // An id whose path form needs escaping.
@@ -27,22 +28,22 @@ func testClient(ctl *fakeControl) *engine.Client {
 }
 
 // session is a session of the control server, under prefix.
-func session(base, prefix string) *engine.Session {
-	return &engine.Session{
+func session(base, prefix string) *protocol.Session {
+	return &protocol.Session{
 		ID:       oddID,
 		ChunkURL: base + prefix + "/api/jetty/sessions/" + url.PathEscape(oddID) + "/chunks/{index}",
 		Missing:  []int{0, 1, 2, 3},
 	}
 }
 
-var strategy = Strategy{ChunkSize: 8 << 20, Workers: 8, MaxWorkers: 32, Weights: map[string]float64{"origin": 1}}
+var strategy = protocol.EdgeStrategy{ChunkSize: 8 << 20, Workers: 8, MaxWorkers: 32, Weights: map[string]float64{"origin": 1}}
 
 // respond answers the origin (at the control server) and extra.
-func respond(jettySpeed bool, extra ...Candidate) func(string) OptimalResponse {
-	return func(base string) OptimalResponse {
-		return OptimalResponse{
+func respond(jettySpeed bool, extra ...protocol.Candidate) func(string) protocol.OptimalResponse {
+	return func(base string) protocol.OptimalResponse {
+		return protocol.OptimalResponse{
 			JettySpeed: jettySpeed,
-			Edges:      append([]Candidate{{ID: "origin", Kind: KindOrigin, URL: base, Weight: 1}}, extra...),
+			Edges:      append([]protocol.Candidate{{ID: "origin", Kind: protocol.KindOrigin, URL: base, Weight: 1}}, extra...),
 			Strategy:   strategy,
 		}
 	}
@@ -93,10 +94,10 @@ func TestSelectRoutes(t *testing.T) {
 	const d = 20 * time.Millisecond
 	relay := newFakeEdge(t, edgeConf{Delay: d})
 	store, storeHits := fakeStore(t, d)
-	loc := &Location{ID: "fra", Name: "Frankfurt"}
+	loc := &protocol.Location{ID: "fra", Name: "Frankfurt"}
 	ctl := newFakeControl(t, edgeConf{Delay: d}, respond(true,
-		Candidate{ID: "direct", Kind: KindDirect, URL: store, Weight: 1},
-		Candidate{ID: "relay-1", Kind: KindRelay, URL: relay.URL() + "/", Location: loc, Weight: 1},
+		protocol.Candidate{ID: "direct", Kind: protocol.KindDirect, URL: store, Weight: 1},
+		protocol.Candidate{ID: "relay-1", Kind: protocol.KindRelay, URL: relay.URL() + "/", Location: loc, Weight: 1},
 	))
 	var reps reports
 	sel := &Selector{Client: testClient(ctl), OnReport: reps.add}
@@ -170,10 +171,10 @@ func TestSelectKinds(t *testing.T) {
 	relay := newFakeEdge(t, edgeConf{})
 	store, storeHits := fakeStore(t, 0)
 	ctl := newFakeControl(t, edgeConf{}, respond(true,
-		Candidate{ID: "direct", Kind: KindDirect, URL: store},
-		Candidate{ID: "relay-1", Kind: KindRelay, URL: relay.URL()},
+		protocol.Candidate{ID: "direct", Kind: protocol.KindDirect, URL: store},
+		protocol.Candidate{ID: "relay-1", Kind: protocol.KindRelay, URL: relay.URL()},
 	))
-	sel := &Selector{Client: testClient(ctl), Kinds: []string{KindRelay}}
+	sel := &Selector{Client: testClient(ctl), Kinds: []string{protocol.KindRelay}}
 	rs, err := sel.Select(context.Background(), session(ctl.URL(), ""), 1<<10, 8)
 	if err != nil {
 		t.Fatal(err)
@@ -191,9 +192,9 @@ func TestSelectKinds(t *testing.T) {
 
 func TestSelectMaxEdges(t *testing.T) {
 	const d = 20 * time.Millisecond
-	var extra []Candidate
+	var extra []protocol.Candidate
 	for _, id := range []string{"r1", "r2", "r3"} {
-		extra = append(extra, Candidate{ID: id, Kind: KindRelay, URL: newFakeEdge(t, edgeConf{Delay: d}).URL()})
+		extra = append(extra, protocol.Candidate{ID: id, Kind: protocol.KindRelay, URL: newFakeEdge(t, edgeConf{Delay: d}).URL()})
 	}
 	ctl := newFakeControl(t, edgeConf{Delay: d}, respond(true, extra...))
 	sel := &Selector{Client: testClient(ctl), MaxEdges: 2}
@@ -209,7 +210,7 @@ func TestSelectMaxEdges(t *testing.T) {
 
 func TestSelectJettySpeedOff(t *testing.T) {
 	relay := newFakeEdge(t, edgeConf{})
-	ctl := newFakeControl(t, edgeConf{}, respond(false, Candidate{ID: "relay-1", Kind: KindRelay, URL: relay.URL()}))
+	ctl := newFakeControl(t, edgeConf{}, respond(false, protocol.Candidate{ID: "relay-1", Kind: protocol.KindRelay, URL: relay.URL()}))
 	var reps reports
 	sel := &Selector{Client: testClient(ctl), OnReport: reps.add}
 	s := session(ctl.URL(), "")
@@ -233,7 +234,7 @@ func TestSelectPrefersFaster(t *testing.T) {
 	// 10 MiB/s (≈ 0.8 s): both kept, the relay first with more weight.
 	// (Rates well below what loopback does even on a loaded machine.)
 	relay := newFakeEdge(t, edgeConf{Rate: 10 << 20})
-	ctl := newFakeControl(t, edgeConf{Rate: 4 << 20}, respond(true, Candidate{ID: "relay-1", Kind: KindRelay, URL: relay.URL()}))
+	ctl := newFakeControl(t, edgeConf{Rate: 4 << 20}, respond(true, protocol.Candidate{ID: "relay-1", Kind: protocol.KindRelay, URL: relay.URL()}))
 	var reps reports
 	sel := &Selector{Client: testClient(ctl), OnReport: reps.add}
 	rs, err := sel.Select(context.Background(), session(ctl.URL(), ""), 8<<20, 8)
@@ -255,7 +256,7 @@ func TestSelectPrefersFaster(t *testing.T) {
 
 func TestSelectSlowRelayDropped(t *testing.T) {
 	relay := newFakeEdge(t, edgeConf{Delay: 150 * time.Millisecond})
-	ctl := newFakeControl(t, edgeConf{}, respond(true, Candidate{ID: "relay-1", Kind: KindRelay, URL: relay.URL()}))
+	ctl := newFakeControl(t, edgeConf{}, respond(true, protocol.Candidate{ID: "relay-1", Kind: protocol.KindRelay, URL: relay.URL()}))
 	sel := &Selector{Client: testClient(ctl)}
 	// Small chunks: the round trips decide (loopback throughput is CPU
 	// bound and varies with the machine's load).
@@ -274,10 +275,10 @@ func TestSelectSlowRelayDropped(t *testing.T) {
 func TestSelectOriginFailsProbe(t *testing.T) {
 	relay := newFakeEdge(t, edgeConf{})
 	dead := closedPort(t)
-	ctl := newFakeControl(t, edgeConf{}, func(string) OptimalResponse {
-		return OptimalResponse{JettySpeed: true, Strategy: strategy, Edges: []Candidate{
-			{ID: "origin", Kind: KindOrigin, URL: dead},
-			{ID: "relay-1", Kind: KindRelay, URL: relay.URL()},
+	ctl := newFakeControl(t, edgeConf{}, func(string) protocol.OptimalResponse {
+		return protocol.OptimalResponse{JettySpeed: true, Strategy: strategy, Edges: []protocol.Candidate{
+			{ID: "origin", Kind: protocol.KindOrigin, URL: dead},
+			{ID: "relay-1", Kind: protocol.KindRelay, URL: relay.URL()},
 		}}
 	})
 	sel := &Selector{Client: testClient(ctl)}
@@ -297,8 +298,8 @@ func TestSelectOriginFailsProbe(t *testing.T) {
 
 func TestSelectDeadRelays(t *testing.T) {
 	ctl := newFakeControl(t, edgeConf{}, respond(true,
-		Candidate{ID: "closed", Kind: KindRelay, URL: closedPort(t)},
-		Candidate{ID: "hole", Kind: KindRelay, URL: blackHole(t)},
+		protocol.Candidate{ID: "closed", Kind: protocol.KindRelay, URL: closedPort(t)},
+		protocol.Candidate{ID: "hole", Kind: protocol.KindRelay, URL: blackHole(t)},
 	))
 	var reps reports
 	sel := &Selector{Client: testClient(ctl), Timeout: time.Second, OnReport: reps.add}
@@ -336,7 +337,7 @@ func TestSelectErrors(t *testing.T) {
 	}
 
 	relay := newFakeEdge(t, edgeConf{})
-	ctl2 := newFakeControl(t, edgeConf{}, respond(true, Candidate{ID: "hole", Kind: KindRelay, URL: blackHole(t)}, Candidate{ID: "r", Kind: KindRelay, URL: relay.URL()}))
+	ctl2 := newFakeControl(t, edgeConf{}, respond(true, protocol.Candidate{ID: "hole", Kind: protocol.KindRelay, URL: blackHole(t)}, protocol.Candidate{ID: "r", Kind: protocol.KindRelay, URL: relay.URL()}))
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(200*time.Millisecond, cancel)
 	if _, err := (&Selector{Client: testClient(ctl2)}).Select(ctx, session(ctl2.URL(), ""), 8<<20, 8); !errors.Is(err, context.Canceled) {
@@ -346,8 +347,8 @@ func TestSelectErrors(t *testing.T) {
 
 func TestEvaluate(t *testing.T) {
 	relay := newFakeEdge(t, edgeConf{})
-	ctl := newFakeControl(t, edgeConf{}, respond(true, Candidate{ID: "relay-1", Kind: KindRelay, URL: relay.URL()}))
-	rep, err := Evaluate(context.Background(), testClient(ctl), 0, 0, EvaluateOptions{Request: OptimalRequest{FileSize: 1 << 30, Region: "eu"}})
+	ctl := newFakeControl(t, edgeConf{}, respond(true, protocol.Candidate{ID: "relay-1", Kind: protocol.KindRelay, URL: relay.URL()}))
+	rep, err := Evaluate(context.Background(), testClient(ctl), 0, 0, EvaluateOptions{Request: protocol.OptimalRequest{FileSize: 1 << 30, Region: "eu"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -365,12 +366,12 @@ func TestEvaluate(t *testing.T) {
 }
 
 func TestCandidateList(t *testing.T) {
-	in := []Candidate{
-		{ID: "r1", Kind: KindRelay, URL: "http://r1"},
-		{ID: "d", Kind: KindDirect, URL: "http://s3"},
-		{ID: "r1", Kind: KindRelay, URL: "http://dup"},
+	in := []protocol.Candidate{
+		{ID: "r1", Kind: protocol.KindRelay, URL: "http://r1"},
+		{ID: "d", Kind: protocol.KindDirect, URL: "http://s3"},
+		{ID: "r1", Kind: protocol.KindRelay, URL: "http://dup"},
 		{ID: "x", Kind: "carrier-pigeon", URL: "http://x"},
-		{ID: "", Kind: KindRelay, URL: "http://anon"},
+		{ID: "", Kind: protocol.KindRelay, URL: "http://anon"},
 	}
 	got := candidateList(in, "http://fallback", nil)
 	want := []string{"origin", "r1", "d"}
@@ -382,7 +383,7 @@ func TestCandidateList(t *testing.T) {
 			t.Fatalf("got %+v, want ids %v", got, want)
 		}
 	}
-	got = candidateList(append([]Candidate{{ID: "o", Kind: KindOrigin, URL: "http://o"}}, in...), "http://fallback", []string{KindDirect})
+	got = candidateList(append([]protocol.Candidate{{ID: "o", Kind: protocol.KindOrigin, URL: "http://o"}}, in...), "http://fallback", []string{protocol.KindDirect})
 	if len(got) != 2 || got[0].ID != "origin" || got[0].URL != "http://o" || got[1].ID != "d" {
 		t.Fatalf("filtered: %+v", got)
 	}
@@ -390,11 +391,11 @@ func TestCandidateList(t *testing.T) {
 
 func TestRoutes(t *testing.T) {
 	sc := func(id, kind, u string, w float64) Scored {
-		return Scored{Measurement: Measurement{Candidate: Candidate{ID: id, Kind: kind, URL: u}, Healthy: true}, Weight: w}
+		return Scored{Measurement: Measurement{Candidate: protocol.Candidate{ID: id, Kind: kind, URL: u}, Healthy: true}, Weight: w}
 	}
-	s := &engine.Session{ID: "a b", ChunkURL: "https://o.example/base/api/jetty/sessions/a%20b/chunks/{index}"}
+	s := &protocol.Session{ID: "a b", ChunkURL: "https://o.example/base/api/jetty/sessions/a%20b/chunks/{index}"}
 
-	rs := routes(s, []Scored{sc("r1", KindRelay, "https://r1.example/", 0.6), sc("direct", KindDirect, "https://s3", 0.4)}, 5)
+	rs := routes(s, []Scored{sc("r1", protocol.KindRelay, "https://r1.example/", 0.6), sc("direct", protocol.KindDirect, "https://s3", 0.4)}, 5)
 	if !slices.Equal(routeIDs(rs), []string{"r1", "direct", "origin"}) {
 		t.Fatalf("routes %v", routeIDs(rs))
 	}
@@ -408,14 +409,14 @@ func TestRoutes(t *testing.T) {
 	}
 
 	// Cut to 2: the origin, outscored, keeps its place.
-	rs = routes(s, []Scored{sc("r1", KindRelay, "http://r1", 0.4), sc("r2", KindRelay, "http://r2", 0.3), sc("origin", KindOrigin, "http://o", 0.3)}, 2)
+	rs = routes(s, []Scored{sc("r1", protocol.KindRelay, "http://r1", 0.4), sc("r2", protocol.KindRelay, "http://r2", 0.3), sc("origin", protocol.KindOrigin, "http://o", 0.3)}, 2)
 	if !slices.Equal(routeIDs(rs), []string{"r1", "origin"}) {
 		t.Fatalf("routes %v", routeIDs(rs))
 	}
 	checkWeights(t, rs)
 
 	// Nothing, or the origin alone: the origin with all the weight.
-	for _, in := range [][]Scored{nil, {sc("origin", KindOrigin, "http://o", 1)}} {
+	for _, in := range [][]Scored{nil, {sc("origin", protocol.KindOrigin, "http://o", 1)}} {
 		rs = routes(s, in, 5)
 		if len(rs) != 1 || rs[0].ID != "origin" || rs[0].Weight != 1 || rs[0].ChunkURL != s.ChunkURL {
 			t.Errorf("routes %+v", rs)
@@ -423,8 +424,8 @@ func TestRoutes(t *testing.T) {
 	}
 
 	// A chunk URL of another shape: the presign URL is under its host.
-	s2 := &engine.Session{ID: "x", ChunkURL: "https://o.example/chunks/{index}"}
-	rs = routes(s2, []Scored{sc("direct", KindDirect, "https://s3", 1)}, 5)
+	s2 := &protocol.Session{ID: "x", ChunkURL: "https://o.example/chunks/{index}"}
+	rs = routes(s2, []Scored{sc("direct", protocol.KindDirect, "https://s3", 1)}, 5)
 	if rs[0].PresignURL != "https://o.example/api/jetty/sessions/x/presign" {
 		t.Errorf("presign URL %s", rs[0].PresignURL)
 	}
@@ -434,10 +435,10 @@ func TestReportJSON(t *testing.T) {
 	rep := Report{
 		JettySpeed: true,
 		Candidates: []Scored{{
-			Measurement: Measurement{Candidate: Candidate{ID: "r1", Kind: KindRelay, URL: "http://r1"}, RTT: 12500 * time.Microsecond, Connect: 3 * time.Millisecond, Throughput: 1e8, Healthy: true},
+			Measurement: Measurement{Candidate: protocol.Candidate{ID: "r1", Kind: protocol.KindRelay, URL: "http://r1"}, RTT: 12500 * time.Microsecond, Connect: 3 * time.Millisecond, Throughput: 1e8, Healthy: true},
 			Estimate:    40 * time.Millisecond, Assumed: true, Weight: 1,
 		}},
-		Measurements: []Measurement{{Candidate: Candidate{ID: "r2", Kind: KindRelay}, Err: errors.New("healthz: timed out")}},
+		Measurements: []Measurement{{Candidate: protocol.Candidate{ID: "r2", Kind: protocol.KindRelay}, Err: errors.New("healthz: timed out")}},
 		Strategy:     strategy,
 		ChunkSize:    8 << 20,
 		Workers:      8,
@@ -504,9 +505,9 @@ func TestAdviseWorkers(t *testing.T) {
 func TestPrefetch(t *testing.T) {
 	var calls atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == PathOptimal {
+		if r.URL.Path == protocol.PathOptimalEdges {
 			calls.Add(1)
-			json.NewEncoder(w).Encode(OptimalResponse{JettySpeed: true, Edges: []Candidate{{ID: "origin", Kind: KindOrigin, URL: "http://" + r.Host}}})
+			json.NewEncoder(w).Encode(protocol.OptimalResponse{JettySpeed: true, Edges: []protocol.Candidate{{ID: "origin", Kind: protocol.KindOrigin, URL: "http://" + r.Host}}})
 			return
 		}
 		http.NotFound(w, r)
@@ -514,23 +515,23 @@ func TestPrefetch(t *testing.T) {
 	defer srv.Close()
 	c := &engine.Client{BaseURL: srv.URL, APIKey: "k", APISecret: "s"}
 	sel := &Selector{Client: c}
-	sess := &engine.Session{ID: "ses_1", ChunkURL: srv.URL + "/api/jetty/sessions/ses_1/chunks/{index}", Missing: []int{0, 1, 2}}
-	sel.Prefetch(context.Background(), 3*engine.DefaultChunkSize, engine.DefaultChunkSize, 8)
-	sel.Prefetch(context.Background(), 3*engine.DefaultChunkSize, engine.DefaultChunkSize, 8) // one at a time
-	if _, err := sel.Select(context.Background(), sess, engine.DefaultChunkSize, 8); err != nil {
+	sess := &protocol.Session{ID: "ses_1", ChunkURL: srv.URL + "/api/jetty/sessions/ses_1/chunks/{index}", Missing: []int{0, 1, 2}}
+	sel.Prefetch(context.Background(), 3*protocol.DefaultChunkSize, protocol.DefaultChunkSize, 8)
+	sel.Prefetch(context.Background(), 3*protocol.DefaultChunkSize, protocol.DefaultChunkSize, 8) // one at a time
+	if _, err := sel.Select(context.Background(), sess, protocol.DefaultChunkSize, 8); err != nil {
 		t.Fatal(err)
 	}
 	if n := calls.Load(); n != 1 {
 		t.Fatalf("optimal-edges called %d times, want 1 (the prefetch)", n)
 	}
-	if _, err := sel.Select(context.Background(), sess, engine.DefaultChunkSize, 8); err != nil {
+	if _, err := sel.Select(context.Background(), sess, protocol.DefaultChunkSize, 8); err != nil {
 		t.Fatal(err)
 	}
 	if n := calls.Load(); n != 2 {
 		t.Fatalf("after the prefetch was used, optimal-edges called %d times, want 2", n)
 	}
 	// Too small to be worth routes: no prefetch at all.
-	sel.Prefetch(context.Background(), 100, engine.DefaultChunkSize, 8)
+	sel.Prefetch(context.Background(), 100, protocol.DefaultChunkSize, 8)
 	if sel.pre != nil {
 		t.Error("a one-chunk file started a prefetch")
 	}
@@ -542,12 +543,12 @@ func TestPresignHint(t *testing.T) {
 	direct.Store(true)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
-		case PathOptimal:
-			edges := []Candidate{{ID: "origin", Kind: KindOrigin, URL: "http://" + r.Host}}
+		case protocol.PathOptimalEdges:
+			edges := []protocol.Candidate{{ID: "origin", Kind: protocol.KindOrigin, URL: "http://" + r.Host}}
 			if direct.Load() {
-				edges = append(edges, Candidate{ID: "direct", Kind: KindDirect, URL: "http://" + r.Host + "/store"})
+				edges = append(edges, protocol.Candidate{ID: "direct", Kind: protocol.KindDirect, URL: "http://" + r.Host + "/store"})
 			}
-			json.NewEncoder(w).Encode(OptimalResponse{JettySpeed: true, Edges: edges})
+			json.NewEncoder(w).Encode(protocol.OptimalResponse{JettySpeed: true, Edges: edges})
 		case "/healthz":
 			<-release // the probe goes on while the hint is asked for
 			io.WriteString(w, `{"status":"ok"}`)
@@ -564,14 +565,14 @@ func TestPresignHint(t *testing.T) {
 		}
 	}()
 	c := &engine.Client{BaseURL: srv.URL, APIKey: "k", APISecret: "s"}
-	sess := &engine.Session{ID: "ses_1", ChunkURL: srv.URL + "/api/jetty/sessions/ses_1/chunks/{index}", Missing: []int{0, 1, 2}}
+	sess := &protocol.Session{ID: "ses_1", ChunkURL: srv.URL + "/api/jetty/sessions/ses_1/chunks/{index}", Missing: []int{0, 1, 2}}
 	want := srv.URL + "/api/jetty/sessions/ses_1/presign"
 
 	sel := &Selector{Client: c}
 	if h := sel.PresignHint(sess); h != "" {
 		t.Errorf("before any prefetch: hint %q", h)
 	}
-	sel.Prefetch(context.Background(), 3*engine.DefaultChunkSize, engine.DefaultChunkSize, 8)
+	sel.Prefetch(context.Background(), 3*protocol.DefaultChunkSize, protocol.DefaultChunkSize, 8)
 	deadline := time.Now().Add(5 * time.Second)
 	var h string
 	for h == "" && time.Now().Before(deadline) {
@@ -581,14 +582,14 @@ func TestPresignHint(t *testing.T) {
 	if h != want {
 		t.Errorf("while probing: hint %q, want %q", h, want)
 	}
-	if h := (&Selector{Client: c, Kinds: []string{KindOrigin, KindRelay}, pre: sel.pre}).PresignHint(sess); h != "" {
+	if h := (&Selector{Client: c, Kinds: []string{protocol.KindOrigin, protocol.KindRelay}, pre: sel.pre}).PresignHint(sess); h != "" {
 		t.Errorf("direct not among Kinds: hint %q", h)
 	}
-	if h := sel.PresignHint(&engine.Session{ID: "ses_1", ChunkURL: sess.ChunkURL, Missing: []int{0}}); h != "" {
+	if h := sel.PresignHint(&protocol.Session{ID: "ses_1", ChunkURL: sess.ChunkURL, Missing: []int{0}}); h != "" {
 		t.Errorf("one missing chunk: hint %q", h)
 	}
 	close(release)
-	if _, err := sel.Select(context.Background(), sess, engine.DefaultChunkSize, 8); err != nil {
+	if _, err := sel.Select(context.Background(), sess, protocol.DefaultChunkSize, 8); err != nil {
 		t.Fatal(err)
 	}
 	if h := sel.PresignHint(sess); h != "" {
@@ -598,7 +599,7 @@ func TestPresignHint(t *testing.T) {
 	// Without a direct candidate there is no hint.
 	direct.Store(false)
 	sel2 := &Selector{Client: c}
-	sel2.Prefetch(context.Background(), 3*engine.DefaultChunkSize, engine.DefaultChunkSize, 8)
+	sel2.Prefetch(context.Background(), 3*protocol.DefaultChunkSize, protocol.DefaultChunkSize, 8)
 	<-sel2.pre.done
 	if h := sel2.PresignHint(sess); h != "" {
 		t.Errorf("no direct candidate: hint %q", h)

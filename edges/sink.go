@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/jettythunder/jetty/protocol"
 )
 
 // ProbeHandler answers probes (POST PathProbe) on the origin and on
@@ -22,18 +24,18 @@ func ProbeHandler() http.Handler {
 			writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "probes are POSTed", "code": "method_not_allowed"})
 			return
 		}
-		if r.ContentLength > MaxProbeBytes {
+		if r.ContentLength > protocol.MaxProbeBytes {
 			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": "a probe carries at most 1 MiB", "code": "too_large"})
 			return
 		}
-		deadline := time.Now().Add(ProbeReadTime)
+		deadline := time.Now().Add(protocol.ProbeReadTime)
 		budget := probeBudget(r)
 		rc := http.NewResponseController(w)
 		_ = rc.SetReadDeadline(deadline)
 		buf := make([]byte, 32<<10)
 		var n int64
 		var first, last time.Time
-		body := io.LimitReader(r.Body, MaxProbeBytes)
+		body := io.LimitReader(r.Body, protocol.MaxProbeBytes)
 		for {
 			k, err := body.Read(buf)
 			if k > 0 {
@@ -59,15 +61,15 @@ func ProbeHandler() http.Handler {
 		// probe did not read (up to 256 KiB) after the answer, and must
 		// not wait for a sender gone silent (a read body cleared it).
 		w.Header().Set("Connection", "close") // the rest of an unread body is not worth draining
-		writeJSON(w, http.StatusOK, ProbeResult{Bytes: n, Micros: last.Sub(first).Microseconds()})
+		writeJSON(w, http.StatusOK, protocol.ProbeResult{Bytes: n, Micros: last.Sub(first).Microseconds()})
 	})
 }
 
 // probeBudget is the reading time a probe asks for (ProbeParamMillis),
 // 0 when it names none or an unusable one.
 func probeBudget(r *http.Request) time.Duration {
-	ms, err := strconv.Atoi(r.URL.Query().Get(ProbeParamMillis))
-	if err != nil || ms < 1 || time.Duration(ms)*time.Millisecond > ProbeReadTime {
+	ms, err := strconv.Atoi(r.URL.Query().Get(protocol.ProbeParamMillis))
+	if err != nil || ms < 1 || time.Duration(ms)*time.Millisecond > protocol.ProbeReadTime {
 		return 0
 	}
 	return time.Duration(ms) * time.Millisecond

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/jettythunder/jetty/protocol"
 	"github.com/zeebo/blake3"
 	"golang.org/x/sync/errgroup"
 )
@@ -17,7 +18,7 @@ import (
 // planTwoReads is the design Plan did not take (kept to measure it): the
 // workers read and hash their own chunks (ReadAt, 1 MiB pieces) while one
 // more goroutine reads the whole file again, in order, for its hash.
-func planTwoReads(ctx context.Context, r io.ReaderAt, m *Manifest, workers int) error {
+func planTwoReads(ctx context.Context, r io.ReaderAt, m *protocol.Manifest, workers int) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		h := sha256.New()
@@ -73,7 +74,7 @@ func BenchmarkPlan(b *testing.B) {
 	b.Run("fanout", func(b *testing.B) {
 		b.SetBytes(size)
 		for b.Loop() {
-			if _, err := Plan(context.Background(), r, size, DefaultChunkSize, PlanOptions{}); err != nil {
+			if _, err := Plan(context.Background(), r, size, protocol.DefaultChunkSize, PlanOptions{}); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -81,7 +82,7 @@ func BenchmarkPlan(b *testing.B) {
 	b.Run("tworeads", func(b *testing.B) {
 		b.SetBytes(size)
 		for b.Loop() {
-			m := newManifest("", size, DefaultChunkSize)
+			m := protocol.NewManifest("", size, protocol.DefaultChunkSize)
 			if err := planTwoReads(context.Background(), r, m, workers); err != nil {
 				b.Fatal(err)
 			}
@@ -90,7 +91,7 @@ func BenchmarkPlan(b *testing.B) {
 	b.Run("sequential", func(b *testing.B) { // one core, both hashes in turn
 		b.SetBytes(size)
 		for b.Loop() {
-			sequentialManifest("", data, DefaultChunkSize)
+			sequentialManifest("", data, protocol.DefaultChunkSize)
 		}
 	})
 }
@@ -144,7 +145,7 @@ func BenchmarkUpload(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		// Another first byte each round: no deduplication.
 		pr.block[100] = byte(i)
-		if _, err := UploadReader(context.Background(), c, pr, size, "b.bin", Options{Workers: 4, ChunkSize: DefaultChunkSize}); err != nil {
+		if _, err := UploadReader(context.Background(), c, pr, size, "b.bin", Options{Workers: 4, ChunkSize: protocol.DefaultChunkSize}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -15,27 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
-)
 
-// Error codes of the upload protocol the engine acts on.
-const (
-	CodeTokenExpired     = "token_expired"
-	CodeTokenInvalid     = "token_invalid"
-	CodeChecksumMismatch = "checksum_mismatch"
-	CodeChunksMissing    = "chunks_missing"
-	CodeTooManyStreams   = "too_many_streams"
-	CodeRateLimited      = "rate_limited"
-	CodeSessionGone      = "session_gone"
-	// CodeInsufficientStorage (507): the server's storage is full.
-	CodeInsufficientStorage = "insufficient_storage"
-	// CodeEdgeDraining (503) is a relay going away: the engine stops
-	// sending through it at once.
-	CodeEdgeDraining = "edge_draining"
-	// CodeConflict (409) on a chunk PUT or a presign call: the session
-	// takes no more chunks because it is being completed or is complete,
-	// by a concurrent upload of the same content (which shares it). The
-	// engine completes too, which answers with that upload's asset.
-	CodeConflict = "conflict"
+	"github.com/jettythunder/jetty/protocol"
 )
 
 // S3's error codes for a part whose bytes do not match its declared
@@ -52,7 +33,7 @@ const (
 // not hash to what was declared: the server's checksum_mismatch or S3's
 // equivalents.
 func isChecksumMismatch(err error) bool {
-	return IsCode(err, CodeChecksumMismatch) || IsCode(err, S3CodeBadDigest) ||
+	return IsCode(err, protocol.CodeChecksumMismatch) || IsCode(err, S3CodeBadDigest) ||
 		IsCode(err, S3CodeXAmzContentChecksumMismatch) || IsCode(err, S3CodeInvalidDigest)
 }
 
@@ -74,103 +55,13 @@ type Client struct {
 	UserAgent string
 }
 
-// OpenRequest is the body of POST /api/jetty/sessions: exactly one of
-// Manifest and Stream.
-type OpenRequest struct {
-	Manifest    *Manifest   `json:"manifest,omitempty"`
-	Stream      *StreamSpec `json:"stream,omitempty"`
-	ContentType string      `json:"content_type,omitempty"`
-	CacheKey    string      `json:"cache_key,omitempty"`
-	// TTL is the asset's lifetime in seconds (0: no expiry).
-	TTL int64 `json:"ttl,omitempty"`
-}
-
-// StreamSpec opens a session for a stream of unknown length.
-type StreamSpec struct {
-	Name      string `json:"name"`
-	ChunkSize int64  `json:"chunk_size"`
-}
-
-// OpenResponse is the answer to OpenSession. Either Deduplicated is true
-// and Asset is the new asset (no byte needs to move), or Session is set.
-type OpenResponse struct {
-	Deduplicated bool     `json:"deduplicated"`
-	Asset        *Asset   `json:"asset,omitempty"`
-	Session      *Session `json:"session,omitempty"`
+// Opened is the answer of OpenSession.
+type Opened struct {
+	protocol.OpenResponse
 	// Existing is true when the server answered 200 with a session it
 	// already had for this content (a resumed or concurrent upload), false
 	// when it created one (201).
-	Existing bool `json:"-"`
-}
-
-// Session is an open upload session.
-type Session struct {
-	ID        string    `json:"id"`
-	ExpiresAt time.Time `json:"expires_at"`
-	// ChunkURL is the PUT address of chunks, with "{index}" standing for
-	// the chunk index.
-	ChunkURL       string    `json:"chunk_url"`
-	UploadToken    string    `json:"upload_token"`
-	TokenExpiresAt time.Time `json:"token_expires_at"`
-	// Missing lists the chunks the server does not hold yet.
-	Missing  []int    `json:"missing"`
-	Strategy Strategy `json:"strategy"`
-}
-
-// Strategy is the server's advice for a session.
-type Strategy struct {
-	// Workers is the suggested number of parallel chunk PUTs.
-	Workers int `json:"workers"`
-	// MaxWorkers is the tier's ceiling, enforced by the server.
-	MaxWorkers int `json:"max_workers"`
-	// ChunkSize is the session's chunk size.
-	ChunkSize int64 `json:"chunk_size"`
-}
-
-// Asset is a stored file as the server describes it (docs/api.md).
-type Asset struct {
-	ID   string `json:"id"`
-	URL  string `json:"url"`
-	Key  string `json:"key"`
-	Size int64  `json:"size"`
-	Hash string `json:"hash"`
-	// HashVerified: the server hashed the whole file and got Hash; when
-	// false, Hash is what the uploader declared and the server verified
-	// every chunk (ContentID). docs/protocol.md, "What the server verifies".
-	HashVerified    bool       `json:"hash_verified"`
-	ContentID       string     `json:"content_id,omitempty"`
-	Filename        string     `json:"filename"`
-	ContentType     string     `json:"content_type,omitempty"`
-	CacheKey        string     `json:"cache_key,omitempty"`
-	HitCount        int64      `json:"hit_count"`
-	LastAccessed    *time.Time `json:"last_accessed,omitempty"`
-	ExpiresAt       *time.Time `json:"expires_at,omitempty"`
-	UploadedVia     string     `json:"uploaded_via,omitempty"`
-	UploadSpeedMbps float64    `json:"upload_speed_mbps,omitempty"`
-	CreatedAt       time.Time  `json:"created_at"`
-}
-
-// SessionState is the answer of SessionStatus.
-type SessionState struct {
-	ID string `json:"id"`
-	// State is open, completing, completed, aborted or expired.
-	State     string    `json:"state"`
-	ExpiresAt time.Time `json:"expires_at"`
-	Held      []int     `json:"held"`
-	Missing   []int     `json:"missing"`
-	AssetID   string    `json:"asset_id,omitempty"`
-}
-
-// Token is a fresh upload token.
-type Token struct {
-	UploadToken    string    `json:"upload_token"`
-	TokenExpiresAt time.Time `json:"token_expires_at"`
-}
-
-// CompleteResponse is the answer of Complete.
-type CompleteResponse struct {
-	Deduplicated bool  `json:"deduplicated"`
-	Asset        Asset `json:"asset"`
+	Existing bool
 }
 
 // APIError is an error answer of the server.
@@ -371,9 +262,9 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 // OpenSession opens (or finds again) an upload session: a deduplicated
 // answer (200 with an asset), an existing session for the same content
 // (200, Existing), or a new one (201).
-func (c *Client) OpenSession(ctx context.Context, req OpenRequest) (OpenResponse, error) {
-	var out OpenResponse
-	status, err := c.control(ctx, http.MethodPost, "/api/jetty/sessions", req, &out)
+func (c *Client) OpenSession(ctx context.Context, req protocol.OpenRequest) (Opened, error) {
+	var out Opened
+	status, err := c.control(ctx, http.MethodPost, protocol.PathSessions, req, &out.OpenResponse)
 	if err != nil {
 		return out, err
 	}
@@ -410,16 +301,16 @@ func (c *Client) resolve(u string) (string, error) {
 }
 
 // SessionStatus asks what the server holds of a session.
-func (c *Client) SessionStatus(ctx context.Context, id string) (SessionState, error) {
-	var out SessionState
-	_, err := c.control(ctx, http.MethodGet, "/api/jetty/sessions/"+url.PathEscape(id), nil, &out)
+func (c *Client) SessionStatus(ctx context.Context, id string) (protocol.SessionState, error) {
+	var out protocol.SessionState
+	_, err := c.control(ctx, http.MethodGet, protocol.PathSessions+"/"+url.PathEscape(id), nil, &out)
 	return out, err
 }
 
 // RefreshToken gets a fresh upload token for a session.
-func (c *Client) RefreshToken(ctx context.Context, id string) (Token, error) {
-	var out Token
-	_, err := c.control(ctx, http.MethodPost, "/api/jetty/sessions/"+url.PathEscape(id)+"/token", struct{}{}, &out)
+func (c *Client) RefreshToken(ctx context.Context, id string) (protocol.Token, error) {
+	var out protocol.Token
+	_, err := c.control(ctx, http.MethodPost, protocol.PathSessions+"/"+url.PathEscape(id)+"/token", struct{}{}, &out)
 	if err == nil && out.UploadToken == "" {
 		err = errors.New("refresh token: answer has no upload_token")
 	}
@@ -429,20 +320,20 @@ func (c *Client) RefreshToken(ctx context.Context, id string) (Token, error) {
 // Complete asks the server to assemble the session's object. m is the
 // manifest of a stream session, nil otherwise. A 409 chunks_missing error
 // lists the chunks to send again in its Missing.
-func (c *Client) Complete(ctx context.Context, id string, m *Manifest) (CompleteResponse, error) {
-	var out CompleteResponse
+func (c *Client) Complete(ctx context.Context, id string, m *protocol.Manifest) (protocol.CompleteResponse, error) {
+	var out protocol.CompleteResponse
 	body := map[string]any{}
 	if m != nil {
 		body["manifest"] = m
 	}
-	_, err := c.control(ctx, http.MethodPost, "/api/jetty/sessions/"+url.PathEscape(id)+"/complete", body, &out)
+	_, err := c.control(ctx, http.MethodPost, protocol.PathSessions+"/"+url.PathEscape(id)+"/complete", body, &out)
 	return out, err
 }
 
 // Abort drops a session: its chunks are removed and its reservation
 // released.
 func (c *Client) Abort(ctx context.Context, id string) error {
-	_, err := c.control(ctx, http.MethodDelete, "/api/jetty/sessions/"+url.PathEscape(id), nil, nil)
+	_, err := c.control(ctx, http.MethodDelete, protocol.PathSessions+"/"+url.PathEscape(id), nil, nil)
 	return err
 }
 
@@ -466,7 +357,7 @@ func (c *Client) PutChunk(ctx context.Context, chunkURL, token string, index int
 	req.ContentLength = size
 	req.GetBody = nil // the engine retries itself, counting every byte
 	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("X-Chunk-SHA256", sha256)
+	req.Header.Set(protocol.HeaderChunkSHA256, sha256)
 	req.Header.Set("Content-Type", "application/octet-stream")
 	req.Header.Set("User-Agent", c.userAgent())
 	resp, err := c.httpClient().Do(req)
@@ -499,13 +390,13 @@ func (c *Client) PutChunk(ctx context.Context, chunkURL, token string, index int
 // PresignRequest, answer PresignResponse. Every part answered is checked
 // to be one asked for and to have an absolute http(s) URL. Only the upload
 // token is sent, never the API key or secret.
-func (c *Client) Presign(ctx context.Context, presignURL, token string, chunks []int) (PresignResponse, error) {
-	var out PresignResponse
+func (c *Client) Presign(ctx context.Context, presignURL, token string, chunks []int) (protocol.PresignResponse, error) {
+	var out protocol.PresignResponse
 	target, err := c.resolve(presignURL)
 	if err != nil {
 		return out, fmt.Errorf("presign URL: %w", err)
 	}
-	b, err := json.Marshal(PresignRequest{Chunks: chunks})
+	b, err := json.Marshal(protocol.PresignRequest{Chunks: chunks})
 	if err != nil {
 		return out, err
 	}
@@ -550,7 +441,7 @@ func (c *Client) Presign(ctx context.Context, presignURL, token string, chunks [
 // answer is an *APIError with the store's own code (S3's XML Code, e.g.
 // BadDigest or SignatureDoesNotMatch). No credential of the Client and no
 // upload token is ever sent: the URL is a third party's.
-func (c *Client) PutPresigned(ctx context.Context, part PresignedPart, body io.Reader, size int64) error {
+func (c *Client) PutPresigned(ctx context.Context, part protocol.PresignedPart, body io.Reader, size int64) error {
 	method := part.Method
 	if method == "" {
 		method = http.MethodPut

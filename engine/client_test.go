@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jettythunder/jetty/protocol"
 )
 
 func TestRetryable(t *testing.T) {
@@ -29,13 +31,13 @@ func TestRetryable(t *testing.T) {
 		{&url.Error{Op: "Put", URL: "x", Err: io.ErrUnexpectedEOF}, true},
 		{&net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}, true},
 		{&APIError{Status: 408}, true},
-		{&APIError{Status: 429, Code: CodeTooManyStreams}, true},
+		{&APIError{Status: 429, Code: protocol.CodeTooManyStreams}, true},
 		{&APIError{Status: 500}, true},
 		{&APIError{Status: 502}, true},
 		{&APIError{Status: 503}, true},
 		{&APIError{Status: 501}, false},
-		{&APIError{Status: 400, Code: CodeChecksumMismatch}, false},
-		{&APIError{Status: 401, Code: CodeTokenExpired}, false},
+		{&APIError{Status: 400, Code: protocol.CodeChecksumMismatch}, false},
+		{&APIError{Status: 401, Code: protocol.CodeTokenExpired}, false},
 		{&APIError{Status: 403}, false},
 		{&APIError{Status: 404}, false},
 		{&APIError{Status: 409}, false},
@@ -134,7 +136,7 @@ func TestAPIError(t *testing.T) {
 			http.Error(w, "gateway exploded", 502)
 		case "/api/jetty/sessions/missing/complete":
 			w.Header().Set("Retry-After", "4")
-			writeJSON(w, 409, map[string]any{"error": "2 chunks missing", "code": CodeChunksMissing, "missing": []int{3, 5}})
+			writeJSON(w, 409, map[string]any{"error": "2 chunks missing", "code": protocol.CodeChunksMissing, "missing": []int{3, 5}})
 		}
 	}))
 	defer srv.Close()
@@ -145,7 +147,7 @@ func TestAPIError(t *testing.T) {
 		t.Errorf("plain: %#v", err)
 	}
 	_, err = c.Complete(context.Background(), "missing", nil)
-	if !errors.As(err, &ae) || ae.Code != CodeChunksMissing || len(ae.Missing) != 2 || ae.Missing[1] != 5 || ae.RetryAfter != 4*time.Second {
+	if !errors.As(err, &ae) || ae.Code != protocol.CodeChunksMissing || len(ae.Missing) != 2 || ae.Missing[1] != 5 || ae.RetryAfter != 4*time.Second {
 		t.Errorf("missing: %#v", err)
 	}
 	if got := ae.Error(); got != "2 chunks missing (HTTP 409, chunks_missing)" {
@@ -158,12 +160,12 @@ func TestClientCalls(t *testing.T) {
 	c := f.client()
 	ctx := context.Background()
 	m := sequentialManifest("c.bin", genBytes(50, 6*MiB), 5*MiB)
-	open, err := c.OpenSession(ctx, OpenRequest{Manifest: m})
+	open, err := c.OpenSession(ctx, protocol.OpenRequest{Manifest: m})
 	if err != nil || open.Session == nil || open.Existing || len(open.Session.Missing) != 2 {
 		t.Fatalf("open: %+v %v", open, err)
 	}
 	s := open.Session
-	again, err := c.OpenSession(ctx, OpenRequest{Manifest: m})
+	again, err := c.OpenSession(ctx, protocol.OpenRequest{Manifest: m})
 	if err != nil || !again.Existing || again.Session.ID != s.ID {
 		t.Errorf("reopen: %+v %v", again, err)
 	}
@@ -177,7 +179,7 @@ func TestClientCalls(t *testing.T) {
 	}
 	// A chunk with the manifest's hash but other bytes is refused.
 	err = c.PutChunk(ctx, s.ChunkURL, tok.UploadToken, 1, m.Chunks[1].SHA256, strings.NewReader(strings.Repeat("x", int(m.Chunks[1].Size))), m.Chunks[1].Size)
-	if !IsCode(err, CodeChecksumMismatch) {
+	if !IsCode(err, protocol.CodeChecksumMismatch) {
 		t.Errorf("bad chunk: %v", err)
 	}
 	if err := c.Abort(ctx, s.ID); err != nil {
@@ -193,11 +195,11 @@ func TestClientCalls(t *testing.T) {
 
 func TestRelativeChunkURL(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, 201, OpenResponse{Session: &Session{ID: "s", ChunkURL: "/api/jetty/sessions/s/chunks/{index}"}})
+		writeJSON(w, 201, protocol.OpenResponse{Session: &protocol.Session{ID: "s", ChunkURL: "/api/jetty/sessions/s/chunks/{index}"}})
 	}))
 	defer srv.Close()
 	c := &Client{BaseURL: srv.URL + "/"}
-	open, err := c.OpenSession(context.Background(), OpenRequest{Stream: &StreamSpec{Name: "x", ChunkSize: MinChunkSize}})
+	open, err := c.OpenSession(context.Background(), protocol.OpenRequest{Stream: &protocol.StreamSpec{Name: "x", ChunkSize: protocol.MinChunkSize}})
 	if err != nil || open.Session.ChunkURL != srv.URL+"/api/jetty/sessions/s/chunks/{index}" {
 		t.Errorf("%+v %v", open.Session, err)
 	}

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/jettythunder/jetty/protocol"
 )
 
 // Fakes of the routes other than the origin, for the engine's tests: a
@@ -25,9 +27,9 @@ import (
 // taking presigned part PUTs (with the fake origin's presign endpoint).
 
 // selectFunc adapts a function to EdgeSelector.
-type selectFunc func(ctx context.Context, s *Session, chunkSize int64, workers int) ([]Route, error)
+type selectFunc func(ctx context.Context, s *protocol.Session, chunkSize int64, workers int) ([]Route, error)
 
-func (f selectFunc) Select(ctx context.Context, s *Session, chunkSize int64, workers int) ([]Route, error) {
+func (f selectFunc) Select(ctx context.Context, s *protocol.Session, chunkSize int64, workers int) ([]Route, error) {
 	return f(ctx, s, chunkSize, workers)
 }
 
@@ -66,7 +68,7 @@ func (rl *fakeRelay) setHook(h func(w http.ResponseWriter, r *http.Request, inde
 }
 
 // route is the relay as a Route of session s.
-func (rl *fakeRelay) route(s *Session, weight float64) Route {
+func (rl *fakeRelay) route(s *protocol.Session, weight float64) Route {
 	return Route{ID: rl.id, Kind: RouteRelay, Label: "test relay", ChunkURL: strings.Replace(s.ChunkURL, rl.f.srv.URL, rl.srv.URL, 1), Weight: weight}
 }
 
@@ -165,7 +167,7 @@ func (st *fakeStore) setHook(h func(w http.ResponseWriter, r *http.Request, inde
 }
 
 // route is the store as a direct Route of session s.
-func (st *fakeStore) route(s *Session, weight float64) Route {
+func (st *fakeStore) route(s *protocol.Session, weight float64) Route {
 	return Route{ID: "direct", Kind: RouteDirect, PresignURL: st.f.srv.URL + "/api/jetty/sessions/" + s.ID + "/presign", Weight: weight}
 }
 
@@ -198,7 +200,7 @@ func s3Error(w http.ResponseWriter, status int, code, msg string) {
 
 // presign is the fake origin's presign endpoint: upload token only.
 func (f *fakeServer) presign(w http.ResponseWriter, r *http.Request) {
-	var req PresignRequest
+	var req protocol.PresignRequest
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
 		writeErr(w, 400, "invalid_request", err.Error())
 		return
@@ -217,9 +219,9 @@ func (f *fakeServer) presign(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, 400, "invalid_request", "presign takes the upload token, not the API secret")
 		return
 	case r.Header.Get("Authorization") != "Bearer "+f.currentToken():
-		writeErr(w, 401, CodeTokenExpired, "upload token expired")
+		writeErr(w, 401, protocol.CodeTokenExpired, "upload token expired")
 		return
-	case len(req.Chunks) == 0 || len(req.Chunks) > MaxPresign:
+	case len(req.Chunks) == 0 || len(req.Chunks) > protocol.MaxPresign:
 		writeErr(w, 400, "invalid_request", "1 to 64 chunks")
 		return
 	}
@@ -227,14 +229,14 @@ func (f *fakeServer) presign(w http.ResponseWriter, r *http.Request) {
 	st.presigns = append(st.presigns, slices.Clone(req.Chunks))
 	n, ttl := len(st.presigns), st.ttl
 	st.mu.Unlock()
-	resp := PresignResponse{Parts: []PresignedPart{}}
+	resp := protocol.PresignResponse{Parts: []protocol.PresignedPart{}}
 	for _, i := range req.Chunks {
 		if i < 0 || i >= len(s.m.Chunks) {
 			writeErr(w, 400, "invalid_request", "no such chunk")
 			return
 		}
 		raw, _ := hex.DecodeString(s.m.Chunks[i].SHA256)
-		resp.Parts = append(resp.Parts, PresignedPart{
+		resp.Parts = append(resp.Parts, protocol.PresignedPart{
 			Index:  i,
 			URL:    fmt.Sprintf("%s/parts/%s/%d?partNumber=%d&X-Amz-Signature=sig%d", st.srv.URL, s.id, i, i+1, n),
 			Method: http.MethodPut,

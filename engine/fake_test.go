@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jettythunder/jetty/protocol"
 )
 
 // fakeServer implements the protocol's session endpoints in memory, for
@@ -27,7 +29,7 @@ type fakeServer struct {
 	srv *httptest.Server
 
 	// Set before use.
-	strategy Strategy
+	strategy protocol.Strategy
 	keep     bool // keep chunk bytes (else only their hashes)
 	// putHook, when set, runs before a chunk PUT is handled (attempt is
 	// 1-based per index); it returns true when it answered the request.
@@ -38,11 +40,11 @@ type fakeServer struct {
 
 	mu          sync.Mutex
 	sessions    map[string]*fakeSession
-	assets      map[string]Asset // by sha256 + size
+	assets      map[string]protocol.Asset // by sha256 + size
 	objects     map[string][]byte
 	tokenGen    int
 	refreshes   int
-	opens       []OpenResponse
+	opens       []protocol.OpenResponse
 	attempts    map[int]int
 	inflight    int
 	maxInflight int
@@ -58,11 +60,11 @@ type fakeServer struct {
 
 type fakeSession struct {
 	id        string
-	m         *Manifest
+	m         *protocol.Manifest
 	chunkSize int64
 	chunks    map[int][]byte
 	hashes    map[int]string
-	asset     *Asset
+	asset     *protocol.Asset
 }
 
 const (
@@ -73,10 +75,10 @@ const (
 func newFake(t testing.TB) *fakeServer {
 	f := &fakeServer{
 		t:        t,
-		strategy: Strategy{Workers: 8, MaxWorkers: 32},
+		strategy: protocol.Strategy{Workers: 8, MaxWorkers: 32},
 		keep:     true,
 		sessions: map[string]*fakeSession{},
-		assets:   map[string]Asset{},
+		assets:   map[string]protocol.Asset{},
 		objects:  map[string][]byte{},
 		attempts: map[int]int{},
 		stored:   map[int]int{},
@@ -130,7 +132,7 @@ func (f *fakeServer) expireTokens() {
 	f.mu.Unlock()
 }
 
-func (f *fakeServer) sessionBody(s *fakeSession) *Session {
+func (f *fakeServer) sessionBody(s *fakeSession) *protocol.Session {
 	missing := []int{}
 	if s.m != nil {
 		for _, c := range s.m.Chunks {
@@ -140,24 +142,24 @@ func (f *fakeServer) sessionBody(s *fakeSession) *Session {
 			missing = append(missing, c.Index)
 		}
 	}
-	return &Session{
+	return &protocol.Session{
 		ID:             s.id,
 		ExpiresAt:      time.Now().Add(24 * time.Hour).UTC(),
 		ChunkURL:       f.srv.URL + "/api/jetty/sessions/" + s.id + "/chunks/{index}",
 		UploadToken:    f.currentToken(),
 		TokenExpiresAt: time.Now().Add(15 * time.Minute).UTC(),
 		Missing:        missing,
-		Strategy:       Strategy{Workers: f.strategy.Workers, MaxWorkers: f.strategy.MaxWorkers, ChunkSize: s.chunkSize},
+		Strategy:       protocol.Strategy{Workers: f.strategy.Workers, MaxWorkers: f.strategy.MaxWorkers, ChunkSize: s.chunkSize},
 	}
 }
 
-func (f *fakeServer) hasChunk(s *fakeSession, c Chunk) bool {
+func (f *fakeServer) hasChunk(s *fakeSession, c protocol.Chunk) bool {
 	h, ok := s.hashes[c.Index]
 	return ok && h == c.SHA256
 }
 
 func (f *fakeServer) open(w http.ResponseWriter, r *http.Request) {
-	var req OpenRequest
+	var req protocol.OpenRequest
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
 		writeErr(w, 400, "invalid_request", err.Error())
 		return
@@ -165,7 +167,7 @@ func (f *fakeServer) open(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.openHook != nil && f.openHook(w, len(f.opens)+1) {
-		f.opens = append(f.opens, OpenResponse{})
+		f.opens = append(f.opens, protocol.OpenResponse{})
 		return
 	}
 	if (req.Manifest == nil) == (req.Stream == nil) {
@@ -179,20 +181,20 @@ func (f *fakeServer) open(w http.ResponseWriter, r *http.Request) {
 		}
 		key := fmt.Sprintf("%s/%d", m.SHA256, m.Size)
 		if a, ok := f.assets[key]; ok {
-			resp := OpenResponse{Deduplicated: true, Asset: &a}
+			resp := protocol.OpenResponse{Deduplicated: true, Asset: &a}
 			f.opens = append(f.opens, resp)
 			writeJSON(w, 200, resp)
 			return
 		}
 		for _, s := range f.sessions {
 			if s.m != nil && s.asset == nil && s.m.SHA256 == m.SHA256 && s.m.Size == m.Size {
-				resp := OpenResponse{Session: f.sessionBody(s)}
+				resp := protocol.OpenResponse{Session: f.sessionBody(s)}
 				f.opens = append(f.opens, resp)
 				writeJSON(w, 200, resp)
 				return
 			}
 		}
-	} else if cs := req.Stream.ChunkSize; cs < MinChunkSize || cs > MaxChunkSize {
+	} else if cs := req.Stream.ChunkSize; cs < protocol.MinChunkSize || cs > protocol.MaxChunkSize {
 		writeErr(w, 400, "invalid_manifest", "chunk size")
 		return
 	}
@@ -204,7 +206,7 @@ func (f *fakeServer) open(w http.ResponseWriter, r *http.Request) {
 		s.chunkSize = req.Stream.ChunkSize
 	}
 	f.sessions[s.id] = s
-	resp := OpenResponse{Session: f.sessionBody(s)}
+	resp := protocol.OpenResponse{Session: f.sessionBody(s)}
 	f.opens = append(f.opens, resp)
 	writeJSON(w, 201, resp)
 }
@@ -229,7 +231,7 @@ func (f *fakeServer) status(w http.ResponseWriter, r *http.Request) {
 	for i := range s.hashes {
 		held = append(held, i)
 	}
-	writeJSON(w, 200, SessionState{ID: s.id, State: "open", ExpiresAt: body.ExpiresAt, Held: held, Missing: body.Missing})
+	writeJSON(w, 200, protocol.SessionState{ID: s.id, State: "open", ExpiresAt: body.ExpiresAt, Held: held, Missing: body.Missing})
 }
 
 func (f *fakeServer) abort(w http.ResponseWriter, r *http.Request) {
@@ -246,7 +248,7 @@ func (f *fakeServer) refreshToken(w http.ResponseWriter, r *http.Request) {
 	defer f.mu.Unlock()
 	if s := f.session(w, r); s != nil {
 		f.refreshes++
-		writeJSON(w, 200, Token{UploadToken: f.currentToken(), TokenExpiresAt: time.Now().Add(15 * time.Minute).UTC()})
+		writeJSON(w, 200, protocol.Token{UploadToken: f.currentToken(), TokenExpiresAt: time.Now().Add(15 * time.Minute).UTC()})
 	}
 }
 
@@ -268,7 +270,7 @@ func (f *fakeServer) put(w http.ResponseWriter, r *http.Request) {
 	}
 	if tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); tok != f.currentToken() {
 		f.mu.Unlock()
-		writeErr(w, 401, CodeTokenExpired, "upload token expired")
+		writeErr(w, 401, protocol.CodeTokenExpired, "upload token expired")
 		return
 	}
 	sum := r.Header.Get("X-Chunk-SHA256")
@@ -280,7 +282,7 @@ func (f *fakeServer) put(w http.ResponseWriter, r *http.Request) {
 		}
 		if s.m.Chunks[index].SHA256 != sum {
 			f.mu.Unlock()
-			writeErr(w, 400, CodeChecksumMismatch, "header differs from manifest")
+			writeErr(w, 400, protocol.CodeChecksumMismatch, "header differs from manifest")
 			return
 		}
 	} else if r.ContentLength <= 0 || r.ContentLength > s.chunkSize {
@@ -292,7 +294,7 @@ func (f *fakeServer) put(w http.ResponseWriter, r *http.Request) {
 		f.tooMany++
 		f.mu.Unlock()
 		w.Header().Set("Retry-After", "1")
-		writeErr(w, 429, CodeTooManyStreams, "too many streams")
+		writeErr(w, 429, protocol.CodeTooManyStreams, "too many streams")
 		return
 	}
 	f.inflight++
@@ -316,7 +318,7 @@ func (f *fakeServer) put(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != sum {
-		writeErr(w, 400, CodeChecksumMismatch, "bytes do not hash to the header")
+		writeErr(w, 400, protocol.CodeChecksumMismatch, "bytes do not hash to the header")
 		return
 	}
 	f.mu.Lock()
@@ -331,7 +333,7 @@ func (f *fakeServer) put(w http.ResponseWriter, r *http.Request) {
 
 func (f *fakeServer) complete(w http.ResponseWriter, r *http.Request) {
 	var req struct {
-		Manifest *Manifest `json:"manifest"`
+		Manifest *protocol.Manifest `json:"manifest"`
 	}
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
 		writeErr(w, 400, "invalid_request", err.Error())
@@ -348,7 +350,7 @@ func (f *fakeServer) complete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.asset != nil {
-		writeJSON(w, 200, CompleteResponse{Asset: *s.asset})
+		writeJSON(w, 200, protocol.CompleteResponse{Asset: *s.asset})
 		return
 	}
 	m := s.m
@@ -370,7 +372,7 @@ func (f *fakeServer) complete(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if len(missing) > 0 {
-		writeJSON(w, 409, map[string]any{"error": "chunks missing", "code": CodeChunksMissing, "missing": missing})
+		writeJSON(w, 409, map[string]any{"error": "chunks missing", "code": protocol.CodeChunksMissing, "missing": missing})
 		return
 	}
 	if f.keep {
@@ -384,10 +386,10 @@ func (f *fakeServer) complete(w http.ResponseWriter, r *http.Request) {
 		}
 		f.objects[m.SHA256] = all
 	}
-	a := Asset{ID: "ast_" + s.id, Key: "users/u/" + m.Name, Size: m.Size, Hash: m.SHA256, Filename: m.Name, CreatedAt: time.Now().UTC()}
+	a := protocol.Asset{ID: "ast_" + s.id, Key: "users/u/" + m.Name, Size: m.Size, Hash: m.SHA256, Filename: m.Name, CreatedAt: time.Now().UTC()}
 	s.asset = &a
 	f.assets[fmt.Sprintf("%s/%d", m.SHA256, m.Size)] = a
-	writeJSON(w, 200, CompleteResponse{Asset: a})
+	writeJSON(w, 200, protocol.CompleteResponse{Asset: a})
 }
 
 // setPutHook replaces the PUT hook while requests may be running.
@@ -453,7 +455,7 @@ func (f *fakeServer) single(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.nextID++
-	a := Asset{ID: fmt.Sprintf("ast_single_%d", f.nextID), Key: "users/u/" + name, Size: int64(len(data)), Hash: hash, Filename: name, ContentType: r.Header.Get("Content-Type"), CacheKey: r.Header.Get("X-Cache-Key"), CreatedAt: time.Now().UTC()}
+	a := protocol.Asset{ID: fmt.Sprintf("ast_single_%d", f.nextID), Key: "users/u/" + name, Size: int64(len(data)), Hash: hash, Filename: name, ContentType: r.Header.Get("Content-Type"), CacheKey: r.Header.Get("X-Cache-Key"), CreatedAt: time.Now().UTC()}
 	f.assets[k] = a
 	f.objects[hash] = data
 	writeJSON(w, 201, map[string]any{"success": true, "deduplicated": false, "asset": a})

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jettythunder/jetty/internal/safefile"
+	"github.com/jettythunder/jetty/protocol"
 )
 
 // journalVersion is the journal file format.
@@ -32,10 +33,10 @@ type Journal struct {
 	// Fingerprint is the hex SHA-256 of the size and the first and last
 	// MiB of the file: it catches a file replaced by another of the same
 	// size and mtime (cp -p, rsync -t) for about a millisecond of reading.
-	Fingerprint string    `json:"fingerprint"`
-	Manifest    *Manifest `json:"manifest"`
-	SessionID   string    `json:"session_id,omitempty"`
-	Created     time.Time `json:"created"`
+	Fingerprint string             `json:"fingerprint"`
+	Manifest    *protocol.Manifest `json:"manifest"`
+	SessionID   string             `json:"session_id,omitempty"`
+	Created     time.Time          `json:"created"`
 }
 
 // DefaultJournalDir is where journals live: $XDG_STATE_HOME/jetty/journal

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/jettythunder/jetty/protocol"
 )
 
 // FuzzManifestLayout: the client never builds a manifest the server would
@@ -17,31 +19,31 @@ import (
 // would also give.
 func FuzzManifestLayout(f *testing.F) {
 	for _, c := range [][2]int64{
-		{0, DefaultChunkSize}, {1, MinChunkSize}, {MinChunkSize, MinChunkSize}, {MinChunkSize + 1, MinChunkSize},
-		{MaxSize, MaxChunkSize}, {MaxSize + 1, MaxChunkSize}, {-1, MinChunkSize}, {100, MinChunkSize - 1},
-		{100, MaxChunkSize + 1}, {1 << 62, 1 << 62}, {-1 << 63, -1 << 63}, {MinChunkSize * MaxChunks, MinChunkSize},
-		{MinChunkSize*MaxChunks + 1, MinChunkSize},
+		{0, protocol.DefaultChunkSize}, {1, protocol.MinChunkSize}, {protocol.MinChunkSize, protocol.MinChunkSize}, {protocol.MinChunkSize + 1, protocol.MinChunkSize},
+		{protocol.MaxSize, protocol.MaxChunkSize}, {protocol.MaxSize + 1, protocol.MaxChunkSize}, {-1, protocol.MinChunkSize}, {100, protocol.MinChunkSize - 1},
+		{100, protocol.MaxChunkSize + 1}, {1 << 62, 1 << 62}, {-1 << 63, -1 << 63}, {protocol.MinChunkSize * protocol.MaxChunks, protocol.MinChunkSize},
+		{protocol.MinChunkSize*protocol.MaxChunks + 1, protocol.MinChunkSize},
 	} {
 		f.Add(c[0], c[1], "f.bin")
 	}
-	f.Add(int64(3), MinChunkSize, "../../etc/passwd\x00\xff")
+	f.Add(int64(3), protocol.MinChunkSize, "../../etc/passwd\x00\xff")
 	hash := strings.Repeat("0", 64)
 	f.Fuzz(func(t *testing.T, size, chunkSize int64, name string) {
-		if size >= 0 && size <= MaxSize {
-			if cs := ChooseChunkSize(size); checkChunkSize(size, cs) != nil {
-				t.Fatalf("ChooseChunkSize(%d) = %d, which checkChunkSize refuses", size, cs)
+		if size >= 0 && size <= protocol.MaxSize {
+			if cs := protocol.ChooseChunkSize(size); protocol.CheckChunkSize(size, cs) != nil {
+				t.Fatalf("ChooseChunkSize(%d) = %d, which protocol.CheckChunkSize refuses", size, cs)
 			}
 		}
-		if err := checkChunkSize(size, chunkSize); err != nil {
-			if size >= 0 && chunkSize >= MinChunkSize && chunkSize <= MaxChunkSize && numChunks(size, chunkSize) <= MaxChunks {
+		if err := protocol.CheckChunkSize(size, chunkSize); err != nil {
+			if size >= 0 && chunkSize >= protocol.MinChunkSize && chunkSize <= protocol.MaxChunkSize && protocol.NumChunks(size, chunkSize) <= protocol.MaxChunks {
 				t.Fatalf("checkChunkSize(%d, %d) refused a valid layout: %v", size, chunkSize, err)
 			}
 			return
 		}
-		m := newManifest(name, size, chunkSize)
+		m := protocol.NewManifest(name, size, chunkSize)
 		h := hash
 		if size == 0 {
-			h = EmptySHA256
+			h = protocol.EmptySHA256
 		}
 		m.SHA256 = h
 		for i := range m.Chunks {
@@ -64,7 +66,7 @@ func FuzzManifestLayout(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		back, err := ParseManifest(raw)
+		back, err := protocol.ParseManifest(raw)
 		if err != nil {
 			t.Fatal(err)
 		}

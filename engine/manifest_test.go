@@ -15,7 +15,9 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+
 	"github.com/jettythunder/jetty/internal/testenv"
+	"github.com/jettythunder/jetty/protocol"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden manifests in testdata/manifests")
@@ -35,23 +37,23 @@ func TestChooseChunkSize(t *testing.T) {
 		{100 << 30, 16 * MiB},              // 100 GiB: 6,400 chunks
 		{200 << 30, 32 * MiB},              // 200 GiB
 		{1 << 40, 128 * MiB},               // 1 TiB: 8,192 chunks
-		{MaxSize, 512 * MiB},               // the largest file
-		{MaxSize + 1, 512 * MiB},           // too large: Plan refuses it
+		{protocol.MaxSize, 512 * MiB},      // the largest file
+		{protocol.MaxSize + 1, 512 * MiB},  // too large: Plan refuses it
 		{10000*256*MiB + 1, 512 * MiB},     // just past 256 MiB chunks
 		{10000 * 256 * MiB, 256 * MiB},     // exactly 10,000 of 256 MiB
 		{10000*16*MiB - 1, 16 * MiB},       // 16 MiB
 		{10000*32*MiB + 1, 64 * MiB},       // 64 MiB
 		{10000*128*MiB + 12345, 256 * MiB}, // 256 MiB
 	} {
-		got := ChooseChunkSize(tc.size)
+		got := protocol.ChooseChunkSize(tc.size)
 		if got != tc.want {
 			t.Errorf("ChooseChunkSize(%d) = %d MiB, want %d MiB", tc.size, got/MiB, tc.want/MiB)
 		}
-		if got < MinChunkSize || got > MaxChunkSize || got&(got-1) != 0 {
+		if got < protocol.MinChunkSize || got > protocol.MaxChunkSize || got&(got-1) != 0 {
 			t.Errorf("ChooseChunkSize(%d) = %d: not a power of two in range", tc.size, got)
 		}
-		if tc.size <= MaxSize && numChunks(tc.size, got) > MaxChunks {
-			t.Errorf("ChooseChunkSize(%d) = %d gives %d chunks", tc.size, got, numChunks(tc.size, got))
+		if tc.size <= protocol.MaxSize && protocol.NumChunks(tc.size, got) > protocol.MaxChunks {
+			t.Errorf("ChooseChunkSize(%d) = %d gives %d chunks", tc.size, got, protocol.NumChunks(tc.size, got))
 		}
 	}
 }
@@ -107,7 +109,7 @@ func TestGoldenManifests(t *testing.T) {
 				t.Errorf("Plan differs from %s:\n%s\nwant:\n%s", path, pretty.Bytes(), want)
 			}
 			// The golden file parses back to the same manifest.
-			back, err := ParseManifest(want)
+			back, err := protocol.ParseManifest(want)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -171,7 +173,7 @@ func TestPlanErrors(t *testing.T) {
 	}
 }
 
-func validManifest() *Manifest {
+func validManifest() *protocol.Manifest {
 	return sequentialManifest("v.bin", genBytes(9, 12*MiB+5), 5*MiB)
 }
 
@@ -181,67 +183,67 @@ func TestValidate(t *testing.T) {
 	}
 	h := strings.Repeat("a", 64)
 	for name, tc := range map[string]struct {
-		mutate func(m *Manifest)
+		mutate func(m *protocol.Manifest)
 		want   string
 	}{
-		"version":            {func(m *Manifest) { m.Version = 2 }, "version"},
-		"whole hash short":   {func(m *Manifest) { m.SHA256 = "abc" }, "sha256"},
-		"whole hash upper":   {func(m *Manifest) { m.SHA256 = strings.ToUpper(m.SHA256) }, "sha256"},
-		"chunk hash":         {func(m *Manifest) { m.Chunks[1].SHA256 = strings.Repeat("g", 64) }, "chunk 1: sha256"},
-		"no chunks":          {func(m *Manifest) { m.Chunks = nil }, "0 chunks"},
-		"negative size":      {func(m *Manifest) { m.Size = -1 }, "negative"},
-		"chunk size small":   {func(m *Manifest) { m.ChunkSize = 4 * MiB }, "chunk_size"},
-		"chunk size big":     {func(m *Manifest) { m.ChunkSize = 1 << 30 }, "chunk_size"},
-		"index order":        {func(m *Manifest) { m.Chunks[1].Index, m.Chunks[2].Index = 2, 1 }, "index"},
-		"gap":                {func(m *Manifest) { m.Chunks[2].Offset++ }, "contiguous"},
-		"middle chunk short": {func(m *Manifest) { m.Chunks[1].Size--; m.Chunks[2].Offset--; m.Size-- }, "every chunk but the last"},
-		"last too big": {func(m *Manifest) {
+		"version":            {func(m *protocol.Manifest) { m.Version = 2 }, "version"},
+		"whole hash short":   {func(m *protocol.Manifest) { m.SHA256 = "abc" }, "sha256"},
+		"whole hash upper":   {func(m *protocol.Manifest) { m.SHA256 = strings.ToUpper(m.SHA256) }, "sha256"},
+		"chunk hash":         {func(m *protocol.Manifest) { m.Chunks[1].SHA256 = strings.Repeat("g", 64) }, "chunk 1: sha256"},
+		"no chunks":          {func(m *protocol.Manifest) { m.Chunks = nil }, "0 chunks"},
+		"negative size":      {func(m *protocol.Manifest) { m.Size = -1 }, "negative"},
+		"chunk size small":   {func(m *protocol.Manifest) { m.ChunkSize = 4 * MiB }, "chunk_size"},
+		"chunk size big":     {func(m *protocol.Manifest) { m.ChunkSize = 1 << 30 }, "chunk_size"},
+		"index order":        {func(m *protocol.Manifest) { m.Chunks[1].Index, m.Chunks[2].Index = 2, 1 }, "index"},
+		"gap":                {func(m *protocol.Manifest) { m.Chunks[2].Offset++ }, "contiguous"},
+		"middle chunk short": {func(m *protocol.Manifest) { m.Chunks[1].Size--; m.Chunks[2].Offset--; m.Size-- }, "every chunk but the last"},
+		"last too big": {func(m *protocol.Manifest) {
 			m.Chunks[2].Size = m.ChunkSize + 1
 			m.Size = 3*m.ChunkSize + 1
 		}, "last chunk"},
-		"last empty": {func(m *Manifest) {
+		"last empty": {func(m *protocol.Manifest) {
 			m.Chunks[2].Size = 0
 			m.Size = 2 * m.ChunkSize
 		}, "last chunk"},
-		"sum": {func(m *Manifest) { m.Size++ }, "add up"},
-		"too many chunks": {func(m *Manifest) {
-			m.Chunks = make([]Chunk, MaxChunks+1)
+		"sum": {func(m *protocol.Manifest) { m.Size++ }, "add up"},
+		"too many chunks": {func(m *protocol.Manifest) {
+			m.Chunks = make([]protocol.Chunk, protocol.MaxChunks+1)
 		}, "10001 chunks"},
-		"one chunk too small": {func(m *Manifest) {
-			*m = Manifest{Version: 1, Size: 10, ChunkSize: 9, SHA256: h, Chunks: []Chunk{{0, 0, 10, h}}}
+		"one chunk too small": {func(m *protocol.Manifest) {
+			*m = protocol.Manifest{Version: 1, Size: 10, ChunkSize: 9, SHA256: h, Chunks: []protocol.Chunk{{Index: 0, Offset: 0, Size: 10, SHA256: h}}}
 		}, "does not fit"},
 		// A one-chunk file's hash is its chunk's: a manifest claiming
 		// another whole-file hash claims something the server cannot check.
-		"one chunk, two hashes": {func(m *Manifest) {
-			*m = Manifest{Version: 1, Size: 10, ChunkSize: 10, SHA256: h, Chunks: []Chunk{{0, 0, 10, strings.Repeat("b", 64)}}}
+		"one chunk, two hashes": {func(m *protocol.Manifest) {
+			*m = protocol.Manifest{Version: 1, Size: 10, ChunkSize: 10, SHA256: h, Chunks: []protocol.Chunk{{Index: 0, Offset: 0, Size: 10, SHA256: strings.Repeat("b", 64)}}}
 		}, "one-chunk file's sha256 is its chunk's"},
 		// An empty file has one possible hash.
-		"empty file, any hash": {func(m *Manifest) {
-			*m = Manifest{Version: 1, Size: 0, ChunkSize: 8 * MiB, SHA256: h, Chunks: []Chunk{{0, 0, 0, h}}}
+		"empty file, any hash": {func(m *protocol.Manifest) {
+			*m = protocol.Manifest{Version: 1, Size: 0, ChunkSize: 8 * MiB, SHA256: h, Chunks: []protocol.Chunk{{Index: 0, Offset: 0, Size: 0, SHA256: h}}}
 		}, "SHA-256 of nothing"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			m := validManifest()
 			tc.mutate(m)
 			err := m.Validate()
-			var me *ManifestError
+			var me *protocol.ManifestError
 			if !errors.As(err, &me) || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("Validate() = %v, want a ManifestError with %q", err, tc.want)
+				t.Errorf("Validate() = %v, want a protocol.ManifestError with %q", err, tc.want)
 			}
 		})
 	}
 	// Accepted edge cases.
-	for name, m := range map[string]*Manifest{
-		"empty file":          {Version: 1, Size: 0, ChunkSize: 8 * MiB, SHA256: EmptySHA256, Chunks: []Chunk{{0, 0, 0, EmptySHA256}}},
-		"one chunk own size":  {Version: 1, Size: 10, ChunkSize: 10, SHA256: h, Chunks: []Chunk{{0, 0, 10, h}}},
-		"last chunk full":     {Version: 1, Size: 10 * MiB, ChunkSize: 5 * MiB, SHA256: h, Chunks: []Chunk{{0, 0, 5 * MiB, h}, {1, 5 * MiB, 5 * MiB, h}}},
-		"last chunk one byte": {Version: 1, Size: 5*MiB + 1, ChunkSize: 5 * MiB, SHA256: h, Chunks: []Chunk{{0, 0, 5 * MiB, h}, {1, 5 * MiB, 1, h}}},
+	for name, m := range map[string]*protocol.Manifest{
+		"empty file":          {Version: 1, Size: 0, ChunkSize: 8 * MiB, SHA256: protocol.EmptySHA256, Chunks: []protocol.Chunk{{Index: 0, Offset: 0, Size: 0, SHA256: protocol.EmptySHA256}}},
+		"one chunk own size":  {Version: 1, Size: 10, ChunkSize: 10, SHA256: h, Chunks: []protocol.Chunk{{Index: 0, Offset: 0, Size: 10, SHA256: h}}},
+		"last chunk full":     {Version: 1, Size: 10 * MiB, ChunkSize: 5 * MiB, SHA256: h, Chunks: []protocol.Chunk{{Index: 0, Offset: 0, Size: 5 * MiB, SHA256: h}, {Index: 1, Offset: 5 * MiB, Size: 5 * MiB, SHA256: h}}},
+		"last chunk one byte": {Version: 1, Size: 5*MiB + 1, ChunkSize: 5 * MiB, SHA256: h, Chunks: []protocol.Chunk{{Index: 0, Offset: 0, Size: 5 * MiB, SHA256: h}, {Index: 1, Offset: 5 * MiB, Size: 1, SHA256: h}}},
 	} {
 		if err := m.Validate(); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
-	var nilM *Manifest
+	var nilM *protocol.Manifest
 	if nilM.Validate() == nil {
 		t.Error("nil manifest valid")
 	}
@@ -249,18 +251,18 @@ func TestValidate(t *testing.T) {
 
 func TestParseManifest(t *testing.T) {
 	for _, bad := range []string{``, `null`, `[]`, `{}`, `{"version":2}`, `{"version":"1"}`, `{"version":1}{}`, `{"version":1,"chunks":{}}`} {
-		if _, err := ParseManifest([]byte(bad)); err == nil {
+		if _, err := protocol.ParseManifest([]byte(bad)); err == nil {
 			t.Errorf("ParseManifest(%q) succeeded", bad)
 		}
 	}
 	m := validManifest()
 	raw, _ := json.Marshal(m)
-	got, err := ParseManifest(raw)
+	got, err := protocol.ParseManifest(raw)
 	if err != nil || got.Validate() != nil {
 		t.Fatal(err)
 	}
 	// Stable encoding: field order, no chunks as [].
-	empty, _ := json.Marshal(Manifest{Version: 1})
+	empty, _ := json.Marshal(protocol.Manifest{Version: 1})
 	if want := `{"version":1,"name":"","size":0,"chunk_size":0,"sha256":"","chunks":[]}`; string(empty) != want {
 		t.Errorf("got %s, want %s", empty, want)
 	}
@@ -279,11 +281,11 @@ func FuzzParseManifest(f *testing.F) {
 	}
 	f.Add([]byte(`{"version":1,"name":"x","size":0,"chunk_size":0,"sha256":"","chunks":[]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		m, err := ParseManifest(b)
+		m, err := protocol.ParseManifest(b)
 		if err != nil {
 			return
 		}
-		if m.Version != ManifestVersion {
+		if m.Version != protocol.ManifestVersion {
 			t.Fatalf("parsed version %d", m.Version)
 		}
 		if m.Validate() != nil {
@@ -293,7 +295,7 @@ func FuzzParseManifest(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		m2, err := ParseManifest(raw)
+		m2, err := protocol.ParseManifest(raw)
 		if err != nil {
 			t.Fatalf("re-parse: %v", err)
 		}
@@ -308,7 +310,7 @@ func FuzzParseManifest(f *testing.F) {
 		for _, c := range m.Chunks {
 			sum += c.Size
 		}
-		if sum != m.Size || len(m.Chunks) < 1 || len(m.Chunks) > MaxChunks {
+		if sum != m.Size || len(m.Chunks) < 1 || len(m.Chunks) > protocol.MaxChunks {
 			t.Fatalf("valid manifest breaks the rules: %s", raw)
 		}
 	})
@@ -316,7 +318,7 @@ func FuzzParseManifest(f *testing.F) {
 
 func ExampleChooseChunkSize() {
 	for _, size := range []int64{100 << 20, 100 << 30, 1 << 40} {
-		fmt.Println(ChooseChunkSize(size) >> 20)
+		fmt.Println(protocol.ChooseChunkSize(size) >> 20)
 	}
 	// Output:
 	// 8
@@ -341,7 +343,7 @@ func TestChunkListID(t *testing.T) {
 	if got := m.ChunkListID(); got != want {
 		t.Fatalf("ChunkListID = %s, want %s", got, want)
 	}
-	if m.ChunkListID() == m.SHA256 || !strings.HasPrefix(m.ChunkListID(), ChunkListPrefix) {
+	if m.ChunkListID() == m.SHA256 || !strings.HasPrefix(m.ChunkListID(), protocol.ChunkListPrefix) {
 		t.Errorf("ChunkListID %s must carry its prefix and differ from the whole-file hash", m.ChunkListID())
 	}
 	renamed := *m

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"sync/atomic"
 
+	"github.com/jettythunder/jetty/protocol"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -45,14 +46,14 @@ const planMaxPieces = 32
 // most 32). BenchmarkPlan compares this with workers reading their own
 // chunks while another goroutine reads the file again for the whole-file
 // hash: reading once was about 20% faster (docs/decisions.md).
-func Plan(ctx context.Context, r io.ReaderAt, size, chunkSize int64, opts PlanOptions) (*Manifest, error) {
+func Plan(ctx context.Context, r io.ReaderAt, size, chunkSize int64, opts PlanOptions) (*protocol.Manifest, error) {
 	if chunkSize == 0 {
-		chunkSize = ChooseChunkSize(size)
+		chunkSize = protocol.ChooseChunkSize(size)
 	}
-	if err := checkChunkSize(size, chunkSize); err != nil {
+	if err := protocol.CheckChunkSize(size, chunkSize); err != nil {
 		return nil, err
 	}
-	m := newManifest(opts.Name, size, chunkSize)
+	m := protocol.NewManifest(opts.Name, size, chunkSize)
 	workers := opts.Workers
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
@@ -71,7 +72,7 @@ type planBuf struct {
 	refs  atomic.Int32
 }
 
-func planFanout(ctx context.Context, r io.ReaderAt, m *Manifest, workers int, progress func(int64)) error {
+func planFanout(ctx context.Context, r io.ReaderAt, m *protocol.Manifest, workers int, progress func(int64)) error {
 	g, ctx := errgroup.WithContext(ctx)
 	npieces := min(2*workers+4, planMaxPieces)
 	free := make(chan *planBuf, npieces)

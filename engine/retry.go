@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"syscall"
 	"time"
+
+	"github.com/jettythunder/jetty/protocol"
 )
 
 // RetryPolicy says how failed requests are retried. Zero fields take the
@@ -145,7 +147,7 @@ func IsStorageFull(err error) bool {
 	}
 	var ae *APIError
 	return errors.As(err, &ae) && (ae.Status == http.StatusInsufficientStorage ||
-		ae.Code == CodeInsufficientStorage || ae.Code == S3CodeStorageFull)
+		ae.Code == protocol.CodeInsufficientStorage || ae.Code == S3CodeStorageFull)
 }
 
 func isConnReset(err error) bool {

@@ -2,7 +2,8 @@ package engine
 
 import (
 	"context"
-	"time"
+
+	"github.com/jettythunder/jetty/protocol"
 )
 
 // Kinds of Route.
@@ -44,7 +45,7 @@ type Route struct {
 type EdgeSelector interface {
 	// Select returns the routes to use, best first, with their weights.
 	// An error or an empty list makes the engine use the origin alone.
-	Select(ctx context.Context, s *Session, chunkSize int64, workers int) ([]Route, error)
+	Select(ctx context.Context, s *protocol.Session, chunkSize int64, workers int) ([]Route, error)
 }
 
 // WorkerAdvisor is an optional interface of an EdgeSelector: after
@@ -74,30 +75,5 @@ type Prefetcher interface {
 // URLs in hand; they are used only if Select returns a direct route with
 // that URL.
 type PresignHinter interface {
-	PresignHint(s *Session) string
-}
-
-// PresignRequest asks for presigned part URLs of a session's chunks:
-// POST /api/jetty/sessions/{id}/presign with the upload token.
-type PresignRequest struct {
-	Chunks []int `json:"chunks"`
-}
-
-// MaxPresign is the most parts one presign call may ask for.
-const MaxPresign = 64
-
-// PresignedPart is where and how to PUT one chunk straight to storage:
-// the request must carry Headers exactly (the chunk's SHA-256 is one of
-// them, signed into the URL) and the chunk's bytes.
-type PresignedPart struct {
-	Index     int               `json:"index"`
-	URL       string            `json:"url"`
-	Method    string            `json:"method"`
-	Headers   map[string]string `json:"headers"`
-	ExpiresAt time.Time         `json:"expires_at"`
-}
-
-// PresignResponse is the answer of a presign call.
-type PresignResponse struct {
-	Parts []PresignedPart `json:"parts"`
+	PresignHint(s *protocol.Session) string
 }

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/jettythunder/jetty/protocol"
 )
 
 // Routes, failover and the shared chunk queue.
@@ -47,7 +49,7 @@ const presignMargin = time.Minute
 
 // presignBatch is the most parts asked for in one presign call
 // (MaxPresign; tests shorten it).
-var presignBatch = MaxPresign
+var presignBatch = protocol.MaxPresign
 
 // presignRefreshes bounds how many times one chunk asks for a new
 // presigned URL after the store refused one (403: expired, bad signature).
@@ -361,7 +363,7 @@ func routeFailure(err error) (failed, now bool) {
 	}
 	var ae *APIError
 	if errors.As(err, &ae) {
-		if ae.Status == http.StatusServiceUnavailable && ae.Code == CodeEdgeDraining {
+		if ae.Status == http.StatusServiceUnavailable && ae.Code == protocol.CodeEdgeDraining {
 			return true, true
 		}
 		if IsStorageFull(err) {
@@ -574,7 +576,7 @@ func (q *chunkQueue) peek(n int, skip func(int) bool) []int {
 // up to presignBatch.
 type presignCache struct {
 	mu     sync.Mutex
-	parts  map[int]PresignedPart
+	parts  map[int]protocol.PresignedPart
 	warmed map[int]bool // parts fetched by warm and not handed out yet
 	want   map[int]int  // chunk → workers waiting for its part
 	gen    int          // presign calls answered
@@ -582,7 +584,7 @@ type presignCache struct {
 }
 
 func newPresignCache() *presignCache {
-	return &presignCache{parts: map[int]PresignedPart{}, warmed: map[int]bool{}, want: map[int]int{}, sem: make(chan struct{}, 1)}
+	return &presignCache{parts: map[int]protocol.PresignedPart{}, warmed: map[int]bool{}, want: map[int]int{}, sem: make(chan struct{}, 1)}
 }
 
 // warmedMin is the least life a part fetched by warm must have left to be
@@ -591,14 +593,14 @@ func newPresignCache() *presignCache {
 const warmedMin = 5 * time.Second
 
 // usableLocked reports whether a cached part may be used now.
-func (pc *presignCache) usableLocked(i int, now time.Time) (PresignedPart, bool) {
+func (pc *presignCache) usableLocked(i int, now time.Time) (protocol.PresignedPart, bool) {
 	p, ok := pc.parts[i]
 	return p, ok && p.ExpiresAt.Sub(now) > presignMargin
 }
 
 // takeLocked is the part of chunk i when it may be handed out now:
 // usable, or fetched by warm (once, while it has warmedMin left).
-func (pc *presignCache) takeLocked(i int, now time.Time) (PresignedPart, bool) {
+func (pc *presignCache) takeLocked(i int, now time.Time) (protocol.PresignedPart, bool) {
 	p, ok := pc.parts[i]
 	switch {
 	case !ok:
@@ -613,7 +615,7 @@ func (pc *presignCache) takeLocked(i int, now time.Time) (PresignedPart, bool) {
 // get returns the presigned part of chunk i, from the cache or from a
 // presign call made with token. q (nil for none) lends its next chunks
 // to the batch.
-func (pc *presignCache) get(ctx context.Context, c *Client, presignURL, token string, q *chunkQueue, i int) (PresignedPart, error) {
+func (pc *presignCache) get(ctx context.Context, c *Client, presignURL, token string, q *chunkQueue, i int) (protocol.PresignedPart, error) {
 	pc.mu.Lock()
 	if p, ok := pc.takeLocked(i, time.Now()); ok {
 		pc.mu.Unlock()
@@ -632,7 +634,7 @@ func (pc *presignCache) get(ctx context.Context, c *Client, presignURL, token st
 	select {
 	case pc.sem <- struct{}{}:
 	case <-ctx.Done():
-		return PresignedPart{}, ctx.Err()
+		return protocol.PresignedPart{}, ctx.Err()
 	}
 	defer func() { <-pc.sem }()
 
@@ -677,12 +679,12 @@ func (pc *presignCache) get(ctx context.Context, c *Client, presignURL, token st
 
 	resp, err := c.Presign(ctx, presignURL, token, batch)
 	if err != nil {
-		return PresignedPart{}, err
+		return protocol.PresignedPart{}, err
 	}
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
 	pc.gen++
-	var mine *PresignedPart
+	var mine *protocol.PresignedPart
 	for _, p := range resp.Parts {
 		pc.parts[p.Index] = p
 		delete(pc.warmed, p.Index)
@@ -693,7 +695,7 @@ func (pc *presignCache) get(ctx context.Context, c *Client, presignURL, token st
 	if mine == nil {
 		// A server that cannot presign the part right now: a failure of
 		// the route (it goes elsewhere), not of the upload.
-		return PresignedPart{}, &APIError{Status: http.StatusBadGateway, Message: fmt.Sprintf("the presign answer has no part for chunk %d", i)}
+		return protocol.PresignedPart{}, &APIError{Status: http.StatusBadGateway, Message: fmt.Sprintf("the presign answer has no part for chunk %d", i)}
 	}
 	return *mine, nil
 }

@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jettythunder/jetty/protocol"
 )
 
 func (r *recorder) warnings() []string {
@@ -318,16 +320,16 @@ func TestRouteFailure(t *testing.T) {
 		err          error
 		failed, draw bool
 	}{
-		{&APIError{Status: 503, Code: CodeEdgeDraining}, true, true},
+		{&APIError{Status: 503, Code: protocol.CodeEdgeDraining}, true, true},
 		{&APIError{Status: 503}, true, false},
 		{&APIError{Status: 502}, true, false},
 		{&APIError{Status: 500}, true, false},
 		{&APIError{Status: 501}, true, false},
 		{fmt.Errorf("presign chunk 3: %w", &APIError{Status: 504}), true, false},
-		{&APIError{Status: 429, Code: CodeTooManyStreams}, false, false},
+		{&APIError{Status: 429, Code: protocol.CodeTooManyStreams}, false, false},
 		{&APIError{Status: 408}, false, false},
-		{&APIError{Status: 400, Code: CodeChecksumMismatch}, false, false},
-		{&APIError{Status: 401, Code: CodeTokenExpired}, false, false},
+		{&APIError{Status: 400, Code: protocol.CodeChecksumMismatch}, false, false},
+		{&APIError{Status: 401, Code: protocol.CodeTokenExpired}, false, false},
 		{&APIError{Status: 403, Code: "AccessDenied"}, false, false},
 		{&APIError{Status: 404}, false, false},
 		{&net.OpError{Op: "dial", Err: errors.New("refused")}, true, false},
@@ -442,7 +444,7 @@ func TestRoutesWeights(t *testing.T) {
 	path, data := writeFile(t, 60, 80*MiB) // 16 chunks
 	var askedWorkers int
 	var askedChunk int64
-	opts, rec, _ := routeOpts(8, selectFunc(func(ctx context.Context, s *Session, cs int64, workers int) ([]Route, error) {
+	opts, rec, _ := routeOpts(8, selectFunc(func(ctx context.Context, s *protocol.Session, cs int64, workers int) ([]Route, error) {
 		askedWorkers, askedChunk = workers, cs
 		return []Route{a.route(s, 3), b.route(s, 1)}, nil
 	}))
@@ -504,7 +506,7 @@ func TestRoutesFastRelayCarriesMore(t *testing.T) {
 		return false
 	})
 	path, data := writeFile(t, 61, 60*MiB) // 12 chunks
-	opts, _, _ := routeOpts(4, selectFunc(func(ctx context.Context, s *Session, cs int64, workers int) ([]Route, error) {
+	opts, _, _ := routeOpts(4, selectFunc(func(ctx context.Context, s *protocol.Session, cs int64, workers int) ([]Route, error) {
 		return []Route{fast.route(s, 1), slow.route(s, 1)}, nil
 	}))
 	res, err := Upload(context.Background(), f.client(), path, opts)
@@ -541,7 +543,7 @@ func TestRoutesRelayFailsMidUpload(t *testing.T) {
 				case "connection closed":
 					resetConn(w)
 				case "edge draining":
-					writeErr(w, 503, CodeEdgeDraining, "this edge is draining")
+					writeErr(w, 503, protocol.CodeEdgeDraining, "this edge is draining")
 				default:
 					io.Copy(io.Discard, r.Body)
 					writeErr(w, 502, "bad_gateway", "origin unreachable")
@@ -549,7 +551,7 @@ func TestRoutesRelayFailsMidUpload(t *testing.T) {
 				return true
 			})
 			path, data := writeFile(t, 62, 80*MiB) // 16 chunks
-			opts, rec, sl := routeOpts(4, selectFunc(func(ctx context.Context, s *Session, cs int64, workers int) ([]Route, error) {
+			opts, rec, sl := routeOpts(4, selectFunc(func(ctx context.Context, s *protocol.Session, cs int64, workers int) ([]Route, error) {
 				return []Route{a.route(s, 1), b.route(s, 1)}, nil
 			}))
 			res, err := Upload(context.Background(), f.client(), path, opts)
@@ -622,7 +624,7 @@ func TestRoutesAllFailFallBackToOrigin(t *testing.T) {
 		a.setHook(fail)
 		b.setHook(fail)
 		path, data := writeFile(t, 63, 40*MiB) // 8 chunks
-		opts, rec, sl := routeOpts(4, selectFunc(func(ctx context.Context, s *Session, cs int64, workers int) ([]Route, error) {
+		opts, rec, sl := routeOpts(4, selectFunc(func(ctx context.Context, s *protocol.Session, cs int64, workers int) ([]Route, error) {
 			return []Route{a.route(s, 1), b.route(s, 1)}, nil
 		}))
 		res, err := Upload(context.Background(), f.client(), path, opts)
@@ -661,7 +663,7 @@ func TestRoutesAllFailFallBackToOrigin(t *testing.T) {
 		path, data := writeFile(t, 64, 30*MiB) // 6 chunks
 		// One worker: the order of failures is fixed (a ×3, b ×3,
 		// origin ×3), so every breaker is open before any chunk is stored.
-		opts, rec, sl := routeOpts(1, selectFunc(func(ctx context.Context, s *Session, cs int64, workers int) ([]Route, error) {
+		opts, rec, sl := routeOpts(1, selectFunc(func(ctx context.Context, s *protocol.Session, cs int64, workers int) ([]Route, error) {
 			return []Route{a.route(s, 1), b.route(s, 1), {ID: "origin", Kind: RouteOrigin, Weight: 1}}, nil
 		}))
 		opts.Retry.MaxAttempts = 20
@@ -706,7 +708,7 @@ func TestRoutesHalfOpen(t *testing.T) {
 		return false
 	})
 	path, data := writeFile(t, 65, 50*MiB) // 10 chunks
-	opts, rec, _ := routeOpts(2, selectFunc(func(ctx context.Context, s *Session, cs int64, workers int) ([]Route, error) {
+	opts, rec, _ := routeOpts(2, selectFunc(func(ctx context.Context, s *protocol.Session, cs int64, workers int) ([]Route, error) {
 		return []Route{a.route(s, 1), b.route(s, 1)}, nil
 	}))
 	opts.Retry.BreakerCooldown = 50 * time.Millisecond
@@ -733,7 +735,7 @@ func TestRoutesHalfOpen(t *testing.T) {
 func directUpload(t *testing.T, f *fakeServer, st *fakeStore, seed byte, n, workers int, r io.ReaderAt) (*Result, *recorder, *noSleep, []byte, error) {
 	t.Helper()
 	data := genBytes(seed, int64(n)*5*MiB)
-	opts, rec, sl := routeOpts(workers, selectFunc(func(ctx context.Context, s *Session, cs int64, w int) ([]Route, error) {
+	opts, rec, sl := routeOpts(workers, selectFunc(func(ctx context.Context, s *protocol.Session, cs int64, w int) ([]Route, error) {
 		return []Route{st.route(s, 1)}, nil
 	}))
 	if r == nil {
@@ -766,15 +768,15 @@ func TestRoutesDirectPresignBatching(t *testing.T) {
 		workers int
 		want    [][]int // nil: checked otherwise
 	}{
-		{"one call", MaxPresign, 15 * time.Minute, 1, [][]int{seq(0, 8)}},
+		{"one call", protocol.MaxPresign, 15 * time.Minute, 1, [][]int{seq(0, 8)}},
 		{"batches of 3", 3, 15 * time.Minute, 1, [][]int{{0, 1, 2}, {3, 4, 5}, {6, 7}}},
 		// Parts expiring within a minute are handed out once, by the
 		// call made before the workers start (warm), and never again.
-		{"short-lived URLs", MaxPresign, 30 * time.Second, 1, [][]int{seq(0, 8)}},
-		{"4 workers", MaxPresign, 15 * time.Minute, 4, nil},
+		{"short-lived URLs", protocol.MaxPresign, 30 * time.Second, 1, [][]int{seq(0, 8)}},
+		{"4 workers", protocol.MaxPresign, 15 * time.Minute, 4, nil},
 		// One round (as many workers as chunks): every worker pops at
 		// once, and the call made before they start covers them all.
-		{"one round", MaxPresign, 15 * time.Minute, 8, [][]int{seq(0, 8)}},
+		{"one round", protocol.MaxPresign, 15 * time.Minute, 8, [][]int{seq(0, 8)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			old := presignBatch
@@ -952,7 +954,7 @@ func TestRoutesDirectFailsOver(t *testing.T) {
 	})
 	a := newRelay(f, "edge-a")
 	path, data := writeFile(t, 76, 40*MiB)
-	opts, rec, sl := routeOpts(4, selectFunc(func(ctx context.Context, s *Session, cs int64, workers int) ([]Route, error) {
+	opts, rec, sl := routeOpts(4, selectFunc(func(ctx context.Context, s *protocol.Session, cs int64, workers int) ([]Route, error) {
 		return []Route{st.route(s, 1), a.route(s, 1)}, nil
 	}))
 	res, err := Upload(context.Background(), f.client(), path, opts)
@@ -978,19 +980,19 @@ func TestRoutesDirectFailsOver(t *testing.T) {
 func TestRoutesSelectorProblems(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
-		sel     func(s *Session) ([]Route, error)
+		sel     func(s *protocol.Session) ([]Route, error)
 		warning string
 	}{
-		{"error", func(*Session) ([]Route, error) { return nil, errors.New("optimal-edges: 503") }, "edge selection failed"},
-		{"empty", func(*Session) ([]Route, error) { return []Route{}, nil }, "no route"},
-		{"unusable", func(*Session) ([]Route, error) {
+		{"error", func(*protocol.Session) ([]Route, error) { return nil, errors.New("optimal-edges: 503") }, "edge selection failed"},
+		{"empty", func(*protocol.Session) ([]Route, error) { return []Route{}, nil }, "no route"},
+		{"unusable", func(*protocol.Session) ([]Route, error) {
 			return []Route{{ID: "r", Kind: RouteRelay, Weight: 1}, {ID: "x", Kind: "carrier-pigeon", ChunkURL: "http://x/{index}", Weight: 1}, {ID: "d", Kind: RouteDirect, Weight: 1}}, nil
 		}, "left out"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFake(t)
 			path, data := writeFile(t, 77, 20*MiB)
-			opts, rec, _ := routeOpts(4, selectFunc(func(ctx context.Context, s *Session, cs int64, workers int) ([]Route, error) {
+			opts, rec, _ := routeOpts(4, selectFunc(func(ctx context.Context, s *protocol.Session, cs int64, workers int) ([]Route, error) {
 				return tc.sel(s)
 			}))
 			res, err := Upload(context.Background(), f.client(), path, opts)
@@ -1059,7 +1061,7 @@ func TestRoutesStream(t *testing.T) {
 	})
 	data := genBytes(79, 40*MiB+17) // 9 blocks
 	rec, sl := &recorder{}, &noSleep{}
-	opts := Options{Workers: 4, ChunkSize: 5 * MiB, Progress: rec, Sleep: sl.sleep, Edges: selectFunc(func(ctx context.Context, s *Session, cs int64, workers int) ([]Route, error) {
+	opts := Options{Workers: 4, ChunkSize: 5 * MiB, Progress: rec, Sleep: sl.sleep, Edges: selectFunc(func(ctx context.Context, s *protocol.Session, cs int64, workers int) ([]Route, error) {
 		return []Route{a.route(s, 1), b.route(s, 1), st.route(s, 1)}, nil
 	})}
 	res, err := UploadStream(context.Background(), f.client(), pipeOf(data), "s.tar", opts)
@@ -1091,17 +1093,17 @@ func TestRoutesStream(t *testing.T) {
 func TestClientPresign(t *testing.T) {
 	var extra bool
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var req PresignRequest
+		var req protocol.PresignRequest
 		json.NewDecoder(r.Body).Decode(&req)
 		if r.Method != "POST" || r.Header.Get("Authorization") != "Bearer tok" || r.Header.Get("X-API-Secret") != "" || !slices.Equal(req.Chunks, []int{1, 2}) {
 			writeErr(w, 400, "bad", fmt.Sprintf("%s %q %q %v", r.Method, r.Header.Get("Authorization"), r.Header.Get("X-API-Secret"), req.Chunks))
 			return
 		}
-		parts := []PresignedPart{{Index: 1, URL: "https://s3.example/b/k?partNumber=2", Method: "PUT"}, {Index: 2, URL: "https://s3.example/b/k?partNumber=3", Method: "PUT"}}
+		parts := []protocol.PresignedPart{{Index: 1, URL: "https://s3.example/b/k?partNumber=2", Method: "PUT"}, {Index: 2, URL: "https://s3.example/b/k?partNumber=3", Method: "PUT"}}
 		if extra {
-			parts = append(parts, PresignedPart{Index: 9, URL: "https://s3.example/x"})
+			parts = append(parts, protocol.PresignedPart{Index: 9, URL: "https://s3.example/x"})
 		}
-		writeJSON(w, 200, PresignResponse{Parts: parts})
+		writeJSON(w, 200, protocol.PresignResponse{Parts: parts})
 	}))
 	defer srv.Close()
 	c := &Client{BaseURL: srv.URL, APIKey: "key", APISecret: "secret", HTTP: srv.Client()}
@@ -1138,7 +1140,7 @@ func TestClientPutPresigned(t *testing.T) {
 	}))
 	defer srv.Close()
 	c := &Client{BaseURL: "https://jetty.example", APIKey: "key", APISecret: "secret", HTTP: srv.Client()}
-	part := PresignedPart{Index: 3, URL: srv.URL + "/bucket/key?partNumber=4&uploadId=u&X-Amz-Signature=s", Method: "PUT",
+	part := protocol.PresignedPart{Index: 3, URL: srv.URL + "/bucket/key?partNumber=4&uploadId=u&X-Amz-Signature=s", Method: "PUT",
 		Headers: map[string]string{"x-amz-checksum-sha256": "c2hh", "X-Amz-Meta-Test": "v", "Content-Length": "3"}}
 	if err := c.PutPresigned(context.Background(), part, strings.NewReader("abc"), 3); err != nil {
 		t.Fatal(err)
@@ -1287,7 +1289,7 @@ func TestRoutesWorkerAdvice(t *testing.T) {
 	} {
 		f := newFake(t) // suggests 8, ceiling 32
 		a := newRelay(f, "edge-a")
-		sel := &advisingSelector{advise: tc.advise, selectFunc: func(ctx context.Context, s *Session, cs int64, workers int) ([]Route, error) {
+		sel := &advisingSelector{advise: tc.advise, selectFunc: func(ctx context.Context, s *protocol.Session, cs int64, workers int) ([]Route, error) {
 			return []Route{a.route(s, 1)}, nil
 		}}
 		opts, _, _ := routeOpts(tc.workers, sel)
@@ -1310,13 +1312,13 @@ func TestRoutesWorkerAdvice(t *testing.T) {
 // probe would.
 type hintedSelect struct {
 	st      *fakeStore
-	hint    func(s *Session) string
+	hint    func(s *protocol.Session) string
 	release chan struct{}
 }
 
-func (h hintedSelect) PresignHint(s *Session) string { return h.hint(s) }
+func (h hintedSelect) PresignHint(s *protocol.Session) string { return h.hint(s) }
 
-func (h hintedSelect) Select(ctx context.Context, s *Session, cs int64, w int) ([]Route, error) {
+func (h hintedSelect) Select(ctx context.Context, s *protocol.Session, cs int64, w int) ([]Route, error) {
 	select {
 	case <-h.release:
 	case <-ctx.Done():
@@ -1329,7 +1331,7 @@ func TestRoutesEarlyPresign(t *testing.T) {
 	t.Run("asked while selecting", func(t *testing.T) {
 		f := newFake(t)
 		st := newStore(f)
-		sel := hintedSelect{st: st, hint: func(s *Session) string { return st.route(s, 1).PresignURL }, release: make(chan struct{})}
+		sel := hintedSelect{st: st, hint: func(s *protocol.Session) string { return st.route(s, 1).PresignURL }, release: make(chan struct{})}
 		go func() {
 			// Select returns only once the presign call was made: the
 			// parts are asked for before the routes are known.
@@ -1358,7 +1360,7 @@ func TestRoutesEarlyPresign(t *testing.T) {
 		// parts are not used, the route asks for its own.
 		f := newFake(t)
 		st := newStore(f)
-		sel := hintedSelect{st: st, hint: func(s *Session) string { return st.route(s, 1).PresignURL + "-elsewhere" }, release: make(chan struct{})}
+		sel := hintedSelect{st: st, hint: func(s *protocol.Session) string { return st.route(s, 1).PresignURL + "-elsewhere" }, release: make(chan struct{})}
 		close(sel.release)
 		data := genBytes(82, 4*5*MiB)
 		opts, _, _ := routeOpts(4, sel)

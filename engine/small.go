@@ -13,6 +13,8 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/jettythunder/jetty/protocol"
 )
 
 // DefaultSmallFileMax is Options.SmallFileMax's default: files up to 1 MiB
@@ -38,7 +40,7 @@ func (u *uploader) smallFileMax() int64 {
 	case m == 0:
 		return DefaultSmallFileMax
 	default:
-		return min(m, MaxChunkSize)
+		return min(m, protocol.MaxChunkSize)
 	}
 }
 
@@ -56,7 +58,7 @@ func (u *uploader) uploadSmall(ctx context.Context, r io.ReaderAt, size int64, n
 	u.hub.plan(size, size)
 	u.hub.start(size, 0, 1, 0, 1)
 	edge := edgeOf(u.c.endpoint(uploadPath))
-	var asset Asset
+	var asset protocol.Asset
 	var dedup bool
 	mismatches := 0
 	for attempt := 1; ; attempt++ {
@@ -99,7 +101,7 @@ func (u *uploader) uploadSmall(ctx context.Context, r io.ReaderAt, size int64, n
 const uploadPath = "/api/storage/upload"
 
 // postSmall makes one attempt.
-func (u *uploader) postSmall(ctx context.Context, data []byte, sum, name string) (Asset, bool, error) {
+func (u *uploader) postSmall(ctx context.Context, data []byte, sum, name string) (protocol.Asset, bool, error) {
 	actx, cancel := context.WithTimeout(ctx, u.chunkTimeoutFor(int64(len(data))))
 	var br *bodyReader
 	asset, dedup, err := u.doPostSmall(actx, data, sum, name, &br)
@@ -111,7 +113,7 @@ func (u *uploader) postSmall(ctx context.Context, data []byte, sum, name string)
 	return asset, dedup, err
 }
 
-func (u *uploader) doPostSmall(ctx context.Context, data []byte, sum, name string, brp **bodyReader) (Asset, bool, error) {
+func (u *uploader) doPostSmall(ctx context.Context, data []byte, sum, name string, brp **bodyReader) (protocol.Asset, bool, error) {
 	var body io.Reader = http.NoBody
 	if len(data) > 0 {
 		*brp = newBodyReader(ctx, bytes.NewReader(data), u.lim, u.hub)
@@ -120,7 +122,7 @@ func (u *uploader) doPostSmall(ctx context.Context, data []byte, sum, name strin
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.c.endpoint(uploadPath), body)
 	if err != nil {
 		closeBody(body)
-		return Asset{}, false, err
+		return protocol.Asset{}, false, err
 	}
 	req.ContentLength = int64(len(data))
 	req.GetBody = nil // the engine retries itself, counting every byte
@@ -140,21 +142,21 @@ func (u *uploader) doPostSmall(ctx context.Context, data []byte, sum, name strin
 	u.c.setControlHeaders(req)
 	resp, err := u.c.httpClient().Do(req)
 	if err != nil {
-		return Asset{}, false, err
+		return protocol.Asset{}, false, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		return Asset{}, false, readAPIError(resp)
+		return protocol.Asset{}, false, readAPIError(resp)
 	}
 	var out struct {
-		Deduplicated bool  `json:"deduplicated"`
-		Asset        Asset `json:"asset"`
+		Deduplicated bool           `json:"deduplicated"`
+		Asset        protocol.Asset `json:"asset"`
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&out); err != nil {
-		return Asset{}, false, fmt.Errorf("upload: decode answer: %w", err)
+		return protocol.Asset{}, false, fmt.Errorf("upload: decode answer: %w", err)
 	}
 	if out.Asset.ID == "" {
-		return Asset{}, false, errors.New("upload: the answer names no asset")
+		return protocol.Asset{}, false, errors.New("upload: the answer names no asset")
 	}
 	return out.Asset, out.Deduplicated, nil
 }

@@ -7,12 +7,14 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/jettythunder/jetty/protocol"
 )
 
 const fullMsg = "the server's storage is full: nothing was stored by this request (chunks already uploaded are kept); try again later, and tell the server's operator if it lasts"
 
 func writeFull(w http.ResponseWriter) {
-	writeErr(w, http.StatusInsufficientStorage, CodeInsufficientStorage, fullMsg)
+	writeErr(w, http.StatusInsufficientStorage, protocol.CodeInsufficientStorage, fullMsg)
 }
 
 // checkFull checks that err says the storage is full, wrapped in
@@ -110,7 +112,7 @@ func TestStorageFullClassification(t *testing.T) {
 		err  error
 		full bool
 	}{
-		{&APIError{Status: 507, Code: CodeInsufficientStorage}, true},
+		{&APIError{Status: 507, Code: protocol.CodeInsufficientStorage}, true},
 		{&APIError{Status: 507, Code: S3CodeStorageFull}, true}, // MinIO on the direct route
 		{&APIError{Status: 507}, true},
 		{&APIError{Status: 500, Code: "internal"}, false},

@@ -9,6 +9,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/jettythunder/jetty/protocol"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -44,12 +45,12 @@ func (u *uploader) uploadStream(ctx context.Context, r io.Reader, name string) (
 	res := &Result{}
 	cs := u.opts.ChunkSize
 	if cs == 0 {
-		cs = DefaultChunkSize
+		cs = protocol.DefaultChunkSize
 	}
-	if cs < MinChunkSize || cs > MaxChunkSize {
-		return res, fmt.Errorf("chunk size %d is outside %d..%d bytes (5 MiB..512 MiB)", cs, MinChunkSize, MaxChunkSize)
+	if cs < protocol.MinChunkSize || cs > protocol.MaxChunkSize {
+		return res, fmt.Errorf("chunk size %d is outside %d..%d bytes (5 MiB..512 MiB)", cs, protocol.MinChunkSize, protocol.MaxChunkSize)
 	}
-	resp, err := u.open(ctx, OpenRequest{Stream: &StreamSpec{Name: name, ChunkSize: cs}})
+	resp, err := u.open(ctx, protocol.OpenRequest{Stream: &protocol.StreamSpec{Name: name, ChunkSize: cs}})
 	if err != nil {
 		return res, err
 	}
@@ -63,7 +64,7 @@ func (u *uploader) uploadStream(ctx context.Context, r io.Reader, name string) (
 	res.Workers = u.workers
 	u.hub.start(-1, 0, 0, 0, u.workers)
 
-	m := &Manifest{Version: ManifestVersion, Name: name, ChunkSize: cs}
+	m := &protocol.Manifest{Version: protocol.ManifestVersion, Name: name, ChunkSize: cs}
 	var mu sync.Mutex // guards m.Chunks: the reader appends, workers set hashes
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -89,7 +90,7 @@ func (u *uploader) uploadStream(ctx context.Context, r io.Reader, name string) (
 				<-slots
 				mu.Lock()
 				if i == 0 { // an empty stream is one empty chunk, never sent
-					m.Chunks = append(m.Chunks, Chunk{Index: 0, Offset: 0, Size: 0, SHA256: emptySHA256})
+					m.Chunks = append(m.Chunks, protocol.Chunk{Index: 0, Offset: 0, Size: 0, SHA256: emptySHA256})
 					u.hub.grow(0, 1)
 				}
 				m.Size, m.SHA256 = off, hex.EncodeToString(whole.Sum(nil))
@@ -102,14 +103,14 @@ func (u *uploader) uploadStream(ctx context.Context, r io.Reader, name string) (
 				<-slots
 				return fmt.Errorf("read %s: %w", name, err)
 			}
-			if i >= MaxChunks {
+			if i >= protocol.MaxChunks {
 				putBuf(bp)
 				<-slots
-				return fmt.Errorf("%s is longer than %d chunks of %d bytes: give a larger chunk size", name, MaxChunks, cs)
+				return fmt.Errorf("%s is longer than %d chunks of %d bytes: give a larger chunk size", name, protocol.MaxChunks, cs)
 			}
 			whole.Write((*bp)[:n])
 			mu.Lock()
-			m.Chunks = append(m.Chunks, Chunk{Index: i, Offset: off, Size: int64(n)})
+			m.Chunks = append(m.Chunks, protocol.Chunk{Index: i, Offset: off, Size: int64(n)})
 			mu.Unlock()
 			u.hub.grow(int64(n), 1)
 			off += int64(n)
@@ -187,7 +188,7 @@ func (u *uploader) uploadStream(ctx context.Context, r io.Reader, name string) (
 	}
 	cr, err := u.complete(ctx, m)
 	if err != nil {
-		if IsCode(err, CodeChunksMissing) {
+		if IsCode(err, protocol.CodeChunksMissing) {
 			return res, fmt.Errorf("complete upload: the server lost chunks of the stream, which cannot be read again; upload it again: %w", err)
 		}
 		return res, fmt.Errorf("complete upload: %w", err)

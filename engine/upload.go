@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jettythunder/jetty/protocol"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 )
@@ -38,7 +39,7 @@ var errSessionClosed = errors.New("the upload session takes no more chunks")
 // conflict.
 func isSessionClosed(err error) bool {
 	var ae *APIError
-	return errors.As(err, &ae) && ae.Status == http.StatusConflict && ae.Code == CodeConflict
+	return errors.As(err, &ae) && ae.Status == http.StatusConflict && ae.Code == protocol.CodeConflict
 }
 
 // Options tunes an upload. The zero value is a sensible default.
@@ -84,7 +85,7 @@ type Options struct {
 
 // Result is the outcome of an upload.
 type Result struct {
-	Asset Asset `json:"asset"`
+	Asset protocol.Asset `json:"asset"`
 	// Deduplicated is true when the server already held the content
 	// (nothing was sent) or found it when completing.
 	Deduplicated bool `json:"deduplicated"`
@@ -130,7 +131,7 @@ type uploader struct {
 	chunkTimeout time.Duration
 	started      time.Time
 
-	sess      *Session
+	sess      *protocol.Session
 	rt        *router
 	early     *presignCache // parts asked for while the routes were chosen (PresignHinter)
 	earlyURL  string
@@ -156,12 +157,12 @@ func (u *uploader) onControlRetry(attempt int, err error, d time.Duration) {
 }
 
 // open opens a session, with retries.
-func (u *uploader) open(ctx context.Context, req OpenRequest) (OpenResponse, error) {
+func (u *uploader) open(ctx context.Context, req protocol.OpenRequest) (Opened, error) {
 	req.ContentType, req.CacheKey = u.opts.ContentType, u.opts.CacheKey
 	if u.opts.TTL > 0 {
 		req.TTL = int64((u.opts.TTL + time.Second - 1) / time.Second)
 	}
-	var resp OpenResponse
+	var resp Opened
 	err := retryControl(ctx, u.policy, u.sleep, u.onControlRetry, func(ctx context.Context) error {
 		var err error
 		resp, err = u.c.OpenSession(ctx, req)
@@ -175,7 +176,7 @@ func (u *uploader) open(ctx context.Context, req OpenRequest) (OpenResponse, err
 
 // begin takes the session: token source, worker count, then the routes
 // (Options.Edges; stream: a stream session).
-func (u *uploader) begin(ctx context.Context, s *Session, chunkSize int64, stream bool) {
+func (u *uploader) begin(ctx context.Context, s *protocol.Session, chunkSize int64, stream bool) {
 	u.sess, u.chunkSize = s, chunkSize
 	u.tok = &tokenSource{u: u, id: s.ID, token: s.UploadToken, exp: s.TokenExpiresAt, fetched: time.Now()}
 	w := u.opts.Workers
@@ -220,8 +221,8 @@ func edgeOf(chunkURL string) string {
 }
 
 // complete completes the session, with retries.
-func (u *uploader) complete(ctx context.Context, m *Manifest) (CompleteResponse, error) {
-	var resp CompleteResponse
+func (u *uploader) complete(ctx context.Context, m *protocol.Manifest) (protocol.CompleteResponse, error) {
+	var resp protocol.CompleteResponse
 	err := retryControl(ctx, u.policy, u.sleep, u.onControlRetry, func(ctx context.Context) error {
 		var err error
 		resp, err = u.c.Complete(ctx, u.sess.ID, m)
@@ -267,7 +268,7 @@ func (t *tokenSource) refresh(ctx context.Context, gen int) (string, int, error)
 	if t.gen != gen {
 		return t.token, t.gen, nil
 	}
-	var tok Token
+	var tok protocol.Token
 	err := retryControl(ctx, t.u.policy, t.u.sleep, t.u.onControlRetry, func(ctx context.Context) error {
 		var err error
 		tok, err = t.u.c.RefreshToken(ctx, t.id)
@@ -353,7 +354,7 @@ func (u *uploader) sendChunk(ctx context.Context, w *worker, q *chunkQueue, inde
 		}
 		counts := true // the attempt counts against MaxAttempts
 		switch {
-		case IsCode(err, CodeTokenExpired), IsCode(err, CodeTokenInvalid):
+		case IsCode(err, protocol.CodeTokenExpired), IsCode(err, protocol.CodeTokenInvalid):
 			// Invalid too: a server restarted with a new token secret
 			// (--dev) still knows the session.
 			if refreshes++; refreshes > tokenRefreshes {
@@ -372,7 +373,7 @@ func (u *uploader) sendChunk(ctx context.Context, w *worker, q *chunkQueue, inde
 			}
 			rt.pc.drop(index)
 			continue
-		case IsCode(err, CodeTooManyStreams):
+		case IsCode(err, protocol.CodeTooManyStreams):
 			// The session's ceiling is shared (another process uploading
 			// the same content, or PUTs the server has not noticed
 			// ending): wait as told; not a failed attempt, but bounded.
@@ -434,7 +435,7 @@ func (u *uploader) sendChunk(ctx context.Context, w *worker, q *chunkQueue, inde
 // the body given to the transport (nil: none) and, for a direct route,
 // whether the store refused the URL itself (403: presign again).
 func (u *uploader) put(ctx context.Context, rt *route, q *chunkQueue, index int, sum string, data payload, tok string) (edge string, br *bodyReader, stale bool, err error) {
-	var part PresignedPart
+	var part protocol.PresignedPart
 	if rt.Kind == RouteDirect {
 		if part, err = rt.pc.get(ctx, u.c, rt.PresignURL, tok, q, index); err != nil {
 			return "", nil, false, fmt.Errorf("presign chunk %d: %w", index, err)
@@ -501,7 +502,7 @@ func putBuf(b *[]byte) {
 // straight from the file (see payload). A chunk that failed on a route
 // while another is up goes back to the queue and is read again by
 // whoever takes it.
-func (u *uploader) sendChunks(ctx context.Context, r io.ReaderAt, m *Manifest, idx []int) error {
+func (u *uploader) sendChunks(ctx context.Context, r io.ReaderAt, m *protocol.Manifest, idx []int) error {
 	if len(idx) == 0 {
 		return nil
 	}
@@ -564,7 +565,7 @@ func (u *uploader) sendChunks(ctx context.Context, r io.ReaderAt, m *Manifest, i
 // at the URL the EdgeSelector hints at (PresignHinter), in the
 // background, before the selection is known; setupRoutes hands them to
 // the direct route with that URL.
-func (u *uploader) earlyPresign(ctx context.Context, s *Session) {
+func (u *uploader) earlyPresign(ctx context.Context, s *protocol.Session) {
 	h, ok := u.opts.Edges.(PresignHinter)
 	if !ok || len(s.Missing) < 2 {
 		return
@@ -621,7 +622,7 @@ func (u *uploader) warmPresign(ctx context.Context, q *chunkQueue) {
 }
 
 // checkMissing validates a server's missing list against m.
-func checkMissing(m *Manifest, missing []int) ([]int, error) {
+func checkMissing(m *protocol.Manifest, missing []int) ([]int, error) {
 	seen := make(map[int]bool, len(missing))
 	out := make([]int, 0, len(missing))
 	for _, i := range missing {
@@ -638,15 +639,15 @@ func checkMissing(m *Manifest, missing []int) ([]int, error) {
 
 // journalFunc records the manifest and session of an upload (nil: no
 // journal).
-type journalFunc func(m *Manifest, sessionID string) error
+type journalFunc func(m *protocol.Manifest, sessionID string) error
 
 // fileUpload is the common path of Upload and UploadReader.
 type fileUpload struct {
 	r       io.ReaderAt
 	size    int64
 	name    string
-	m       *Manifest // from the journal, or nil
-	session string    // the session the journal names ("" for none)
+	m       *protocol.Manifest // from the journal, or nil
+	session string             // the session the journal names ("" for none)
 	resumed bool
 	save    journalFunc
 	drop    func()
@@ -654,7 +655,7 @@ type fileUpload struct {
 
 func (u *uploader) uploadFile(ctx context.Context, f fileUpload) (*Result, error) {
 	res := &Result{}
-	plan := func(chunkSize int64) (*Manifest, error) {
+	plan := func(chunkSize int64) (*protocol.Manifest, error) {
 		m, err := Plan(ctx, f.r, f.size, chunkSize, PlanOptions{Name: f.name, Progress: func(n int64) { u.hub.plan(n, f.size) }})
 		if err != nil {
 			return nil, fmt.Errorf("hash %s: %w", f.name, err)
@@ -672,7 +673,7 @@ func (u *uploader) uploadFile(ctx context.Context, f fileUpload) (*Result, error
 		if f.m != nil {
 			cs = f.m.ChunkSize
 		} else if cs <= 0 {
-			cs = ChooseChunkSize(f.size)
+			cs = protocol.ChooseChunkSize(f.size)
 		}
 		w := u.opts.Workers
 		if w <= 0 {
@@ -698,7 +699,7 @@ func (u *uploader) uploadFile(ctx context.Context, f fileUpload) (*Result, error
 	} else {
 		m.Name = f.name
 	}
-	resp, err := u.open(ctx, OpenRequest{Manifest: m})
+	resp, err := u.open(ctx, protocol.OpenRequest{Manifest: m})
 	if err != nil {
 		return res, err
 	}
@@ -710,7 +711,7 @@ func (u *uploader) uploadFile(ctx context.Context, f fileUpload) (*Result, error
 			return res, err
 		}
 		res.Resumed = false
-		if resp, err = u.open(ctx, OpenRequest{Manifest: m}); err != nil {
+		if resp, err = u.open(ctx, protocol.OpenRequest{Manifest: m}); err != nil {
 			return res, err
 		}
 		if s := resp.Session; s != nil && s.Strategy.ChunkSize != 0 && s.Strategy.ChunkSize != m.ChunkSize && len(m.Chunks) > 1 {
@@ -735,18 +736,18 @@ func (u *uploader) uploadFile(ctx context.Context, f fileUpload) (*Result, error
 	}
 	u.begin(ctx, s, m.ChunkSize, false)
 	res.Workers = u.workers
-	pending := m.missingBytes(missing)
+	pending := m.MissingBytes(missing)
 	u.hub.start(m.Size, m.Size-pending, len(m.Chunks), len(m.Chunks)-len(missing), u.workers)
 
 	err = u.sendChunks(ctx, f.r, m, missing)
 	if errors.Is(err, errSessionClosed) {
 		err = nil // complete, as the concurrent upload did
 	}
-	var cr CompleteResponse
+	var cr protocol.CompleteResponse
 	if err == nil {
 		cr, err = u.complete(ctx, nil)
 		var ae *APIError
-		if errors.As(err, &ae) && ae.Code == CodeChunksMissing && len(ae.Missing) > 0 {
+		if errors.As(err, &ae) && ae.Code == protocol.CodeChunksMissing && len(ae.Missing) > 0 {
 			// The receiver lost chunks it had acknowledged (or held
 			// chunks the session no longer counts): send them once more.
 			again, cerr := checkMissing(m, ae.Missing)
@@ -774,15 +775,15 @@ func (u *uploader) uploadFile(ctx context.Context, f fileUpload) (*Result, error
 // completedBefore asks whether session (from the journal; "" for none)
 // is completed, and if so answers its completion (completing again is
 // idempotent). Any failure is no: the upload goes on as usual.
-func (u *uploader) completedBefore(ctx context.Context, session string) (CompleteResponse, bool) {
+func (u *uploader) completedBefore(ctx context.Context, session string) (protocol.CompleteResponse, bool) {
 	if session == "" {
-		return CompleteResponse{}, false
+		return protocol.CompleteResponse{}, false
 	}
 	st, err := u.c.SessionStatus(ctx, session)
 	if err != nil || st.State != "completed" {
-		return CompleteResponse{}, false
+		return protocol.CompleteResponse{}, false
 	}
-	var resp CompleteResponse
+	var resp protocol.CompleteResponse
 	err = retryControl(ctx, u.policy, u.sleep, u.onControlRetry, func(ctx context.Context) error {
 		var err error
 		resp, err = u.c.Complete(ctx, session, nil)
@@ -887,7 +888,7 @@ func (u *uploader) uploadPath(ctx context.Context, path string) (*Result, error)
 		} else {
 			want.Created = time.Now().UTC()
 		}
-		fu.save = func(m *Manifest, sessionID string) error {
+		fu.save = func(m *protocol.Manifest, sessionID string) error {
 			jj := want
 			jj.Manifest, jj.SessionID = m, sessionID
 			return jj.save(jpath)

@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jettythunder/jetty/protocol"
 )
 
 // writeFile writes a seeded file of size bytes and returns its path and
@@ -268,7 +270,7 @@ func flipAndRefuse(w http.ResponseWriter, r *http.Request) {
 		b[0] ^= 1
 	}
 	if hexSum(b) != r.Header.Get("X-Chunk-SHA256") {
-		writeErr(w, 400, CodeChecksumMismatch, "bytes do not hash to the header")
+		writeErr(w, 400, protocol.CodeChecksumMismatch, "bytes do not hash to the header")
 		return
 	}
 	panic("flip did not change the hash")
@@ -307,7 +309,7 @@ func TestChecksumMismatchPersistent(t *testing.T) {
 		return false
 	}
 	_, err := Upload(context.Background(), f.client(), path, baseOpts(t))
-	if !IsCode(err, CodeChecksumMismatch) {
+	if !IsCode(err, protocol.CodeChecksumMismatch) {
 		t.Fatalf("err = %v", err)
 	}
 	if attempts, _, _ := f.stats(); attempts[1] != 1+checksumRetries {
@@ -487,7 +489,7 @@ func TestRetryAfterHonoured(t *testing.T) {
 	f.putHook = func(w http.ResponseWriter, r *http.Request, index, attempt int) bool {
 		if index == 1 && attempt == 1 {
 			w.Header().Set("Retry-After", "7")
-			writeErr(w, 429, CodeRateLimited, "slow down")
+			writeErr(w, 429, protocol.CodeRateLimited, "slow down")
 			return true
 		}
 		return false
@@ -505,7 +507,7 @@ func TestRetryAfterHonoured(t *testing.T) {
 
 func TestWorkerCeiling(t *testing.T) {
 	f := newFake(t)
-	f.strategy = Strategy{Workers: 16, MaxWorkers: 4}
+	f.strategy = protocol.Strategy{Workers: 16, MaxWorkers: 4}
 	path, data := writeFile(t, 22, 40*MiB)
 	// Slow PUTs down so that they overlap.
 	f.putHook = func(w http.ResponseWriter, r *http.Request, index, attempt int) bool {
@@ -527,7 +529,7 @@ func TestWorkerCeiling(t *testing.T) {
 	}
 	// Workers 0 takes the server's suggestion, capped by the ceiling.
 	f2 := newFake(t)
-	f2.strategy = Strategy{Workers: 3, MaxWorkers: 32}
+	f2.strategy = protocol.Strategy{Workers: 3, MaxWorkers: 32}
 	path2, _ := writeFile(t, 23, 40*MiB)
 	res, err = Upload(context.Background(), f2.client(), path2, baseOpts(t))
 	if err != nil || res.Workers != 3 {
@@ -730,7 +732,7 @@ func TestChunksMissingAtComplete(t *testing.T) {
 		if n == 1 {
 			delete(s.hashes, 2)
 			delete(s.chunks, 2)
-			writeJSON(w, 409, map[string]any{"error": "missing", "code": CodeChunksMissing, "missing": []int{2}})
+			writeJSON(w, 409, map[string]any{"error": "missing", "code": protocol.CodeChunksMissing, "missing": []int{2}})
 			return true
 		}
 		return false
@@ -753,7 +755,7 @@ func TestControlRetries(t *testing.T) {
 	f.openHook = func(w http.ResponseWriter, n int) bool {
 		if n == 1 {
 			w.Header().Set("Retry-After", "2")
-			writeErr(w, 429, CodeRateLimited, "wait")
+			writeErr(w, 429, protocol.CodeRateLimited, "wait")
 			return true
 		}
 		return false
@@ -934,7 +936,7 @@ func TestTokenInvalidRefreshed(t *testing.T) {
 	path, data := writeFile(t, 33, 6*MiB)
 	f.putHook = func(w http.ResponseWriter, r *http.Request, index, attempt int) bool {
 		if attempt == 1 {
-			writeErr(w, 401, CodeTokenInvalid, "invalid upload token: bad signature")
+			writeErr(w, 401, protocol.CodeTokenInvalid, "invalid upload token: bad signature")
 			return true
 		}
 		return false
@@ -949,11 +951,11 @@ func TestTokenInvalidRefreshed(t *testing.T) {
 	// refreshes, not in a loop.
 	f2 := newFake(t)
 	f2.putHook = func(w http.ResponseWriter, r *http.Request, index, attempt int) bool {
-		writeErr(w, 401, CodeTokenExpired, "expired")
+		writeErr(w, 401, protocol.CodeTokenExpired, "expired")
 		return true
 	}
 	_, err := Upload(context.Background(), f2.client(), path, baseOpts(t))
-	if !IsCode(err, CodeTokenExpired) {
+	if !IsCode(err, protocol.CodeTokenExpired) {
 		t.Fatalf("err = %v", err)
 	}
 	if _, _, refreshes := f2.stats(); refreshes != tokenRefreshes {
@@ -969,7 +971,7 @@ func TestTooManyStreamsWaits(t *testing.T) {
 	f.putHook = func(w http.ResponseWriter, r *http.Request, index, attempt int) bool {
 		if attempt <= 3 {
 			w.Header().Set("Retry-After", "1")
-			writeErr(w, 429, CodeTooManyStreams, "more than 1 chunk upload at once")
+			writeErr(w, 429, protocol.CodeTooManyStreams, "more than 1 chunk upload at once")
 			return true
 		}
 		return false

@@ -5,6 +5,8 @@ import (
 	"context"
 	"net/http"
 	"testing"
+
+	"github.com/jettythunder/jetty/protocol"
 )
 
 // (This file sorts after upload_test.go on purpose: TestMemoryBound
@@ -21,7 +23,7 @@ func TestChunkConflictCompletes(t *testing.T) {
 	path, data := writeFile(t, 41, 20*MiB)
 	f.putHook = func(w http.ResponseWriter, r *http.Request, index, attempt int) bool {
 		if index == 1 && attempt == 1 {
-			writeErr(w, http.StatusConflict, CodeConflict, "upload session is being completed; no more chunks")
+			writeErr(w, http.StatusConflict, protocol.CodeConflict, "upload session is being completed; no more chunks")
 			return true
 		}
 		return false

@@ -3,56 +3,45 @@ package server
 import (
 	"errors"
 	"fmt"
+
+	"github.com/jettythunder/jetty/protocol"
 )
 
-// Error codes. Each is a stable, machine-readable string that reaches
-// clients in the "code" field of an error body; server/api maps each to one
-// HTTP status (see api.StatusFor).
+// Error codes: the protocol's (protocol.Code*), under the names the
+// domain uses. protocol.StatusFor maps each to its one HTTP status.
 const (
-	EInternal = "internal"
-	EInvalid  = "invalid_request"
-	ENotFound = "not_found"
-	EConflict = "conflict"
-
-	// Provisioning and accounts.
-	EAccountExists    = "account_exists"
-	EUnknownTier      = "unknown_tier"
-	EInvalidUserID    = "invalid_user_id"
-	EAccountSuspended = "account_suspended"
-	EAccountDeleted   = "account_deleted"
-
-	// Authentication.
-	EUnauthorized     = "unauthorized" // webhook secret missing or wrong
-	EMissingAuth      = "missing_credentials"
-	EMalformedAPIKey  = "malformed_api_key"
-	EMissingAPISecret = "missing_api_secret"
-	EUnknownAPIKey    = "unknown_api_key"
-	EWrongAPISecret   = "wrong_api_secret"
-
-	// Limits.
-	EQuotaExceeded = "quota_exceeded"
-	ETooLarge      = "too_large"
-	ERateLimited   = "rate_limited"
-	EFeatureTier   = "tier_lacks_feature"
-	EUnavailable   = "unavailable"
-
-	// Storage.
-	EBandwidthExceeded = "bandwidth_quota_exceeded"
-	EInvalidRange      = "invalid_range"
-	// EInsufficientStorage: the server's own storage is full (not the
-	// account's quota); nothing was stored, a later retry may succeed.
-	EInsufficientStorage = "insufficient_storage"
-
-	// Upload sessions.
-	EInvalidManifest  = "invalid_manifest"
-	EChecksumMismatch = "checksum_mismatch"
-	EChunksMissing    = "chunks_missing"
-	ETokenInvalid     = "token_invalid"
-	ETokenExpired     = "token_expired"
-	ETooManyStreams   = "too_many_streams"
-	ELengthRequired   = "length_required"
-	EGone             = "session_gone"    // the session expired before it was completed
-	ETimeout          = "request_timeout" // the request body stalled
+	EInternal            = protocol.CodeInternal
+	EInvalid             = protocol.CodeInvalid
+	ENotFound            = protocol.CodeNotFound
+	EConflict            = protocol.CodeConflict
+	EAccountExists       = protocol.CodeAccountExists
+	EUnknownTier         = protocol.CodeUnknownTier
+	EInvalidUserID       = protocol.CodeInvalidUserID
+	EAccountSuspended    = protocol.CodeAccountSuspended
+	EAccountDeleted      = protocol.CodeAccountDeleted
+	EUnauthorized        = protocol.CodeUnauthorized
+	EMissingAuth         = protocol.CodeMissingAuth
+	EMalformedAPIKey     = protocol.CodeMalformedAPIKey
+	EMissingAPISecret    = protocol.CodeMissingAPISecret
+	EUnknownAPIKey       = protocol.CodeUnknownAPIKey
+	EWrongAPISecret      = protocol.CodeWrongAPISecret
+	EQuotaExceeded       = protocol.CodeQuotaExceeded
+	ETooLarge            = protocol.CodeTooLarge
+	ERateLimited         = protocol.CodeRateLimited
+	EFeatureTier         = protocol.CodeFeatureTier
+	EUnavailable         = protocol.CodeUnavailable
+	EBandwidthExceeded   = protocol.CodeBandwidthExceeded
+	EInvalidRange        = protocol.CodeInvalidRange
+	EInsufficientStorage = protocol.CodeInsufficientStorage
+	EInvalidManifest     = protocol.CodeInvalidManifest
+	EChecksumMismatch    = protocol.CodeChecksumMismatch
+	EChunksMissing       = protocol.CodeChunksMissing
+	ETokenInvalid        = protocol.CodeTokenInvalid
+	ETokenExpired        = protocol.CodeTokenExpired
+	ETooManyStreams      = protocol.CodeTooManyStreams
+	ELengthRequired      = protocol.CodeLengthRequired
+	EGone                = protocol.CodeSessionGone
+	ETimeout             = protocol.CodeTimeout
 )
 
 // ErrUnavailable marks an error of a part the server depends on (the

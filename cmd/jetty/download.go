@@ -28,6 +28,7 @@ import (
 	"github.com/jettythunder/jetty/internal/apiclient"
 	"github.com/jettythunder/jetty/internal/safefile"
 	"github.com/jettythunder/jetty/internal/units"
+	"github.com/jettythunder/jetty/protocol"
 )
 
 // DownloadOptions are the inputs of `jetty download`.
@@ -105,12 +106,12 @@ stops and names it. Remove it, or pass --force to have jetty remove it
 
 // downloadResult is the --json output.
 type downloadResult struct {
-	Asset        engine.Asset `json:"asset"`
-	Path         string       `json:"path"`
-	BytesFetched int64        `json:"bytes_fetched"`
-	Resumed      bool         `json:"resumed"`
-	Verified     bool         `json:"sha256_verified"`
-	DurationMS   int64        `json:"duration_ms"`
+	Asset        protocol.Asset `json:"asset"`
+	Path         string         `json:"path"`
+	BytesFetched int64          `json:"bytes_fetched"`
+	Resumed      bool           `json:"resumed"`
+	Verified     bool           `json:"sha256_verified"`
+	DurationMS   int64          `json:"duration_ms"`
 }
 
 func downloadRun(ctx context.Context, opts *DownloadOptions) error {
@@ -214,7 +215,7 @@ func downloadFailure(ctx context.Context, id string, err error) error {
 // downloadTarget resolves -o into a directory and a file name. A name
 // from the server is cleaned (cleanFilename); a name the user typed is
 // taken as it is, but both are a single path element.
-func downloadTarget(output string, a engine.Asset) (dir, name string, err error) {
+func downloadTarget(output string, a protocol.Asset) (dir, name string, err error) {
 	stored := cleanFilename(a.Filename)
 	if stored == "" {
 		stored = cleanFilename(a.ID)
@@ -340,7 +341,7 @@ const partStateVersion = 1
 
 // partFile is a download in progress.
 type partFile struct {
-	a       engine.Asset
+	a       protocol.Asset
 	path    string
 	f       *os.File
 	resumed bool
@@ -359,7 +360,7 @@ type partFile struct {
 // link (internal/safefile); anything else at either name is a
 // *safefile.UnsafeError, or, with force, removed (the entry itself, with
 // a warning) so that the download starts over.
-func openPart(partPath string, a engine.Asset, force bool, warn func(string)) (*partFile, error) {
+func openPart(partPath string, a protocol.Asset, force bool, warn func(string)) (*partFile, error) {
 	side := partPath + ".json"
 	for _, p := range []string{partPath, side} {
 		if !force {

@@ -7,7 +7,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/jettythunder/jetty/engine"
+	"github.com/jettythunder/jetty/protocol"
 )
 
 // FuzzDownloadCleanFilename: whatever name a server hands out, the name
@@ -69,7 +69,7 @@ func FuzzDownloadCleanFilename(f *testing.F) {
 			bad("escapes the directory when joined: " + target)
 		}
 		// downloadTarget without -o uses exactly this name in ".".
-		d, name, err := downloadTarget("", engine.Asset{ID: "a1", Filename: s})
+		d, name, err := downloadTarget("", protocol.Asset{ID: "a1", Filename: s})
 		if err != nil || d != "." || name != c {
 			t.Fatalf("downloadTarget(%q) = %q, %q, %v; want ., %q", s, d, name, err, c)
 		}

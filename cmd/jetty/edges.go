@@ -12,6 +12,7 @@ import (
 
 	"github.com/jettythunder/jetty/edges"
 	"github.com/jettythunder/jetty/internal/units"
+	"github.com/jettythunder/jetty/protocol"
 )
 
 // EdgesOptions are the inputs of `jetty edges`.
@@ -86,10 +87,10 @@ func edgesRun(ctx context.Context, opts *EdgesOptions) error {
 	out := opts.F.IO.Out
 	if opts.Locations {
 		var body struct {
-			Locations []edges.Location `json:"locations"`
-			Relays    int              `json:"relays"`
+			Locations []protocol.Location `json:"locations"`
+			Relays    int                 `json:"relays"`
 		}
-		if err := ec.Call(ctx, http.MethodGet, edges.PathLocations, nil, &body); err != nil {
+		if err := ec.Call(ctx, http.MethodGet, protocol.PathEdgeLocations, nil, &body); err != nil {
 			return apiFailure(err)
 		}
 		if opts.JSON {
@@ -105,7 +106,7 @@ func edgesRun(ctx context.Context, opts *EdgesOptions) error {
 		return nil
 	}
 	var chunk int64
-	req := edges.OptimalRequest{FileSize: opts.Size}
+	req := protocol.OptimalRequest{FileSize: opts.Size}
 	rep, err := edges.Evaluate(ctx, ec, chunk, opts.Workers, edges.EvaluateOptions{Request: req, Probe: edges.ProbeOptions{Timeout: opts.Timeout}})
 	if err != nil {
 		return apiFailure(err)

@@ -17,7 +17,7 @@ import (
 	"github.com/jettythunder/jetty/internal/apiclient"
 	"github.com/jettythunder/jetty/internal/iostreams"
 	"github.com/jettythunder/jetty/keychain"
-	"github.com/jettythunder/jetty/server/apikey"
+	"github.com/jettythunder/jetty/protocol"
 )
 
 // LoginOptions are the inputs of `jetty login`.
@@ -112,10 +112,10 @@ func loginRun(ctx context.Context, opts *LoginOptions) error {
 	if key == "" || secret == "" {
 		return usageError("an API key and an API secret are both required")
 	}
-	if err := apikey.CheckKey(key); err != nil {
+	if err := protocol.CheckAPIKey(key); err != nil {
 		return authError("that is not a valid API key: %v (copy it again; keys look like jt_live_... or jt_test_...)", err)
 	}
-	if err := apikey.CheckSecret(secret); err != nil {
+	if err := protocol.CheckAPISecret(secret); err != nil {
 		return authError("that is not a valid API secret: %v (copy it again; secrets look like jts_...)", err)
 	}
 

@@ -7,8 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/jettythunder/jetty/engine"
 	"github.com/jettythunder/jetty/internal/units"
+	"github.com/jettythunder/jetty/protocol"
 )
 
 // LsOptions are the inputs of `jetty ls`.
@@ -49,7 +49,7 @@ func lsRun(ctx context.Context, opts *LsOptions) error {
 	if err != nil {
 		return err
 	}
-	var assets []engine.Asset
+	var assets []protocol.Asset
 	if opts.Limit > 0 {
 		page, err := c.List(ctx, "", min(opts.Limit, 1000))
 		if err != nil {
@@ -62,7 +62,7 @@ func lsRun(ctx context.Context, opts *LsOptions) error {
 	out := opts.F.IO.Out
 	if opts.JSON {
 		if assets == nil {
-			assets = []engine.Asset{}
+			assets = []protocol.Asset{}
 		}
 		return writeJSON(out, assets)
 	}

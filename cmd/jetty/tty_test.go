@@ -3,13 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/jettythunder/jetty/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jettythunder/jetty/internal/testenv"
 
 	"github.com/jettythunder/jetty/internal/iostreams"
 )

@@ -18,6 +18,7 @@ import (
 	"github.com/jettythunder/jetty/edges"
 	"github.com/jettythunder/jetty/engine"
 	"github.com/jettythunder/jetty/internal/units"
+	"github.com/jettythunder/jetty/protocol"
 )
 
 // UploadOptions are the inputs of `jetty upload`.
@@ -116,7 +117,7 @@ func (o *UploadOptions) parseFlags() error {
 		if err != nil {
 			return usageError("--chunk-size: %v", err)
 		}
-		if n < engine.MinChunkSize || n > engine.MaxChunkSize {
+		if n < protocol.MinChunkSize || n > protocol.MaxChunkSize {
 			return usageError("--chunk-size %s is outside 5MiB..512MiB", o.chunkSizeFlag)
 		}
 		o.ChunkSize = n
@@ -209,7 +210,7 @@ func uploadRun(ctx context.Context, opts *UploadOptions) error {
 		budget = uploadBudgetDefault
 	}
 	var total int64
-	var maxChunk int64 = engine.DefaultChunkSize
+	var maxChunk int64 = protocol.DefaultChunkSize
 	for _, j := range jobs {
 		switch {
 		case j.stdin || total < 0:
@@ -320,7 +321,7 @@ func chunkSizeFor(flag, size int64) int64 {
 	if flag > 0 {
 		return flag
 	}
-	return engine.ChooseChunkSize(size)
+	return protocol.ChooseChunkSize(size)
 }
 
 // uploadOne uploads one job with workers chunk uploads and its share of

@@ -8,8 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/jettythunder/jetty/internal/apiclient"
 	"github.com/jettythunder/jetty/keychain"
+	"github.com/jettythunder/jetty/protocol"
 )
 
 // WhoamiOptions are the inputs of `jetty whoami`.
@@ -22,7 +22,7 @@ type WhoamiOptions struct {
 // whoamiResult is what `jetty whoami --json` prints: the server's answer
 // plus where the server and the credentials came from.
 type whoamiResult struct {
-	apiclient.Whoami
+	protocol.Whoami
 	Server            string `json:"server"`
 	ServerSource      string `json:"server_source"`      // flag, environment, login
 	CredentialsSource string `json:"credentials_source"` // environment, keychain, file

@@ -53,6 +53,8 @@ import (
 	"github.com/jettythunder/jetty/internal/connguard"
 	"github.com/jettythunder/jetty/internal/idleread"
 	"github.com/jettythunder/jetty/internal/secrets"
+	"github.com/jettythunder/jetty/protocol"
+	"github.com/jettythunder/jetty/protocol/edgeauth"
 	"github.com/jettythunder/jetty/server/blob"
 	"github.com/jettythunder/jetty/server/blob/s3blob"
 	"github.com/jettythunder/jetty/server/uploadtoken"
@@ -121,7 +123,7 @@ type Relay struct {
 
 	cfg    Config
 	origin *url.URL
-	keys   *edges.Keys
+	keys   *edgeauth.Keys
 	blobs  blob.Store
 	mode   string
 	hc     *http.Client
@@ -145,7 +147,7 @@ type Relay struct {
 
 type sessionEntry struct {
 	ready   chan struct{}
-	info    edges.SessionInfo
+	info    protocol.SessionInfo
 	err     error
 	fetched time.Time
 }
@@ -159,7 +161,7 @@ func New(ctx context.Context, cfg Config) (*Relay, error) {
 	if err := secrets.Check("JETTY_EDGE_SECRET", cfg.Secret); err != nil {
 		return nil, fmt.Errorf("%w (the same on the relay and the server)", err)
 	}
-	keys, err := edges.NewKeys(cfg.Secret)
+	keys, err := edgeauth.NewKeys(cfg.Secret)
 	if err != nil {
 		return nil, fmt.Errorf("%w: set it to the server's JETTY_EDGE_SECRET", err)
 	}
@@ -190,7 +192,7 @@ func New(ctx context.Context, cfg Config) (*Relay, error) {
 	if cfg.SessionCache <= 0 {
 		cfg.SessionCache = DefaultSessionCache
 	}
-	r := &Relay{cfg: cfg, origin: u, keys: keys, hc: cfg.HTTP, log: cfg.Logger, sessions: map[string]*sessionEntry{}, mode: edges.ModeRelay,
+	r := &Relay{cfg: cfg, origin: u, keys: keys, hc: cfg.HTTP, log: cfg.Logger, sessions: map[string]*sessionEntry{}, mode: protocol.ModeRelay,
 		ready: make(chan struct{}), done: make(chan error, 1)}
 	if r.hc == nil {
 		r.hc = &http.Client{Transport: &http.Transport{
@@ -206,13 +208,13 @@ func New(ctx context.Context, cfg Config) (*Relay, error) {
 	}
 	switch {
 	case cfg.Blobs != nil:
-		r.blobs, r.mode = cfg.Blobs, edges.ModeS3
+		r.blobs, r.mode = cfg.Blobs, protocol.ModeS3
 	case cfg.S3 != nil:
 		st, err := s3blob.New(ctx, *cfg.S3)
 		if err != nil {
 			return nil, fmt.Errorf("object storage at LYVE_ENDPOINT: %w", err)
 		}
-		r.blobs, r.mode = st, edges.ModeS3
+		r.blobs, r.mode = st, protocol.ModeS3
 	}
 	return r, nil
 }
@@ -220,7 +222,7 @@ func New(ctx context.Context, cfg Config) (*Relay, error) {
 // ID is the relay's id.
 func (r *Relay) ID() string { return r.cfg.ID }
 
-// Mode is edges.ModeS3 or edges.ModeRelay.
+// Mode is protocol.ModeS3 or protocol.ModeRelay.
 func (r *Relay) Mode() string { return r.mode }
 
 // Stats are a relay's counters.
@@ -240,7 +242,7 @@ func (r *Relay) Stats() Stats {
 func (r *Relay) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT /api/jetty/sessions/{id}/chunks/{index}", r.handleChunk)
-	mux.Handle("POST "+edges.PathProbe, edges.ProbeHandler())
+	mux.Handle("POST "+protocol.PathProbe, edges.ProbeHandler())
 	mux.HandleFunc("GET /healthz", r.handleHealthz)
 	mux.HandleFunc("/", func(w http.ResponseWriter, req *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "a relay takes chunk PUTs (/api/jetty/sessions/{id}/chunks/{index}), probes and /healthz only")
@@ -415,17 +417,17 @@ func (r *Relay) heartbeatLoop(ctx context.Context) {
 
 // heartbeat reports the relay's load and takes the token key.
 func (r *Relay) heartbeat(ctx context.Context) error {
-	hb := edges.Heartbeat{
+	hb := protocol.Heartbeat{
 		ID: r.cfg.ID, URL: r.cfg.PublicURL, Location: r.cfg.Location, Mode: r.mode,
 		Capacity: r.cfg.Capacity, InFlight: int(r.inflight.Load()), IntervalMS: r.cfg.Interval.Milliseconds(),
 		Draining: r.draining.Load(), Version: r.cfg.Version,
 	}
-	if r.mode == edges.ModeS3 && r.cfg.S3 != nil {
+	if r.mode == protocol.ModeS3 && r.cfg.S3 != nil {
 		hb.Bucket = r.cfg.S3.Bucket
 	}
 	body, _ := json.Marshal(hb)
-	var resp edges.HeartbeatResponse
-	if err := r.signed(ctx, http.MethodPost, edges.PathHeartbeat, "", body, &resp); err != nil {
+	var resp protocol.HeartbeatResponse
+	if err := r.signed(ctx, http.MethodPost, protocol.PathEdgeHeartbeat, "", body, &resp); err != nil {
 		return err
 	}
 	key, err := r.keys.Open(resp.TokenKey)
@@ -442,7 +444,7 @@ func (r *Relay) heartbeat(ctx context.Context) error {
 }
 
 func (r *Relay) deregister(ctx context.Context) error {
-	return r.signed(ctx, http.MethodDelete, edges.PathNode+url.PathEscape(r.cfg.ID), "", nil, nil)
+	return r.signed(ctx, http.MethodDelete, protocol.PathEdgeNode+url.PathEscape(r.cfg.ID), "", nil, nil)
 }
 
 // originError is a refusal from the origin.
@@ -501,7 +503,7 @@ func (r *Relay) signed(ctx context.Context, method, path, query string, body []b
 
 // session looks a session up at the origin (cached for SessionCache, one
 // lookup at a time per session).
-func (r *Relay) session(ctx context.Context, accountID, id string, fresh bool) (edges.SessionInfo, error) {
+func (r *Relay) session(ctx context.Context, accountID, id string, fresh bool) (protocol.SessionInfo, error) {
 	r.mu.Lock()
 	e := r.sessions[id]
 	if e != nil {
@@ -531,7 +533,7 @@ func (r *Relay) session(ctx context.Context, accountID, id string, fresh bool) (
 		// Other requests may wait for this lookup: it must not end with
 		// the request that started it.
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		e.err = r.signed(lctx, http.MethodGet, edges.PathSession+url.PathEscape(id), "account="+url.QueryEscape(accountID), nil, &e.info)
+		e.err = r.signed(lctx, http.MethodGet, protocol.PathEdgeSession+url.PathEscape(id), "account="+url.QueryEscape(accountID), nil, &e.info)
 		cancel()
 		e.fetched = time.Now()
 		close(e.ready)
@@ -540,7 +542,7 @@ func (r *Relay) session(ctx context.Context, accountID, id string, fresh bool) (
 		select {
 		case <-e.ready:
 		case <-ctx.Done():
-			return edges.SessionInfo{}, ctx.Err()
+			return protocol.SessionInfo{}, ctx.Err()
 		}
 	}
 	return e.info, e.err
@@ -647,7 +649,7 @@ func (r *Relay) takeChunk(w http.ResponseWriter, req *http.Request, signer *uplo
 		if sum != c.SHA256 {
 			return http.StatusBadRequest, "checksum_mismatch", fmt.Sprintf("chunk %d: X-Chunk-SHA256 differs from the manifest", index)
 		}
-	} else if code, msg := edges.StreamChunkRefusal(index, size, info.ChunkSize, r.streamBound(info)); code != "" {
+	} else if code, msg := protocol.StreamChunkRefusal(index, size, info.ChunkSize, r.streamBound(info)); code != "" {
 		// Every byte a stream session holds lies inside its reservation.
 		if code == "too_large" {
 			return http.StatusRequestEntityTooLarge, code, msg
@@ -657,7 +659,7 @@ func (r *Relay) takeChunk(w http.ResponseWriter, req *http.Request, signer *uplo
 
 	in := idleread.Body(w, req, r.cfg.BodyIdle)
 	body := &verifyReader{r: in, h: sha256.New(), want: digest, left: size}
-	if r.mode == edges.ModeS3 {
+	if r.mode == protocol.ModeS3 {
 		if _, err := r.blobs.PutPart(ctx, info.ObjectKey, info.UploadID, index+1, body, size, digest); err != nil {
 			switch {
 			case idleread.Stalled(in):
@@ -703,15 +705,15 @@ func (r *Relay) takeChunk(w http.ResponseWriter, req *http.Request, signer *uplo
 // the field reports none: a relay forwarding to it leaves the check to the
 // origin; a relay writing to storage itself refuses the chunk rather than
 // take bytes no reservation covers.
-func (r *Relay) streamBound(info edges.SessionInfo) int64 {
-	if info.Reserved == 0 && r.mode != edges.ModeS3 {
+func (r *Relay) streamBound(info protocol.SessionInfo) int64 {
+	if info.Reserved == 0 && r.mode != protocol.ModeS3 {
 		return math.MaxInt64
 	}
 	return info.Reserved
 }
 
 // forward relays a chunk to the origin's own chunk endpoint.
-func (r *Relay) forward(w http.ResponseWriter, req *http.Request, tok string, info edges.SessionInfo, index int, sum string, size int64, body *verifyReader) (int, string, string) {
+func (r *Relay) forward(w http.ResponseWriter, req *http.Request, tok string, info protocol.SessionInfo, index int, sum string, size int64, body *verifyReader) (int, string, string) {
 	u := *r.origin
 	u.Path = strings.TrimRight(u.Path, "/") + "/api/jetty/sessions/" + info.ID + "/chunks/" + strconv.Itoa(index)
 	u.RawPath = strings.TrimRight(r.origin.EscapedPath(), "/") + "/api/jetty/sessions/" + url.PathEscape(info.ID) + "/chunks/" + strconv.Itoa(index)

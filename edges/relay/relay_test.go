@@ -19,6 +19,7 @@ import (
 	"github.com/jettythunder/jetty/edges"
 	"github.com/jettythunder/jetty/engine"
 	"github.com/jettythunder/jetty/internal/testenv"
+	"github.com/jettythunder/jetty/protocol"
 	"github.com/jettythunder/jetty/server/app"
 	"github.com/jettythunder/jetty/server/blob/s3blob"
 	"github.com/jettythunder/jetty/server/uploadtoken"
@@ -95,13 +96,13 @@ func newRelay(t *testing.T, o *origin, id string, mod func(*Config)) *Relay {
 }
 
 // openSession opens a session for data (chunks of 5 MiB).
-func openSession(t *testing.T, o *origin, data []byte) (*engine.Session, *engine.Manifest) {
+func openSession(t *testing.T, o *origin, data []byte) (*protocol.Session, *protocol.Manifest) {
 	t.Helper()
 	m, err := engine.Plan(context.Background(), bytes.NewReader(data), int64(len(data)), 5<<20, engine.PlanOptions{Name: "data.bin"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := o.c.OpenSession(context.Background(), engine.OpenRequest{Manifest: m})
+	resp, err := o.c.OpenSession(context.Background(), protocol.OpenRequest{Manifest: m})
 	if err != nil || resp.Session == nil {
 		t.Fatalf("open session: %v %+v", err, resp)
 	}
@@ -157,7 +158,7 @@ func TestRelayRefusesBadChunks(t *testing.T) {
 	t.Run("relay", func(t *testing.T) {
 		o := startOrigin(t, app.Config{})
 		r := newRelay(t, o, "edge_fwd", nil)
-		if r.Mode() != edges.ModeRelay {
+		if r.Mode() != protocol.ModeRelay {
 			t.Fatalf("mode %s", r.Mode())
 		}
 		badChunks(t, o, r)
@@ -167,7 +168,7 @@ func TestRelayRefusesBadChunks(t *testing.T) {
 		s3cfg := &s3blob.Config{Endpoint: m.Endpoint, Region: m.Region, AccessKeyID: m.AccessKey, SecretAccessKey: m.SecretKey, Bucket: m.Bucket}
 		o := startOrigin(t, app.Config{S3: s3cfg})
 		r := newRelay(t, o, "edge_s3", func(c *Config) { c.S3 = s3cfg })
-		if r.Mode() != edges.ModeS3 {
+		if r.Mode() != protocol.ModeS3 {
 			t.Fatalf("mode %s", r.Mode())
 		}
 		badChunks(t, o, r)
@@ -257,7 +258,7 @@ func badChunks(t *testing.T, o *origin, r *Relay) {
 
 type fixed []engine.Route
 
-func (f fixed) Select(context.Context, *engine.Session, int64, int) ([]engine.Route, error) {
+func (f fixed) Select(context.Context, *protocol.Session, int64, int) ([]engine.Route, error) {
 	return f, nil
 }
 
@@ -289,7 +290,7 @@ func hashOf(b []byte) string {
 // offered reports whether optimal-edges offers id.
 func offered(t *testing.T, o *origin, id string) bool {
 	t.Helper()
-	resp, err := edges.Candidates(context.Background(), o.c, edges.OptimalRequest{})
+	resp, err := edges.Candidates(context.Background(), o.c, protocol.OptimalRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}

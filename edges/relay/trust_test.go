@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jettythunder/jetty/engine"
 	"github.com/jettythunder/jetty/internal/testenv"
+	"github.com/jettythunder/jetty/protocol"
 	"github.com/jettythunder/jetty/server/app"
 	"github.com/jettythunder/jetty/server/blob/s3blob"
 )
@@ -49,7 +49,7 @@ func TestRelayStreamInsideReservation(t *testing.T) {
 		if _, err := o.app.Store().Reserve(ctx, acct.ID, acct.StorageQuotaBytes()-12<<20, time.Hour); err != nil {
 			t.Fatal(err)
 		}
-		resp, err := o.c.OpenSession(ctx, engine.OpenRequest{Stream: &engine.StreamSpec{Name: "s.tar", ChunkSize: 5 << 20}})
+		resp, err := o.c.OpenSession(ctx, protocol.OpenRequest{Stream: &protocol.StreamSpec{Name: "s.tar", ChunkSize: 5 << 20}})
 		if err != nil || resp.Session == nil {
 			t.Fatalf("open stream: %v", err)
 		}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/jettythunder/jetty/engine"
+	"github.com/jettythunder/jetty/protocol"
 )
 
 // Client calls one server with one key and secret.
@@ -111,67 +112,23 @@ func (c *Client) do(ctx context.Context, method, path string, out any) error {
 	return nil
 }
 
-// Whoami is GET /api/whoami.
-type Whoami struct {
-	AccountID         string    `json:"account_id"`
-	UserID            string    `json:"agentcache_user_id"`
-	Email             string    `json:"email"`
-	Tier              string    `json:"tier"`
-	Status            string    `json:"status"`
-	JettySpeedEnabled bool      `json:"jetty_speed_enabled"`
-	S3Prefix          string    `json:"s3_prefix"`
-	CreatedAt         time.Time `json:"created_at"`
-}
-
 // Whoami tells which account the credentials belong to (and so checks
 // them).
-func (c *Client) Whoami(ctx context.Context) (Whoami, error) {
-	var w Whoami
-	err := c.do(ctx, "GET", "/api/whoami", &w)
+func (c *Client) Whoami(ctx context.Context) (protocol.Whoami, error) {
+	var w protocol.Whoami
+	err := c.do(ctx, "GET", protocol.PathWhoami, &w)
 	return w, err
 }
 
-// Usage is one resource of the quota answer.
-type Usage struct {
-	UsedGB         float64 `json:"used_gb"`
-	QuotaGB        int64   `json:"quota_gb"`
-	AvailableGB    float64 `json:"available_gb"`
-	PercentUsed    float64 `json:"percent_used"`
-	UsedBytes      int64   `json:"used_bytes"`
-	ReservedBytes  int64   `json:"reserved_bytes"`
-	QuotaBytes     int64   `json:"quota_bytes"`
-	AvailableBytes int64   `json:"available_bytes"`
-}
-
-// Quota is GET /api/agentcache/quota.
-type Quota struct {
-	Tier              string `json:"tier"`
-	Status            string `json:"status"`
-	JettySpeedEnabled bool   `json:"jetty_speed_enabled"`
-	Storage           Usage  `json:"storage"`
-	Bandwidth         Usage  `json:"bandwidth"`
-	Limits            struct {
-		MaxFileSizeMB      int64 `json:"max_file_size_mb"`
-		MaxFileSizeBytes   int64 `json:"max_file_size_bytes"`
-		RateLimitPerMinute int   `json:"rate_limit_per_minute"`
-	} `json:"limits"`
-}
-
 // Quota returns the account's usage and limits.
-func (c *Client) Quota(ctx context.Context) (Quota, error) {
-	var q Quota
-	err := c.do(ctx, "GET", "/api/agentcache/quota", &q)
+func (c *Client) Quota(ctx context.Context) (protocol.Quota, error) {
+	var q protocol.Quota
+	err := c.do(ctx, "GET", protocol.PathQuota, &q)
 	return q, err
 }
 
-// Page is one page of assets.
-type Page struct {
-	Assets     []engine.Asset `json:"assets"`
-	NextCursor string         `json:"next_cursor"`
-}
-
 // List returns one page of assets, newest first.
-func (c *Client) List(ctx context.Context, cursor string, limit int) (Page, error) {
+func (c *Client) List(ctx context.Context, cursor string, limit int) (protocol.AssetList, error) {
 	q := url.Values{}
 	if cursor != "" {
 		q.Set("cursor", cursor)
@@ -179,14 +136,14 @@ func (c *Client) List(ctx context.Context, cursor string, limit int) (Page, erro
 	if limit > 0 {
 		q.Set("limit", strconv.Itoa(limit))
 	}
-	var p Page
-	err := c.do(ctx, "GET", "/api/storage/assets?"+q.Encode(), &p)
+	var p protocol.AssetList
+	err := c.do(ctx, "GET", protocol.PathAssets+"?"+q.Encode(), &p)
 	return p, err
 }
 
 // ListAll returns every asset (following cursors).
-func (c *Client) ListAll(ctx context.Context) ([]engine.Asset, error) {
-	var all []engine.Asset
+func (c *Client) ListAll(ctx context.Context) ([]protocol.Asset, error) {
+	var all []protocol.Asset
 	cursor := ""
 	for {
 		p, err := c.List(ctx, cursor, 1000)
@@ -202,24 +159,16 @@ func (c *Client) ListAll(ctx context.Context) ([]engine.Asset, error) {
 }
 
 // Asset returns one asset's metadata.
-func (c *Client) Asset(ctx context.Context, id string) (engine.Asset, error) {
-	var out struct {
-		Asset engine.Asset `json:"asset"`
-	}
-	err := c.do(ctx, "GET", "/api/storage/assets/"+url.PathEscape(id), &out)
+func (c *Client) Asset(ctx context.Context, id string) (protocol.Asset, error) {
+	var out protocol.AssetResponse
+	err := c.do(ctx, "GET", protocol.PathAssets+"/"+url.PathEscape(id), &out)
 	return out.Asset, err
 }
 
-// Deleted is the answer of Delete.
-type Deleted struct {
-	Deleted    string `json:"deleted"`
-	FreedBytes int64  `json:"freed_bytes"`
-}
-
 // Delete removes an asset.
-func (c *Client) Delete(ctx context.Context, id string) (Deleted, error) {
-	var d Deleted
-	err := c.do(ctx, "DELETE", "/api/storage/assets/"+url.PathEscape(id), &d)
+func (c *Client) Delete(ctx context.Context, id string) (protocol.DeleteResponse, error) {
+	var d protocol.DeleteResponse
+	err := c.do(ctx, "DELETE", protocol.PathAssets+"/"+url.PathEscape(id), &d)
 	return d, err
 }
 
@@ -230,7 +179,7 @@ var ErrRangeIgnored = errors.New("server ignored the range")
 // OpenRange opens length bytes of an asset from offset (length -1: to the
 // end). The caller closes the body.
 func (c *Client) OpenRange(ctx context.Context, id string, offset, length int64) (io.ReadCloser, error) {
-	req, err := c.newRequest(ctx, "GET", "/api/storage/assets/"+url.PathEscape(id)+"/download", nil)
+	req, err := c.newRequest(ctx, "GET", protocol.PathAssets+"/"+url.PathEscape(id)+"/download", nil)
 	if err != nil {
 		return nil, err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/jettythunder/jetty/edges/relay"
 	"github.com/jettythunder/jetty/engine"
 	"github.com/jettythunder/jetty/internal/testenv"
+	"github.com/jettythunder/jetty/protocol"
 	"github.com/jettythunder/jetty/server/app"
 	"github.com/jettythunder/jetty/server/blob/s3blob"
 )
@@ -87,7 +88,7 @@ func (l link) shape(t testing.TB, p *testenv.Proxy) {
 // fixedRoutes is an EdgeSelector that always answers the same routes.
 type fixedRoutes []engine.Route
 
-func (f fixedRoutes) Select(ctx context.Context, s *engine.Session, chunkSize int64, workers int) ([]engine.Route, error) {
+func (f fixedRoutes) Select(ctx context.Context, s *protocol.Session, chunkSize int64, workers int) ([]engine.Route, error) {
 	out := make([]engine.Route, len(f))
 	copy(out, f)
 	for i := range out {
@@ -265,7 +266,7 @@ func waitOffered(t testing.TB, c *engine.Client, id string, want bool, within ti
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
-		resp, err := edges.Candidates(context.Background(), c, edges.OptimalRequest{})
+		resp, err := edges.Candidates(context.Background(), c, protocol.OptimalRequest{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -384,12 +385,12 @@ func TestEdgesS3(t *testing.T) {
 		S3: s3cfg, EdgeSecret: edgeSecret, DirectUploads: true,
 	})
 	r := startRelayConfig(t, relay.Config{Origin: s.url, ID: "edge_s3", Secret: edgeSecret, S3: s3cfg, Interval: 200 * time.Millisecond}, listen(t))
-	if r.Mode() != edges.ModeS3 {
+	if r.Mode() != protocol.ModeS3 {
 		t.Fatalf("mode %s", r.Mode())
 	}
 
 	c := &engine.Client{BaseURL: s.url, APIKey: s.key, APISecret: s.secret}
-	resp, err := edges.Candidates(context.Background(), c, edges.OptimalRequest{})
+	resp, err := edges.Candidates(context.Background(), c, protocol.OptimalRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -397,7 +398,7 @@ func TestEdgesS3(t *testing.T) {
 	for _, e := range resp.Edges {
 		kinds[e.Kind] = true
 	}
-	if !kinds[edges.KindOrigin] || !kinds[edges.KindRelay] || !kinds[edges.KindDirect] {
+	if !kinds[protocol.KindOrigin] || !kinds[protocol.KindRelay] || !kinds[protocol.KindDirect] {
 		t.Fatalf("offered %+v, want the origin, the relay and the direct route", resp.Edges)
 	}
 	const size = 42 << 20

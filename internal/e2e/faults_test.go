@@ -33,6 +33,7 @@ import (
 
 	"github.com/jettythunder/jetty/engine"
 	"github.com/jettythunder/jetty/internal/testenv"
+	"github.com/jettythunder/jetty/protocol"
 	jetty "github.com/jettythunder/jetty/server"
 	"github.com/jettythunder/jetty/server/app"
 	"github.com/jettythunder/jetty/server/blob/s3blob"
@@ -448,7 +449,7 @@ func TestFaultMinIOUnreachable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	openBody, _ := json.Marshal(engine.OpenRequest{Manifest: other})
+	openBody, _ := json.Marshal(protocol.OpenRequest{Manifest: other})
 
 	st := newFaultStats()
 	opts := engine.Options{Workers: workers, ChunkSize: chunk, BandwidthLimit: 8 << 20, JournalDir: t.TempDir(), Progress: st}

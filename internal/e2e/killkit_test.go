@@ -38,6 +38,7 @@ import (
 	"github.com/jettythunder/jetty/edges/relay"
 	"github.com/jettythunder/jetty/engine"
 	"github.com/jettythunder/jetty/internal/testenv"
+	"github.com/jettythunder/jetty/protocol"
 	domain "github.com/jettythunder/jetty/server"
 	"github.com/jettythunder/jetty/server/app"
 	"github.com/jettythunder/jetty/server/blob"
@@ -677,7 +678,7 @@ func (b *backend) storeAssets(t testing.TB) []domain.Asset {
 }
 
 // apiAssets lists the account's assets through the API.
-func (b *backend) apiAssets(t testing.TB) []engine.Asset {
+func (b *backend) apiAssets(t testing.TB) []protocol.Asset {
 	t.Helper()
 	req, _ := http.NewRequest("GET", b.url+"/api/storage/assets?limit=1000", nil)
 	req.SetBasicAuth(b.key, b.secret)
@@ -687,7 +688,7 @@ func (b *backend) apiAssets(t testing.TB) []engine.Asset {
 	}
 	defer res.Body.Close()
 	var out struct {
-		Assets []engine.Asset `json:"assets"`
+		Assets []protocol.Asset `json:"assets"`
 	}
 	if err := json.NewDecoder(res.Body).Decode(&out); err != nil || res.StatusCode != 200 {
 		t.Fatalf("list assets: %s %v", res.Status, err)

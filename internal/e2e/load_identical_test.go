@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jettythunder/jetty/engine"
+	"github.com/jettythunder/jetty/protocol"
 )
 
 // TestLoadConcurrentIdentical: several uploads of one content by one
@@ -44,7 +45,7 @@ func TestLoadConcurrentIdentical(t *testing.T) {
 				wg.Go(func() {
 					time.Sleep(time.Duration(k) * 150 * time.Millisecond)
 					res[k], errs[k] = engine.UploadReader(ctx, c, g, g.n, fmt.Sprintf("same-%d-%d.bin", round, k),
-						engine.Options{ChunkSize: engine.MinChunkSize, Workers: 2})
+						engine.Options{ChunkSize: protocol.MinChunkSize, Workers: 2})
 				})
 			}
 			wg.Wait()

@@ -29,6 +29,7 @@ import (
 
 	"github.com/jettythunder/jetty/engine"
 	"github.com/jettythunder/jetty/internal/testenv"
+	"github.com/jettythunder/jetty/protocol"
 	"github.com/jettythunder/jetty/server/app"
 	"github.com/jettythunder/jetty/server/blob/s3blob"
 )
@@ -421,7 +422,7 @@ func (c *loadClient) run(ctx context.Context, t *testing.T, deadline time.Time, 
 		// the same file cut the same way.
 		opts := engine.Options{JournalDir: "-"}
 		if g.seed%2 == 0 {
-			opts.ChunkSize = engine.MinChunkSize
+			opts.ChunkSize = protocol.MinChunkSize
 		}
 		results := make([]*engine.Result, copies)
 		errs := make([]error, copies)
@@ -523,8 +524,8 @@ func (c *loadClient) checkQuota(ctx context.Context, t *testing.T, ec *engine.Cl
 }
 
 type listAnswer struct {
-	Assets     []engine.Asset `json:"assets"`
-	NextCursor string         `json:"next_cursor"`
+	Assets     []protocol.Asset `json:"assets"`
+	NextCursor string           `json:"next_cursor"`
 }
 
 // checkFirstPage lists the newest 100 assets mid-run: as many as the
@@ -546,7 +547,7 @@ func (c *loadClient) checkFirstPage(ctx context.Context, t *testing.T) {
 // verify lists every asset of the account, downloads each and checks
 // usage; it returns the bytes downloaded.
 func (c *loadClient) verify(ctx context.Context, t *testing.T) int64 {
-	listed := map[string]engine.Asset{}
+	listed := map[string]protocol.Asset{}
 	cursor := ""
 	for {
 		path := "/api/storage/assets?limit=1000"

@@ -4,7 +4,7 @@
 //
 // Handlers speak only server.Store, server.Limiter and server.Cache, so
 // the same code runs on the embedded default (SQLite, in-process limits)
-// and in production (PostgreSQL, Redis). Errors are *server.Error; StatusFor
+// and in production (PostgreSQL, Redis). Errors are *server.Error; protocol.StatusFor
 // maps each code to one HTTP status and every error body is
 // {"error": "...", "code": "..."}.
 package api
@@ -24,6 +24,8 @@ import (
 
 	"github.com/jettythunder/jetty/edges"
 	"github.com/jettythunder/jetty/internal/idleread"
+	"github.com/jettythunder/jetty/protocol"
+	"github.com/jettythunder/jetty/protocol/edgeauth"
 	"github.com/jettythunder/jetty/server"
 	"github.com/jettythunder/jetty/server/blob"
 	"github.com/jettythunder/jetty/server/memory"
@@ -66,7 +68,7 @@ type Config struct {
 	TokenSigner *uploadtoken.Signer
 	// EdgeKeys, when set (JETTY_EDGE_SECRET), lets relays register and
 	// heartbeat, look up sessions, and receive the token key.
-	EdgeKeys *edges.Keys
+	EdgeKeys *edgeauth.Keys
 	// Backend is "s3" or "fs": where objects live (told to relays).
 	Backend string
 	// DirectURL, when set and Blobs can presign parts, is the storage
@@ -115,7 +117,7 @@ type Server struct {
 	blobs      blob.Store
 	publicURL  string
 	tokens     *uploadtoken.Signer
-	edgeKeys   *edges.Keys
+	edgeKeys   *edgeauth.Keys
 	backend    string
 	directURL  string
 	streams    streamLimiter
@@ -225,13 +227,13 @@ func New(cfg Config) *Server {
 
 		// Edges: clients ask for candidates; relays (edge-authenticated)
 		// heartbeat, deregister and look sessions up.
-		mux.HandleFunc("POST "+edges.PathOptimal, s.user(s.handleOptimalEdges))
-		mux.HandleFunc("GET "+edges.PathLocations, s.user(s.handleEdgeLocations))
-		mux.HandleFunc("POST "+edges.PathHeartbeat, s.handleEdgeHeartbeat)
-		mux.HandleFunc("DELETE "+edges.PathNode+"{id}", s.handleEdgeDeregister)
-		mux.HandleFunc("GET "+edges.PathSession+"{id}", s.handleEdgeSession)
+		mux.HandleFunc("POST "+protocol.PathOptimalEdges, s.user(s.handleOptimalEdges))
+		mux.HandleFunc("GET "+protocol.PathEdgeLocations, s.user(s.handleEdgeLocations))
+		mux.HandleFunc("POST "+protocol.PathEdgeHeartbeat, s.handleEdgeHeartbeat)
+		mux.HandleFunc("DELETE "+protocol.PathEdgeNode+"{id}", s.handleEdgeDeregister)
+		mux.HandleFunc("GET "+protocol.PathEdgeSession+"{id}", s.handleEdgeSession)
 	}
-	mux.Handle("POST "+edges.PathProbe, edges.ProbeHandler())
+	mux.Handle("POST "+protocol.PathProbe, edges.ProbeHandler())
 
 	if s.relay != nil {
 		mux.Handle("POST /api/webhooks/jettythunder/provision", s.relay)
@@ -245,7 +247,7 @@ func New(cfg Config) *Server {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if allowed := allowedMethods(mux, r); len(allowed) > 0 {
 			w.Header().Set("Allow", strings.Join(allowed, ", "))
-			writeJSON(w, http.StatusMethodNotAllowed, errorBody{
+			writeJSON(w, http.StatusMethodNotAllowed, protocol.ErrorBody{
 				Error: fmt.Sprintf("%s is not allowed on %s; use %s", r.Method, r.URL.Path, strings.Join(allowed, " or ")),
 				Code:  "method_not_allowed",
 			})

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jettythunder/jetty/internal/connguard"
+	"github.com/jettythunder/jetty/protocol"
 	"github.com/jettythunder/jetty/server"
 	"github.com/jettythunder/jetty/server/apikey"
 	"github.com/jettythunder/jetty/server/webhooksig"
@@ -150,13 +151,13 @@ func credentials(r *http.Request) (key, secret string, err error) {
 	if key == "" {
 		return "", "", server.Errorf(server.EMissingAuth, "missing API key in the Authorization header")
 	}
-	if err := apikey.CheckKey(key); err != nil {
+	if err := protocol.CheckAPIKey(key); err != nil {
 		return "", "", server.Errorf(server.EMalformedAPIKey, "malformed API key: %v", err)
 	}
 	if secret == "" {
 		return "", "", server.Errorf(server.EMissingAPISecret, "API key given without its secret: add the header X-API-Secret: jts_... (the secret shown once at provisioning)")
 	}
-	if err := apikey.CheckSecret(secret); err != nil {
+	if err := protocol.CheckAPISecret(secret); err != nil {
 		return "", "", server.Errorf(server.EWrongAPISecret, "malformed API secret: %v", err)
 	}
 	return key, secret, nil

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jettythunder/jetty/protocol"
 	"github.com/jettythunder/jetty/server"
-	"github.com/jettythunder/jetty/server/apikey"
 )
 
 // fuzzKey and fuzzSecret are well-formed credentials (made by
@@ -53,7 +53,7 @@ func FuzzCredentials(f *testing.F) {
 			}
 			return
 		}
-		if apikey.CheckKey(k) != nil || apikey.CheckSecret(s) != nil || strings.TrimSpace(k) != k || strings.TrimSpace(s) != s {
+		if protocol.CheckAPIKey(k) != nil || protocol.CheckAPISecret(s) != nil || strings.TrimSpace(k) != k || strings.TrimSpace(s) != s {
 			t.Fatalf("credentials(%q, %q) accepted %q, %q", authz, secretHdr, k, s)
 		}
 		if u, p, ok := r.BasicAuth(); ok {
@@ -75,7 +75,7 @@ func FuzzCredentialsRoundTrip(f *testing.F) {
 	f.Add(uint8(2), "  \t", " ")
 	f.Add(uint8(0x7f), "\t\t", "  ")
 	key, secret := fuzzKey, fuzzSecret
-	if apikey.CheckKey(key) != nil || apikey.CheckSecret(secret) != nil {
+	if protocol.CheckAPIKey(key) != nil || protocol.CheckAPISecret(secret) != nil {
 		f.Fatal("fuzzKey or fuzzSecret is malformed")
 	}
 	f.Fuzz(func(t *testing.T, form uint8, pre, post string) {

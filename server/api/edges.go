@@ -12,9 +12,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jettythunder/jetty/edges"
-	"github.com/jettythunder/jetty/engine"
 	"github.com/jettythunder/jetty/internal/connguard"
+	"github.com/jettythunder/jetty/protocol"
+	"github.com/jettythunder/jetty/protocol/edgeauth"
 	"github.com/jettythunder/jetty/server"
 	"github.com/jettythunder/jetty/server/blob"
 )
@@ -35,9 +35,9 @@ func (s *Server) edgeCaller(r *http.Request) (string, []byte, error) {
 	}
 	id, body, err := s.edgeKeys.Verify(r, s.now())
 	switch {
-	case errors.Is(err, edges.ErrNoAuth), errors.Is(err, edges.ErrBadAuth):
+	case errors.Is(err, edgeauth.ErrNoAuth), errors.Is(err, edgeauth.ErrBadAuth):
 		return "", nil, server.Errorf(server.EUnauthorized, "%v", err)
-	case errors.Is(err, edges.ErrBadSignature), errors.Is(err, edges.ErrStale):
+	case errors.Is(err, edgeauth.ErrBadSignature), errors.Is(err, edgeauth.ErrStale):
 		return "", nil, server.Errorf(server.EUnauthorized, "%v", err)
 	case err != nil:
 		return "", nil, server.Errorf(server.EInvalid, "%v", err)
@@ -53,7 +53,7 @@ func (s *Server) handleEdgeHeartbeat(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	var hb edges.Heartbeat
+	var hb protocol.Heartbeat
 	if err := json.Unmarshal(body, &hb); err != nil {
 		s.writeError(w, r, server.Errorf(server.EInvalid, "heartbeat body: %v", err))
 		return
@@ -67,15 +67,15 @@ func (s *Server) handleEdgeHeartbeat(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, server.Errorf(server.EInvalid, "relay url must be an absolute http(s) URL, got %q", hb.URL))
 		return
 	}
-	if hb.Mode != edges.ModeS3 && hb.Mode != edges.ModeRelay {
-		s.writeError(w, r, server.Errorf(server.EInvalid, "relay mode must be %q or %q", edges.ModeS3, edges.ModeRelay))
+	if hb.Mode != protocol.ModeS3 && hb.Mode != protocol.ModeRelay {
+		s.writeError(w, r, server.Errorf(server.EInvalid, "relay mode must be %q or %q", protocol.ModeS3, protocol.ModeRelay))
 		return
 	}
-	if hb.Mode == edges.ModeS3 && s.backend != "s3" {
+	if hb.Mode == protocol.ModeS3 && s.backend != "s3" {
 		s.writeError(w, r, server.Errorf(server.EInvalid, "this server keeps objects on its own disk: a relay must forward chunks to it (start the relay without S3 settings)"))
 		return
 	}
-	if hb.Mode == edges.ModeS3 && hb.Bucket != "" && hb.Bucket != s.bucket {
+	if hb.Mode == protocol.ModeS3 && hb.Bucket != "" && hb.Bucket != s.bucket {
 		s.writeError(w, r, server.Errorf(server.EInvalid, "this server keeps objects in bucket %q, the relay writes to %q: give the relay the server's LYVE_BUCKET_NAME", s.bucket, hb.Bucket))
 		return
 	}
@@ -93,7 +93,7 @@ func (s *Server) handleEdgeHeartbeat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.metrics.edgeHeartbeats.Inc()
-	writeJSON(w, http.StatusOK, edges.HeartbeatResponse{
+	writeJSON(w, http.StatusOK, protocol.HeartbeatResponse{
 		TokenKey:   s.edgeKeys.Seal(s.tokens.Key()),
 		Backend:    s.backend,
 		Bucket:     s.bucket,
@@ -116,7 +116,7 @@ func (s *Server) handleEdgeDeregister(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"success": true, "id": id})
+	writeJSON(w, http.StatusOK, protocol.DeregisterResponse{Success: true, ID: id})
 }
 
 // handleEdgeSession answers GET /api/jetty/edges/sessions/{id}?account=…:
@@ -138,7 +138,7 @@ func (s *Server) handleEdgeSession(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	info := edges.SessionInfo{
+	info := protocol.SessionInfo{
 		ID: sess.ID, AccountID: sess.AccountID, State: string(sess.State), ExpiresAt: sess.ExpiresAt.UTC(),
 		ObjectKey: sess.ObjectKey, UploadID: sess.UploadID, ChunkSize: sess.ChunkSize,
 	}
@@ -151,9 +151,9 @@ func (s *Server) handleEdgeSession(w http.ResponseWriter, r *http.Request) {
 			s.writeError(w, r, err)
 			return
 		}
-		info.Chunks = make([]edges.ChunkInfo, len(m.Chunks))
+		info.Chunks = make([]protocol.ChunkInfo, len(m.Chunks))
 		for i, c := range m.Chunks {
-			info.Chunks[i] = edges.ChunkInfo{Size: c.Size, SHA256: c.SHA256}
+			info.Chunks[i] = protocol.ChunkInfo{Size: c.Size, SHA256: c.SHA256}
 		}
 	}
 	writeJSON(w, http.StatusOK, info)
@@ -161,10 +161,10 @@ func (s *Server) handleEdgeSession(w http.ResponseWriter, r *http.Request) {
 
 // handleOptimalEdges answers POST /api/jetty/optimal-edges: the origin,
 // the direct route to storage when there is one, and the best live
-// relays, at most edges.MaxCandidates, with a strategy.
+// relays, at most protocol.MaxCandidates, with a strategy.
 func (s *Server) handleOptimalEdges(w http.ResponseWriter, r *http.Request, acct server.Account) {
 	ctx := r.Context()
-	var req edges.OptimalRequest
+	var req protocol.OptimalRequest
 	if r.ContentLength != 0 {
 		if err := decodeJSON(w, r, &req); err != nil {
 			s.writeError(w, r, err)
@@ -186,26 +186,26 @@ func (s *Server) handleOptimalEdges(w http.ResponseWriter, r *http.Request, acct
 		return
 	}
 	workers, ceiling := workersFor(t)
-	chunk := engine.DefaultChunkSize
+	chunk := protocol.DefaultChunkSize
 	if req.FileSize > 0 {
-		chunk = engine.ChooseChunkSize(req.FileSize)
+		chunk = protocol.ChooseChunkSize(req.FileSize)
 	}
-	origin := edges.Candidate{ID: edges.KindOrigin, Kind: edges.KindOrigin, URL: s.baseURL(r), Weight: 1}
-	out := edges.OptimalResponse{
+	origin := protocol.Candidate{ID: protocol.KindOrigin, Kind: protocol.KindOrigin, URL: s.baseURL(r), Weight: 1}
+	out := protocol.OptimalResponse{
 		JettySpeed: t.JettySpeedEnabled,
-		Edges:      []edges.Candidate{origin},
-		Strategy:   edges.Strategy{ChunkSize: chunk, Workers: workers, MaxWorkers: ceiling},
+		Edges:      []protocol.Candidate{origin},
+		Strategy:   protocol.EdgeStrategy{ChunkSize: chunk, Workers: workers, MaxWorkers: ceiling},
 	}
 	if t.JettySpeedEnabled {
 		if s.presigner() != nil && s.directURL != "" {
-			out.Edges = append(out.Edges, edges.Candidate{ID: edges.KindDirect, Kind: edges.KindDirect, URL: s.directURL, Weight: 1})
+			out.Edges = append(out.Edges, protocol.Candidate{ID: protocol.KindDirect, Kind: protocol.KindDirect, URL: s.directURL, Weight: 1})
 		}
 		relays, err := s.rankedRelays(ctx, req)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
-		out.Edges = append(out.Edges, relays[:min(len(relays), edges.MaxCandidates-len(out.Edges))]...)
+		out.Edges = append(out.Edges, relays[:min(len(relays), protocol.MaxCandidates-len(out.Edges))]...)
 	}
 	out.Strategy.Weights = map[string]float64{}
 	var sum float64
@@ -220,7 +220,7 @@ func (s *Server) handleOptimalEdges(w http.ResponseWriter, r *http.Request, acct
 
 // rankedRelays lists the live relays, least loaded first; among equally
 // loaded ones (within 10%) the nearer to the client's hint first.
-func (s *Server) rankedRelays(ctx context.Context, req edges.OptimalRequest) ([]edges.Candidate, error) {
+func (s *Server) rankedRelays(ctx context.Context, req protocol.OptimalRequest) ([]protocol.Candidate, error) {
 	nodes, err := s.store.LiveEdges(ctx, s.now())
 	if err != nil {
 		return nil, err
@@ -230,7 +230,7 @@ func (s *Server) rankedRelays(ctx context.Context, req edges.OptimalRequest) ([]
 		return nil, err
 	}
 	type ranked struct {
-		c    edges.Candidate
+		c    protocol.Candidate
 		dist float64
 	}
 	list := make([]ranked, 0, len(nodes))
@@ -242,7 +242,7 @@ func (s *Server) rankedRelays(ctx context.Context, req edges.OptimalRequest) ([]
 		if load >= 1 {
 			continue // full: offered again when it has room
 		}
-		c := edges.Candidate{ID: n.ID, Kind: edges.KindRelay, URL: n.URL, Load: load, Weight: max(1-load, 0.1)}
+		c := protocol.Candidate{ID: n.ID, Kind: protocol.KindRelay, URL: n.URL, Load: load, Weight: max(1-load, 0.1)}
 		dist := 0.0
 		if l, ok := locs[n.LocationID]; ok {
 			loc := l
@@ -266,7 +266,7 @@ func (s *Server) rankedRelays(ctx context.Context, req edges.OptimalRequest) ([]
 		}
 		return a.c.ID < b.c.ID
 	})
-	out := make([]edges.Candidate, len(list))
+	out := make([]protocol.Candidate, len(list))
 	for i, x := range list {
 		out[i] = x.c
 	}
@@ -274,14 +274,14 @@ func (s *Server) rankedRelays(ctx context.Context, req edges.OptimalRequest) ([]
 }
 
 // edgeLocations is the catalogue by id.
-func (s *Server) edgeLocations(ctx context.Context) (map[string]edges.Location, error) {
+func (s *Server) edgeLocations(ctx context.Context) (map[string]protocol.Location, error) {
 	list, err := s.store.EdgeLocations(ctx)
 	if err != nil {
 		return nil, err
 	}
-	m := make(map[string]edges.Location, len(list))
+	m := make(map[string]protocol.Location, len(list))
 	for _, l := range list {
-		m[l.ID] = edges.Location{ID: l.ID, Name: l.Name, City: l.City, Country: l.Country, Region: l.Region, Latitude: l.Latitude, Longitude: l.Longitude}
+		m[l.ID] = protocol.Location{ID: l.ID, Name: l.Name, City: l.City, Country: l.Country, Region: l.Region, Latitude: l.Latitude, Longitude: l.Longitude}
 	}
 	return m, nil
 }
@@ -314,12 +314,12 @@ func (s *Server) handleEdgeLocations(w http.ResponseWriter, r *http.Request, acc
 			locs[n.LocationID] = l
 		}
 	}
-	out := make([]edges.Location, 0, len(locs))
+	out := make([]protocol.Location, 0, len(locs))
 	for _, l := range locs {
 		out = append(out, l)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	writeJSON(w, http.StatusOK, map[string]any{"locations": out, "relays": len(nodes)})
+	writeJSON(w, http.StatusOK, protocol.LocationsResponse{Locations: out, Relays: len(nodes)})
 }
 
 // presigner is the object store's presigner, when it has one.
@@ -351,13 +351,13 @@ func (s *Server) handlePresign(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	var req engine.PresignRequest
+	var req protocol.PresignRequest
 	if err := decodeJSON(w, r, &req); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	if len(req.Chunks) == 0 || len(req.Chunks) > engine.MaxPresign {
-		s.writeError(w, r, server.Errorf(server.EInvalid, "ask for 1..%d chunks at a time", engine.MaxPresign))
+	if len(req.Chunks) == 0 || len(req.Chunks) > protocol.MaxPresign {
+		s.writeError(w, r, server.Errorf(server.EInvalid, "ask for 1..%d chunks at a time", protocol.MaxPresign))
 		return
 	}
 	sess, err := s.openSession(ctx, claims.AccountID, claims.SessionID)
@@ -382,7 +382,7 @@ func (s *Server) handlePresign(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, server.Errorf(server.ETokenExpired, "upload token expired: get a new one with POST /api/jetty/sessions/{id}/token"))
 		return
 	}
-	out := engine.PresignResponse{Parts: make([]engine.PresignedPart, 0, len(req.Chunks))}
+	out := protocol.PresignResponse{Parts: make([]protocol.PresignedPart, 0, len(req.Chunks))}
 	for _, i := range req.Chunks {
 		if i < 0 || i >= len(m.Chunks) {
 			s.writeError(w, r, server.Errorf(server.EInvalid, "chunk %d is outside the manifest's %d chunks", i, len(m.Chunks)))
@@ -399,7 +399,7 @@ func (s *Server) handlePresign(w http.ResponseWriter, r *http.Request) {
 			s.writeError(w, r, err)
 			return
 		}
-		out.Parts = append(out.Parts, engine.PresignedPart{Index: i, URL: pr.URL, Method: pr.Method, Headers: pr.Headers, ExpiresAt: pr.Expires.UTC()})
+		out.Parts = append(out.Parts, protocol.PresignedPart{Index: i, URL: pr.URL, Method: pr.Method, Headers: pr.Headers, ExpiresAt: pr.Expires.UTC()})
 	}
 	s.metrics.presigned.Add(float64(len(out.Parts)))
 	writeJSON(w, http.StatusOK, out)

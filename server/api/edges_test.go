@@ -10,7 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jettythunder/jetty/edges"
+	"github.com/jettythunder/jetty/protocol"
+	"github.com/jettythunder/jetty/protocol/edgeauth"
 	"github.com/jettythunder/jetty/server/api"
 	"github.com/jettythunder/jetty/server/blob/fsblob"
 	"github.com/jettythunder/jetty/server/uploadtoken"
@@ -20,7 +21,7 @@ const testEdgeSecret = "edge_secret_api_tests_6786cc27561c67a2f937f8d385c8ff97"
 
 type edgeEnv struct {
 	*env
-	keys   *edges.Keys
+	keys   *edgeauth.Keys
 	signer *uploadtoken.Signer
 }
 
@@ -35,7 +36,7 @@ func newEdgeEnv(t *testing.T, publicURL string, withKeys bool) *edgeEnv {
 	}
 	st := b.store(t)
 	signer, _ := uploadtoken.NewSigner([]byte("test token secret"))
-	keys, _ := edges.NewKeys(testEdgeSecret)
+	keys, _ := edgeauth.NewKeys(testEdgeSecret)
 	cfg := api.Config{TokenSigner: signer, Store: st, Limiter: b.limit(t), Blobs: fs, WebhookSecret: webhookSecret, Backend: "fs", PublicURL: publicURL}
 	if withKeys {
 		cfg.EdgeKeys = keys
@@ -47,7 +48,7 @@ func newEdgeEnv(t *testing.T, publicURL string, withKeys bool) *edgeEnv {
 }
 
 // signed sends a relay call signed as id with keys at time at.
-func (e *edgeEnv) signed(keys *edges.Keys, id, method, path string, body any, at time.Time) resp {
+func (e *edgeEnv) signed(keys *edgeauth.Keys, id, method, path string, body any, at time.Time) resp {
 	e.t.Helper()
 	var raw []byte
 	if body != nil {
@@ -69,39 +70,39 @@ func (e *edgeEnv) signed(keys *edges.Keys, id, method, path string, body any, at
 	return r
 }
 
-func heartbeat(id string) edges.Heartbeat {
-	return edges.Heartbeat{ID: id, URL: "http://relay-" + id + ".example:3002", Mode: edges.ModeRelay, Capacity: 10, IntervalMS: 1000}
+func heartbeat(id string) protocol.Heartbeat {
+	return protocol.Heartbeat{ID: id, URL: "http://relay-" + id + ".example:3002", Mode: protocol.ModeRelay, Capacity: 10, IntervalMS: 1000}
 }
 
 func TestEdgeHeartbeat(t *testing.T) {
 	e := newEdgeEnv(t, "", true)
 	now := time.Now()
-	other, _ := edges.NewKeys("another secret")
+	other, _ := edgeauth.NewKeys("another secret")
 
 	// Unsigned, badly signed, stale or mismatched calls are refused.
-	r := e.do("POST", edges.PathHeartbeat, `{"id":"edge_a"}`, nil)
+	r := e.do("POST", protocol.PathEdgeHeartbeat, `{"id":"edge_a"}`, nil)
 	wantError(t, r, 401, "unauthorized")
-	r = e.signed(other, "edge_a", "POST", edges.PathHeartbeat, heartbeat("edge_a"), now)
+	r = e.signed(other, "edge_a", "POST", protocol.PathEdgeHeartbeat, heartbeat("edge_a"), now)
 	wantError(t, r, 401, "unauthorized")
-	r = e.signed(e.keys, "edge_a", "POST", edges.PathHeartbeat, heartbeat("edge_a"), now.Add(-10*time.Minute))
+	r = e.signed(e.keys, "edge_a", "POST", protocol.PathEdgeHeartbeat, heartbeat("edge_a"), now.Add(-10*time.Minute))
 	wantError(t, r, 401, "unauthorized")
-	r = e.signed(e.keys, "edge_b", "POST", edges.PathHeartbeat, heartbeat("edge_a"), now)
+	r = e.signed(e.keys, "edge_b", "POST", protocol.PathEdgeHeartbeat, heartbeat("edge_a"), now)
 	wantError(t, r, 401, "unauthorized")
 
 	// Bad heartbeats are 400.
-	for name, mod := range map[string]func(*edges.Heartbeat){
-		"relative url":     func(h *edges.Heartbeat) { h.URL = "/relay" },
-		"url with user":    func(h *edges.Heartbeat) { h.URL = "http://u:p@relay.example" },
-		"ftp url":          func(h *edges.Heartbeat) { h.URL = "ftp://relay.example" },
-		"unknown mode":     func(h *edges.Heartbeat) { h.Mode = "magic" },
-		"s3 on files":      func(h *edges.Heartbeat) { h.Mode = edges.ModeS3 },
-		"interval too low": func(h *edges.Heartbeat) { h.IntervalMS = 1 },
-		"unknown location": func(h *edges.Heartbeat) { h.Location = "atlantis" },
-		"negative load":    func(h *edges.Heartbeat) { h.InFlight = -1 },
+	for name, mod := range map[string]func(*protocol.Heartbeat){
+		"relative url":     func(h *protocol.Heartbeat) { h.URL = "/relay" },
+		"url with user":    func(h *protocol.Heartbeat) { h.URL = "http://u:p@relay.example" },
+		"ftp url":          func(h *protocol.Heartbeat) { h.URL = "ftp://relay.example" },
+		"unknown mode":     func(h *protocol.Heartbeat) { h.Mode = "magic" },
+		"s3 on files":      func(h *protocol.Heartbeat) { h.Mode = protocol.ModeS3 },
+		"interval too low": func(h *protocol.Heartbeat) { h.IntervalMS = 1 },
+		"unknown location": func(h *protocol.Heartbeat) { h.Location = "atlantis" },
+		"negative load":    func(h *protocol.Heartbeat) { h.InFlight = -1 },
 	} {
 		hb := heartbeat("edge_a")
 		mod(&hb)
-		if r := e.signed(e.keys, "edge_a", "POST", edges.PathHeartbeat, hb, now); r.status != 400 || r.body["code"] != "invalid_request" {
+		if r := e.signed(e.keys, "edge_a", "POST", protocol.PathEdgeHeartbeat, hb, now); r.status != 400 || r.body["code"] != "invalid_request" {
 			t.Errorf("%s: %d %s", name, r.status, r.raw)
 		}
 	}
@@ -112,11 +113,11 @@ func TestEdgeHeartbeat(t *testing.T) {
 	// A good one registers the relay and hands it the sealed token key.
 	hb := heartbeat("edge_a")
 	hb.Location = "fra"
-	r = e.signed(e.keys, "edge_a", "POST", edges.PathHeartbeat, hb, now)
+	r = e.signed(e.keys, "edge_a", "POST", protocol.PathEdgeHeartbeat, hb, now)
 	if r.status != 200 {
 		t.Fatalf("heartbeat: %d %s", r.status, r.raw)
 	}
-	var out edges.HeartbeatResponse
+	var out protocol.HeartbeatResponse
 	json.Unmarshal([]byte(r.raw), &out)
 	key, err := e.keys.Open(out.TokenKey)
 	if err != nil || !bytes.Equal(key, e.signer.Key()) || out.Backend != "fs" || out.LivenessMS != 3000 {
@@ -130,9 +131,9 @@ func TestEdgeHeartbeat(t *testing.T) {
 	}
 
 	// Deregistration: only itself.
-	r = e.signed(e.keys, "edge_b", "DELETE", edges.PathNode+"edge_a", nil, now)
+	r = e.signed(e.keys, "edge_b", "DELETE", protocol.PathEdgeNode+"edge_a", nil, now)
 	wantError(t, r, 401, "unauthorized")
-	r = e.signed(e.keys, "edge_a", "DELETE", edges.PathNode+"edge_a", nil, now)
+	r = e.signed(e.keys, "edge_a", "DELETE", protocol.PathEdgeNode+"edge_a", nil, now)
 	if r.status != 200 {
 		t.Fatalf("deregister: %d %s", r.status, r.raw)
 	}
@@ -142,16 +143,16 @@ func TestEdgeHeartbeat(t *testing.T) {
 
 	// A server without an edge secret takes no relay and says why.
 	plain := newEdgeEnv(t, "", false)
-	r = plain.signed(e.keys, "edge_a", "POST", edges.PathHeartbeat, heartbeat("edge_a"), now)
+	r = plain.signed(e.keys, "edge_a", "POST", protocol.PathEdgeHeartbeat, heartbeat("edge_a"), now)
 	wantError(t, r, 401, "unauthorized")
 	if msg, _ := r.body["error"].(string); !bytes.Contains([]byte(msg), []byte("JETTY_EDGE_SECRET")) {
 		t.Errorf("message %q does not name JETTY_EDGE_SECRET", msg)
 	}
 }
 
-func optimal(t *testing.T, e *edgeEnv, key, secret, host, body string) (edges.OptimalResponse, resp) {
+func optimal(t *testing.T, e *edgeEnv, key, secret, host, body string) (protocol.OptimalResponse, resp) {
 	t.Helper()
-	req, _ := http.NewRequest("POST", e.url+edges.PathOptimal, bytes.NewBufferString(body))
+	req, _ := http.NewRequest("POST", e.url+protocol.PathOptimalEdges, bytes.NewBufferString(body))
 	for k, v := range userHeaders(key, secret) {
 		req.Header.Set(k, v)
 	}
@@ -167,7 +168,7 @@ func optimal(t *testing.T, e *edgeEnv, key, secret, host, body string) (edges.Op
 	b, _ := io.ReadAll(res.Body)
 	r := resp{status: res.StatusCode, raw: string(b)}
 	json.Unmarshal(b, &r.body)
-	var out edges.OptimalResponse
+	var out protocol.OptimalResponse
 	json.Unmarshal(b, &out)
 	return out, r
 }
@@ -180,7 +181,7 @@ func TestOptimalEdges(t *testing.T) {
 
 	// No relay: the origin alone, at the address the client used.
 	out, r := optimal(t, e, key, secret, "jetty.example.com", `{"file_size": 1073741824}`)
-	if r.status != 200 || !out.JettySpeed || len(out.Edges) != 1 || out.Edges[0].Kind != edges.KindOrigin || out.Edges[0].URL != "http://jetty.example.com" {
+	if r.status != 200 || !out.JettySpeed || len(out.Edges) != 1 || out.Edges[0].Kind != protocol.KindOrigin || out.Edges[0].URL != "http://jetty.example.com" {
 		t.Fatalf("no relay: %d %s", r.status, r.raw)
 	}
 	if out.Strategy.ChunkSize <= 0 || out.Strategy.Workers <= 0 || out.Strategy.MaxWorkers < out.Strategy.Workers || out.Strategy.Weights["origin"] != 1 {
@@ -197,20 +198,20 @@ func TestOptimalEdges(t *testing.T) {
 		case 6:
 			hb.Draining = true
 		}
-		if r := e.signed(e.keys, hb.ID, "POST", edges.PathHeartbeat, hb, now); r.status != 200 {
+		if r := e.signed(e.keys, hb.ID, "POST", protocol.PathEdgeHeartbeat, hb, now); r.status != 200 {
 			t.Fatalf("heartbeat %s: %d %s", hb.ID, r.status, r.raw)
 		}
 	}
 	out, r = optimal(t, e, key, secret, "", "")
-	if r.status != 200 || len(out.Edges) != edges.MaxCandidates {
+	if r.status != 200 || len(out.Edges) != protocol.MaxCandidates {
 		t.Fatalf("with relays: %d %s", r.status, r.raw)
 	}
-	if out.Edges[0].Kind != edges.KindOrigin || out.Edges[0].URL != e.url {
+	if out.Edges[0].Kind != protocol.KindOrigin || out.Edges[0].URL != e.url {
 		t.Errorf("origin first at %s, got %+v", e.url, out.Edges[0])
 	}
 	var sum float64
 	for i, c := range out.Edges[1:] {
-		if want := fmt.Sprintf("edge_%d", i); c.ID != want || c.Kind != edges.KindRelay {
+		if want := fmt.Sprintf("edge_%d", i); c.ID != want || c.Kind != protocol.KindRelay {
 			t.Errorf("candidate %d: %+v, want %s (least loaded first; full and draining ones left out)", i+1, c, want)
 		}
 	}
@@ -223,7 +224,7 @@ func TestOptimalEdges(t *testing.T) {
 
 	// A tier without JettySpeed: the origin only.
 	out, r = optimal(t, e, freeKey, freeSecret, "", "")
-	if r.status != 200 || out.JettySpeed || len(out.Edges) != 1 || out.Edges[0].Kind != edges.KindOrigin {
+	if r.status != 200 || out.JettySpeed || len(out.Edges) != 1 || out.Edges[0].Kind != protocol.KindOrigin {
 		t.Fatalf("free tier: %d %s", r.status, r.raw)
 	}
 
@@ -233,7 +234,7 @@ func TestOptimalEdges(t *testing.T) {
 			t.Errorf("%s: %d %s", body, r.status, r.raw)
 		}
 	}
-	if r := e.do("POST", edges.PathOptimal, "", nil); r.status != 401 {
+	if r := e.do("POST", protocol.PathOptimalEdges, "", nil); r.status != 401 {
 		t.Errorf("no credentials: %d", r.status)
 	}
 
@@ -256,7 +257,7 @@ func TestEdgeSessionLookup(t *testing.T) {
 	}
 	id := r.body["session"].(map[string]any)["id"].(string)
 	acct, _ := e.store.AccountByUserID(t.Context(), "usr_look")
-	path := edges.PathSession + id + "?account=" + acct.ID
+	path := protocol.PathEdgeSession + id + "?account=" + acct.ID
 	if r := e.do("GET", path, "", nil); r.status != 401 {
 		t.Fatalf("unsigned lookup: %d %s", r.status, r.raw)
 	}
@@ -272,7 +273,7 @@ func TestEdgeSessionLookup(t *testing.T) {
 		t.Fatalf("chunks %v", r.body["chunks"])
 	}
 	// Another account's id finds nothing.
-	r = e.signed(e.keys, "edge_a", "GET", edges.PathSession+id+"?account=nobody", nil, time.Now())
+	r = e.signed(e.keys, "edge_a", "GET", protocol.PathEdgeSession+id+"?account=nobody", nil, time.Now())
 	if r.status != 404 {
 		t.Fatalf("lookup under another account: %d %s", r.status, r.raw)
 	}

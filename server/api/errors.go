@@ -13,60 +13,9 @@ import (
 	"time"
 
 	"github.com/jettythunder/jetty/internal/idleread"
+	"github.com/jettythunder/jetty/protocol"
 	"github.com/jettythunder/jetty/server"
 )
-
-// statusByCode is the one map from error codes to HTTP statuses.
-var statusByCode = map[string]int{
-	server.EInvalid:           http.StatusBadRequest,
-	server.EInvalidUserID:     http.StatusBadRequest,
-	server.EUnknownTier:       http.StatusBadRequest,
-	server.ENotFound:          http.StatusNotFound,
-	server.EAccountExists:     http.StatusConflict,
-	server.EUnauthorized:      http.StatusUnauthorized,
-	server.EMissingAuth:       http.StatusUnauthorized,
-	server.EMalformedAPIKey:   http.StatusUnauthorized,
-	server.EMissingAPISecret:  http.StatusUnauthorized,
-	server.EUnknownAPIKey:     http.StatusUnauthorized,
-	server.EWrongAPISecret:    http.StatusUnauthorized,
-	server.EAccountSuspended:  http.StatusForbidden,
-	server.EAccountDeleted:    http.StatusForbidden,
-	server.EFeatureTier:       http.StatusForbidden,
-	server.EQuotaExceeded:     http.StatusRequestEntityTooLarge,
-	server.ETooLarge:          http.StatusRequestEntityTooLarge,
-	server.ERateLimited:       http.StatusTooManyRequests,
-	server.EUnavailable:       http.StatusServiceUnavailable,
-	server.EInternal:          http.StatusInternalServerError,
-	server.EConflict:          http.StatusConflict,
-	server.EBandwidthExceeded: http.StatusForbidden,
-	server.EInvalidRange:      http.StatusRequestedRangeNotSatisfiable,
-	server.EInvalidManifest:   http.StatusBadRequest,
-	server.EChecksumMismatch:  http.StatusBadRequest,
-	server.EChunksMissing:     http.StatusConflict,
-	server.ETokenInvalid:      http.StatusUnauthorized,
-	server.ETokenExpired:      http.StatusUnauthorized,
-	server.ETooManyStreams:    http.StatusTooManyRequests,
-	server.ELengthRequired:    http.StatusLengthRequired,
-	server.EGone:              http.StatusGone,
-	server.ETimeout:           http.StatusRequestTimeout,
-
-	// The server's own storage is full (storage_full.go).
-	server.EInsufficientStorage: http.StatusInsufficientStorage,
-}
-
-// StatusFor returns the HTTP status for an error code (500 if unknown).
-func StatusFor(code string) int {
-	if st, ok := statusByCode[code]; ok {
-		return st
-	}
-	return http.StatusInternalServerError
-}
-
-// errorBody is every error response.
-type errorBody struct {
-	Error string `json:"error"`
-	Code  string `json:"code"`
-}
 
 // rateLimitError carries the wait before a retry (Retry-After): rate
 // limits, a session's stream ceiling, outages (outage.go).
@@ -99,7 +48,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if info := requestInfoFrom(r.Context()); info != nil {
 		info.errMsg = msg
 	}
-	writeJSON(w, StatusFor(code), errorBody{Error: msg, Code: code})
+	writeJSON(w, protocol.StatusFor(code), protocol.ErrorBody{Error: msg, Code: code})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/jettythunder/jetty/engine"
+	"github.com/jettythunder/jetty/protocol"
 	"github.com/jettythunder/jetty/server"
 )
 
@@ -19,7 +19,7 @@ import (
 func decodeBody(b []byte, v any) error {
 	r := httptest.NewRequest(http.MethodPost, "/api/jetty/sessions", bytes.NewReader(b))
 	r.Header.Set("Content-Type", "application/json")
-	return decodeJSONLimit(httptest.NewRecorder(), r, v, maxManifestBody)
+	return decodeJSONLimit(httptest.NewRecorder(), r, v, protocol.MaxManifestBody)
 }
 
 // FuzzServerManifest: the server's reading of a manifest body
@@ -50,12 +50,12 @@ func FuzzServerManifest(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var m wireManifest
+		var m protocol.Manifest
 		serr := decodeBody(b, &m)
 		if serr == nil {
 			serr = validateManifest(&m)
 		}
-		em, eerr := engine.ParseManifest(b)
+		em, eerr := protocol.ParseManifest(b)
 		if eerr == nil {
 			eerr = em.Validate()
 		}
@@ -77,19 +77,19 @@ func FuzzServerManifest(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		stored, err := parseStoredManifest(raw)
+		stored, err := protocol.ParseManifest(raw)
 		if err != nil || stored.Validate() != nil {
 			t.Fatalf("stored manifest %s does not read back: %v", raw, err)
 		}
 		if utf8.ValidString(m.Name) && !reflect.DeepEqual(stored, &m) {
 			t.Fatalf("stored manifest changed:\n%+v\n%+v", m, *stored)
 		}
-		if m.Size < 0 || m.Size > engine.MaxSize || len(m.Chunks) < 1 || len(m.Chunks) > maxChunks {
+		if m.Size < 0 || m.Size > protocol.MaxSize || len(m.Chunks) < 1 || len(m.Chunks) > protocol.MaxChunks {
 			t.Fatalf("valid manifest out of limits: size %d, %d chunks", m.Size, len(m.Chunks))
 		}
 		var off int64
 		for i, c := range m.Chunks {
-			if c.Index != i || c.Offset != off || c.Size < 0 || c.Size > maxChunkSize || !isHex64(c.SHA256) {
+			if c.Index != i || c.Offset != off || c.Size < 0 || c.Size > protocol.MaxChunkSize || !protocol.IsHex64(c.SHA256) {
 				t.Fatalf("chunk %d: %+v", i, c)
 			}
 			off += c.Size

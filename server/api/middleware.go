@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/jettythunder/jetty/protocol"
 )
 
 // requestInfo travels in the request context so handlers can tell the
@@ -72,7 +74,7 @@ func (s *Server) observe(next http.Handler) http.Handler {
 				// a request's headers included.
 				s.log.Error("panic in handler", "route", r.Pattern, "panic", s.panicText(p))
 				if sw.status == 0 {
-					writeJSON(sw, http.StatusInternalServerError, errorBody{Error: "internal error", Code: "internal"})
+					writeJSON(sw, http.StatusInternalServerError, protocol.ErrorBody{Error: "internal error", Code: "internal"})
 				}
 			}
 			if sw.status == 0 {

@@ -6,43 +6,16 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/jettythunder/jetty/protocol"
 	"github.com/jettythunder/jetty/server"
 )
-
-// usageBody is one resource in the quota answer: the union of seed 000's
-// {used_gb, quota_gb, percent} and seed 002's {quota_gb, used_gb,
-// available_gb, percent_used}, plus exact byte counts.
-type usageBody struct {
-	UsedGB         float64 `json:"used_gb"`
-	QuotaGB        int64   `json:"quota_gb"`
-	AvailableGB    float64 `json:"available_gb"`
-	Percent        float64 `json:"percent"`
-	PercentUsed    float64 `json:"percent_used"`
-	UsedBytes      int64   `json:"used_bytes"`
-	ReservedBytes  int64   `json:"reserved_bytes,omitempty"`
-	QuotaBytes     int64   `json:"quota_bytes"`
-	AvailableBytes int64   `json:"available_bytes"`
-}
-
-type quotaResponse struct {
-	Tier              string    `json:"tier"`
-	Status            string    `json:"status"`
-	JettySpeedEnabled bool      `json:"jetty_speed_enabled"`
-	Storage           usageBody `json:"storage"`
-	Bandwidth         usageBody `json:"bandwidth"`
-	Limits            struct {
-		MaxFileSizeMB      int64 `json:"max_file_size_mb"`
-		MaxFileSizeBytes   int64 `json:"max_file_size_bytes"`
-		RateLimitPerMinute int   `json:"rate_limit_per_minute"`
-	} `json:"limits"`
-}
 
 func round(v float64, places int) float64 {
 	p := math.Pow(10, float64(places))
 	return math.Round(v*p) / p
 }
 
-func usage(used, reserved, quota int64, quotaGB int64) usageBody {
+func usage(used, reserved, quota int64, quotaGB int64) protocol.Usage {
 	avail := quota - used - reserved
 	if avail < 0 {
 		avail = 0
@@ -55,7 +28,7 @@ func usage(used, reserved, quota int64, quotaGB int64) usageBody {
 		pct = 100
 	}
 	pct = round(pct, 1)
-	return usageBody{
+	return protocol.Usage{
 		UsedGB:         round(float64(used)/float64(server.GiB), 2),
 		QuotaGB:        quotaGB,
 		AvailableGB:    round(float64(avail)/float64(server.GiB), 2),
@@ -75,7 +48,7 @@ func (s *Server) handleQuota(w http.ResponseWriter, r *http.Request, acct server
 		s.writeError(w, r, err)
 		return
 	}
-	var q quotaResponse
+	var q protocol.Quota
 	q.Tier = acct.Tier
 	q.Status = string(acct.Status)
 	q.JettySpeedEnabled = acct.JettySpeedEnabled
@@ -87,20 +60,9 @@ func (s *Server) handleQuota(w http.ResponseWriter, r *http.Request, acct server
 	writeJSON(w, http.StatusOK, q)
 }
 
-type whoamiResponse struct {
-	AccountID         string    `json:"account_id"`
-	UserID            string    `json:"agentcache_user_id"`
-	Email             string    `json:"email"`
-	Tier              string    `json:"tier"`
-	Status            string    `json:"status"`
-	JettySpeedEnabled bool      `json:"jetty_speed_enabled"`
-	S3Prefix          string    `json:"s3_prefix"`
-	CreatedAt         time.Time `json:"created_at"`
-}
-
 // handleWhoami tells the caller which account its credentials belong to.
 func (s *Server) handleWhoami(w http.ResponseWriter, r *http.Request, acct server.Account) {
-	writeJSON(w, http.StatusOK, whoamiResponse{
+	writeJSON(w, http.StatusOK, protocol.Whoami{
 		AccountID:         acct.ID,
 		UserID:            acct.UserID,
 		Email:             acct.Email,

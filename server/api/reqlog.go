@@ -8,7 +8,7 @@ import (
 
 	"golang.org/x/time/rate"
 
-	"github.com/jettythunder/jetty/edges"
+	"github.com/jettythunder/jetty/protocol"
 	"github.com/jettythunder/jetty/server"
 )
 
@@ -48,8 +48,8 @@ const (
 // not logged (see observe); probeRoute the unauthenticated throughput
 // probe.
 const (
-	heartbeatRoute = "POST " + edges.PathHeartbeat
-	probeRoute     = "POST " + edges.PathProbe
+	heartbeatRoute = "POST " + protocol.PathEdgeHeartbeat
+	probeRoute     = "POST " + protocol.PathProbe
 )
 
 func newRequestLog(store server.Store, log *slog.Logger, m *metrics) *requestLog {

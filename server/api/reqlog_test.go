@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jettythunder/jetty/edges"
+	"github.com/jettythunder/jetty/protocol"
 )
 
 // TestHeartbeatsAreNotLogged: a relay's successful heartbeats (one every
@@ -12,11 +12,11 @@ import (
 func TestHeartbeatsAreNotLogged(t *testing.T) {
 	e := newEdgeEnv(t, "", true)
 	for range 3 {
-		if r := e.signed(e.keys, "edge_a", "POST", edges.PathHeartbeat, heartbeat("edge_a"), time.Now()); r.status != 200 {
+		if r := e.signed(e.keys, "edge_a", "POST", protocol.PathEdgeHeartbeat, heartbeat("edge_a"), time.Now()); r.status != 200 {
 			t.Fatalf("heartbeat: %d %s", r.status, r.raw)
 		}
 	}
-	wantError(t, e.do("POST", edges.PathHeartbeat, `{"id":"edge_a"}`, nil), 401, "unauthorized")
+	wantError(t, e.do("POST", protocol.PathEdgeHeartbeat, `{"id":"edge_a"}`, nil), 401, "unauthorized")
 	if err := e.api.FlushRequestLog(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -26,7 +26,7 @@ func TestHeartbeatsAreNotLogged(t *testing.T) {
 	}
 	var logged []int
 	for _, r := range rows {
-		if r.Endpoint == "POST "+edges.PathHeartbeat {
+		if r.Endpoint == "POST "+protocol.PathEdgeHeartbeat {
 			logged = append(logged, r.StatusCode)
 		}
 	}

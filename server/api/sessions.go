@@ -14,10 +14,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jettythunder/jetty/edges"
 	"github.com/jettythunder/jetty/internal/connguard"
 	"github.com/jettythunder/jetty/internal/idleread"
 	"github.com/jettythunder/jetty/internal/units"
+	"github.com/jettythunder/jetty/protocol"
 	"github.com/jettythunder/jetty/server"
 	"github.com/jettythunder/jetty/server/blob"
 	"github.com/jettythunder/jetty/server/uploadtoken"
@@ -73,39 +73,6 @@ func (s *Server) retryStore(ctx context.Context, step string, op func(context.Co
 	}
 }
 
-type strategyBody struct {
-	Workers    int   `json:"workers"`
-	MaxWorkers int   `json:"max_workers"`
-	ChunkSize  int64 `json:"chunk_size"`
-}
-
-type sessionBody struct {
-	ID             string       `json:"id"`
-	ExpiresAt      time.Time    `json:"expires_at"`
-	ChunkURL       string       `json:"chunk_url"`
-	UploadToken    string       `json:"upload_token"`
-	TokenExpiresAt time.Time    `json:"token_expires_at"`
-	Missing        []int        `json:"missing"`
-	Strategy       strategyBody `json:"strategy"`
-}
-
-type openResponse struct {
-	Deduplicated bool         `json:"deduplicated"`
-	Session      *sessionBody `json:"session,omitempty"`
-	Asset        *assetBody   `json:"asset,omitempty"`
-}
-
-type openRequest struct {
-	Manifest *wireManifest `json:"manifest"`
-	Stream   *struct {
-		Name      string `json:"name"`
-		ChunkSize int64  `json:"chunk_size"`
-	} `json:"stream"`
-	ContentType string `json:"content_type"`
-	CacheKey    string `json:"cache_key"`
-	TTL         int64  `json:"ttl"`
-}
-
 // workersFor is the strategy a tier gets.
 func workersFor(t server.Tier) (suggested, ceiling int) {
 	if t.JettySpeedEnabled {
@@ -146,25 +113,25 @@ func (l *streamLimiter) release(id string) {
 // do not parse up to a megabyte of JSON each.
 type manifestCache struct {
 	mu sync.Mutex
-	m  map[string]*wireManifest
+	m  map[string]*protocol.Manifest
 }
 
 const manifestCacheSize = 256
 
-func (c *manifestCache) get(s server.UploadSession) (*wireManifest, error) {
+func (c *manifestCache) get(s server.UploadSession) (*protocol.Manifest, error) {
 	c.mu.Lock()
 	m, ok := c.m[s.ID]
 	c.mu.Unlock()
 	if ok {
 		return m, nil
 	}
-	m, err := parseStoredManifest(s.Manifest)
+	m, err := protocol.ParseManifest(s.Manifest)
 	if err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
 	if c.m == nil {
-		c.m = map[string]*wireManifest{}
+		c.m = map[string]*protocol.Manifest{}
 	}
 	if len(c.m) >= manifestCacheSize {
 		for k := range c.m { // evict one at random
@@ -180,11 +147,11 @@ func (c *manifestCache) get(s server.UploadSession) (*wireManifest, error) {
 // handleOpenSession answers POST /api/jetty/sessions.
 func (s *Server) handleOpenSession(w http.ResponseWriter, r *http.Request, acct server.Account) {
 	ctx := r.Context()
-	var req openRequest
+	var req protocol.OpenRequest
 	// A manifest (up to 4 MiB) may come slowly: after authentication its
 	// body gets the upload bodies' idle timeout instead of the total one.
 	r.Body = idleread.Body(w, r, s.bodyIdle)
-	if err := decodeJSONLimit(w, r, &req, maxManifestBody); err != nil {
+	if err := decodeJSONLimit(w, r, &req, protocol.MaxManifestBody); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -235,7 +202,7 @@ func (s *Server) handleOpenSession(w http.ResponseWriter, r *http.Request, acct 
 				return
 			}
 			body := s.newAssetBody(r, linked)
-			writeJSON(w, http.StatusOK, openResponse{Deduplicated: true, Asset: &body})
+			writeJSON(w, http.StatusOK, protocol.OpenResponse{Deduplicated: true, Asset: &body})
 			return
 		} else if server.ErrorCode(err) != server.ENotFound {
 			s.writeError(w, r, err)
@@ -251,7 +218,7 @@ func (s *Server) handleOpenSession(w http.ResponseWriter, r *http.Request, acct 
 				s.writeError(w, r, err)
 				return
 			}
-			writeJSON(w, http.StatusOK, openResponse{Session: body})
+			writeJSON(w, http.StatusOK, protocol.OpenResponse{Session: body})
 			return
 		} else if server.ErrorCode(err) != server.ENotFound {
 			s.writeError(w, r, err)
@@ -272,8 +239,8 @@ func (s *Server) handleOpenSession(w http.ResponseWriter, r *http.Request, acct 
 		}
 	} else {
 		cs := req.Stream.ChunkSize
-		if cs < minChunkSize || cs > maxChunkSize {
-			s.writeError(w, r, badManifest("stream chunk_size %d is outside %d..%d bytes", cs, minChunkSize, maxChunkSize))
+		if cs < protocol.MinChunkSize || cs > protocol.MaxChunkSize {
+			s.writeError(w, r, badManifest("stream chunk_size %d is outside %d..%d bytes", cs, protocol.MinChunkSize, protocol.MaxChunkSize))
 			return
 		}
 		sess.Size, sess.ChunkSize = -1, cs
@@ -296,7 +263,7 @@ func (s *Server) handleOpenSession(w http.ResponseWriter, r *http.Request, acct 
 		return
 	}
 	s.metrics.sessions.WithLabelValues("opened").Inc()
-	writeJSON(w, http.StatusCreated, openResponse{Session: body})
+	writeJSON(w, http.StatusCreated, protocol.OpenResponse{Session: body})
 }
 
 func (s *Server) expiry(ttl int64) time.Time {
@@ -358,7 +325,7 @@ func (s *Server) createSession(ctx context.Context, acct server.Account, sess se
 // (a one-chunk file's, or any file the server hashed whole), else the
 // chunk list. The manifest's sizes must agree. ENotFound when there is
 // none.
-func (s *Server) heldContent(ctx context.Context, accountID string, m *wireManifest) (server.Asset, error) {
+func (s *Server) heldContent(ctx context.Context, accountID string, m *protocol.Manifest) (server.Asset, error) {
 	ids := []string{m.SHA256}
 	if len(m.Chunks) > 1 {
 		ids = append(ids, m.ChunkListID())
@@ -377,7 +344,7 @@ func (s *Server) heldContent(ctx context.Context, accountID string, m *wireManif
 
 // resumableSession finds a session of the account that can take this
 // upload on: the same size and whole-file hash, and the same chunk list.
-func (s *Server) resumableSession(ctx context.Context, accountID string, m *wireManifest) (server.UploadSession, error) {
+func (s *Server) resumableSession(ctx context.Context, accountID string, m *protocol.Manifest) (server.UploadSession, error) {
 	sess, err := s.store.OpenSessionFor(ctx, accountID, m.SHA256, m.Size, s.now())
 	if err != nil {
 		return sess, err
@@ -393,9 +360,9 @@ func (s *Server) resumableSession(ctx context.Context, accountID string, m *wire
 }
 
 // streamChunkFits checks a chunk of a stream session against the
-// session's chunk size and reservation (edges.StreamChunkRefusal).
+// session's chunk size and reservation (protocol.StreamChunkRefusal).
 func streamChunkFits(index int, size, chunkSize, reserved int64) error {
-	if code, msg := edges.StreamChunkRefusal(index, size, chunkSize, reserved); code != "" {
+	if code, msg := protocol.StreamChunkRefusal(index, size, chunkSize, reserved); code != "" {
 		return server.Errorf(code, "%s", msg)
 	}
 	return nil
@@ -437,7 +404,7 @@ func (s *Server) assembledEarlier(ctx context.Context, sess server.UploadSession
 }
 
 // missingChunks compares a manifest with the parts held.
-func missingChunks(m *wireManifest, held map[int]blob.Part) []int {
+func missingChunks(m *protocol.Manifest, held map[int]blob.Part) []int {
 	missing := []int{}
 	for _, c := range m.Chunks {
 		p, ok := held[c.Index]
@@ -452,7 +419,7 @@ func missingChunks(m *wireManifest, held map[int]blob.Part) []int {
 }
 
 // sessionBody describes an open session with a fresh token.
-func (s *Server) sessionBody(ctx context.Context, r *http.Request, sess server.UploadSession, t server.Tier) (*sessionBody, error) {
+func (s *Server) sessionBody(ctx context.Context, r *http.Request, sess server.UploadSession, t server.Tier) (*protocol.Session, error) {
 	workers, ceiling := workersFor(t)
 	missing := []int{}
 	if sess.Manifest != nil {
@@ -469,14 +436,14 @@ func (s *Server) sessionBody(ctx context.Context, r *http.Request, sess server.U
 		}
 	}
 	tok, exp := s.issueToken(sess, ceiling)
-	return &sessionBody{
+	return &protocol.Session{
 		ID:             sess.ID,
 		ExpiresAt:      sess.ExpiresAt.UTC(),
 		ChunkURL:       s.baseURL(r) + "/api/jetty/sessions/" + url.PathEscape(sess.ID) + "/chunks/{index}",
 		UploadToken:    tok,
 		TokenExpiresAt: exp,
 		Missing:        missing,
-		Strategy:       strategyBody{Workers: workers, MaxWorkers: ceiling, ChunkSize: sess.ChunkSize},
+		Strategy:       protocol.Strategy{Workers: workers, MaxWorkers: ceiling, ChunkSize: sess.ChunkSize},
 	}, nil
 }
 
@@ -523,7 +490,7 @@ func (s *Server) handleRefreshToken(w http.ResponseWriter, r *http.Request, acct
 	}
 	_, ceiling := workersFor(t)
 	tok, exp := s.issueToken(sess, ceiling)
-	writeJSON(w, http.StatusOK, map[string]any{"upload_token": tok, "token_expires_at": exp})
+	writeJSON(w, http.StatusOK, protocol.Token{UploadToken: tok, TokenExpiresAt: exp})
 }
 
 // chunkToken reads and verifies the upload token of a chunk request.
@@ -546,13 +513,6 @@ func (s *Server) chunkToken(r *http.Request) (uploadtoken.Claims, error) {
 	}
 	connguard.Authenticated(r.Context())
 	return c, nil
-}
-
-// chunkResponse acknowledges a stored chunk.
-type chunkResponse struct {
-	Index  int    `json:"index"`
-	Size   int64  `json:"size"`
-	SHA256 string `json:"sha256"`
 }
 
 // handlePutChunk answers PUT /api/jetty/sessions/{id}/chunks/{index}: the
@@ -583,12 +543,12 @@ func (s *Server) handlePutChunk(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	index, err := strconv.Atoi(r.PathValue("index"))
-	if err != nil || index < 0 || index >= maxChunks {
-		s.writeError(w, r, server.Errorf(server.EInvalid, "chunk index must be 0..%d", maxChunks-1))
+	if err != nil || index < 0 || index >= protocol.MaxChunks {
+		s.writeError(w, r, server.Errorf(server.EInvalid, "chunk index must be 0..%d", protocol.MaxChunks-1))
 		return
 	}
 	sum := strings.ToLower(r.Header.Get("X-Chunk-SHA256"))
-	if !isHex64(sum) {
+	if !protocol.IsHex64(sum) {
 		s.writeError(w, r, server.Errorf(server.EInvalid, "X-Chunk-SHA256 must be the chunk's SHA-256 in hex"))
 		return
 	}
@@ -647,7 +607,7 @@ func (s *Server) handlePutChunk(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.chunks.WithLabelValues("stored").Inc()
 	s.metrics.uploadedBytes.Add(float64(size))
-	writeJSON(w, http.StatusOK, chunkResponse{Index: index, Size: size, SHA256: sum})
+	writeJSON(w, http.StatusOK, protocol.ChunkAck{Index: index, Size: size, SHA256: sum})
 }
 
 // putPartFailed is the error of a chunk the store refused. A concurrent
@@ -666,15 +626,6 @@ func (s *Server) putPartFailed(ctx context.Context, accountID, id string, err er
 	return fmt.Errorf("put part: %w", err)
 }
 
-type statusResponse struct {
-	ID        string    `json:"id"`
-	State     string    `json:"state"`
-	ExpiresAt time.Time `json:"expires_at"`
-	Held      []int     `json:"held"`
-	Missing   []int     `json:"missing"`
-	AssetID   string    `json:"asset_id,omitempty"`
-}
-
 // handleSessionStatus answers GET /api/jetty/sessions/{id}.
 func (s *Server) handleSessionStatus(w http.ResponseWriter, r *http.Request, acct server.Account) {
 	ctx := r.Context()
@@ -683,7 +634,7 @@ func (s *Server) handleSessionStatus(w http.ResponseWriter, r *http.Request, acc
 		s.writeError(w, r, err)
 		return
 	}
-	out := statusResponse{ID: sess.ID, State: string(sess.State), ExpiresAt: sess.ExpiresAt.UTC(), AssetID: sess.AssetID, Held: []int{}, Missing: []int{}}
+	out := protocol.SessionState{ID: sess.ID, State: string(sess.State), ExpiresAt: sess.ExpiresAt.UTC(), AssetID: sess.AssetID, Held: []int{}, Missing: []int{}}
 	if sess.State == server.SessionOpen && !s.now().Before(sess.ExpiresAt) {
 		out.State = "expired"
 	}
@@ -698,7 +649,7 @@ func (s *Server) handleSessionStatus(w http.ResponseWriter, r *http.Request, acc
 				held[i] = blob.Part{}
 			}
 		}
-		for i := 0; i < maxChunks && len(out.Held) < len(held); i++ {
+		for i := 0; i < protocol.MaxChunks && len(out.Held) < len(held); i++ {
 			if _, ok := held[i]; ok {
 				out.Held = append(out.Held, i)
 			}
@@ -715,10 +666,6 @@ func (s *Server) handleSessionStatus(w http.ResponseWriter, r *http.Request, acc
 	writeJSON(w, http.StatusOK, out)
 }
 
-type completeRequest struct {
-	Manifest *wireManifest `json:"manifest"`
-}
-
 type missingError struct {
 	err     *server.Error
 	missing []int
@@ -731,10 +678,10 @@ func (e *missingError) Unwrap() error { return e.err }
 func (s *Server) handleComplete(w http.ResponseWriter, r *http.Request, acct server.Account) {
 	ctx := r.Context()
 	id := r.PathValue("id")
-	var req completeRequest
+	var req protocol.CompleteRequest
 	if r.ContentLength != 0 {
 		r.Body = idleread.Body(w, r, s.bodyIdle)
-		if err := decodeJSONLimit(w, r, &req, maxManifestBody); err != nil {
+		if err := decodeJSONLimit(w, r, &req, protocol.MaxManifestBody); err != nil {
 			s.writeError(w, r, err)
 			return
 		}
@@ -780,7 +727,7 @@ func (s *Server) handleComplete(w http.ResponseWriter, r *http.Request, acct ser
 		}
 		var me *missingError
 		if errors.As(err, &me) {
-			writeJSON(w, StatusFor(server.EChunksMissing), map[string]any{"error": me.err.Message, "code": server.EChunksMissing, "missing": me.missing})
+			writeJSON(w, protocol.StatusFor(server.EChunksMissing), protocol.ErrorBody{Error: me.err.Message, Code: server.EChunksMissing, Missing: me.missing})
 			if info := requestInfoFrom(ctx); info != nil {
 				info.errMsg = me.err.Message
 			}
@@ -795,7 +742,7 @@ func (s *Server) handleComplete(w http.ResponseWriter, r *http.Request, acct ser
 	}
 	s.metrics.sessions.WithLabelValues("completed").Inc()
 	body := s.newAssetBody(r, asset)
-	writeJSON(w, http.StatusOK, openResponse{Deduplicated: dedup, Asset: &body})
+	writeJSON(w, http.StatusOK, protocol.OpenResponse{Deduplicated: dedup, Asset: &body})
 }
 
 // renewLease renews the completion lease of session id every third of
@@ -888,17 +835,17 @@ func (s *Server) writeCompleted(w http.ResponseWriter, r *http.Request, acct ser
 		return
 	}
 	body := s.newAssetBody(r, asset)
-	writeJSON(w, http.StatusOK, openResponse{Deduplicated: sess.Deduplicated, Asset: &body})
+	writeJSON(w, http.StatusOK, protocol.OpenResponse{Deduplicated: sess.Deduplicated, Asset: &body})
 }
 
 // complete checks every chunk against storage's own record, assembles the
 // object, settles what the server verified of it and records the asset.
-func (s *Server) complete(ctx context.Context, acct server.Account, sess server.UploadSession, streamManifest *wireManifest) (server.Asset, bool, error) {
+func (s *Server) complete(ctx context.Context, acct server.Account, sess server.UploadSession, streamManifest *protocol.Manifest) (server.Asset, bool, error) {
 	held, assembled, err := s.heldParts(ctx, sess)
 	if err != nil {
 		return server.Asset{}, false, err
 	}
-	var m *wireManifest
+	var m *protocol.Manifest
 	if sess.Stream && !assembled && (streamManifest != nil || sess.Manifest == nil) {
 		if streamManifest == nil {
 			return server.Asset{}, false, server.Errorf(server.EInvalid, "a stream session is completed with its manifest")
@@ -1009,7 +956,7 @@ func (s *Server) complete(ctx context.Context, acct server.Account, sess server.
 // or the store hashed every byte in order while assembling (whole). The
 // content id is the whole-file SHA-256 when verified, else the chunk-list
 // id. The caller compares whole with the manifest first.
-func contentIdentity(m *wireManifest, whole []byte) (verified bool, contentID string) {
+func contentIdentity(m *protocol.Manifest, whole []byte) (verified bool, contentID string) {
 	if len(m.Chunks) == 1 || whole != nil {
 		return true, m.SHA256
 	}
@@ -1061,5 +1008,5 @@ func (s *Server) handleAbort(w http.ResponseWriter, r *http.Request, acct server
 		}
 	}
 	s.metrics.sessions.WithLabelValues("aborted").Inc()
-	writeJSON(w, http.StatusOK, map[string]any{"success": true, "id": sess.ID, "state": string(sess.State)})
+	writeJSON(w, http.StatusOK, protocol.AbortResponse{Success: true, ID: sess.ID, State: string(sess.State)})
 }

@@ -18,33 +18,10 @@ import (
 
 	"github.com/jettythunder/jetty/internal/idleread"
 	"github.com/jettythunder/jetty/internal/units"
+	"github.com/jettythunder/jetty/protocol"
 	"github.com/jettythunder/jetty/server"
 	"github.com/jettythunder/jetty/server/blob"
 )
-
-// assetBody is seed 000's asset shape ({id, url, key, size, hash}) plus
-// seed 002's metadata.
-type assetBody struct {
-	ID   string `json:"id"`
-	URL  string `json:"url"`
-	Key  string `json:"key"`
-	Size int64  `json:"size"`
-	Hash string `json:"hash"`
-	// HashVerified: the server hashed every byte of the file in order and
-	// got Hash. When false, Hash is the uploader's declaration; every
-	// chunk was verified, and ContentID names the content (docs/protocol.md).
-	HashVerified    bool       `json:"hash_verified"`
-	ContentID       string     `json:"content_id,omitempty"`
-	Filename        string     `json:"filename"`
-	ContentType     string     `json:"content_type,omitempty"`
-	CacheKey        string     `json:"cache_key,omitempty"`
-	HitCount        int64      `json:"hit_count"`
-	LastAccessed    *time.Time `json:"last_accessed,omitempty"`
-	ExpiresAt       *time.Time `json:"expires_at,omitempty"`
-	UploadedVia     string     `json:"uploaded_via"`
-	UploadSpeedMbps float64    `json:"upload_speed_mbps,omitempty"`
-	CreatedAt       time.Time  `json:"created_at"`
-}
 
 func timePtr(t time.Time) *time.Time {
 	if t.IsZero() {
@@ -54,8 +31,8 @@ func timePtr(t time.Time) *time.Time {
 	return &u
 }
 
-func (s *Server) newAssetBody(r *http.Request, a server.Asset) assetBody {
-	return assetBody{
+func (s *Server) newAssetBody(r *http.Request, a server.Asset) protocol.Asset {
+	return protocol.Asset{
 		ID:              a.ID,
 		URL:             s.baseURL(r) + "/api/storage/assets/" + url.PathEscape(a.ID) + "/download",
 		Key:             a.ObjectKey,
@@ -86,12 +63,6 @@ func (s *Server) baseURL(r *http.Request) string {
 		scheme = "https"
 	}
 	return scheme + "://" + r.Host
-}
-
-type uploadResponse struct {
-	Success      bool      `json:"success"`
-	Deduplicated bool      `json:"deduplicated"`
-	Asset        assetBody `json:"asset"`
 }
 
 // uploadInput is what an upload request carries besides the bytes.
@@ -145,7 +116,7 @@ func readUploadInput(r *http.Request) (uploadInput, error) {
 	in.cacheKey = r.Header.Get("X-Cache-Key")
 	if h := r.Header.Get("X-Content-SHA256"); h != "" {
 		in.sha256 = strings.ToLower(h)
-		if !isHex64(in.sha256) {
+		if !protocol.IsHex64(in.sha256) {
 			return in, server.Errorf(server.EInvalid, "X-Content-SHA256 must be the file's SHA-256 in hex (64 characters)")
 		}
 	}
@@ -374,7 +345,7 @@ func (s *Server) handleUpload(w http.ResponseWriter, r *http.Request, acct serve
 	}
 	s.metrics.uploadedBytes.Add(float64(asset.Size))
 	s.log.Info("stored asset", "account", acct.ID, "asset", asset.ID, "size", asset.Size, "deduplicated", dedup)
-	writeJSON(w, http.StatusCreated, uploadResponse{Success: true, Deduplicated: dedup, Asset: s.newAssetBody(r, asset)})
+	writeJSON(w, http.StatusCreated, protocol.UploadResponse{Success: true, Deduplicated: dedup, Asset: s.newAssetBody(r, asset)})
 }
 
 func isMultipart(r *http.Request) bool {
@@ -467,11 +438,6 @@ func (c *capReader) err() error {
 	return nil
 }
 
-type listResponse struct {
-	Assets     []assetBody `json:"assets"`
-	NextCursor string      `json:"next_cursor,omitempty"`
-}
-
 // handleList answers GET /api/storage/assets?limit=&cursor=.
 func (s *Server) handleList(w http.ResponseWriter, r *http.Request, acct server.Account) {
 	limit := 100
@@ -488,7 +454,7 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request, acct server.
 		s.writeError(w, r, err)
 		return
 	}
-	out := listResponse{Assets: make([]assetBody, 0, len(page.Assets)), NextCursor: page.Next}
+	out := protocol.AssetList{Assets: make([]protocol.Asset, 0, len(page.Assets)), NextCursor: page.Next}
 	for _, a := range page.Assets {
 		out.Assets = append(out.Assets, s.newAssetBody(r, a))
 	}
@@ -502,7 +468,7 @@ func (s *Server) handleGetAsset(w http.ResponseWriter, r *http.Request, acct ser
 		s.writeError(w, r, assetNotFound(err))
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"success": true, "asset": s.newAssetBody(r, a)})
+	writeJSON(w, http.StatusOK, protocol.AssetResponse{Success: true, Asset: s.newAssetBody(r, a)})
 }
 
 func assetNotFound(err error) error {
@@ -538,7 +504,7 @@ func (s *Server) handleDeleteAsset(w http.ResponseWriter, r *http.Request, acct 
 		}
 		cancel()
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"success": true, "deleted": id, "freed_bytes": freed})
+	writeJSON(w, http.StatusOK, protocol.DeleteResponse{Success: true, Deleted: id, FreedBytes: freed})
 }
 
 // byteRange is a resolved Range request.
@@ -649,7 +615,7 @@ func (s *Server) handleDownload(w http.ResponseWriter, r *http.Request, acct ser
 	br, partial, err := parseRange(rangeHeader, a.Size)
 	if err != nil {
 		w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", a.Size))
-		writeJSON(w, http.StatusRequestedRangeNotSatisfiable, errorBody{Error: server.ErrorMessage(err), Code: server.EInvalidRange})
+		writeJSON(w, http.StatusRequestedRangeNotSatisfiable, protocol.ErrorBody{Error: server.ErrorMessage(err), Code: server.EInvalidRange})
 		if info := requestInfoFrom(ctx); info != nil {
 			info.errMsg = server.ErrorMessage(err)
 		}

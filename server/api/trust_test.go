@@ -245,7 +245,7 @@ func TestWholeFileHashVerified(t *testing.T) {
 }
 
 // chunkListID is the content id of a manifest's chunk list
-// (engine.Manifest.ChunkListID), computed here from its definition.
+// (protocol.Manifest.ChunkListID), computed here from its definition.
 func chunkListID(m tmanifest) string {
 	h := sha256.New()
 	for _, c := range m.Chunks {

@@ -1,4 +1,7 @@
-// Package apikey makes and checks jetty's account credentials.
+// Package apikey makes jetty's account credentials and checks them
+// against what is stored: generation, hashing, constant-time comparison,
+// redaction. Their format, which clients check too, is the protocol's
+// (protocol.CheckAPIKey, protocol.CheckAPISecret).
 //
 // An API key looks like jt_live_<30 base62 chars><6 base62 chars>: a
 // prefix naming the environment (jt_live_ in production, jt_test_ in dev),
@@ -17,40 +20,29 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
-	"hash/crc32"
 	"strings"
+
+	"github.com/jettythunder/jetty/protocol"
 )
 
-// Key prefixes.
+// keyRandomLen is how many random base62 characters a key holds (178
+// bits); secretRandomBytes the entropy of a secret.
 const (
-	LivePrefix   = "jt_live_"
-	TestPrefix   = "jt_test_"
-	SecretPrefix = "jts_"
-)
-
-const (
-	alphabet    = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-	randomLen   = 30
-	checksumLen = 6
-	// KeyLen is the length of every API key.
-	KeyLen = len(LivePrefix) + randomLen + checksumLen
-	// secretRandomBytes is the entropy of a secret.
+	keyRandomLen      = protocol.KeyLen - len(protocol.LiveKeyPrefix) - protocol.KeyChecksumLen
 	secretRandomBytes = 32
-	// SecretLen is the length of every API secret.
-	SecretLen = len(SecretPrefix) + 43
 )
 
 // NewKey returns a fresh API key; live selects jt_live_ over jt_test_.
 func NewKey(live bool) (string, error) {
-	prefix := TestPrefix
+	prefix := protocol.TestKeyPrefix
 	if live {
-		prefix = LivePrefix
+		prefix = protocol.LiveKeyPrefix
 	}
-	body := make([]byte, randomLen)
+	body := make([]byte, keyRandomLen)
 	// Rejection sampling keeps every character uniform: 62*4 = 248.
 	buf := make([]byte, 64)
 	n := 0
-	for n < randomLen {
+	for n < keyRandomLen {
 		if _, err := rand.Read(buf); err != nil {
 			return "", fmt.Errorf("apikey: random: %w", err)
 		}
@@ -58,15 +50,15 @@ func NewKey(live bool) (string, error) {
 			if b >= 248 {
 				continue
 			}
-			body[n] = alphabet[b%62]
+			body[n] = protocol.KeyAlphabet[b%62]
 			n++
-			if n == randomLen {
+			if n == keyRandomLen {
 				break
 			}
 		}
 	}
 	s := prefix + string(body)
-	return s + checksum(s), nil
+	return s + protocol.KeyChecksum(s), nil
 }
 
 // NewSecret returns a fresh API secret.
@@ -75,65 +67,7 @@ func NewSecret() (string, error) {
 	if _, err := rand.Read(b); err != nil {
 		return "", fmt.Errorf("apikey: random: %w", err)
 	}
-	return SecretPrefix + base64.RawURLEncoding.EncodeToString(b), nil
-}
-
-// checksum encodes CRC-32 (IEEE) of s as 6 base62 digits.
-func checksum(s string) string {
-	v := crc32.ChecksumIEEE([]byte(s))
-	out := make([]byte, checksumLen)
-	for i := checksumLen - 1; i >= 0; i-- {
-		out[i] = alphabet[v%62]
-		v /= 62
-	}
-	return string(out)
-}
-
-// CheckKey reports whether key is a well-formed API key with a valid
-// checksum. The error says what is wrong, without echoing the key.
-func CheckKey(key string) error {
-	if !strings.HasPrefix(key, LivePrefix) && !strings.HasPrefix(key, TestPrefix) {
-		if strings.HasPrefix(key, SecretPrefix) {
-			return fmt.Errorf("this is an API secret (jts_...), not an API key (jt_live_... or jt_test_...)")
-		}
-		return fmt.Errorf("API keys start with %q or %q", LivePrefix, TestPrefix)
-	}
-	if len(key) != KeyLen {
-		return fmt.Errorf("API keys are %d characters long, this one is %d", KeyLen, len(key))
-	}
-	for i := len(LivePrefix); i < len(key); i++ {
-		if strings.IndexByte(alphabet, key[i]) < 0 {
-			return fmt.Errorf("API key contains an invalid character at position %d", i+1)
-		}
-	}
-	body, sum := key[:KeyLen-checksumLen], key[KeyLen-checksumLen:]
-	if subtle.ConstantTimeCompare([]byte(checksum(body)), []byte(sum)) != 1 {
-		return fmt.Errorf("API key checksum does not match: the key was mistyped or truncated")
-	}
-	return nil
-}
-
-// IsLive reports whether key is a production key.
-func IsLive(key string) bool { return strings.HasPrefix(key, LivePrefix) }
-
-// CheckSecret reports whether secret has the shape of an API secret.
-func CheckSecret(secret string) error {
-	if !strings.HasPrefix(secret, SecretPrefix) {
-		if strings.HasPrefix(secret, LivePrefix) || strings.HasPrefix(secret, TestPrefix) {
-			return fmt.Errorf("this is an API key, not an API secret (jts_...)")
-		}
-		return fmt.Errorf("API secrets start with %q", SecretPrefix)
-	}
-	if len(secret) != SecretLen {
-		return fmt.Errorf("API secrets are %d characters long, this one is %d", SecretLen, len(secret))
-	}
-	// The decoder skips CR and LF: refuse them, or 42 characters and a
-	// line break would pass for a secret.
-	body := secret[len(SecretPrefix):]
-	if _, err := base64.RawURLEncoding.DecodeString(body); err != nil || strings.ContainsAny(body, "\r\n") {
-		return fmt.Errorf("API secret contains invalid characters")
-	}
-	return nil
+	return protocol.SecretPrefix + base64.RawURLEncoding.EncodeToString(b), nil
 }
 
 // HashSecret returns the hex SHA-256 of secret, the only form stored.
@@ -167,7 +101,7 @@ func EqualConstantTime(given, expected string) bool {
 // Redact returns a form of a key or secret safe for logs: its prefix and
 // the first four characters after it.
 func Redact(s string) string {
-	for _, p := range []string{LivePrefix, TestPrefix, SecretPrefix} {
+	for _, p := range []string{protocol.LiveKeyPrefix, protocol.TestKeyPrefix, protocol.SecretPrefix} {
 		if strings.HasPrefix(s, p) && len(s) > len(p)+4 {
 			return s[:len(p)+4] + "…"
 		}

@@ -3,6 +3,8 @@ package apikey
 import (
 	"strings"
 	"testing"
+
+	"github.com/jettythunder/jetty/protocol"
 )
 
 func TestNewKeyRoundTrip(t *testing.T) {
@@ -13,14 +15,14 @@ func TestNewKeyRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(k) != KeyLen {
-				t.Fatalf("len(%q) = %d, want %d", k, len(k), KeyLen)
+			if len(k) != protocol.KeyLen {
+				t.Fatalf("len(%q) = %d, want %d", k, len(k), protocol.KeyLen)
 			}
-			if IsLive(k) != live {
+			if strings.HasPrefix(k, protocol.LiveKeyPrefix) != live {
 				t.Fatalf("IsLive(%q) = %v", k, !live)
 			}
-			if err := CheckKey(k); err != nil {
-				t.Fatalf("CheckKey(%q): %v", k, err)
+			if err := protocol.CheckAPIKey(k); err != nil {
+				t.Fatalf("protocol.CheckAPIKey(%q): %v", k, err)
 			}
 			if seen[k] {
 				t.Fatalf("duplicate key %q", k)
@@ -32,13 +34,13 @@ func TestNewKeyRoundTrip(t *testing.T) {
 
 func TestCheckKeyRejectsEverySingleCharTypo(t *testing.T) {
 	k, _ := NewKey(true)
-	for i := len(LivePrefix); i < len(k); i++ {
+	for i := len(protocol.LiveKeyPrefix); i < len(k); i++ {
 		for _, c := range []byte{'0', 'a', 'Z'} {
 			if k[i] == c {
 				continue
 			}
 			bad := k[:i] + string(c) + k[i+1:]
-			if CheckKey(bad) == nil {
+			if protocol.CheckAPIKey(bad) == nil {
 				t.Fatalf("typo at %d accepted: %q", i, bad)
 			}
 		}
@@ -58,9 +60,9 @@ func TestCheckKeyErrors(t *testing.T) {
 		strings.Replace(k, "t", "T", 1): "start with",
 	}
 	for in, want := range cases {
-		err := CheckKey(in)
+		err := protocol.CheckAPIKey(in)
 		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("CheckKey(%q) = %v, want error containing %q", in, err, want)
+			t.Errorf("protocol.CheckAPIKey(%q) = %v, want error containing %q", in, err, want)
 		}
 	}
 }
@@ -70,11 +72,11 @@ func TestSecret(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := CheckSecret(s); err != nil {
-		t.Fatalf("CheckSecret(%q): %v", s, err)
+	if err := protocol.CheckAPISecret(s); err != nil {
+		t.Fatalf("protocol.CheckAPISecret(%q): %v", s, err)
 	}
 	h := HashSecret(s)
-	if strings.Contains(h, s[len(SecretPrefix):]) || len(h) != 64 {
+	if strings.Contains(h, s[len(protocol.SecretPrefix):]) || len(h) != 64 {
 		t.Fatalf("hash %q looks wrong", h)
 	}
 	if !SecretMatches(s, h) {
@@ -88,7 +90,7 @@ func TestSecret(t *testing.T) {
 		t.Fatal("garbage hash matches")
 	}
 	k, _ := NewKey(true)
-	if CheckSecret(k) == nil || CheckSecret("jts_short") == nil || CheckSecret("") == nil {
+	if protocol.CheckAPISecret(k) == nil || protocol.CheckAPISecret("jts_short") == nil || protocol.CheckAPISecret("") == nil {
 		t.Fatal("bad secrets accepted")
 	}
 }
@@ -118,7 +120,7 @@ func FuzzCheckKey(f *testing.F) {
 	f.Add(k)
 	f.Add("jt_test_")
 	f.Fuzz(func(t *testing.T, s string) {
-		if CheckKey(s) == nil && len(s) != KeyLen {
+		if protocol.CheckAPIKey(s) == nil && len(s) != protocol.KeyLen {
 			t.Fatalf("accepted key of length %d", len(s))
 		}
 	})

@@ -18,8 +18,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/jettythunder/jetty/edges"
 	"github.com/jettythunder/jetty/internal/connguard"
+	"github.com/jettythunder/jetty/protocol"
+	"github.com/jettythunder/jetty/protocol/edgeauth"
 	"github.com/jettythunder/jetty/server"
 	"github.com/jettythunder/jetty/server/agentcache"
 	"github.com/jettythunder/jetty/server/api"
@@ -298,9 +299,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	var edgeKeys *edges.Keys
+	var edgeKeys *edgeauth.Keys
 	if a.cfg.EdgeSecret != "" {
-		if edgeKeys, err = edges.NewKeys(a.cfg.EdgeSecret); err != nil {
+		if edgeKeys, err = edgeauth.NewKeys(a.cfg.EdgeSecret); err != nil {
 			return nil, err
 		}
 	}
@@ -515,5 +516,5 @@ func randomSecret(prefix string) string {
 	if err != nil {
 		panic(err)
 	}
-	return prefix + strings.TrimPrefix(s, apikey.SecretPrefix)
+	return prefix + strings.TrimPrefix(s, protocol.SecretPrefix)
 }

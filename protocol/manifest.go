@@ -1,4 +1,4 @@
-package engine
+package protocol
 
 import (
 	"crypto/sha256"
@@ -23,6 +23,11 @@ const (
 	MaxChunks = 10000
 	// MaxSize is the largest file a manifest can describe.
 	MaxSize = MaxChunkSize * MaxChunks
+	// MaxChunkIndex is the largest chunk index: chunk PUTs name 0..9,999.
+	MaxChunkIndex = MaxChunks - 1
+	// MaxManifestBody bounds a session-open or completion body: 10,000
+	// chunks of about 120 bytes of JSON each, with room to spare.
+	MaxManifestBody = 4 << 20
 )
 
 // Manifest describes a file cut into fixed-size chunks: the SHA-256 of
@@ -56,41 +61,41 @@ func badManifest(format string, args ...any) error {
 
 // ChooseChunkSize picks the chunk size for a file of size bytes: 8 MiB,
 // doubled until the file fits in MaxChunks chunks, at most MaxChunkSize.
-// A file larger than MaxSize gets MaxChunkSize (and Plan refuses it).
+// A file larger than MaxSize gets MaxChunkSize (and the client refuses to plan it).
 func ChooseChunkSize(size int64) int64 {
 	cs := DefaultChunkSize
-	for cs < MaxChunkSize && numChunks(size, cs) > MaxChunks {
+	for cs < MaxChunkSize && NumChunks(size, cs) > MaxChunks {
 		cs *= 2
 	}
 	return cs
 }
 
-// numChunks is how many chunks of chunkSize a file of size bytes has: at
+// NumChunks is how many chunks of chunkSize a file of size bytes has: at
 // least one (an empty file is one empty chunk).
-func numChunks(size, chunkSize int64) int64 {
+func NumChunks(size, chunkSize int64) int64 {
 	if size <= 0 {
 		return 1
 	}
 	return (size + chunkSize - 1) / chunkSize
 }
 
-// checkChunkSize reports whether chunkSize can cut a file of size bytes.
-func checkChunkSize(size, chunkSize int64) error {
+// CheckChunkSize reports whether chunkSize can cut a file of size bytes.
+func CheckChunkSize(size, chunkSize int64) error {
 	switch {
 	case size < 0:
 		return fmt.Errorf("negative size %d", size)
 	case chunkSize < MinChunkSize || chunkSize > MaxChunkSize:
 		return fmt.Errorf("chunk size %d is outside %d..%d bytes (5 MiB..512 MiB)", chunkSize, MinChunkSize, MaxChunkSize)
-	case numChunks(size, chunkSize) > MaxChunks:
+	case NumChunks(size, chunkSize) > MaxChunks:
 		return fmt.Errorf("a %d-byte file in chunks of %d bytes is %d chunks, more than %d: use a chunk size of at least %d",
-			size, chunkSize, numChunks(size, chunkSize), MaxChunks, ChooseChunkSize(size))
+			size, chunkSize, NumChunks(size, chunkSize), MaxChunks, ChooseChunkSize(size))
 	}
 	return nil
 }
 
-// newManifest lays out the chunks of a file, without hashes.
-func newManifest(name string, size, chunkSize int64) *Manifest {
-	n := int(numChunks(size, chunkSize))
+// NewManifest lays out the chunks of a file, without hashes.
+func NewManifest(name string, size, chunkSize int64) *Manifest {
+	n := int(NumChunks(size, chunkSize))
 	m := &Manifest{Version: ManifestVersion, Name: name, Size: size, ChunkSize: chunkSize, Chunks: make([]Chunk, n)}
 	for i := range m.Chunks {
 		off := int64(i) * chunkSize
@@ -113,7 +118,7 @@ func (m *Manifest) Validate() error {
 	if m.Version != ManifestVersion {
 		return badManifest("version %d is not supported (protocol version %d is spoken here)", m.Version, ManifestVersion)
 	}
-	if !isHex64(m.SHA256) {
+	if !IsHex64(m.SHA256) {
 		return badManifest("sha256 must be 64 lowercase hex characters")
 	}
 	n := len(m.Chunks)
@@ -136,7 +141,7 @@ func (m *Manifest) Validate() error {
 			return badManifest("chunk %d has index %d; indexes must run 0..%d in order", i, c.Index, n-1)
 		case c.Offset != off:
 			return badManifest("chunk %d starts at %d, want %d (chunks must be contiguous)", i, c.Offset, off)
-		case !isHex64(c.SHA256):
+		case !IsHex64(c.SHA256):
 			return badManifest("chunk %d: sha256 must be 64 lowercase hex characters", i)
 		case i < n-1 && c.Size != m.ChunkSize:
 			return badManifest("chunk %d is %d bytes; every chunk but the last is chunk_size (%d)", i, c.Size, m.ChunkSize)
@@ -190,7 +195,9 @@ func (m *Manifest) ChunkListID() string {
 	return ChunkListPrefix + hex.EncodeToString(h.Sum(nil))
 }
 
-func isHex64(s string) bool {
+// IsHex64 reports whether s is 64 lowercase hex characters: how every
+// SHA-256 travels in the protocol.
+func IsHex64(s string) bool {
 	if len(s) != 64 {
 		return false
 	}
@@ -229,8 +236,8 @@ func ParseManifest(b []byte) (*Manifest, error) {
 	return (*Manifest)(&m), nil
 }
 
-// missingBytes is the sum of the sizes of the chunks listed.
-func (m *Manifest) missingBytes(idx []int) int64 {
+// MissingBytes is the sum of the sizes of the chunks listed.
+func (m *Manifest) MissingBytes(idx []int) int64 {
 	var n int64
 	for _, i := range idx {
 		if i >= 0 && i < len(m.Chunks) {

@@ -1,4 +1,4 @@
-package edges
+package protocol
 
 import (
 	"fmt"
@@ -8,14 +8,14 @@ import (
 // Paths of the edge protocol on the origin (and, for chunks and probes,
 // on relays).
 const (
-	// PathHeartbeat: POST, edge-authenticated, body Heartbeat.
-	PathHeartbeat = "/api/jetty/edges/heartbeat"
-	// PathNode: DELETE PathNode+id deregisters a relay (edge-authenticated).
-	PathNode = "/api/jetty/edges/nodes/"
-	// PathSession: GET PathSession+id, edge-authenticated: SessionInfo.
-	PathSession = "/api/jetty/edges/sessions/"
-	// PathOptimal: POST, API key: OptimalRequest → OptimalResponse.
-	PathOptimal = "/api/jetty/optimal-edges"
+	// PathEdgeHeartbeat: POST, edge-authenticated, body Heartbeat.
+	PathEdgeHeartbeat = "/api/jetty/edges/heartbeat"
+	// PathEdgeNode: DELETE PathEdgeNode+id deregisters a relay (edge-authenticated).
+	PathEdgeNode = "/api/jetty/edges/nodes/"
+	// PathEdgeSession: GET PathEdgeSession+id, edge-authenticated: SessionInfo.
+	PathEdgeSession = "/api/jetty/edges/sessions/"
+	// PathOptimalEdges: POST, API key: OptimalRequest → OptimalResponse.
+	PathOptimalEdges = "/api/jetty/optimal-edges"
 	// PathProbe: POST a body of up to MaxProbeBytes; the receiver reads
 	// it for at most ProbeReadTime (or the ProbeParamMillis the sender
 	// asks for, counted from the first byte) and answers ProbeResult. No
@@ -26,8 +26,8 @@ const (
 	// byte (1..ProbeReadTime in ms; other values are ignored). Receivers
 	// that predate it read for ProbeReadTime, which is only slower.
 	ProbeParamMillis = "ms"
-	// PathLocations: GET, API key: the catalogue with live relay counts.
-	PathLocations = "/api/jetty/edges"
+	// PathEdgeLocations: GET, API key: the catalogue with live relay counts.
+	PathEdgeLocations = "/api/jetty/edges"
 )
 
 // Probe limits.
@@ -42,7 +42,7 @@ const (
 	ModeRelay = "relay" // forwards chunks to the origin
 )
 
-// Kinds of Candidate (the same words as engine.Route kinds).
+// Kinds of Candidate (the same words as the engine's route kinds).
 const (
 	KindOrigin = "origin"
 	KindRelay  = "relay"
@@ -119,10 +119,10 @@ type SessionInfo struct {
 // apply it.
 func StreamChunkRefusal(index int, size, chunkSize, reserved int64) (code, msg string) {
 	if size < 1 || size > chunkSize {
-		return "invalid_request", fmt.Sprintf("stream chunks are 1..%d bytes", chunkSize)
+		return CodeInvalid, fmt.Sprintf("stream chunks are 1..%d bytes", chunkSize)
 	}
 	if end := int64(index)*chunkSize + size; end > reserved {
-		return "too_large", fmt.Sprintf("stream chunk %d would end at byte %d, beyond the %d bytes reserved for this stream when it was opened (the free quota or the tier's largest file); nothing was stored", index, end, reserved)
+		return CodeTooLarge, fmt.Sprintf("stream chunk %d would end at byte %d, beyond the %d bytes reserved for this stream when it was opened (the free quota or the tier's largest file); nothing was stored", index, end, reserved)
 	}
 	return "", ""
 }
@@ -157,8 +157,8 @@ type Candidate struct {
 	Weight float64 `json:"weight"`
 }
 
-// Strategy is the server's advice for the upload.
-type Strategy struct {
+// EdgeStrategy is the server's advice for an upload over edges.
+type EdgeStrategy struct {
 	ChunkSize  int64              `json:"chunk_size"`
 	Workers    int                `json:"workers"`
 	MaxWorkers int                `json:"max_workers"`
@@ -168,9 +168,9 @@ type Strategy struct {
 // OptimalResponse lists up to MaxCandidates receivers, the origin always
 // among them.
 type OptimalResponse struct {
-	JettySpeed bool        `json:"jettyspeed"`
-	Edges      []Candidate `json:"edges"`
-	Strategy   Strategy    `json:"strategy"`
+	JettySpeed bool         `json:"jettyspeed"`
+	Edges      []Candidate  `json:"edges"`
+	Strategy   EdgeStrategy `json:"strategy"`
 }
 
 // MaxCandidates is the most candidates optimal-edges returns.
@@ -181,4 +181,17 @@ const MaxCandidates = 5
 type ProbeResult struct {
 	Bytes  int64 `json:"bytes"`
 	Micros int64 `json:"micros"`
+}
+
+// LocationsResponse answers GET PathEdgeLocations: the catalogue, each
+// location with its live relays, and the number of live relays.
+type LocationsResponse struct {
+	Locations []Location `json:"locations"`
+	Relays    int        `json:"relays"`
+}
+
+// DeregisterResponse answers DELETE PathEdgeNode+id.
+type DeregisterResponse struct {
+	Success bool   `json:"success"`
+	ID      string `json:"id"`
 }

@@ -1,4 +1,8 @@
-package edges
+// Package edgeauth authenticates relays to the origin: calls signed with
+// a key derived from the shared edge secret (AuthHeader), and the upload
+// token key sealed for relays (Seal, Open). Part of the wire contract
+// (package protocol); docs/edges.md.
+package edgeauth
 
 import (
 	"bytes"
