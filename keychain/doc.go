@@ -14,6 +14,10 @@
 // names the file and why. config.json in the same directory records the
 // server last logged in to; it holds nothing secret.
 //
+// Store.Save, Store.Load and Store.Delete say where the credentials went,
+// came from or were removed from as a Source: its Kind (keychain, file)
+// and, for the file, its Path.
+//
 // The directory is $XDG_CONFIG_HOME/jetty, or ~/.config/jetty.
 //
 // Environment overrides (JETTY_SERVER, JETTY_API_KEY, JETTY_API_SECRET)

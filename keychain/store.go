@@ -19,13 +19,6 @@ import (
 // Service is the keychain service name credentials are stored under.
 const Service = "jetty"
 
-// Sources: where credentials were stored or found. A file source is
-// "file (PATH)".
-const (
-	SourceKeychain = "keychain"
-	sourceFile     = "file"
-)
-
 // File names inside Store.Dir.
 const (
 	CredentialsFile = "credentials.json" // secrets, 0600; only the fallback
@@ -144,24 +137,22 @@ func (s *Store) warnf(format string, args ...any) {
 	}
 }
 
-func fileSource(path string) string { return sourceFile + " (" + path + ")" }
-
 // Save stores key and secret for server and makes it the current server.
 // The keychain comes first; with insecure, or when the keychain is
 // unavailable, the plain file is used, with a warning that names it and
-// says why. It returns where the credentials went: "keychain" or
-// "file (PATH)".
-func (s *Store) Save(server, key, secret string, insecure bool) (string, error) {
+// says why. It returns where the credentials went: the keychain or the
+// file.
+func (s *Store) Save(server, key, secret string, insecure bool) (Source, error) {
 	server, err := NormalizeServer(server)
 	if err != nil {
-		return "", err
+		return Source{}, err
 	}
 	if key == "" || secret == "" || strings.Contains(key, ":") || strings.ContainsAny(key+secret, "\r\n") {
-		return "", errors.New("an API key and secret are required (the key without ':', neither with line breaks)")
+		return Source{}, errors.New("an API key and secret are required (the key without ':', neither with line breaks)")
 	}
 	dir, err := s.dir()
 	if err != nil {
-		return "", err
+		return Source{}, err
 	}
 	path := filepath.Join(dir, CredentialsFile)
 	if !insecure {
@@ -173,23 +164,23 @@ func (s *Store) Save(server, key, secret string, insecure bool) (string, error) 
 				s.warnf("could not remove the old plain-text copy from %s: %v", path, err)
 			}
 			if err := s.setCurrent(dir, server); err != nil {
-				return SourceKeychain, err
+				return keychainSource(), err
 			}
-			return SourceKeychain, nil
+			return keychainSource(), nil
 		}
 		if !errors.Is(kerr, ErrUnavailable) {
-			return "", fmt.Errorf("storing credentials in the OS keychain: %w", kerr)
+			return Source{}, fmt.Errorf("storing credentials in the OS keychain: %w", kerr)
 		}
 		s.warnf("%v.\nStoring the API secret in plain text in %s (mode 0600) instead; anyone who can read that file can use your account.\nRun `jetty logout` to remove it, or use JETTY_API_KEY and JETTY_API_SECRET instead of logging in.", kerr, path)
 	} else {
 		// An older keychain entry would win over the file on Load.
 		if err := s.keyring().Delete(Service, server); err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrUnavailable) {
-			return "", fmt.Errorf("removing the old keychain entry: %w", err)
+			return Source{}, fmt.Errorf("removing the old keychain entry: %w", err)
 		}
 		s.warnf("storing the API secret in plain text in %s (mode 0600) because insecure storage was asked for (--insecure-storage); anyone who can read that file can use your account", path)
 	}
 	if err := s.updateFile(dir, func(f *credFile) { f.Servers[server] = fileEntry{APIKey: key, APISecret: secret} }); err != nil {
-		return "", err
+		return Source{}, err
 	}
 	if err := s.setCurrent(dir, server); err != nil {
 		return fileSource(path), err
@@ -209,42 +200,42 @@ func (s *Store) Current() (string, error) {
 
 // Load finds the credentials for server ("" means the current server):
 // the keychain first, then the plain file. It returns where they came
-// from: "keychain" or "file (PATH)". Nothing stored is a
+// from: the keychain or the file. Nothing stored is a
 // *NotLoggedInError (wrapping ErrNotFound).
-func (s *Store) Load(server string) (Credentials, string, error) {
+func (s *Store) Load(server string) (Credentials, Source, error) {
 	dir, err := s.dir()
 	if err != nil {
-		return Credentials{}, "", err
+		return Credentials{}, Source{}, err
 	}
 	if server == "" {
 		c, err := readConfig(dir)
 		if err != nil {
-			return Credentials{}, "", err
+			return Credentials{}, Source{}, err
 		}
 		if c.CurrentServer == "" {
-			return Credentials{}, "", &NotLoggedInError{}
+			return Credentials{}, Source{}, &NotLoggedInError{}
 		}
 		server = c.CurrentServer
 	}
 	server, err = NormalizeServer(server)
 	if err != nil {
-		return Credentials{}, "", err
+		return Credentials{}, Source{}, err
 	}
 	v, kerr := s.keyring().Get(Service, server)
 	if kerr == nil {
 		key, secret, ok := strings.Cut(v, ":")
 		if !ok || key == "" || secret == "" {
-			return Credentials{}, "", fmt.Errorf("the keychain entry for %s (service %q) is malformed: run `jetty login --server %s` again", server, Service, server)
+			return Credentials{}, Source{}, fmt.Errorf("the keychain entry for %s (service %q) is malformed: run `jetty login --server %s` again", server, Service, server)
 		}
-		return Credentials{Server: server, APIKey: key, APISecret: secret}, SourceKeychain, nil
+		return Credentials{Server: server, APIKey: key, APISecret: secret}, keychainSource(), nil
 	}
 	if !errors.Is(kerr, ErrNotFound) && !errors.Is(kerr, ErrUnavailable) {
-		return Credentials{}, "", kerr
+		return Credentials{}, Source{}, kerr
 	}
 	path := filepath.Join(dir, CredentialsFile)
 	f, err := s.readFile(path)
 	if err != nil {
-		return Credentials{}, "", err
+		return Credentials{}, Source{}, err
 	}
 	if e, ok := f.Servers[server]; ok && e.APIKey != "" && e.APISecret != "" {
 		return Credentials{Server: server, APIKey: e.APIKey, APISecret: e.APISecret}, fileSource(path), nil
@@ -253,7 +244,7 @@ func (s *Store) Load(server string) (Credentials, string, error) {
 	if errors.Is(kerr, ErrUnavailable) {
 		nl.Keychain = kerr
 	}
-	return Credentials{}, "", nl
+	return Credentials{}, Source{}, nl
 }
 
 // Delete removes the credentials for server ("" means the current
@@ -261,7 +252,7 @@ func (s *Store) Load(server string) (Credentials, string, error) {
 // the current server. It returns where they were removed from (nothing
 // when there were none). An unavailable keychain is a warning, not an
 // error: there is nothing to remove from a keychain that cannot be used.
-func (s *Store) Delete(server string) ([]string, error) {
+func (s *Store) Delete(server string) ([]Source, error) {
 	dir, err := s.dir()
 	if err != nil {
 		return nil, err
@@ -279,10 +270,10 @@ func (s *Store) Delete(server string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var removed []string
+	var removed []Source
 	switch kerr := s.keyring().Delete(Service, server); {
 	case kerr == nil:
-		removed = append(removed, SourceKeychain)
+		removed = append(removed, keychainSource())
 	case errors.Is(kerr, ErrNotFound):
 	case errors.Is(kerr, ErrUnavailable):
 		s.warnf("%v; nothing was removed from it", kerr)

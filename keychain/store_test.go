@@ -75,8 +75,8 @@ func TestSaveLoadDeleteKeychain(t *testing.T) {
 		t.Fatalf("Load before login: %v", err)
 	}
 	src, err := s.Save(srv, key, secret, false)
-	if err != nil || src != SourceKeychain {
-		t.Fatalf("Save: %q %v", src, err)
+	if err != nil || src != (Source{Kind: SourceKeychain}) {
+		t.Fatalf("Save: %v %v", src, err)
 	}
 	if warn.Len() != 0 {
 		t.Fatalf("warning with a working keychain: %q", warn.String())
@@ -93,8 +93,8 @@ func TestSaveLoadDeleteKeychain(t *testing.T) {
 	}
 	for _, server := range []string{"", norm, "https://jetty.example.com:8443"} {
 		c, src, err := s.Load(server)
-		if err != nil || src != SourceKeychain || c != (Credentials{norm, key, secret}) {
-			t.Fatalf("Load(%q) = %+v %q %v", server, c, src, err)
+		if err != nil || src != (Source{Kind: SourceKeychain}) || c != (Credentials{norm, key, secret}) {
+			t.Fatalf("Load(%q) = %+v %v %v", server, c, src, err)
 		}
 	}
 	if _, _, err := s.Load("https://other.example.com"); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "jetty login --server https://other.example.com") {
@@ -102,7 +102,7 @@ func TestSaveLoadDeleteKeychain(t *testing.T) {
 	}
 
 	removed, err := s.Delete("")
-	if err != nil || len(removed) != 1 || removed[0] != SourceKeychain {
+	if err != nil || len(removed) != 1 || removed[0] != (Source{Kind: SourceKeychain}) {
 		t.Fatalf("Delete: %v %v", removed, err)
 	}
 	if cur, _ := s.Current(); cur != "" {
@@ -125,8 +125,8 @@ func TestInsecureStorageUsesFile(t *testing.T) {
 
 	src, err := s.Save(srv, key, secret, true)
 	path := filepath.Join(dir, CredentialsFile)
-	if err != nil || src != "file ("+path+")" {
-		t.Fatalf("Save: %q %v", src, err)
+	if err != nil || src != (Source{Kind: SourceFile, Path: path}) {
+		t.Fatalf("Save: %v %v", src, err)
 	}
 	if !strings.Contains(warn.String(), path) || !strings.Contains(warn.String(), "--insecure-storage") {
 		t.Fatalf("warning: %q", warn.String())
@@ -146,15 +146,15 @@ func TestInsecureStorageUsesFile(t *testing.T) {
 		t.Fatalf("file: %s %v", b, err)
 	}
 	c, src, err := s.Load("")
-	if err != nil || src != "file ("+path+")" || c.APIKey != key {
-		t.Fatalf("Load: %+v %q %v", c, src, err)
+	if err != nil || src != (Source{Kind: SourceFile, Path: path}) || c.APIKey != key {
+		t.Fatalf("Load: %+v %v %v", c, src, err)
 	}
 
 	// A second server in the same file; deleting one keeps the other.
 	if _, err := s.Save("http://127.0.0.1:3001", "jt_b", "jts_b", true); err != nil {
 		t.Fatal(err)
 	}
-	if removed, err := s.Delete(norm); err != nil || len(removed) != 1 || removed[0] != "file ("+path+")" {
+	if removed, err := s.Delete(norm); err != nil || len(removed) != 1 || removed[0] != (Source{Kind: SourceFile, Path: path}) {
 		t.Fatalf("Delete: %v %v", removed, err)
 	}
 	if c, _, err := s.Load(""); err != nil || c.APIKey != "jt_b" {
@@ -181,8 +181,8 @@ func TestKeychainLoginRemovesFileCopy(t *testing.T) {
 	if _, err := s.Save(srv, "jt_old", "jts_old", true); err != nil {
 		t.Fatal(err)
 	}
-	if src, err := s.Save(srv, key, secret, false); err != nil || src != SourceKeychain {
-		t.Fatalf("Save: %q %v", src, err)
+	if src, err := s.Save(srv, key, secret, false); err != nil || src != (Source{Kind: SourceKeychain}) {
+		t.Fatalf("Save: %v %v", src, err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, CredentialsFile)); !os.IsNotExist(err) {
 		t.Fatalf("plain-text copy survived: %v", err)
@@ -195,14 +195,14 @@ func TestUnavailableKeychainFallsBackToFile(t *testing.T) {
 	s := &Store{Keyring: brokenKeyring{}, Dir: dir, Warn: &warn}
 	src, err := s.Save(srv, key, secret, false)
 	path := filepath.Join(dir, CredentialsFile)
-	if err != nil || src != "file ("+path+")" {
-		t.Fatalf("Save: %q %v", src, err)
+	if err != nil || src != (Source{Kind: SourceFile, Path: path}) {
+		t.Fatalf("Save: %v %v", src, err)
 	}
 	if w := warn.String(); !strings.Contains(w, "OS keychain unavailable") || !strings.Contains(w, "no session bus") || !strings.Contains(w, path) {
 		t.Fatalf("warning: %q", w)
 	}
-	if c, src, err := s.Load(""); err != nil || c.APISecret != secret || !strings.HasPrefix(src, "file (") {
-		t.Fatalf("Load: %+v %q %v", c, src, err)
+	if c, src, err := s.Load(""); err != nil || c.APISecret != secret || src.Kind != SourceFile {
+		t.Fatalf("Load: %+v %v %v", c, src, err)
 	}
 	warn.Reset()
 	removed, err := s.Delete("")
@@ -225,15 +225,15 @@ func TestHangingKeychainTimesOut(t *testing.T) {
 
 	start := time.Now()
 	src, err := s.Save(srv, key, secret, false)
-	if err != nil || !strings.HasPrefix(src, "file (") {
-		t.Fatalf("Save: %q %v", src, err)
+	if err != nil || src.Kind != SourceFile {
+		t.Fatalf("Save: %v %v", src, err)
 	}
 	if w := warn.String(); !strings.Contains(w, "no answer from the keychain within 200ms") || !strings.Contains(w, filepath.Join(dir, CredentialsFile)) {
 		t.Fatalf("warning: %q", w)
 	}
 	c, src, err := s.Load("")
-	if err != nil || c.APISecret != secret || !strings.HasPrefix(src, "file (") {
-		t.Fatalf("Load: %+v %q %v", c, src, err)
+	if err != nil || c.APISecret != secret || src.Kind != SourceFile {
+		t.Fatalf("Load: %+v %v %v", c, src, err)
 	}
 	if _, err := s.Delete(""); err != nil {
 		t.Fatal(err)
@@ -288,20 +288,20 @@ func TestRealSecretService(t *testing.T) {
 	s := &Store{Keyring: System(), Dir: dir, Warn: &warn}
 	server := "http://127.0.0.1:1/" + strings.ReplaceAll(t.Name(), "/", "-")
 	src, err := s.Save(server, key, secret, false)
-	if err != nil || src != SourceKeychain {
-		t.Fatalf("Save: %q %v (warnings: %s)", src, err, warn.String())
+	if err != nil || src != (Source{Kind: SourceKeychain}) {
+		t.Fatalf("Save: %v %v (warnings: %s)", src, err, warn.String())
 	}
 	out, err := exec.Command("secret-tool", "lookup", "service", Service, "username", server).Output()
 	if err != nil || string(out) != key+":"+secret {
 		t.Fatalf("secret-tool lookup: %q %v", out, err)
 	}
-	if c, src, err := s.Load(server); err != nil || src != SourceKeychain || c.APISecret != secret {
-		t.Fatalf("Load: %+v %q %v", c, src, err)
+	if c, src, err := s.Load(server); err != nil || src != (Source{Kind: SourceKeychain}) || c.APISecret != secret {
+		t.Fatalf("Load: %+v %v %v", c, src, err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, CredentialsFile)); !os.IsNotExist(err) {
 		t.Fatalf("credentials.json written: %v", err)
 	}
-	if removed, err := s.Delete(server); err != nil || len(removed) != 1 || removed[0] != SourceKeychain {
+	if removed, err := s.Delete(server); err != nil || len(removed) != 1 || removed[0] != (Source{Kind: SourceKeychain}) {
 		t.Fatalf("Delete: %v %v", removed, err)
 	}
 	if out, err := exec.Command("secret-tool", "lookup", "service", Service, "username", server).Output(); err == nil || len(out) != 0 {

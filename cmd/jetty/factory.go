@@ -7,6 +7,7 @@ import (
 
 	"github.com/jettythunder/jetty/engine"
 	"github.com/jettythunder/jetty/internal/apiclient"
+	"github.com/jettythunder/jetty/keychain"
 )
 
 // ClientOptions are the flags every command that talks to a server takes.
@@ -14,33 +15,46 @@ type ClientOptions struct {
 	Server string // --server; "" means JETTY_SERVER, then the logged-in server
 }
 
+// Origin says where a client's server URL and credentials came from.
+type Origin struct {
+	Server      ServerSource
+	Credentials keychain.Source
+}
+
 // Client resolves the server and credentials (flags, then JETTY_SERVER /
-// JETTY_API_KEY / JETTY_API_SECRET, then the OS keychain, then the plain
-// file) and returns a client for them, with where the credentials came
-// from.
-func (f *Factory) Client(o ClientOptions) (*apiclient.Client, string, error) {
-	server := o.Server
-	if server == "" {
-		server = f.Getenv("JETTY_SERVER")
-	}
+// JETTY_API_KEY / JETTY_API_SECRET, then the credential store: the OS
+// keychain, then the plain file) and returns a client for them, with
+// where they came from. With credentials in the environment the store is
+// never built.
+func (f *Factory) Client(o ClientOptions) (*apiclient.Client, Origin, error) {
 	key, secret := f.Getenv("JETTY_API_KEY"), f.Getenv("JETTY_API_SECRET")
 	if key != "" || secret != "" {
 		if key == "" || secret == "" {
-			return nil, "", authError("JETTY_API_KEY and JETTY_API_SECRET must be set together")
+			return nil, Origin{}, authError("JETTY_API_KEY and JETTY_API_SECRET must be set together")
 		}
+		server, from := f.GivenServer(o.Server)
 		if server == "" {
-			return nil, "", authError("JETTY_API_KEY is set but JETTY_SERVER is not: set JETTY_SERVER to the server's URL")
+			return nil, Origin{}, authError("JETTY_API_KEY is set but JETTY_SERVER is not: set JETTY_SERVER to the server's URL")
 		}
-		return &apiclient.Client{BaseURL: strings.TrimRight(server, "/"), APIKey: key, APISecret: secret, UserAgent: userAgent()}, "environment", nil
+		c := &apiclient.Client{BaseURL: strings.TrimRight(server, "/"), APIKey: key, APISecret: secret, UserAgent: userAgent()}
+		return c, Origin{Server: from, Credentials: keychain.Source{Kind: keychain.SourceEnv}}, nil
 	}
-	if f.LoadCredentials == nil {
-		return nil, "", authError("not logged in: run `jetty login --server URL`, or set JETTY_SERVER, JETTY_API_KEY and JETTY_API_SECRET")
-	}
-	c, source, err := f.LoadCredentials(server)
+	server, from, err := f.ResolveServer(o.Server)
 	if err != nil {
-		return nil, "", err
+		return nil, Origin{}, err
 	}
-	return &apiclient.Client{BaseURL: strings.TrimRight(c.Server, "/"), APIKey: c.APIKey, APISecret: c.APISecret, UserAgent: userAgent()}, source, nil
+	if server == "" {
+		return nil, Origin{}, &ExitError{Code: ExitAuth, Err: &keychain.NotLoggedInError{}}
+	}
+	cr, source, err := f.store().Load(server)
+	if err != nil {
+		if errors.Is(err, keychain.ErrNotFound) {
+			return nil, Origin{}, &ExitError{Code: ExitAuth, Err: err}
+		}
+		return nil, Origin{}, err
+	}
+	c := &apiclient.Client{BaseURL: strings.TrimRight(cr.Server, "/"), APIKey: cr.APIKey, APISecret: cr.APISecret, UserAgent: userAgent()}
+	return c, Origin{Server: from, Credentials: source}, nil
 }
 
 func userAgent() string { return "jetty/" + version }

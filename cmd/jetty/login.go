@@ -27,7 +27,6 @@ type LoginOptions struct {
 	WithToken       bool
 	InsecureStorage bool
 
-	Store    CredentialStore
 	Prompter Prompter
 }
 
@@ -41,7 +40,7 @@ type Prompter interface {
 
 // NewCmdLogin builds `jetty login`.
 func NewCmdLogin(f *Factory, runF func(*LoginOptions) error) *cobra.Command {
-	opts := &LoginOptions{F: f, Store: systemStore(f), Prompter: newTermPrompter(f.IO)}
+	opts := &LoginOptions{F: f, Prompter: newTermPrompter(f.IO)}
 	cmd := &cobra.Command{
 		Use:   "login --server URL [--with-token] [--insecure-storage]",
 		Short: "Check an API key and secret against a server and store them",
@@ -79,10 +78,7 @@ login stores; in CI, set them instead of logging in.`,
 
 func loginRun(ctx context.Context, opts *LoginOptions) error {
 	io := opts.F.IO
-	server := opts.Server
-	if server == "" {
-		server = opts.F.Getenv("JETTY_SERVER")
-	}
+	server, _ := opts.F.GivenServer(opts.Server) // never the last login's: login names its server
 	if server == "" {
 		return usageError("--server is required (or set JETTY_SERVER)\nRun 'jetty login --help' for usage.")
 	}
@@ -132,7 +128,7 @@ func loginRun(ctx context.Context, opts *LoginOptions) error {
 		return apiFailure(err)
 	}
 
-	source, err := opts.Store.Save(server, key, secret, opts.InsecureStorage)
+	source, err := opts.F.store().Save(server, key, secret, opts.InsecureStorage)
 	if err != nil {
 		return fmt.Errorf("the credentials are valid but could not be stored: %w", err)
 	}
@@ -140,23 +136,11 @@ func loginRun(ctx context.Context, opts *LoginOptions) error {
 	if who == "" {
 		who = w.UserID
 	}
-	fmt.Fprintf(io.Out, "Logged in to %s as %s (tier %s); credentials stored in %s\n", server, who, w.Tier, describeSource(source))
+	fmt.Fprintf(io.Out, "Logged in to %s as %s (tier %s); credentials stored in %s\n", server, who, w.Tier, source)
 	if opts.F.Getenv("JETTY_API_KEY") != "" || opts.F.Getenv("JETTY_API_SECRET") != "" {
 		fmt.Fprintln(io.ErrOut, "note: JETTY_API_KEY/JETTY_API_SECRET are set and take precedence over the stored credentials until you unset them")
 	}
 	return nil
-}
-
-// describeSource turns a store's source into words: "the OS keychain" or
-// "the plain file PATH".
-func describeSource(source string) string {
-	if source == keychain.SourceKeychain {
-		return "the OS keychain"
-	}
-	if p, ok := strings.CutPrefix(source, "file ("); ok {
-		return "the plain file " + strings.TrimSuffix(p, ")")
-	}
-	return source
 }
 
 // readToken reads KEY:SECRET (or KEY and SECRET on two lines) from r.

@@ -78,7 +78,7 @@ func (e *authEnv) run(mk func(*Factory) *cobra.Command, tty bool, stdin string, 
 	io.StdinTTY, io.StdoutTTY, io.StderrTTY = tty, tty, tty
 	in.WriteString(stdin)
 	e.store.Warn = errOut
-	f := &Factory{IO: io, Getenv: func(k string) string { return e.env[k] }, LoadCredentials: loadFrom(e.store)}
+	f := &Factory{IO: io, Getenv: func(k string) string { return e.env[k] }, Credentials: func() CredentialStore { return e.store }}
 	cmd := mk(f)
 	cmd.SetArgs(args)
 	cmd.SetOut(out)
@@ -96,7 +96,6 @@ func (e *authEnv) run(mk func(*Factory) *cobra.Command, tty bool, stdin string, 
 func (e *authEnv) login(p Prompter) func(*Factory) *cobra.Command {
 	return func(f *Factory) *cobra.Command {
 		return NewCmdLogin(f, func(o *LoginOptions) error {
-			o.Store = e.store
 			if p != nil {
 				o.Prompter = p
 			}
@@ -106,7 +105,7 @@ func (e *authEnv) login(p Prompter) func(*Factory) *cobra.Command {
 }
 
 func (e *authEnv) logout(f *Factory) *cobra.Command {
-	return NewCmdLogout(f, func(o *LogoutOptions) error { o.Store = e.store; return logoutRun(o) })
+	return NewCmdLogout(f, func(o *LogoutOptions) error { return logoutRun(o) })
 }
 
 func whoamiCmd(f *Factory) *cobra.Command { return NewCmdWhoami(f, nil) }
@@ -317,8 +316,7 @@ func TestLoginWithoutSessionBus(t *testing.T) {
 
 	io, in, out, errOut := iostreams.Test()
 	in.WriteString(key + ":" + secret + "\n")
-	f := &Factory{IO: io, Getenv: func(k string) string { return env[k] }}
-	f.LoadCredentials = loadFrom(systemStore(f))
+	f := newFactory(io, func(k string) string { return env[k] })
 	cmd := NewCmdLogin(f, nil)
 	cmd.SetArgs([]string{"--server", srv, "--with-token"})
 	cmd.SilenceErrors, cmd.SilenceUsage = true, true
@@ -348,8 +346,7 @@ func TestLoginWithoutSessionBus(t *testing.T) {
 
 	// whoami through main's wiring finds them in the file.
 	io2, _, out2, _ := iostreams.Test()
-	f2 := &Factory{IO: io2, Getenv: f.Getenv}
-	f2.LoadCredentials = loadFrom(systemStore(f2))
+	f2 := newFactory(io2, f.Getenv)
 	w := NewCmdWhoami(f2, nil)
 	w.SetArgs(nil)
 	if err := w.ExecuteContext(context.Background()); err != nil || !strings.Contains(out2.String(), "the plain file "+path) {
@@ -374,8 +371,7 @@ func TestRealSecretService(t *testing.T) {
 		t.Helper()
 		io, in, out, errOut := iostreams.Test()
 		in.WriteString(stdin)
-		f := &Factory{IO: io, Getenv: func(k string) string { return env[k] }}
-		f.LoadCredentials = loadFrom(systemStore(f))
+		f := newFactory(io, func(k string) string { return env[k] })
 		cmd := mk(f, io)
 		cmd.SetArgs(args)
 		cmd.SilenceErrors, cmd.SilenceUsage = true, true
@@ -462,7 +458,7 @@ func TestLoginSecretServiceNotAnswering(t *testing.T) {
 	env := map[string]string{"HOME": home, "XDG_CONFIG_HOME": filepath.Join(home, "config")}
 	io, in, out, errOut := iostreams.Test()
 	in.WriteString(key + ":" + secret + "\n")
-	f := &Factory{IO: io, Getenv: func(k string) string { return env[k] }}
+	f := newFactory(io, func(k string) string { return env[k] })
 	cmd := NewCmdLogin(f, nil)
 	cmd.SetArgs([]string{"--server", srv, "--with-token"})
 	cmd.SilenceErrors, cmd.SilenceUsage = true, true

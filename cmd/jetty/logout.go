@@ -13,12 +13,11 @@ import (
 type LogoutOptions struct {
 	F      *Factory
 	Server string
-	Store  CredentialStore
 }
 
 // NewCmdLogout builds `jetty logout`.
 func NewCmdLogout(f *Factory, runF func(*LogoutOptions) error) *cobra.Command {
-	opts := &LogoutOptions{F: f, Store: systemStore(f)}
+	opts := &LogoutOptions{F: f}
 	cmd := &cobra.Command{
 		Use:   "logout [--server URL]",
 		Short: "Remove stored credentials from the OS keychain and the plain file",
@@ -42,26 +41,19 @@ unset them yourself.`,
 
 func logoutRun(opts *LogoutOptions) error {
 	out := opts.F.IO.Out
-	server := opts.Server
-	if server == "" {
-		server = opts.F.Getenv("JETTY_SERVER")
-	}
-	if server == "" {
-		cur, err := opts.Store.Current()
-		if err != nil {
-			return err
-		}
-		server = cur
+	server, _, err := opts.F.ResolveServer(opts.Server)
+	if err != nil {
+		return err
 	}
 	if server == "" {
 		fmt.Fprintln(out, "Not logged in; nothing to remove.")
 		return envNote(opts.F)
 	}
-	server, err := keychain.NormalizeServer(server)
+	server, err = keychain.NormalizeServer(server)
 	if err != nil {
 		return usageError("--server: %v", err)
 	}
-	removed, err := opts.Store.Delete(server)
+	removed, err := opts.F.store().Delete(server)
 	if err != nil {
 		if len(removed) > 0 {
 			fmt.Fprintf(out, "Removed the credentials for %s from %s.\n", server, describeAll(removed))
@@ -84,10 +76,12 @@ func envNote(f *Factory) error {
 	return nil
 }
 
-func describeAll(sources []string) string {
+// describeAll names where credentials were removed from: "the OS
+// keychain and the plain file PATH".
+func describeAll(sources []keychain.Source) string {
 	words := make([]string, len(sources))
 	for i, s := range sources {
-		words[i] = describeSource(s)
+		words[i] = s.String()
 	}
 	return strings.Join(words, " and ")
 }

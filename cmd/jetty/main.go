@@ -24,9 +24,7 @@ func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	io := iostreams.System()
-	f := &Factory{IO: io, Getenv: os.Getenv}
-	f.LoadCredentials = loadFrom(systemStore(f))
-	root := NewCmdRoot(f)
+	root := NewCmdRoot(newFactory(io, os.Getenv))
 	root.SetArgs(os.Args[1:])
 	err := root.ExecuteContext(ctx)
 	if err == nil {

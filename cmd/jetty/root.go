@@ -14,17 +14,13 @@ import (
 type Factory struct {
 	IO     *iostreams.IOStreams
 	Getenv func(string) string
-	// LoadCredentials finds stored credentials for server ("" means the
-	// server last logged in to) and says where they came from (keychain,
-	// file). Set by main from the keychain package; nil means none.
-	LoadCredentials func(server string) (Credentials, string, error)
-}
-
-// Credentials are a server and the key and secret for it.
-type Credentials struct {
-	Server    string
-	APIKey    string
-	APISecret string
+	// Credentials returns the credential store: where login saves,
+	// logout deletes and every other command finds stored credentials.
+	// main's (newFactory) builds the system store on the first call and
+	// returns that one store after; a command that needs no stored
+	// credentials never calls it. nil: nothing is stored and nothing can
+	// be (tests that build a bare Factory).
+	Credentials func() CredentialStore
 }
 
 // Exit codes. They are part of the command-line contract (see

@@ -3,12 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
-	"github.com/jettythunder/jetty/keychain"
 	"github.com/jettythunder/jetty/protocol"
 )
 
@@ -53,7 +51,7 @@ The credentials are checked against the server.`,
 }
 
 func whoamiRun(ctx context.Context, opts *WhoamiOptions) error {
-	c, source, err := opts.F.Client(opts.Client)
+	c, origin, err := opts.F.Client(opts.Client)
 	if err != nil {
 		return err
 	}
@@ -61,32 +59,23 @@ func whoamiRun(ctx context.Context, opts *WhoamiOptions) error {
 	if err != nil {
 		return apiFailure(err)
 	}
-	r := whoamiResult{Whoami: w, Server: c.BaseURL, ServerSource: "login", CredentialsSource: source}
-	switch {
-	case opts.Client.Server != "":
-		r.ServerSource = "flag"
-	case opts.F.Getenv("JETTY_SERVER") != "":
-		r.ServerSource = "environment"
-	}
-	if p, ok := strings.CutPrefix(source, "file ("); ok {
-		r.CredentialsSource, r.CredentialsFile = "file", strings.TrimSuffix(p, ")")
+	r := whoamiResult{
+		Whoami:            w,
+		Server:            c.BaseURL,
+		ServerSource:      origin.Server.String(),
+		CredentialsSource: origin.Credentials.Kind.String(),
+		CredentialsFile:   origin.Credentials.Path,
 	}
 	if opts.JSON {
 		return writeJSON(opts.F.IO.Out, r)
 	}
-	serverFrom := map[string]string{"flag": "--server", "environment": "JETTY_SERVER", "login": "last login"}[r.ServerSource]
-	credsFrom := describeSource(source)
-	if source == "environment" {
-		credsFrom = "the environment (JETTY_API_KEY, JETTY_API_SECRET)"
-	} else if source == keychain.SourceKeychain {
-		credsFrom = "the OS keychain"
-	}
+	serverFrom := map[ServerSource]string{ServerFlag: "--server", ServerEnv: "JETTY_SERVER", ServerLogin: "last login"}[origin.Server]
 	tw := tabwriter.NewWriter(opts.F.IO.Out, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "User:\t%s\n", w.UserID)
 	fmt.Fprintf(tw, "Email:\t%s\n", w.Email)
 	fmt.Fprintf(tw, "Tier:\t%s (%s)\n", w.Tier, w.Status)
 	fmt.Fprintf(tw, "Account:\t%s\n", w.AccountID)
 	fmt.Fprintf(tw, "Server:\t%s (from %s)\n", r.Server, serverFrom)
-	fmt.Fprintf(tw, "Credentials:\t%s\n", credsFrom)
+	fmt.Fprintf(tw, "Credentials:\t%s\n", origin.Credentials)
 	return tw.Flush()
 }
