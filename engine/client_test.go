@@ -230,9 +230,6 @@ func TestRate(t *testing.T) {
 	if bps := r.BytesPerSecond(); math.Abs(bps-10e6) > 1e3 {
 		t.Errorf("rate %.0f", bps)
 	}
-	if avg := r.Average(); math.Abs(avg-10e6) > 1e3 {
-		t.Errorf("average %.0f", avg)
-	}
 	if eta := r.ETA(50_000_000); eta < 4900*time.Millisecond || eta > 5100*time.Millisecond {
 		t.Errorf("eta %v", eta)
 	}

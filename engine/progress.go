@@ -128,19 +128,17 @@ type Rate struct {
 	// HalfLife is how long until an old measurement weighs half.
 	HalfLife time.Duration
 
-	started    bool
-	lastT      time.Time
-	lastN      int64
-	rate       float64
-	hasRate    bool
-	firstT     time.Time
-	firstTotal int64
+	started bool
+	lastT   time.Time
+	lastN   int64
+	rate    float64
+	hasRate bool
 }
 
 // Update records that total bytes had been moved at t.
 func (r *Rate) Update(t time.Time, total int64) {
 	if !r.started {
-		r.started, r.lastT, r.lastN, r.firstT, r.firstTotal = true, t, total, t, total
+		r.started, r.lastT, r.lastN = true, t, total
 		return
 	}
 	dt := t.Sub(r.lastT).Seconds()
@@ -163,15 +161,6 @@ func (r *Rate) Update(t time.Time, total int64) {
 
 // BytesPerSecond is the current estimate (0 before two updates).
 func (r *Rate) BytesPerSecond() float64 { return max(r.rate, 0) }
-
-// Average is the mean rate since the first update.
-func (r *Rate) Average() float64 {
-	dt := r.lastT.Sub(r.firstT).Seconds()
-	if dt <= 0 {
-		return 0
-	}
-	return float64(r.lastN-r.firstTotal) / dt
-}
 
 // ETA estimates the time to move remaining more bytes (0 when unknown).
 func (r *Rate) ETA(remaining int64) time.Duration {

@@ -87,8 +87,15 @@ func NewObjectKey(userID, filename string, now time.Time) (string, error) {
 	for i := range b {
 		b[i] = keyAlphabet[b[i]&31]
 	}
-	return fmt.Sprintf("users/%s/%d-%s%s", userID, now.UnixMilli(), b, keyExt(filename)), nil
+	return fmt.Sprintf("%s%d-%s%s", AccountPrefix(userID), now.UnixMilli(), b, keyExt(filename)), nil
 }
 
+// AccountsRoot is where every account's objects live: the object-key
+// prefix of all of them.
+const AccountsRoot = "users/"
+
+// S3PrefixFor is an account's s3_prefix as provisioning records it.
+func S3PrefixFor(userID string) string { return AccountsRoot + userID }
+
 // AccountPrefix is the object-key prefix of an account's objects.
-func AccountPrefix(userID string) string { return "users/" + userID + "/" }
+func AccountPrefix(userID string) string { return S3PrefixFor(userID) + "/" }

@@ -105,9 +105,9 @@ func edgesRun(ctx context.Context, opts *EdgesOptions) error {
 		fmt.Fprintf(out, "\n%d live relays.\n", body.Relays)
 		return nil
 	}
-	var chunk int64
 	req := protocol.OptimalRequest{FileSize: opts.Size}
-	rep, err := edges.Evaluate(ctx, ec, chunk, opts.Workers, edges.EvaluateOptions{Request: req, Probe: edges.ProbeOptions{Timeout: opts.Timeout}})
+	// Chunk size 0: the one the server advises for a file of that size.
+	rep, err := edges.Evaluate(ctx, ec, 0, opts.Workers, edges.EvaluateOptions{Request: req, Probe: edges.ProbeOptions{Timeout: opts.Timeout}})
 	if err != nil {
 		return apiFailure(err)
 	}

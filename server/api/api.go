@@ -283,10 +283,6 @@ func (s *Server) Close() error {
 	return nil
 }
 
-// FlushRequestLog waits until every request seen so far is written to
-// api_requests (used by tests and at shutdown).
-func (s *Server) FlushRequestLog(ctx context.Context) error { return s.reqlog.flush(ctx) }
-
 // tier returns a tier row, cached for tierTTL.
 func (s *Server) tier(ctx context.Context, name string) (server.Tier, error) {
 	s.tierMu.Lock()

@@ -177,7 +177,7 @@ func (s *Server) provision(r *http.Request, w http.ResponseWriter) (server.Accou
 		APIKey:     key,
 		SecretHash: apikey.HashSecret(secret),
 		S3Bucket:   s.bucket,
-		S3Prefix:   "users/" + userID,
+		S3Prefix:   server.S3PrefixFor(userID),
 	})
 	if err != nil {
 		return server.Account{}, "", err

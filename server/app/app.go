@@ -500,7 +500,7 @@ func (a *App) DemoAccount(ctx context.Context) (server.Account, string, error) {
 		APIKey:     key,
 		SecretHash: apikey.HashSecret(secret),
 		S3Bucket:   a.cfg.Bucket,
-		S3Prefix:   "users/" + demoUser,
+		S3Prefix:   server.S3PrefixFor(demoUser),
 	})
 	if server.ErrorCode(err) == server.EAccountExists {
 		acct, err = a.store.RotateCredentials(ctx, demoUser, key, apikey.HashSecret(secret), time.Time{})

@@ -186,7 +186,7 @@ func (r *Runner) collect(ctx context.Context, now time.Time) (int, error) {
 // crash between the blob store and the database.
 func (r *Runner) orphans(ctx context.Context, cutoff time.Time) (int, error) {
 	removed := 0
-	ups, err := r.Blobs.ListUploads(ctx, "users/", cutoff)
+	ups, err := r.Blobs.ListUploads(ctx, server.AccountsRoot, cutoff)
 	if err != nil {
 		return 0, err
 	}
