@@ -667,6 +667,10 @@ func TestRoutesAllFailFallBackToOrigin(t *testing.T) {
 			return []Route{a.route(s, 1), b.route(s, 1), {ID: "origin", Kind: RouteOrigin, Weight: 1}}, nil
 		}))
 		opts.Retry.MaxAttempts = 20
+		// No half-open trial during the test: under load the upload can
+		// outlast the default 10 s cooldown, and a trial on a relay would
+		// be one more refusal than the breaker's threshold.
+		opts.Retry.BreakerCooldown = time.Hour
 		res, err := Upload(context.Background(), f.client(), path, opts)
 		checkNoWorkers(t)
 		if err != nil {
