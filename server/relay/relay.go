@@ -49,7 +49,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jettythunder/jetty/edges"
 	"github.com/jettythunder/jetty/internal/connguard"
 	"github.com/jettythunder/jetty/internal/idleread"
 	"github.com/jettythunder/jetty/internal/secrets"
@@ -57,6 +56,7 @@ import (
 	"github.com/jettythunder/jetty/protocol/edgeauth"
 	"github.com/jettythunder/jetty/server/blob"
 	"github.com/jettythunder/jetty/server/blob/s3blob"
+	"github.com/jettythunder/jetty/server/probe"
 	"github.com/jettythunder/jetty/server/uploadtoken"
 )
 
@@ -242,7 +242,7 @@ func (r *Relay) Stats() Stats {
 func (r *Relay) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT /api/jetty/sessions/{id}/chunks/{index}", r.handleChunk)
-	mux.Handle("POST "+protocol.PathProbe, edges.ProbeHandler())
+	mux.Handle("POST "+protocol.PathProbe, probe.Handler())
 	mux.HandleFunc("GET /healthz", r.handleHealthz)
 	mux.HandleFunc("/", func(w http.ResponseWriter, req *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "a relay takes chunk PUTs (/api/jetty/sessions/{id}/chunks/{index}), probes and /healthz only")
