@@ -1,16 +1,14 @@
-// Package edges is everything about the receivers of JettySpeed chunks
-// other than the origin's own endpoint:
+// Package edges is the client's side of the edges (docs/edges.md): how an
+// upload picks the receivers of its chunks. It asks the origin for
+// candidates (Candidates), probes them concurrently within a bounded time
+// (Probe: round trips and a throughput sample), scores them (Score, a
+// pure function) and turns the scores into engine.Routes with weights
+// (Selector, an engine.EdgeSelector); Evaluate and Report are the same
+// for `jetty edges`.
 //
-//   - the wire types of the edge protocol (heartbeats, session lookups,
-//     optimal-edges, probes), shared by the server, the relay and the
-//     client;
-//   - the authentication of relay-to-origin calls (an HMAC over the
-//     request with a key derived from JETTY_EDGE_SECRET, with a timestamp)
-//     and the sealing of the upload-token key the origin hands its relays;
-//   - the client side: asking for candidates, probing them concurrently
-//     within a bounded time, scoring them and turning the scores into
-//     engine.Routes with weights (Selector).
-//
-// The relay node behind `jetty edge` lives in edges/relay. The protocol
-// is described in docs/edges.md.
+// It is a client package: it imports no server package. The wire types
+// of the edge protocol and relay authentication live in package protocol
+// (and protocol/edgeauth); the receiving ends are server components: the
+// relay node behind `jetty edge` in server/relay, the probe handler in
+// server/probe.
 package edges

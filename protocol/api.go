@@ -137,6 +137,8 @@ type ChunkAck struct {
 	Index  int    `json:"index"`
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"`
+	// Edge is the relay that took the chunk (relays only).
+	Edge string `json:"edge,omitempty"`
 }
 
 // CompleteRequest is the body of POST /api/jetty/sessions/{id}/complete:

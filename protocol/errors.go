@@ -61,7 +61,12 @@ const (
 	// CodeEdgeDraining (503): a relay going away; clients stop sending
 	// through it at once.
 	CodeEdgeDraining = "edge_draining"
-	// CodeBadGateway (502): a relay could not reach the origin.
+	// CodeEdgeBusy (503, with Retry-After): a relay at its capacity;
+	// clients send the chunk through another route.
+	CodeEdgeBusy = "edge_busy"
+	// CodeBadGateway (502): a relay could not get a chunk through: the
+	// origin or the storage behind it did not answer or refused it for
+	// its own reasons. Clients send the chunk through another route.
 	CodeBadGateway = "bad_gateway"
 )
 
@@ -100,6 +105,7 @@ var statusByCode = map[string]int{
 	CodeTimeout:             http.StatusRequestTimeout,
 	CodeInsufficientStorage: http.StatusInsufficientStorage,
 	CodeEdgeDraining:        http.StatusServiceUnavailable,
+	CodeEdgeBusy:            http.StatusServiceUnavailable,
 	CodeBadGateway:          http.StatusBadGateway,
 }
 

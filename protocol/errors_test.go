@@ -51,7 +51,7 @@ func TestEveryCodeHasItsStatus(t *testing.T) {
 	if st := StatusFor("no_such_code"); st != http.StatusInternalServerError {
 		t.Errorf("unknown code: %d, want 500", st)
 	}
-	for code, want := range map[string]int{CodeChunksMissing: 409, CodeInsufficientStorage: 507, CodeEdgeDraining: 503, CodeTooLarge: 413, CodeTokenExpired: 401, CodeSessionGone: 410} {
+	for code, want := range map[string]int{CodeChunksMissing: 409, CodeInsufficientStorage: 507, CodeEdgeDraining: 503, CodeEdgeBusy: 503, CodeBadGateway: 502, CodeTooLarge: 413, CodeTokenExpired: 401, CodeSessionGone: 410} {
 		if got := StatusFor(code); got != want {
 			t.Errorf("StatusFor(%q) = %d, want %d", code, got, want)
 		}

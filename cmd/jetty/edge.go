@@ -8,10 +8,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/jettythunder/jetty/edges/relay"
 	"github.com/jettythunder/jetty/internal/secrets"
 	"github.com/jettythunder/jetty/server/app"
 	"github.com/jettythunder/jetty/server/blob/s3blob"
+	"github.com/jettythunder/jetty/server/relay"
 )
 
 // EdgeOptions are the inputs of `jetty edge`.

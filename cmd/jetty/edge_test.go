@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jettythunder/jetty/edges/relay"
 	"github.com/jettythunder/jetty/internal/iostreams"
 	"github.com/jettythunder/jetty/internal/testenv"
+	"github.com/jettythunder/jetty/server/relay"
 )
 
 const cmdEdgeSecret = "edge_secret_cmd_tests_7e3167e66c0f3c0ef559cbef21310828"

@@ -2,9 +2,14 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -15,12 +20,13 @@ import (
 	"time"
 
 	"github.com/jettythunder/jetty/edges"
-	"github.com/jettythunder/jetty/edges/relay"
 	"github.com/jettythunder/jetty/engine"
 	"github.com/jettythunder/jetty/internal/testenv"
 	"github.com/jettythunder/jetty/protocol"
 	"github.com/jettythunder/jetty/server/app"
 	"github.com/jettythunder/jetty/server/blob/s3blob"
+	"github.com/jettythunder/jetty/server/probe"
+	"github.com/jettythunder/jetty/server/relay"
 )
 
 const edgeSecret = "e2e_edge_secret_504faf11736c55965520dce3364eba81"
@@ -420,5 +426,73 @@ func TestEdgesS3(t *testing.T) {
 	}
 	if h, n := s.download(t, res.Asset.ID); h != sum || n != size {
 		t.Fatalf("download: %s %d bytes, want %s %d", h, n, sum, size)
+	}
+}
+
+// TestProbeAgainstProbeHandler: the client's probe (edges) against the
+// receivers' real handler (server/probe), which live on either side of
+// the client/server line and meet here.
+func TestProbeAgainstProbeHandler(t *testing.T) {
+	// The receivers' real handler, behind the same healthz as the server's.
+	mux := http.NewServeMux()
+	mux.Handle("POST "+protocol.PathProbe, probe.Handler())
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, `{"status":"ok"}`) })
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	ms := edges.Probe(context.Background(), nil, []protocol.Candidate{{ID: "origin", Kind: protocol.KindOrigin, URL: srv.URL}}, edges.ProbeOptions{})
+	if m := ms[0]; !m.Healthy || m.Err != nil || m.RTT <= 0 {
+		t.Fatalf("%+v", m)
+	}
+}
+
+// TestEdgesRelayAfterRefusals: chunks a relay refused (a forged token, a
+// wrong hash) leave nothing behind, and the engine then resumes the
+// upload through that relay: the chunk it already took is not sent
+// again, the others go through it, and the asset is the file. (Moved
+// from the relay's own tests, which speak the protocol without the
+// engine.)
+func TestEdgesRelayAfterRefusals(t *testing.T) {
+	s := startEdgeServer(t)
+	ln := listen(t)
+	r := startRelay(t, s.url, "edge_refusals", ln, "")
+	base := "http://" + ln.Addr().String()
+	c := s.client()
+	ctx := context.Background()
+	data, _ := io.ReadAll(testenv.NewRandReader(3, 12<<20+7)) // chunks 0, 1 of 5 MiB, 2 of 2 MiB + 7
+	m, err := engine.Plan(ctx, bytes.NewReader(data), int64(len(data)), 5<<20, engine.PlanOptions{Name: "data.bin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opened, err := c.OpenSession(ctx, protocol.OpenRequest{Manifest: m})
+	if err != nil || opened.Session == nil {
+		t.Fatalf("open: %v", err)
+	}
+	sess := opened.Session
+	chunkURL := base + "/api/jetty/sessions/" + sess.ID + "/chunks/{index}"
+	c0 := data[:5<<20]
+	wrong := bytes.Clone(c0)
+	wrong[12345] ^= 0xff
+	if err := c.PutChunk(ctx, chunkURL, sess.UploadToken+"x", 0, m.Chunks[0].SHA256, bytes.NewReader(c0), int64(len(c0))); !engine.IsCode(err, protocol.CodeTokenInvalid) {
+		t.Fatalf("forged token: %v", err)
+	}
+	if err := c.PutChunk(ctx, chunkURL, sess.UploadToken, 0, m.Chunks[0].SHA256, bytes.NewReader(wrong), int64(len(wrong))); !engine.IsCode(err, protocol.CodeChecksumMismatch) {
+		t.Fatalf("wrong bytes: %v", err)
+	}
+	if err := c.PutChunk(ctx, chunkURL, sess.UploadToken, 0, m.Chunks[0].SHA256, bytes.NewReader(c0), int64(len(c0))); err != nil {
+		t.Fatalf("good chunk: %v", err)
+	}
+	res, err := engine.UploadReader(ctx, c, bytes.NewReader(data), int64(len(data)), "data.bin",
+		engine.Options{ChunkSize: 5 << 20, Workers: 2, Edges: fixedRoutes{relayRoute(r.ID(), base)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Asset.Hash != m.SHA256 || res.ChunksSent != 2 || len(res.Edges) != 1 || res.Edges[0].ID != r.ID() {
+		t.Fatalf("upload through the relay: hash %s sent %d edges %+v", res.Asset.Hash, res.ChunksSent, res.Edges)
+	}
+	// A chunk for the completed session is refused.
+	err = c.PutChunk(ctx, chunkURL, sess.UploadToken, 0, m.Chunks[0].SHA256, bytes.NewReader(c0), int64(len(c0)))
+	var ae *engine.APIError
+	if !errors.As(err, &ae) || (ae.Status != 409 && ae.Status != 410) {
+		t.Errorf("chunk after completion: %v", err)
 	}
 }

@@ -35,7 +35,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"github.com/jettythunder/jetty/edges/relay"
 	"github.com/jettythunder/jetty/engine"
 	"github.com/jettythunder/jetty/internal/testenv"
 	"github.com/jettythunder/jetty/protocol"
@@ -45,6 +44,7 @@ import (
 	"github.com/jettythunder/jetty/server/blob/fsblob"
 	"github.com/jettythunder/jetty/server/blob/s3blob"
 	"github.com/jettythunder/jetty/server/jobs"
+	"github.com/jettythunder/jetty/server/relay"
 )
 
 // Kill points: where in an upload the victim (client, server or relay)

@@ -22,13 +22,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/jettythunder/jetty/edges"
 	"github.com/jettythunder/jetty/internal/idleread"
 	"github.com/jettythunder/jetty/protocol"
 	"github.com/jettythunder/jetty/protocol/edgeauth"
 	"github.com/jettythunder/jetty/server"
 	"github.com/jettythunder/jetty/server/blob"
 	"github.com/jettythunder/jetty/server/memory"
+	"github.com/jettythunder/jetty/server/probe"
 	"github.com/jettythunder/jetty/server/uploadtoken"
 )
 
@@ -233,7 +233,7 @@ func New(cfg Config) *Server {
 		mux.HandleFunc("DELETE "+protocol.PathEdgeNode+"{id}", s.handleEdgeDeregister)
 		mux.HandleFunc("GET "+protocol.PathEdgeSession+"{id}", s.handleEdgeSession)
 	}
-	mux.Handle("POST "+protocol.PathProbe, edges.ProbeHandler())
+	mux.Handle("POST "+protocol.PathProbe, probe.Handler())
 
 	if s.relay != nil {
 		mux.Handle("POST /api/webhooks/jettythunder/provision", s.relay)

@@ -17,6 +17,7 @@ import (
 	"github.com/jettythunder/jetty/protocol/edgeauth"
 	"github.com/jettythunder/jetty/server"
 	"github.com/jettythunder/jetty/server/blob"
+	"github.com/jettythunder/jetty/server/chunkadmit"
 )
 
 // Edge timing and limits.
@@ -339,7 +340,7 @@ func (s *Server) handlePresign(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, server.Errorf(server.ENotFound, "this server offers no direct uploads to storage"))
 		return
 	}
-	claims, err := s.chunkToken(r)
+	claims, _, err := chunkadmit.Token(r, s.tokens, s.now())
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -360,9 +361,10 @@ func (s *Server) handlePresign(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, server.Errorf(server.EInvalid, "ask for 1..%d chunks at a time", protocol.MaxPresign))
 		return
 	}
-	sess, err := s.openSession(ctx, claims.AccountID, claims.SessionID)
-	if err == nil && sess.State != server.SessionOpen {
-		err = server.Errorf(server.EConflict, "upload session is being completed; no more chunks")
+	// The session takes chunks as for a chunk PUT (server/chunkadmit).
+	sess, view, err := s.sessionView(ctx, claims)
+	if err == nil {
+		err = chunkadmit.Open(view, s.now())
 	}
 	if err != nil {
 		s.writeError(w, r, err)

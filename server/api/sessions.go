@@ -5,21 +5,19 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/jettythunder/jetty/internal/connguard"
 	"github.com/jettythunder/jetty/internal/idleread"
 	"github.com/jettythunder/jetty/internal/units"
 	"github.com/jettythunder/jetty/protocol"
 	"github.com/jettythunder/jetty/server"
 	"github.com/jettythunder/jetty/server/blob"
+	"github.com/jettythunder/jetty/server/chunkadmit"
 	"github.com/jettythunder/jetty/server/uploadtoken"
 )
 
@@ -359,15 +357,6 @@ func (s *Server) resumableSession(ctx context.Context, accountID string, m *prot
 	return sess, nil
 }
 
-// streamChunkFits checks a chunk of a stream session against the
-// session's chunk size and reservation (protocol.StreamChunkRefusal).
-func streamChunkFits(index int, size, chunkSize, reserved int64) error {
-	if code, msg := protocol.StreamChunkRefusal(index, size, chunkSize, reserved); code != "" {
-		return server.Errorf(code, "%s", msg)
-	}
-	return nil
-}
-
 // heldParts lists the parts storage holds for a session. assembled
 // reports that the session's multipart upload is gone because an earlier
 // completion of this session assembled the object (it is there, with the
@@ -493,137 +482,88 @@ func (s *Server) handleRefreshToken(w http.ResponseWriter, r *http.Request, acct
 	writeJSON(w, http.StatusOK, protocol.Token{UploadToken: tok, TokenExpiresAt: exp})
 }
 
-// chunkToken reads and verifies the upload token of a chunk request.
-func (s *Server) chunkToken(r *http.Request) (uploadtoken.Claims, error) {
-	tok := r.Header.Get("X-Upload-Token")
-	if tok == "" {
-		tok, _ = bearer(r)
-	}
-	if tok == "" {
-		return uploadtoken.Claims{}, server.Errorf(server.ETokenInvalid, "missing upload token: send Authorization: Bearer <upload_token> from the session")
-	}
-	c, err := s.tokens.Verify(tok, s.now())
-	switch {
-	case errors.Is(err, uploadtoken.ErrExpired):
-		return c, server.Errorf(server.ETokenExpired, "upload token expired: get a new one with POST /api/jetty/sessions/{id}/token")
-	case err != nil:
-		return c, server.Errorf(server.ETokenInvalid, "invalid upload token: %v", err)
-	case c.SessionID != r.PathValue("id"):
-		return c, server.Errorf(server.ETokenInvalid, "upload token belongs to another session")
-	}
-	connguard.Authenticated(r.Context())
-	return c, nil
-}
-
-// handlePutChunk answers PUT /api/jetty/sessions/{id}/chunks/{index}: the
-// bytes stream into storage while their SHA-256 is checked; a mismatch
-// stores nothing.
-func (s *Server) handlePutChunk(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	claims, err := s.chunkToken(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
+// chunkSession is the origin's lookup for chunk admission
+// (server/chunkadmit): the session of the token's account, then the
+// account, which must be usable (a suspended or deleted account's
+// sessions take no more bytes, from the next chunk on, though its token
+// works for 15 min). The same order as a relay's lookup at the origin
+// (handleEdgeSession), so that both answer alike.
+func (s *Server) chunkSession(ctx context.Context, claims uploadtoken.Claims) (server.UploadSession, chunkadmit.Session, error) {
 	if info := requestInfoFrom(ctx); info != nil {
 		info.accountID = claims.AccountID
 	}
-	// A suspended or deleted account's sessions take no more bytes, from
-	// the next chunk on (the token alone would keep working for 15 min).
+	sess, view, err := s.sessionView(ctx, claims)
+	if err != nil {
+		return sess, view, err
+	}
 	if _, err := s.activeAccount(ctx, claims.AccountID); err != nil {
-		s.writeError(w, r, err)
-		return
+		return sess, view, err
 	}
-	sess, err := s.openSession(ctx, claims.AccountID, claims.SessionID)
-	if err == nil && sess.State != server.SessionOpen {
-		err = server.Errorf(server.EConflict, "upload session is being completed; no more chunks")
+	return sess, view, nil
+}
+
+// sessionView looks up the session a token names, and what admission
+// reads of it.
+func (s *Server) sessionView(ctx context.Context, claims uploadtoken.Claims) (server.UploadSession, chunkadmit.Session, error) {
+	sess, err := s.store.SessionByID(ctx, claims.AccountID, claims.SessionID)
+	if err != nil {
+		if server.ErrorCode(err) == server.ENotFound {
+			err = server.Errorf(server.ENotFound, "no such upload session")
+		}
+		return sess, chunkadmit.Session{}, err
 	}
+	view := chunkadmit.Session{State: sess.State, ExpiresAt: sess.ExpiresAt, ChunkSize: sess.ChunkSize, Reserved: sess.Reserved}
+	if sess.Manifest != nil {
+		m, err := s.manifests.get(sess)
+		if err != nil {
+			return sess, view, err
+		}
+		view.Chunks = chunkadmit.ManifestChunks(m.Chunks)
+	}
+	return sess, view, nil
+}
+
+// handlePutChunk answers PUT /api/jetty/sessions/{id}/chunks/{index}:
+// admitted (server/chunkadmit, as on relays), the bytes stream into
+// storage while their SHA-256 is checked; a mismatch stores nothing.
+func (s *Server) handlePutChunk(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	var sess server.UploadSession
+	lookup := func(ctx context.Context, claims uploadtoken.Claims) (chunkadmit.Session, error) {
+		var view chunkadmit.Session
+		var err error
+		sess, view, err = s.chunkSession(ctx, claims)
+		return view, err
+	}
+	c, err := chunkadmit.Admit(r, s.tokens, s.now(), lookup)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	index, err := strconv.Atoi(r.PathValue("index"))
-	if err != nil || index < 0 || index >= protocol.MaxChunks {
-		s.writeError(w, r, server.Errorf(server.EInvalid, "chunk index must be 0..%d", protocol.MaxChunks-1))
-		return
-	}
-	sum := strings.ToLower(r.Header.Get("X-Chunk-SHA256"))
-	if !protocol.IsHex64(sum) {
-		s.writeError(w, r, server.Errorf(server.EInvalid, "X-Chunk-SHA256 must be the chunk's SHA-256 in hex"))
-		return
-	}
-	if r.ContentLength < 0 {
-		s.writeError(w, r, server.Errorf(server.ELengthRequired, "Content-Length is required for chunks"))
-		return
-	}
-	size := r.ContentLength
-	if sess.Manifest != nil {
-		m, err := s.manifests.get(sess)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		if index >= len(m.Chunks) {
-			s.writeError(w, r, server.Errorf(server.EInvalid, "chunk %d is beyond the manifest's %d chunks", index, len(m.Chunks)))
-			return
-		}
-		c := m.Chunks[index]
-		if size != c.Size {
-			s.writeError(w, r, server.Errorf(server.EInvalid, "chunk %d is %d bytes in the manifest, the request carries %d", index, c.Size, size))
-			return
-		}
-		if sum != c.SHA256 {
-			s.writeError(w, r, server.Errorf(server.EChecksumMismatch, "chunk %d: X-Chunk-SHA256 differs from the manifest", index))
-			return
-		}
-	} else if err := streamChunkFits(index, size, sess.ChunkSize, sess.Reserved); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if !s.streams.acquire(sess.ID, max(claims.MaxWorkers, 1)) {
+	if !s.streams.acquire(sess.ID, max(c.Claims.MaxWorkers, 1)) {
 		s.writeError(w, r, &rateLimitError{
-			err:        server.Errorf(server.ETooManyStreams, "more than %d chunk uploads at once on this session (your tier's ceiling); retry after the Retry-After seconds", claims.MaxWorkers),
+			err:        server.Errorf(server.ETooManyStreams, "more than %d chunk uploads at once on this session (your tier's ceiling); retry after the Retry-After seconds", c.Claims.MaxWorkers),
 			retryAfter: time.Second,
 		})
 		return
 	}
 	defer s.streams.release(sess.ID)
-	digest, _ := hex.DecodeString(sum)
-	body := idleread.Body(w, r, s.bodyIdle)
-	if _, err := s.blobs.PutPart(ctx, sess.ObjectKey, sess.UploadID, index+1, body, size, digest); err != nil {
-		switch {
-		case idleread.Stalled(body):
-			err = server.Errorf(server.ETimeout, "chunk %d: nothing received for %s; nothing was stored, send it again", index, s.bodyIdleOrDefault())
-		case errors.Is(err, blob.ErrChecksum):
-			s.metrics.chunks.WithLabelValues("checksum_mismatch").Inc()
-			err = server.Errorf(server.EChecksumMismatch, "chunk %d: the bytes received do not hash to %s; nothing was stored, send it again", index, sum)
-		case ctx.Err() != nil || errors.Is(err, io.ErrUnexpectedEOF):
-			err = server.Errorf(server.EInvalid, "chunk %d: the body ended early", index)
-		default:
-			err = s.putPartFailed(ctx, claims.AccountID, claims.SessionID, err)
+	body := c.Body(w, r, s.bodyIdle, false) // the blob store checks the hash
+	if _, err := s.blobs.PutPart(ctx, sess.ObjectKey, sess.UploadID, c.Index+1, body, c.Size, c.Digest); err != nil {
+		if ref := body.Failed(ctx, err, s.now(), lookup); ref != nil {
+			if server.ErrorCode(ref) == server.EChecksumMismatch {
+				s.metrics.chunks.WithLabelValues("checksum_mismatch").Inc()
+			}
+			err = ref
+		} else {
+			err = fmt.Errorf("put part: %w", err) // an outage (503) or a bug (500)
 		}
 		s.writeError(w, r, err)
 		return
 	}
 	s.metrics.chunks.WithLabelValues("stored").Inc()
-	s.metrics.uploadedBytes.Add(float64(size))
-	writeJSON(w, http.StatusOK, protocol.ChunkAck{Index: index, Size: size, SHA256: sum})
-}
-
-// putPartFailed is the error of a chunk the store refused. A concurrent
-// upload of the same content shares the session and may have completed
-// (or aborted) it while this chunk streamed, and the store then refuses
-// the part: that is the answer a chunk arriving after that change gets
-// (409 conflict, 410), not an internal error.
-func (s *Server) putPartFailed(ctx context.Context, accountID, id string, err error) error {
-	sess, serr := s.openSession(context.WithoutCancel(ctx), accountID, id)
-	switch {
-	case serr == nil && sess.State == server.SessionCompleting:
-		return server.Errorf(server.EConflict, "upload session is being completed; no more chunks")
-	case serr != nil && server.ErrorCode(serr) != server.EInternal:
-		return serr
-	}
-	return fmt.Errorf("put part: %w", err)
+	s.metrics.uploadedBytes.Add(float64(c.Size))
+	writeJSON(w, http.StatusOK, protocol.ChunkAck{Index: c.Index, Size: c.Size, SHA256: c.SHA256})
 }
 
 // handleSessionStatus answers GET /api/jetty/sessions/{id}.

@@ -12,6 +12,7 @@ import (
 	"github.com/jettythunder/jetty/internal/units"
 	"github.com/jettythunder/jetty/server"
 	"github.com/jettythunder/jetty/server/blob"
+	"github.com/jettythunder/jetty/server/chunkadmit"
 )
 
 // The server's own storage being full (not an account's quota): writes
@@ -21,24 +22,27 @@ import (
 // whose size does not fit in the free space is refused before any byte
 // is sent.
 
-// storageFullMessage is what a client is told. Nothing the refused call
-// would have written is kept; what earlier calls stored (the chunks of a
-// session) is.
-const storageFullMessage = "the server's storage is full: nothing was stored by this request (chunks already uploaded are kept); try again later, and tell the server's operator if it lasts"
+// storageFullMessage is what a client is told, on the origin and on
+// relays (see chunkadmit.StorageFullMessage).
+const storageFullMessage = chunkadmit.StorageFullMessage
 
 // storageFullFor is how long /readyz reports the storage full after a
 // write was refused for lack of space (the only sign an S3 backend gives).
 const storageFullFor = 30 * time.Second
 
 // storageFull turns an error that says the object store is full into the
-// client's 507; other errors pass unchanged.
+// client's 507 (a chunk's comes as one already, from chunkadmit, with the
+// store's error behind it), and reports the storage full for a while;
+// other errors pass unchanged.
 func (s *Server) storageFull(r *http.Request, err error) error {
-	var se *server.Error
-	if !errors.Is(err, blob.ErrNoSpace) || errors.As(err, &se) {
+	if !errors.Is(err, blob.ErrNoSpace) {
 		return err
 	}
 	s.fullUntil.Store(s.now().Add(storageFullFor).UnixNano())
 	s.log.Warn("storage full: a write was refused; free space in the object store", "method", r.Method, "route", r.Pattern, "err", err)
+	if server.ErrorCode(err) == server.EInsufficientStorage {
+		return err
+	}
 	return server.Errorf(server.EInsufficientStorage, "%s", storageFullMessage)
 }
 

@@ -1,4 +1,10 @@
-package edges
+// Package probe is the receiving end of the edge probes (docs/edges.md):
+// the handler of POST /api/jetty/probe that the origin and every relay
+// serve. It reads a probe's body for a bounded time, discards it, and
+// reports how many bytes came and how long they took from the first to
+// the last, measured by the receiver. The sending side (candidates,
+// probes, scoring) is the client's, in package edges.
+package probe
 
 import (
 	"encoding/json"
@@ -11,13 +17,13 @@ import (
 	"github.com/jettythunder/jetty/protocol"
 )
 
-// ProbeHandler answers probes (POST PathProbe) on the origin and on
+// Handler answers probes (POST protocol.PathProbe) on the origin and on
 // relays: it reads the body for at most ProbeReadTime and MaxProbeBytes
 // (and, when the probe names ProbeParamMillis, for at most that long from
 // the first byte), discards it, and reports what it read and how long the
 // bytes took from the first to the last, measured here so that the
 // sender's socket buffers do not flatter the figure.
-func ProbeHandler() http.Handler {
+func Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", http.MethodPost)

@@ -9,9 +9,11 @@
 // the manifest, the object key and the multipart upload id, and caches
 // the answer briefly.
 //
-// A chunk is checked against the token (signature, expiry, session) and
-// the manifest (index, size, SHA-256) before a byte is read, then streamed
-// while its SHA-256 is computed:
+// A chunk is admitted as on the origin, by the same code (server/chunkadmit:
+// the token, the session's state, the index, the hash header, the size
+// against the manifest or a stream's reservation) before a byte is read,
+// and every refusal is answered with the status protocol.StatusFor gives
+// its code; then it is streamed while its SHA-256 is computed:
 //
 //   - mode "s3" (the relay has the S3 settings): straight into the
 //     session's multipart upload as a part carrying its SHA-256, which the
@@ -28,15 +30,12 @@
 package relay
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"log/slog"
 	"math"
@@ -49,14 +48,15 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jettythunder/jetty/edges"
 	"github.com/jettythunder/jetty/internal/connguard"
-	"github.com/jettythunder/jetty/internal/idleread"
 	"github.com/jettythunder/jetty/internal/secrets"
 	"github.com/jettythunder/jetty/protocol"
 	"github.com/jettythunder/jetty/protocol/edgeauth"
+	"github.com/jettythunder/jetty/server"
 	"github.com/jettythunder/jetty/server/blob"
 	"github.com/jettythunder/jetty/server/blob/s3blob"
+	"github.com/jettythunder/jetty/server/chunkadmit"
+	"github.com/jettythunder/jetty/server/probe"
 	"github.com/jettythunder/jetty/server/uploadtoken"
 )
 
@@ -68,8 +68,6 @@ const (
 	// DefaultSessionCache is how long a session lookup is reused: a
 	// suspension, deletion or completion reaches a relay at most this late.
 	DefaultSessionCache = 30 * time.Second
-	// maxChunkIndex bounds chunk indexes (S3's 10,000 parts).
-	maxChunkIndex = 10000
 )
 
 // Config is a relay's configuration.
@@ -139,9 +137,8 @@ type Relay struct {
 	mu       sync.Mutex
 	sessions map[string]*sessionEntry
 
-	stored   atomic.Int64
+	stored   atomic.Int64 // chunks taken, and refused, reported when the relay stops
 	refused  atomic.Int64
-	bytesIn  atomic.Int64
 	lastBeat atomic.Int64 // unix nanos of the last accepted heartbeat
 }
 
@@ -225,27 +222,14 @@ func (r *Relay) ID() string { return r.cfg.ID }
 // Mode is protocol.ModeS3 or protocol.ModeRelay.
 func (r *Relay) Mode() string { return r.mode }
 
-// Stats are a relay's counters.
-type Stats struct {
-	Stored   int64 `json:"stored"`
-	Refused  int64 `json:"refused"`
-	Bytes    int64 `json:"bytes"`
-	InFlight int64 `json:"inflight"`
-}
-
-// Stats reports the chunks stored and refused so far.
-func (r *Relay) Stats() Stats {
-	return Stats{Stored: r.stored.Load(), Refused: r.refused.Load(), Bytes: r.bytesIn.Load(), InFlight: r.inflight.Load()}
-}
-
 // Handler serves chunk PUTs, probes and /healthz.
 func (r *Relay) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT /api/jetty/sessions/{id}/chunks/{index}", r.handleChunk)
-	mux.Handle("POST "+protocol.PathProbe, edges.ProbeHandler())
+	mux.Handle("POST "+protocol.PathProbe, probe.Handler())
 	mux.HandleFunc("GET /healthz", r.handleHealthz)
 	mux.HandleFunc("/", func(w http.ResponseWriter, req *http.Request) {
-		writeError(w, http.StatusNotFound, "not_found", "a relay takes chunk PUTs (/api/jetty/sessions/{id}/chunks/{index}), probes and /healthz only")
+		r.refuse(w, server.Errorf(server.ENotFound, "a relay takes chunk PUTs (/api/jetty/sessions/{id}/chunks/{index}), probes and /healthz only"))
 	})
 	return mux
 }
@@ -253,9 +237,9 @@ func (r *Relay) Handler() http.Handler {
 func (r *Relay) handleHealthz(w http.ResponseWriter, req *http.Request) {
 	switch {
 	case r.draining.Load():
-		writeError(w, http.StatusServiceUnavailable, "edge_draining", "this relay is shutting down")
+		r.refuse(w, server.Errorf(protocol.CodeEdgeDraining, "this relay is shutting down"))
 	case r.signer.Load() == nil:
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "this relay has not registered with its origin yet")
+		r.refuse(w, errNotRegistered)
 	default:
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "id": r.cfg.ID, "mode": r.mode, "inflight": r.inflight.Load(), "capacity": r.cfg.Capacity})
 	}
@@ -548,156 +532,114 @@ func (r *Relay) session(ctx context.Context, accountID, id string, fresh bool) (
 	return e.info, e.err
 }
 
+// errNotRegistered answers before the first heartbeat was accepted: the
+// relay has no token key yet.
+var errNotRegistered = server.Errorf(server.EUnavailable, "this relay has not registered with its origin yet")
+
 // handleChunk takes PUT /api/jetty/sessions/{id}/chunks/{index}.
 func (r *Relay) handleChunk(w http.ResponseWriter, req *http.Request) {
 	if r.draining.Load() {
-		writeError(w, http.StatusServiceUnavailable, "edge_draining", "this relay is shutting down: send the chunk through another route")
+		r.refuse(w, server.Errorf(protocol.CodeEdgeDraining, "this relay is shutting down: send the chunk through another route"))
 		return
 	}
 	signer := r.signer.Load()
 	if signer == nil {
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "this relay has not registered with its origin yet")
+		r.refuse(w, errNotRegistered)
 		return
 	}
 	if n := r.inflight.Add(1); n > int64(r.cfg.Capacity) {
 		r.inflight.Add(-1)
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, "edge_busy", fmt.Sprintf("this relay takes %d chunks at once; send it through another route", r.cfg.Capacity))
+		w.Header().Set(protocol.HeaderRetryAfter, "1")
+		r.refuse(w, server.Errorf(protocol.CodeEdgeBusy, "this relay takes %d chunks at once; send it through another route", r.cfg.Capacity))
 		return
 	}
 	r.wg.Add(1)
 	defer func() { r.inflight.Add(-1); r.wg.Done() }()
-	status, code, msg := r.takeChunk(w, req, signer)
-	if status != 0 {
+	if err := r.takeChunk(w, req, signer); err != nil {
 		r.refused.Add(1)
-		writeError(w, status, code, msg)
+		r.refuse(w, err)
 	}
 }
 
-// takeChunk checks and stores one chunk. It answers success itself and
-// returns the refusal otherwise (status 0: answered).
-func (r *Relay) takeChunk(w http.ResponseWriter, req *http.Request, signer *uploadtoken.Signer) (int, string, string) {
+// takeChunk admits one chunk (server/chunkadmit, as the origin does) and
+// stores it: as a part of the session's multipart upload (mode s3), or
+// forwarded to the origin (mode relay). It answers success itself and
+// returns the refusal otherwise.
+func (r *Relay) takeChunk(w http.ResponseWriter, req *http.Request, signer *uploadtoken.Signer) error {
 	ctx := req.Context()
-	tok := req.Header.Get("X-Upload-Token")
-	if tok == "" {
-		if h := req.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "Bearer ") {
-			tok = strings.TrimSpace(h[7:])
+	var info protocol.SessionInfo
+	c, err := chunkadmit.Admit(req, signer, time.Now(), func(ctx context.Context, claims uploadtoken.Claims) (chunkadmit.Session, error) {
+		var err error
+		info, err = r.lookup(ctx, claims, false)
+		return r.admitted(info), err
+	})
+	if err != nil {
+		return err
+	}
+	body := c.Body(w, req, r.cfg.BodyIdle, true)
+	if r.mode != protocol.ModeS3 {
+		return r.forward(w, req, c, info, body)
+	}
+	if _, err := r.blobs.PutPart(ctx, info.ObjectKey, info.UploadID, c.Index+1, body, c.Size, c.Digest); err != nil {
+		// The session may have moved on since it was looked up (completed
+		// or aborted: its multipart upload is gone): look it up again.
+		recheck := func(ctx context.Context, claims uploadtoken.Claims) (chunkadmit.Session, error) {
+			info, err := r.lookup(ctx, claims, true)
+			return r.admitted(info), err
 		}
+		if ref := body.Failed(ctx, err, time.Now(), recheck); ref != nil {
+			if errors.Is(ref, blob.ErrNoSpace) {
+				r.log.Warn("storage full: a chunk was refused", "session", info.ID, "index", c.Index, "err", err)
+			}
+			return ref
+		}
+		if errors.Is(err, blob.ErrNotFound) {
+			return server.Errorf(server.EGone, "the session's upload is gone from storage; start the upload again")
+		}
+		r.log.Warn("put part", "session", info.ID, "index", c.Index, "err", err)
+		return server.Errorf(protocol.CodeBadGateway, "storage did not take the chunk; send it again")
 	}
-	if tok == "" {
-		return http.StatusUnauthorized, "token_invalid", "missing upload token: send Authorization: Bearer <upload_token> from the session"
-	}
-	claims, err := signer.Verify(tok, time.Now())
-	switch {
-	case errors.Is(err, uploadtoken.ErrExpired):
-		return http.StatusUnauthorized, "token_expired", "upload token expired: get a new one with POST /api/jetty/sessions/{id}/token"
-	case err != nil:
-		return http.StatusUnauthorized, "token_invalid", "invalid upload token: " + err.Error()
-	case claims.SessionID != req.PathValue("id"):
-		return http.StatusUnauthorized, "token_invalid", "upload token belongs to another session"
-	}
-	connguard.Authenticated(ctx)
-	index, err := strconv.Atoi(req.PathValue("index"))
-	if err != nil || index < 0 || index >= maxChunkIndex {
-		return http.StatusBadRequest, "invalid_request", fmt.Sprintf("chunk index must be 0..%d", maxChunkIndex-1)
-	}
-	sum := strings.ToLower(req.Header.Get("X-Chunk-SHA256"))
-	digest, err := hex.DecodeString(sum)
-	if err != nil || len(digest) != sha256.Size {
-		return http.StatusBadRequest, "invalid_request", "X-Chunk-SHA256 must be the chunk's SHA-256 in hex"
-	}
-	if req.ContentLength < 0 {
-		return http.StatusLengthRequired, "length_required", "Content-Length is required for chunks"
-	}
-	size := req.ContentLength
-	info, err := r.session(ctx, claims.AccountID, claims.SessionID, false)
-	if err == nil && info.State != "open" {
-		// The state may have moved on since the lookup was cached.
+	r.stored.Add(1)
+	writeJSON(w, http.StatusOK, protocol.ChunkAck{Index: c.Index, Size: c.Size, SHA256: c.SHA256, Edge: r.cfg.ID})
+	return nil
+}
+
+// lookup finds the session a chunk's token names, for admission: from
+// the cache, looked up again when fresh or when the cached state is no
+// longer open (it may have moved on). The origin's refusals are passed
+// on: no such session (404), the account suspended or deleted (403); any
+// other failure is this route's (502 bad_gateway: the client sends the
+// chunk elsewhere).
+func (r *Relay) lookup(ctx context.Context, claims uploadtoken.Claims, fresh bool) (protocol.SessionInfo, error) {
+	info, err := r.session(ctx, claims.AccountID, claims.SessionID, fresh)
+	if err == nil && info.State != string(server.SessionOpen) && !fresh {
 		info, err = r.session(ctx, claims.AccountID, claims.SessionID, true)
 	}
-	if err != nil {
-		var oe *originError
-		if errors.As(err, &oe) && oe.status < 500 {
-			switch {
-			case oe.status == http.StatusNotFound:
-				return http.StatusNotFound, "not_found", "no such upload session"
-			case oe.status == http.StatusForbidden && oe.code != "":
-				// The account was suspended or deleted: its chunks stop here too.
-				return http.StatusForbidden, oe.code, oe.msg
-			}
-			return http.StatusBadGateway, "unavailable", "the origin refused this relay's session lookup: " + oe.Error()
-		}
-		r.log.Warn("session lookup", "session", claims.SessionID, "err", err)
-		return http.StatusBadGateway, "unavailable", "the origin could not be reached for the session; send the chunk through another route"
+	if err == nil {
+		return info, nil
 	}
-	switch {
-	case info.State == "aborted" || !time.Now().Before(info.ExpiresAt):
-		return http.StatusGone, "session_gone", "upload session expired or was aborted; start the upload again"
-	case info.State == "completed":
-		return http.StatusConflict, "conflict", "upload session is already complete"
-	case info.State != "open":
-		return http.StatusConflict, "conflict", "upload session is being completed; no more chunks"
+	var oe *originError
+	if errors.As(err, &oe) && oe.status < 500 {
+		switch {
+		case oe.status == http.StatusNotFound:
+			return info, server.Errorf(server.ENotFound, "no such upload session")
+		case oe.status == http.StatusForbidden && protocol.StatusFor(oe.code) == http.StatusForbidden:
+			// The account was suspended or deleted: its chunks stop here too.
+			return info, &server.Error{Code: oe.code, Message: oe.msg}
+		}
+		return info, server.Errorf(protocol.CodeBadGateway, "the origin refused this relay's session lookup: %s", oe.Error())
 	}
-	if info.Chunks != nil {
-		if index >= len(info.Chunks) {
-			return http.StatusBadRequest, "invalid_request", fmt.Sprintf("chunk %d is beyond the manifest's %d chunks", index, len(info.Chunks))
-		}
-		c := info.Chunks[index]
-		if size != c.Size {
-			return http.StatusBadRequest, "invalid_request", fmt.Sprintf("chunk %d is %d bytes in the manifest, the request carries %d", index, c.Size, size)
-		}
-		if sum != c.SHA256 {
-			return http.StatusBadRequest, "checksum_mismatch", fmt.Sprintf("chunk %d: X-Chunk-SHA256 differs from the manifest", index)
-		}
-	} else if code, msg := protocol.StreamChunkRefusal(index, size, info.ChunkSize, r.streamBound(info)); code != "" {
-		// Every byte a stream session holds lies inside its reservation.
-		if code == "too_large" {
-			return http.StatusRequestEntityTooLarge, code, msg
-		}
-		return http.StatusBadRequest, code, msg
-	}
+	r.log.Warn("session lookup", "session", claims.SessionID, "err", err)
+	return info, server.Errorf(protocol.CodeBadGateway, "the origin could not be reached for the session; send the chunk through another route")
+}
 
-	in := idleread.Body(w, req, r.cfg.BodyIdle)
-	body := &verifyReader{r: in, h: sha256.New(), want: digest, left: size}
-	if r.mode == protocol.ModeS3 {
-		if _, err := r.blobs.PutPart(ctx, info.ObjectKey, info.UploadID, index+1, body, size, digest); err != nil {
-			switch {
-			case idleread.Stalled(in):
-				return http.StatusRequestTimeout, "request_timeout", fmt.Sprintf("chunk %d: the body sent nothing for a while; nothing was stored, send it again", index)
-			case body.mismatch || errors.Is(err, blob.ErrChecksum) || errors.Is(err, errChecksum):
-				return http.StatusBadRequest, "checksum_mismatch", fmt.Sprintf("chunk %d: the bytes received do not hash to %s; nothing was stored, send it again", index, sum)
-			case ctx.Err() != nil || errors.Is(err, io.ErrUnexpectedEOF) || body.short:
-				return http.StatusBadRequest, "invalid_request", fmt.Sprintf("chunk %d: the body ended early", index)
-			case errors.Is(err, blob.ErrNoSpace):
-				// Every route writes to the same storage: not this
-				// route's failure, and not worth sending elsewhere.
-				r.log.Warn("storage full: a chunk was refused", "session", info.ID, "index", index, "err", err)
-				return http.StatusInsufficientStorage, "insufficient_storage", storageFullMessage
-			}
-			// The session may have moved on since it was looked up (completed
-			// or aborted: its multipart upload is gone).
-			if fresh, ferr := r.session(ctx, claims.AccountID, claims.SessionID, true); ferr == nil && fresh.State != "open" {
-				if fresh.State == "completed" {
-					return http.StatusConflict, "conflict", "upload session is already complete"
-				}
-				return http.StatusGone, "session_gone", "upload session expired or was aborted; start the upload again"
-			}
-			if errors.Is(err, blob.ErrNotFound) {
-				return http.StatusGone, "session_gone", "the session's upload is gone from storage; start the upload again"
-			}
-			r.log.Warn("put part", "session", info.ID, "index", index, "err", err)
-			return http.StatusBadGateway, "unavailable", "storage did not take the chunk; send it again"
-		}
-		r.stored.Add(1)
-		r.bytesIn.Add(size)
-		writeJSON(w, http.StatusOK, map[string]any{"index": index, "size": size, "sha256": sum, "edge": r.cfg.ID})
-		return 0, "", ""
+// admitted is what admission reads of a session lookup.
+func (r *Relay) admitted(info protocol.SessionInfo) chunkadmit.Session {
+	s := chunkadmit.Session{State: server.SessionState(info.State), ExpiresAt: info.ExpiresAt, ChunkSize: info.ChunkSize, Reserved: r.streamBound(info)}
+	if info.Chunks != nil {
+		s.Chunks = chunkadmit.InfoChunks(info.Chunks)
 	}
-	code, ecode, msg := r.forward(w, req, tok, info, index, sum, size, body)
-	if code != 0 && idleread.Stalled(in) {
-		return http.StatusRequestTimeout, "request_timeout", fmt.Sprintf("chunk %d: the body sent nothing for a while; nothing was stored, send it again", index)
-	}
-	return code, ecode, msg
+	return s
 }
 
 // streamBound is how many bytes a stream session may hold, as the relay
@@ -712,102 +654,63 @@ func (r *Relay) streamBound(info protocol.SessionInfo) int64 {
 	return info.Reserved
 }
 
-// forward relays a chunk to the origin's own chunk endpoint.
-func (r *Relay) forward(w http.ResponseWriter, req *http.Request, tok string, info protocol.SessionInfo, index int, sum string, size int64, body *verifyReader) (int, string, string) {
+// forward relays an admitted chunk to the origin's own chunk endpoint,
+// with the client's token, and passes the origin's answer on: its
+// success, its refusals and its 507 as they are, its other 5xx as this
+// route's failure (502). A body that hashes otherwise is cut before its
+// end, so the origin (which checks too) stores nothing.
+func (r *Relay) forward(w http.ResponseWriter, req *http.Request, c chunkadmit.Chunk, info protocol.SessionInfo, body *chunkadmit.Body) error {
+	ctx := req.Context()
 	u := *r.origin
-	u.Path = strings.TrimRight(u.Path, "/") + "/api/jetty/sessions/" + info.ID + "/chunks/" + strconv.Itoa(index)
-	u.RawPath = strings.TrimRight(r.origin.EscapedPath(), "/") + "/api/jetty/sessions/" + url.PathEscape(info.ID) + "/chunks/" + strconv.Itoa(index)
+	u.Path = strings.TrimRight(u.Path, "/") + protocol.PathSessions + "/" + info.ID + "/chunks/" + strconv.Itoa(c.Index)
+	u.RawPath = strings.TrimRight(r.origin.EscapedPath(), "/") + protocol.PathSessions + "/" + url.PathEscape(info.ID) + "/chunks/" + strconv.Itoa(c.Index)
 	var rb io.Reader = body
-	if size == 0 {
+	if c.Size == 0 {
 		rb = http.NoBody
 	}
-	out, err := http.NewRequestWithContext(req.Context(), http.MethodPut, u.String(), rb)
+	out, err := http.NewRequestWithContext(ctx, http.MethodPut, u.String(), rb)
 	if err != nil {
-		return http.StatusInternalServerError, "internal", "internal error"
+		return fmt.Errorf("forward request: %w", err)
 	}
-	out.ContentLength = size
-	out.Header.Set("Authorization", "Bearer "+tok)
-	out.Header.Set("X-Chunk-SHA256", sum)
+	out.ContentLength = c.Size
+	out.Header.Set("Authorization", "Bearer "+c.Token)
+	out.Header.Set(protocol.HeaderChunkSHA256, c.SHA256)
 	out.Header.Set("Content-Type", "application/octet-stream")
-	out.Header.Set("X-Forwarded-By", r.cfg.ID)
+	out.Header.Set(protocol.HeaderForwardedBy, r.cfg.ID)
 	resp, err := r.hc.Do(out)
-	if body.mismatch {
+	if err != nil || body.Mismatch() {
 		if resp != nil {
 			resp.Body.Close()
 		}
-		return http.StatusBadRequest, "checksum_mismatch", fmt.Sprintf("chunk %d: the bytes received do not hash to %s; nothing was stored, send it again", index, sum)
-	}
-	if err != nil {
-		if body.short || req.Context().Err() != nil {
-			return http.StatusBadRequest, "invalid_request", fmt.Sprintf("chunk %d: the body ended early", index)
+		// The transport's error says nothing of the client's body: the
+		// body itself tells whether the chunk was the client's fault.
+		if ref := body.Refusal(ctx); ref != nil {
+			return ref
 		}
-		r.log.Warn("forward chunk", "session", info.ID, "index", index, "err", err)
-		return http.StatusBadGateway, "unavailable", "the origin could not be reached; send the chunk through another route"
+		r.log.Warn("forward chunk", "session", info.ID, "index", c.Index, "err", err)
+		return server.Errorf(protocol.CodeBadGateway, "the origin could not be reached; send the chunk through another route")
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode/100 == 2 {
 		r.stored.Add(1)
-		r.bytesIn.Add(size)
 	} else if resp.StatusCode >= 500 && resp.StatusCode != http.StatusInsufficientStorage {
+		if ref := body.Refusal(ctx); ref != nil {
+			return ref
+		}
 		// The origin's trouble is this route's: tell the client in a way
 		// that moves the chunk elsewhere, without the origin's details.
-		r.log.Warn("origin refused a forwarded chunk", "session", info.ID, "index", index, "status", resp.StatusCode)
-		return http.StatusBadGateway, "unavailable", "the origin did not take the chunk; send it again"
+		r.log.Warn("origin refused a forwarded chunk", "session", info.ID, "index", c.Index, "status", resp.StatusCode)
+		return server.Errorf(protocol.CodeBadGateway, "the origin did not take the chunk; send it again")
 	}
-	for _, h := range []string{"Content-Type", "Retry-After"} {
+	for _, h := range []string{"Content-Type", protocol.HeaderRetryAfter} {
 		if v := resp.Header.Get(h); v != "" {
 			w.Header().Set(h, v)
 		}
 	}
 	w.WriteHeader(resp.StatusCode)
 	w.Write(b)
-	return 0, "", ""
-}
-
-var errChecksum = errors.New("the chunk's bytes do not hash to its X-Chunk-SHA256")
-
-// storageFullMessage is the origin's answer (server/api) to a write the
-// full storage refused; a 507 from the origin is passed on as it is.
-const storageFullMessage = "the server's storage is full: nothing was stored by this request (chunks already uploaded are kept); try again later, and tell the server's operator if it lasts"
-
-// verifyReader hashes what it reads and, on the last byte, compares:
-// a mismatch turns the end of the body into errChecksum, so nothing
-// downstream sees a complete body with the wrong bytes.
-type verifyReader struct {
-	r        io.Reader
-	h        hash.Hash
-	want     []byte
-	left     int64
-	mismatch bool
-	short    bool
-}
-
-func (v *verifyReader) Read(p []byte) (int, error) {
-	if v.mismatch {
-		return 0, errChecksum
-	}
-	if v.left <= 0 {
-		return 0, io.EOF
-	}
-	if int64(len(p)) > v.left {
-		p = p[:v.left]
-	}
-	n, err := v.r.Read(p)
-	v.h.Write(p[:n])
-	v.left -= int64(n)
-	if v.left == 0 {
-		if !bytes.Equal(v.h.Sum(nil), v.want) {
-			v.mismatch = true
-			return 0, errChecksum // withhold the last bytes too
-		}
-		return n, io.EOF
-	}
-	if err == io.EOF {
-		v.short = true
-		return n, io.ErrUnexpectedEOF
-	}
-	return n, err
+	return nil
 }
 
 func listenURL(ln net.Listener) string {
@@ -829,6 +732,13 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-func writeError(w http.ResponseWriter, status int, code, msg string) {
-	writeJSON(w, status, map[string]string{"error": msg, "code": code})
+// refuse answers err with its code and the one status protocol.StatusFor
+// gives it. An error that is no refusal is the relay's own failure: it is
+// logged and answered 500 without its text.
+func (r *Relay) refuse(w http.ResponseWriter, err error) {
+	code, msg := server.ErrorCode(err), server.ErrorMessage(err)
+	if code == server.EInternal {
+		r.log.Error("internal error", "err", err)
+	}
+	writeJSON(w, protocol.StatusFor(code), protocol.ErrorBody{Error: msg, Code: code})
 }
