@@ -25,7 +25,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/jettythunder/jetty/engine"
-	"github.com/jettythunder/jetty/internal/apiclient"
 	"github.com/jettythunder/jetty/internal/safefile"
 	"github.com/jettythunder/jetty/internal/units"
 	"github.com/jettythunder/jetty/protocol"
@@ -206,7 +205,7 @@ func downloadFailure(ctx context.Context, id string, err error) error {
 	if errors.As(err, &ee) {
 		return err
 	}
-	if errors.Is(err, apiclient.ErrRangeIgnored) {
+	if errors.Is(err, engine.ErrRangeIgnored) {
 		return fmt.Errorf("download %s: %w (a proxy in between may strip Range headers)", id, err)
 	}
 	return fmt.Errorf("download %s: %w\n(run the same command again to resume)", id, err)
@@ -461,7 +460,7 @@ const sidecarEvery = time.Second
 
 // fetch downloads the missing ranges with workers parallel requests and
 // returns the bytes fetched in this run. progress gets the bytes on disk.
-func (d *partFile) fetch(ctx context.Context, c *apiclient.Client, workers int, progress func(int64)) (int64, error) {
+func (d *partFile) fetch(ctx context.Context, c *engine.Client, workers int, progress func(int64)) (int64, error) {
 	var todo []int
 	for i := 0; i < d.ranges(); i++ {
 		if !d.done[i] {
@@ -515,7 +514,7 @@ func (d *partFile) fetch(ctx context.Context, c *apiclient.Client, workers int, 
 
 // fetchRange writes range i into the part file, retrying a few times on
 // network and server errors (from the start of the range).
-func (d *partFile) fetchRange(ctx context.Context, c *apiclient.Client, i int, buf []byte, report func(int64)) error {
+func (d *partFile) fetchRange(ctx context.Context, c *engine.Client, i int, buf []byte, report func(int64)) error {
 	off, n := d.rangeOf(i)
 	const attempts = 5
 	var err error
@@ -542,7 +541,7 @@ func (d *partFile) fetchRange(ctx context.Context, c *apiclient.Client, i int, b
 	}
 }
 
-func (d *partFile) copyRange(ctx context.Context, c *apiclient.Client, off, n int64, buf []byte, report func(int64)) (int64, error) {
+func (d *partFile) copyRange(ctx context.Context, c *engine.Client, off, n int64, buf []byte, report func(int64)) (int64, error) {
 	body, err := c.OpenRange(ctx, d.a.ID, off, n)
 	if err != nil {
 		return 0, err
