@@ -37,9 +37,17 @@ func isChecksumMismatch(err error) bool {
 		IsCode(err, S3CodeXAmzContentChecksumMismatch) || IsCode(err, S3CodeInvalidDigest)
 }
 
-// Client speaks the JettySpeed protocol (docs/protocol.md) to one server.
-// Control calls carry the API key and secret; chunk PUTs carry only the
-// session's upload token. A Client is safe for concurrent use; its fields
+// Client is the one client of the server's API (docs/api.md,
+// docs/protocol.md): the control calls of the command line (whoami,
+// quota, assets, delete, ranged downloads; assets.go), the session calls
+// of uploads (open, status, token, complete) and their data plane (chunk
+// PUTs, presign, presigned parts). Every call goes through one transport
+// (the request with its headers, one round trip, one error decoder:
+// every error answer is an *APIError). Authenticated calls carry the API
+// key and secret; chunk PUTs and presign calls carry only the session's
+// upload token, presigned parts nothing of the Client's. Retries are the
+// callers': the uploader retries session calls and chunks (retry.go),
+// Download its ranges. A Client is safe for concurrent use; its fields
 // must not change while it is in use.
 type Client struct {
 	// BaseURL is the server, e.g. "https://jetty.example" (no trailing
@@ -48,7 +56,7 @@ type Client struct {
 	// APIKey and APISecret authenticate control calls.
 	APIKey, APISecret string
 	// HTTP is the client used; nil means one shared client made for bulk
-	// uploads (HTTP/1.1, so each worker gets its own TCP connection, and
+	// transfers (HTTP/1.1, so each worker gets its own TCP connection, and
 	// enough idle connections kept per host for every worker).
 	HTTP *http.Client
 	// UserAgent is sent with every request ("jetty-engine" when empty).
@@ -64,13 +72,17 @@ type Opened struct {
 	Existing bool
 }
 
-// APIError is an error answer of the server.
+// APIError is an error answer of the server (or of a relay or an object
+// store): the one error type of the Client.
 type APIError struct {
 	// Status is the HTTP status.
 	Status int
-	// Code and Message are the body's "code" and "error".
+	// Code and Message are the body's "code" and "error" (an object
+	// store's XML Code and Message; Message is a short text body as it
+	// is).
 	Code, Message string
-	// RetryAfter is the Retry-After header, when there was one.
+	// RetryAfter is the Retry-After header (delay-seconds or an HTTP
+	// date), when there was one.
 	RetryAfter time.Duration
 	// Missing is the body's "missing" list (409 chunks_missing).
 	Missing []int
@@ -98,7 +110,7 @@ var (
 	defaultHTTP     *http.Client
 )
 
-// httpClient is c.HTTP or the shared bulk-upload client.
+// httpClient is c.HTTP or the shared client.
 func (c *Client) httpClient() *http.Client {
 	if c.HTTP != nil {
 		return c.HTTP
@@ -114,7 +126,10 @@ func (c *Client) httpClient() *http.Client {
 		t.MaxIdleConnsPerHost = 128
 		t.WriteBufferSize = 64 << 10
 		t.ReadBufferSize = 16 << 10
-		t.ResponseHeaderTimeout = 0 // the per-chunk timeout covers it
+		t.TLSHandshakeTimeout = 15 * time.Second
+		// Per call instead (answerTimeout): a chunk PUT's answer is bounded
+		// by the chunk timeout, a completion's by the control timeout.
+		t.ResponseHeaderTimeout = 0
 		defaultHTTP = &http.Client{Transport: t}
 	})
 	return defaultHTTP
@@ -132,44 +147,27 @@ func (c *Client) endpoint(path string) string {
 	return strings.TrimRight(c.BaseURL, "/") + path
 }
 
-// serverKey names the server in journals.
+// serverKey names the server in journals and messages.
 func (c *Client) serverKey() string { return strings.TrimRight(c.BaseURL, "/") }
 
-// control makes an authenticated control call: in is sent as JSON (when
-// not nil), a 2xx answer decoded into out (when not nil). It returns the
-// status.
-func (c *Client) control(ctx context.Context, method, path string, in, out any) (int, error) {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return 0, err
-		}
-		body = bytes.NewReader(b)
-	}
+// answerTimeout bounds how long the account and asset calls (Whoami,
+// Quota, List, Asset, Delete, OpenRange) wait for the server's answer to
+// begin: a server that takes the connection and never answers fails the
+// command instead of hanging it. Reading the body is not bounded (a range
+// of a download takes as long as the link needs). Session calls have no
+// such bound (a completion may assemble 10,000 parts; the uploader bounds
+// each attempt, controlTimeout), nor chunk PUTs (the chunk timeout).
+var answerTimeout = 60 * time.Second
+
+// newRequest builds an authenticated request to path on the server:
+// Accept JSON, the User-Agent, the API key and secret.
+func (c *Client) newRequest(ctx context.Context, method, path string, body io.Reader) (*http.Request, error) {
 	req, err := http.NewRequestWithContext(ctx, method, c.endpoint(path), body)
 	if err != nil {
-		return 0, err
-	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
+		return nil, fmt.Errorf("bad server URL %q: %w", c.BaseURL, err)
 	}
 	c.setControlHeaders(req)
-	resp, err := c.httpClient().Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return resp.StatusCode, readAPIError(resp)
-	}
-	if out != nil {
-		// Manifests of 10,000 chunks are about 1.2 MB; answers are smaller.
-		if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(out); err != nil {
-			return resp.StatusCode, fmt.Errorf("%s %s: decode answer: %w", method, path, err)
-		}
-	}
-	return resp.StatusCode, nil
+	return req, nil
 }
 
 // setControlHeaders sets what every authenticated control request
@@ -181,8 +179,121 @@ func (c *Client) setControlHeaders(req *http.Request) {
 		req.Header.Set("Authorization", "Bearer "+c.APIKey)
 	}
 	if c.APISecret != "" {
-		req.Header.Set("X-API-Secret", c.APISecret)
+		req.Header.Set(protocol.HeaderAPISecret, c.APISecret)
 	}
+}
+
+// roundTrip sends an authenticated request: a failure to get an answer
+// is "cannot reach" the server, an answer other than 2xx an *APIError
+// (its body read and closed). A 2xx answer's body is the caller's to
+// close. headerTimeout > 0 bounds the wait for the answer to begin.
+func (c *Client) roundTrip(req *http.Request, headerTimeout time.Duration) (*http.Response, error) {
+	resp, err := c.send(req, headerTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach %s: %w", c.serverKey(), err)
+	}
+	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
+		return nil, readAPIError(resp)
+	}
+	return resp, nil
+}
+
+// errAwaitingAnswer is the cause of a call whose answer did not begin
+// within its header timeout.
+var errAwaitingAnswer error = answerTimeoutError{}
+
+// answerTimeoutError is a net.Error that timed out, as the transport's
+// own ResponseHeaderTimeout error is: Retryable.
+type answerTimeoutError struct{}
+
+func (answerTimeoutError) Error() string   { return "timeout awaiting response headers" }
+func (answerTimeoutError) Timeout() bool   { return true }
+func (answerTimeoutError) Temporary() bool { return true }
+
+// send makes one round trip of req; headerTimeout > 0 bounds the wait
+// for the answer's headers (http.Transport's ResponseHeaderTimeout, per
+// call, so that one transport and one pool of connections serve calls
+// that answer at once and calls that may take minutes).
+func (c *Client) send(req *http.Request, headerTimeout time.Duration) (*http.Response, error) {
+	if headerTimeout <= 0 {
+		return c.httpClient().Do(req)
+	}
+	ctx, cancel := context.WithCancelCause(req.Context())
+	timer := time.AfterFunc(headerTimeout, func() { cancel(errAwaitingAnswer) })
+	resp, err := c.httpClient().Do(req.WithContext(ctx))
+	fired := !timer.Stop()
+	switch {
+	case err != nil:
+		cancel(nil)
+		if fired && req.Context().Err() == nil {
+			return nil, &url.Error{Op: urlOp(req.Method), URL: req.URL.String(), Err: errAwaitingAnswer}
+		}
+		return nil, err
+	case fired: // the answer began just as the time ran out: its body is cut
+		resp.Body.Close()
+		cancel(nil)
+		return nil, &url.Error{Op: urlOp(req.Method), URL: req.URL.String(), Err: errAwaitingAnswer}
+	}
+	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: func() { cancel(nil) }}
+	return resp, nil
+}
+
+// urlOp is the Op http.Client gives a method in its *url.Error ("Get").
+func urlOp(method string) string {
+	if method == "" {
+		return "Get"
+	}
+	return method[:1] + strings.ToLower(method[1:])
+}
+
+// cancelOnClose releases a call's context when its body is closed.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel func()
+}
+
+func (b *cancelOnClose) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
+}
+
+// control makes an authenticated control call: in is sent as JSON (when
+// not nil), a 2xx answer decoded into out (when not nil). It returns the
+// status. headerTimeout > 0 bounds the wait for the answer to begin.
+func (c *Client) control(ctx context.Context, method, path string, in, out any, headerTimeout time.Duration) (int, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return 0, err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := c.newRequest(ctx, method, path, body)
+	if err != nil {
+		return 0, err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.roundTrip(req, headerTimeout)
+	if err != nil {
+		var ae *APIError
+		if errors.As(err, &ae) {
+			return ae.Status, err
+		}
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if out != nil {
+		// Manifests of 10,000 chunks are about 1.2 MB; answers are smaller.
+		if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(out); err != nil {
+			return resp.StatusCode, fmt.Errorf("%s %s: unexpected answer from %s: %w", method, path, c.serverKey(), err)
+		}
+	}
+	return resp.StatusCode, nil
 }
 
 // Call makes an authenticated control call to path on the server (for
@@ -190,58 +301,63 @@ func (c *Client) setControlHeaders(req *http.Request) {
 // sent as JSON when not nil, a 2xx answer is decoded into out when not
 // nil; other answers are *APIError.
 func (c *Client) Call(ctx context.Context, method, path string, in, out any) error {
-	_, err := c.control(ctx, method, path, in, out)
+	_, err := c.control(ctx, method, path, in, out, 0)
 	return err
 }
 
 // HTTPClient is the HTTP client the Client uses (c.HTTP or the shared
-// bulk-upload client).
+// client).
 func (c *Client) HTTPClient() *http.Client { return c.httpClient() }
 
-// readAPIError turns an error answer into an *APIError.
+// errorBodyLimit bounds what is read of an error answer.
+const errorBodyLimit = 64 << 10
+
+// readAPIError turns an error answer of the server or a relay into an
+// *APIError (decodeError).
 func readAPIError(resp *http.Response) error {
-	e := &APIError{Status: resp.StatusCode, RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	decodeAPIError(e, b)
-	return e
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, errorBodyLimit))
+	return decodeError(resp.StatusCode, resp.Header, b, false, time.Now())
 }
 
-// readStoreError turns an object store's error answer into an *APIError:
-// S3 answers XML (<Error><Code>BadDigest</Code><Message>…</Message>
-// </Error>), whose Code and Message it takes; anything else is read as
-// readAPIError does.
+// readStoreError turns an object store's error answer (to a presigned
+// part) into an *APIError (decodeError, S3's XML first).
 func readStoreError(resp *http.Response) error {
-	e := &APIError{Status: resp.StatusCode, RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	var x struct {
-		XMLName xml.Name `xml:"Error"`
-		Code    string   `xml:"Code"`
-		Message string   `xml:"Message"`
-	}
-	if xml.Unmarshal(b, &x) == nil && x.Code != "" {
-		e.Code, e.Message = x.Code, x.Message
-		return e
-	}
-	decodeAPIError(e, b)
-	return e
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, errorBodyLimit))
+	return decodeError(resp.StatusCode, resp.Header, b, true, time.Now())
 }
 
-// decodeAPIError fills e from an error body: the protocol's JSON, or a
-// short text.
-func decodeAPIError(e *APIError, b []byte) {
-	var body struct {
-		Error   string `json:"error"`
-		Code    string `json:"code"`
-		Missing []int  `json:"missing"`
+// decodeError is the one decoder of error answers. The status and the
+// Retry-After header (parseRetryAfter) are always taken. Of the body:
+// with store, S3's XML (<Error><Code>BadDigest</Code><Message>…
+// </Message></Error>) gives Code and Message when it has a Code;
+// otherwise the protocol's JSON (protocol.ErrorBody) gives Message, Code
+// and Missing; a body that is not JSON is the Message when it is a short
+// text (under 200 bytes: an HTML error page of a proxy is not shown);
+// with no message at all, Error() says the status's text.
+func decodeError(status int, h http.Header, body []byte, store bool, now time.Time) *APIError {
+	e := &APIError{Status: status, RetryAfter: parseRetryAfter(h.Get(protocol.HeaderRetryAfter), now)}
+	if store {
+		var x struct {
+			XMLName xml.Name `xml:"Error"`
+			Code    string   `xml:"Code"`
+			Message string   `xml:"Message"`
+		}
+		if xml.Unmarshal(body, &x) == nil && x.Code != "" {
+			e.Code, e.Message = x.Code, x.Message
+			return e
+		}
 	}
-	if json.Unmarshal(b, &body) == nil {
-		e.Code, e.Message, e.Missing = body.Code, body.Error, body.Missing
-	} else if s := strings.TrimSpace(string(b)); s != "" && len(s) < 200 {
+	var eb protocol.ErrorBody
+	if json.Unmarshal(body, &eb) == nil {
+		e.Code, e.Message, e.Missing = eb.Code, eb.Error, eb.Missing
+	} else if s := strings.TrimSpace(string(body)); s != "" && len(s) < 200 {
 		e.Message = s
 	}
+	return e
 }
 
-// parseRetryAfter reads delay-seconds or an HTTP date.
+// parseRetryAfter reads delay-seconds or an HTTP date (at most a day;
+// a negative delay or a date passed is none).
 func parseRetryAfter(v string, now time.Time) time.Duration {
 	v = strings.TrimSpace(v)
 	if v == "" {
@@ -264,7 +380,7 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 // (200, Existing), or a new one (201).
 func (c *Client) OpenSession(ctx context.Context, req protocol.OpenRequest) (Opened, error) {
 	var out Opened
-	status, err := c.control(ctx, http.MethodPost, protocol.PathSessions, req, &out.OpenResponse)
+	status, err := c.control(ctx, http.MethodPost, protocol.PathSessions, req, &out.OpenResponse, 0)
 	if err != nil {
 		return out, err
 	}
@@ -303,14 +419,14 @@ func (c *Client) resolve(u string) (string, error) {
 // SessionStatus asks what the server holds of a session.
 func (c *Client) SessionStatus(ctx context.Context, id string) (protocol.SessionState, error) {
 	var out protocol.SessionState
-	_, err := c.control(ctx, http.MethodGet, protocol.PathSessions+"/"+url.PathEscape(id), nil, &out)
+	_, err := c.control(ctx, http.MethodGet, protocol.PathSessions+"/"+url.PathEscape(id), nil, &out, 0)
 	return out, err
 }
 
 // RefreshToken gets a fresh upload token for a session.
 func (c *Client) RefreshToken(ctx context.Context, id string) (protocol.Token, error) {
 	var out protocol.Token
-	_, err := c.control(ctx, http.MethodPost, protocol.PathSessions+"/"+url.PathEscape(id)+"/token", struct{}{}, &out)
+	_, err := c.control(ctx, http.MethodPost, protocol.PathSessions+"/"+url.PathEscape(id)+"/token", struct{}{}, &out, 0)
 	if err == nil && out.UploadToken == "" {
 		err = errors.New("refresh token: answer has no upload_token")
 	}
@@ -326,15 +442,8 @@ func (c *Client) Complete(ctx context.Context, id string, m *protocol.Manifest) 
 	if m != nil {
 		body["manifest"] = m
 	}
-	_, err := c.control(ctx, http.MethodPost, protocol.PathSessions+"/"+url.PathEscape(id)+"/complete", body, &out)
+	_, err := c.control(ctx, http.MethodPost, protocol.PathSessions+"/"+url.PathEscape(id)+"/complete", body, &out, 0)
 	return out, err
-}
-
-// Abort drops a session: its chunks are removed and its reservation
-// released.
-func (c *Client) Abort(ctx context.Context, id string) error {
-	_, err := c.control(ctx, http.MethodDelete, protocol.PathSessions+"/"+url.PathEscape(id), nil, nil)
-	return err
 }
 
 // ChunkURL substitutes index for "{index}" in a session's chunk URL.

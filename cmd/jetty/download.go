@@ -2,30 +2,21 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
-	"runtime"
-	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/jettythunder/jetty/engine"
-	"github.com/jettythunder/jetty/internal/apiclient"
 	"github.com/jettythunder/jetty/internal/safefile"
 	"github.com/jettythunder/jetty/internal/units"
 	"github.com/jettythunder/jetty/protocol"
@@ -43,12 +34,6 @@ type DownloadOptions struct {
 	Quiet      bool
 	NoProgress bool
 }
-
-// downloadRangeSize is the size of one ranged request.
-const downloadRangeSize = 8 << 20
-
-// defaultDownloadWorkers is the number of parallel ranged requests.
-const defaultDownloadWorkers = 8
 
 // NewCmdDownload builds `jetty download`.
 func NewCmdDownload(f *Factory, runF func(*DownloadOptions) error) *cobra.Command {
@@ -97,7 +82,7 @@ stops and names it. Remove it, or pass --force to have jetty remove it
 	fl.StringVar(&opts.Client.Server, "server", "", "server URL (default: JETTY_SERVER or the one you logged in to)")
 	fl.StringVarP(&opts.Output, "output", "o", "", "write to this file, or into this directory when it ends in / or exists (default: the stored name in the current directory)")
 	fl.BoolVarP(&opts.Force, "force", "f", false, "overwrite an existing file, and remove a part file jetty did not make")
-	fl.IntVarP(&opts.Workers, "workers", "w", defaultDownloadWorkers, "parallel ranged requests")
+	fl.IntVarP(&opts.Workers, "workers", "w", engine.DefaultDownloadWorkers, "parallel ranged requests")
 	fl.BoolVar(&opts.JSON, "json", false, "print the result as a JSON object on stdout")
 	fl.BoolVarP(&opts.Quiet, "quiet", "q", false, "print nothing but errors (and the JSON with --json)")
 	fl.BoolVar(&opts.NoProgress, "no-progress", false, "do not show progress")
@@ -142,58 +127,103 @@ func downloadRun(ctx context.Context, opts *DownloadOptions) error {
 		}
 	}
 
-	part := filepath.Join(dir, "."+name+".jetty-part")
-	d, err := openPart(part, a, opts.Force, func(msg string) {
-		if !opts.Quiet {
-			fmt.Fprintf(ios.ErrOut, "jetty: warning: %s\n", msg)
-		}
+	p := newDownloadProgress(opts, name, a.Size)
+	res, err := engine.Download(ctx, c, a, target, engine.DownloadOptions{
+		Workers:      opts.Workers,
+		Force:        opts.Force,
+		Progress:     p.update,
+		Warn:         p.warn,
+		BeforeRename: downloadBeforeRename,
 	})
-	var ue *safefile.UnsafeError
-	switch {
-	case errors.As(err, &ue):
-		return usageError("refusing to use %s: it %s. jetty only writes and resumes part files it made itself (someone else may have put this one there): remove it, or pass --force to have jetty remove it and start over%s", ue.Path, ue.Reason, ue.Hint())
-	case err != nil:
-		return fmt.Errorf("%w\n(check that %s is writable)", err, dir)
-	}
-	defer d.f.Close()
-
-	ui := newProgressUI(ios, opts.Quiet, opts.NoProgress, a.Size, 1)
-	t := ui.Add(name, a.Size)
-	t.Update(d.doneBytes(), a.Size, 1)
-	fetched, err := d.fetch(ctx, c, opts.Workers, func(done int64) { t.Update(done, a.Size, 1) })
-	t.Finish(err)
-	ui.Close(err == nil)
+	p.finish(err)
 	if err != nil {
-		if serr := d.save(); serr != nil && !opts.Quiet {
-			fmt.Fprintf(ios.ErrOut, "jetty: warning: cannot record the progress of %s (%v): the next run starts over\n", part, serr)
-		}
 		return downloadFailure(ctx, a.ID, err)
 	}
-	if err := d.finish(target); err != nil {
-		return err
-	}
-	res := downloadResult{Asset: a, Path: target, BytesFetched: fetched, Resumed: d.resumed, Verified: a.Hash != "", DurationMS: time.Since(started).Milliseconds()}
+	out := downloadResult{Asset: a, Path: target, BytesFetched: res.Fetched, Resumed: res.Resumed, Verified: res.Verified, DurationMS: time.Since(started).Milliseconds()}
 	switch {
 	case opts.JSON:
-		b, err := json.Marshal(res)
+		b, err := json.Marshal(out)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(ios.Out, "%s\n", b)
 	case !opts.Quiet:
 		el := time.Since(started)
-		how := fmt.Sprintf("%s in %s (%s)", units.HumanBytes(a.Size), humanDuration(el), humanRate(rateOf(fetched, el)))
-		if d.resumed {
-			how += fmt.Sprintf(", resumed: fetched %s", units.HumanBytes(fetched))
+		how := fmt.Sprintf("%s in %s (%s)", units.HumanBytes(a.Size), humanDuration(el), humanRate(rateOf(res.Fetched, el)))
+		if res.Resumed {
+			how += fmt.Sprintf(", resumed: fetched %s", units.HumanBytes(res.Fetched))
 		}
 		fmt.Fprintf(ios.Out, "downloaded %s to %s: %s, sha256 %s verified\n", a.ID, safeName(target), how, a.Hash)
 	}
 	return nil
 }
 
+// downloadBeforeRename, when set (by tests), runs between the check of
+// the part file and its rename onto the target.
+var downloadBeforeRename func(part string)
+
+// downloadProgress shows a download's progress and warnings. The display
+// starts with the first update, once the part file is open (a refused
+// part file shows none); warnings that come while it runs are printed
+// when it ends.
+type downloadProgress struct {
+	opts  *DownloadOptions
+	name  string
+	size  int64
+	once  sync.Once
+	ui    progressUI
+	t     transfer
+	later []string
+}
+
+func newDownloadProgress(opts *DownloadOptions, name string, size int64) *downloadProgress {
+	return &downloadProgress{opts: opts, name: name, size: size}
+}
+
+// update is engine.DownloadOptions.Progress: first from the download's
+// goroutine, then from its workers.
+func (p *downloadProgress) update(done int64) {
+	p.once.Do(func() {
+		p.ui = newProgressUI(p.opts.F.IO, p.opts.Quiet, p.opts.NoProgress, p.size, 1)
+		p.t = p.ui.Add(p.name, p.size)
+	})
+	p.t.Update(done, p.size, 1)
+}
+
+// warn is engine.DownloadOptions.Warn (the download's goroutine only).
+func (p *downloadProgress) warn(msg string) {
+	if p.opts.Quiet {
+		return
+	}
+	if p.ui != nil {
+		p.later = append(p.later, msg)
+		return
+	}
+	fmt.Fprintf(p.opts.F.IO.ErrOut, "jetty: warning: %s\n", msg)
+}
+
+// finish ends the display, then prints the warnings held back.
+func (p *downloadProgress) finish(err error) {
+	if p.ui != nil {
+		p.t.Finish(err)
+		p.ui.Close(err == nil)
+	}
+	for _, msg := range p.later {
+		fmt.Fprintf(p.opts.F.IO.ErrOut, "jetty: warning: %s\n", msg)
+	}
+}
+
 // downloadFailure maps a download error to its exit code and says what
 // to do next.
 func downloadFailure(ctx context.Context, id string, err error) error {
+	var ue *safefile.UnsafeError
+	if errors.As(err, &ue) {
+		return usageError("refusing to use %s: it %s. jetty only writes and resumes part files it made itself (someone else may have put this one there): remove it, or pass --force to have jetty remove it and start over%s", ue.Path, ue.Reason, ue.Hint())
+	}
+	var fe *engine.DownloadFileError
+	if errors.As(err, &fe) { // it says what to do
+		return err
+	}
 	if ctx.Err() != nil {
 		return &ExitError{Code: ExitInterrupted, Err: errors.New("interrupted; run the same command again to resume")}
 	}
@@ -206,7 +236,7 @@ func downloadFailure(ctx context.Context, id string, err error) error {
 	if errors.As(err, &ee) {
 		return err
 	}
-	if errors.Is(err, apiclient.ErrRangeIgnored) {
+	if errors.Is(err, engine.ErrRangeIgnored) {
 		return fmt.Errorf("download %s: %w (a proxy in between may strip Range headers)", id, err)
 	}
 	return fmt.Errorf("download %s: %w\n(run the same command again to resume)", id, err)
@@ -324,313 +354,4 @@ func unreserved(name string) string {
 		return "_" + name
 	}
 	return name
-}
-
-// partState is the sidecar .NAME.jetty-part.json: which ranges of the
-// part file hold the asset's bytes.
-type partState struct {
-	Version   int    `json:"version"`
-	AssetID   string `json:"asset_id"`
-	Size      int64  `json:"size"`
-	SHA256    string `json:"sha256"`
-	RangeSize int64  `json:"range_size"`
-	Done      []int  `json:"done"`
-}
-
-const partStateVersion = 1
-
-// partFile is a download in progress.
-type partFile struct {
-	a       protocol.Asset
-	path    string
-	f       *os.File
-	resumed bool
-
-	mu        sync.Mutex
-	done      map[int]bool
-	lastSaved time.Time
-}
-
-// openPart opens (or creates) the part file of a; a sidecar that matches
-// the asset (id, size, hash, range size) and the part file's size lets
-// the download go on from where it stopped.
-//
-// The part file and the sidecar are created without following a link
-// and reused only when each is a regular file of the user's with one
-// link (internal/safefile); anything else at either name is a
-// *safefile.UnsafeError, or, with force, removed (the entry itself, with
-// a warning) so that the download starts over.
-func openPart(partPath string, a protocol.Asset, force bool, warn func(string)) (*partFile, error) {
-	side := partPath + ".json"
-	for _, p := range []string{partPath, side} {
-		if !force {
-			if err := safefile.Check(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return nil, err
-			}
-			continue
-		}
-		ue, err := safefile.RemoveUnsafe(p)
-		if err != nil {
-			return nil, fmt.Errorf("%w (remove it yourself)", err)
-		}
-		if ue != nil {
-			warn(fmt.Sprintf("--force: removed %s, which %s, and started the download over", ue.Path, ue.Reason))
-		}
-	}
-	f, created, err := safefile.OpenOrCreate(partPath, 0o666)
-	if err != nil {
-		return nil, err
-	}
-	d := &partFile{a: a, path: partPath, f: f, done: map[int]bool{}}
-	var st partState
-	b, err := safefile.ReadFile(side)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		f.Close()
-		return nil, err
-	}
-	fi, ferr := f.Stat()
-	if !created && err == nil && json.Unmarshal(b, &st) == nil && ferr == nil &&
-		st.Version == partStateVersion && st.AssetID == a.ID && st.Size == a.Size && st.SHA256 == a.Hash &&
-		st.RangeSize == downloadRangeSize && fi.Size() == a.Size {
-		for _, i := range st.Done {
-			if i >= 0 && i < d.ranges() {
-				d.done[i] = true
-			}
-		}
-		d.resumed = len(d.done) > 0
-		return d, nil
-	}
-	if err := f.Truncate(0); err != nil {
-		f.Close()
-		return nil, err
-	}
-	if err := f.Truncate(a.Size); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return d, nil
-}
-
-func (d *partFile) ranges() int {
-	return int((d.a.Size + downloadRangeSize - 1) / downloadRangeSize)
-}
-
-func (d *partFile) rangeOf(i int) (off, n int64) {
-	off = int64(i) * downloadRangeSize
-	return off, min(downloadRangeSize, d.a.Size-off)
-}
-
-func (d *partFile) doneBytes() int64 {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	var n int64
-	for i := range d.done {
-		_, l := d.rangeOf(i)
-		n += l
-	}
-	return n
-}
-
-// save syncs the part file, then records the finished ranges (written to
-// a new temporary file, never through a link, and renamed, so the
-// sidecar is never half written and never claims bytes that are not on
-// disk).
-func (d *partFile) save() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.saveLocked()
-}
-
-func (d *partFile) saveLocked() error {
-	d.lastSaved = time.Now()
-	if err := d.f.Sync(); err != nil {
-		return err
-	}
-	st := partState{Version: partStateVersion, AssetID: d.a.ID, Size: d.a.Size, SHA256: d.a.Hash, RangeSize: downloadRangeSize, Done: []int{}}
-	for i := range d.done {
-		st.Done = append(st.Done, i)
-	}
-	slices.Sort(st.Done)
-	b, _ := json.Marshal(st)
-	return safefile.WriteFile(d.path+".json", b, 0o600)
-}
-
-// sidecarEvery is how often finished ranges are recorded while a
-// download runs (and always when it stops).
-const sidecarEvery = time.Second
-
-// fetch downloads the missing ranges with workers parallel requests and
-// returns the bytes fetched in this run. progress gets the bytes on disk.
-func (d *partFile) fetch(ctx context.Context, c *apiclient.Client, workers int, progress func(int64)) (int64, error) {
-	var todo []int
-	for i := 0; i < d.ranges(); i++ {
-		if !d.done[i] {
-			todo = append(todo, i)
-		}
-	}
-	base := d.doneBytes()
-	var fetched atomic.Int64
-	report := func(n int64) { progress(base + fetched.Add(n)) }
-
-	g, gctx := errgroup.WithContext(ctx)
-	queue := make(chan int)
-	g.Go(func() error {
-		defer close(queue)
-		for _, i := range todo {
-			select {
-			case queue <- i:
-			case <-gctx.Done():
-				return nil
-			}
-		}
-		return nil
-	})
-	for range min(workers, max(len(todo), 1)) {
-		g.Go(func() error {
-			buf := make([]byte, 256<<10)
-			for i := range queue {
-				if err := d.fetchRange(gctx, c, i, buf, report); err != nil {
-					return err
-				}
-				d.mu.Lock()
-				d.done[i] = true
-				var err error
-				if time.Since(d.lastSaved) >= sidecarEvery {
-					err = d.saveLocked()
-				}
-				d.mu.Unlock()
-				if err != nil {
-					return fmt.Errorf("record progress in %s.json: %w", d.path, err)
-				}
-			}
-			return nil
-		})
-	}
-	err := g.Wait()
-	if err == nil && ctx.Err() != nil {
-		err = ctx.Err()
-	}
-	return fetched.Load(), err
-}
-
-// fetchRange writes range i into the part file, retrying a few times on
-// network and server errors (from the start of the range).
-func (d *partFile) fetchRange(ctx context.Context, c *apiclient.Client, i int, buf []byte, report func(int64)) error {
-	off, n := d.rangeOf(i)
-	const attempts = 5
-	var err error
-	for attempt := 1; ; attempt++ {
-		var got int64
-		got, err = d.copyRange(ctx, c, off, n, buf, report)
-		if err == nil {
-			return nil
-		}
-		report(-got) // those bytes are fetched again
-		if ctx.Err() != nil || attempt == attempts || !(engine.Retryable(err) || errors.Is(err, io.ErrUnexpectedEOF)) {
-			return err
-		}
-		delay := time.Duration(attempt*attempt) * 250 * time.Millisecond
-		var ae *engine.APIError
-		if errors.As(err, &ae) && ae.RetryAfter > 0 {
-			delay = ae.RetryAfter
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(delay):
-		}
-	}
-}
-
-func (d *partFile) copyRange(ctx context.Context, c *apiclient.Client, off, n int64, buf []byte, report func(int64)) (int64, error) {
-	body, err := c.OpenRange(ctx, d.a.ID, off, n)
-	if err != nil {
-		return 0, err
-	}
-	defer body.Close()
-	var got int64
-	for got < n {
-		m, rerr := body.Read(buf[:min(int64(len(buf)), n-got)])
-		if m > 0 {
-			if _, werr := d.f.WriteAt(buf[:m], off+got); werr != nil {
-				return got, fmt.Errorf("write %s: %w", d.path, werr)
-			}
-			got += int64(m)
-			report(int64(m))
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			return got, rerr
-		}
-	}
-	if got != n {
-		return got, fmt.Errorf("range at %d: got %d of %d bytes: %w", off, got, n, io.ErrUnexpectedEOF)
-	}
-	return got, nil
-}
-
-// downloadBeforeRename, when set (by tests), runs between the check of
-// the part file and its rename onto the target.
-var downloadBeforeRename func(part string)
-
-// finish verifies the whole part file against the asset's SHA-256, syncs
-// it and renames it to target (then syncs the directory). A file that
-// does not match is removed with its sidecar. The rename replaces the
-// entry at target (a link itself, never what it points to); afterwards
-// target must be the very file that was verified, not one put at the
-// part file's name in between.
-func (d *partFile) finish(target string) error {
-	if err := d.f.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", d.path, err)
-	}
-	verified, err := d.f.Stat()
-	if err != nil {
-		return fmt.Errorf("stat %s: %w", d.path, err)
-	}
-	if d.a.Hash != "" {
-		h := sha256.New()
-		if _, err := io.Copy(h, io.NewSectionReader(d.f, 0, d.a.Size)); err != nil {
-			return fmt.Errorf("verify %s: %w", d.path, err)
-		}
-		if sum := hex.EncodeToString(h.Sum(nil)); !strings.EqualFold(sum, d.a.Hash) {
-			d.f.Close()
-			os.Remove(d.path)
-			os.Remove(d.path + ".json")
-			return fmt.Errorf("the downloaded bytes hash to %s, not the stored SHA-256 %s; the partial file was removed: run the same command again to download it afresh", sum, d.a.Hash)
-		}
-	}
-	// The verified file stays open across the rename, so that its inode
-	// number cannot be given to a file put at the part's name in between
-	// (the check below compares inodes). Windows cannot rename a file
-	// jetty holds open; there it is closed first (file ids are not reused
-	// at once).
-	keepOpen := runtime.GOOS != "windows"
-	if !keepOpen {
-		if err := d.f.Close(); err != nil {
-			return fmt.Errorf("close %s: %w", d.path, err)
-		}
-	}
-	if downloadBeforeRename != nil {
-		downloadBeforeRename(d.path)
-	}
-	if err := os.Rename(d.path, target); err != nil {
-		return fmt.Errorf("%w\n(the verified download is kept in %s)", err, d.path)
-	}
-	st, err := os.Lstat(target)
-	if err != nil || !os.SameFile(verified, st) {
-		return fmt.Errorf("%s was replaced by another file after jetty verified it, so %s is not the download: delete %s and download again into a directory only you can write to", d.path, target, target)
-	}
-	if keepOpen {
-		if err := d.f.Close(); err != nil {
-			return fmt.Errorf("close %s: %w", target, err)
-		}
-	}
-	os.Remove(d.path + ".json")
-	if df, err := os.Open(filepath.Dir(target)); err == nil {
-		df.Sync()
-		df.Close()
-	}
-	return nil
 }

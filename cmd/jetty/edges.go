@@ -79,11 +79,10 @@ with the number of live relays at each location instead.`,
 }
 
 func edgesRun(ctx context.Context, opts *EdgesOptions) error {
-	c, _, err := opts.F.Client(opts.Client)
+	ec, _, err := opts.F.Client(opts.Client)
 	if err != nil {
 		return err
 	}
-	ec := c.Engine()
 	out := opts.F.IO.Out
 	if opts.Locations {
 		var body struct {

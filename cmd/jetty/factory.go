@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/jettythunder/jetty/engine"
-	"github.com/jettythunder/jetty/internal/apiclient"
 	"github.com/jettythunder/jetty/keychain"
 )
 
@@ -26,7 +25,7 @@ type Origin struct {
 // keychain, then the plain file) and returns a client for them, with
 // where they came from. With credentials in the environment the store is
 // never built.
-func (f *Factory) Client(o ClientOptions) (*apiclient.Client, Origin, error) {
+func (f *Factory) Client(o ClientOptions) (*engine.Client, Origin, error) {
 	key, secret := f.Getenv("JETTY_API_KEY"), f.Getenv("JETTY_API_SECRET")
 	if key != "" || secret != "" {
 		if key == "" || secret == "" {
@@ -36,7 +35,7 @@ func (f *Factory) Client(o ClientOptions) (*apiclient.Client, Origin, error) {
 		if server == "" {
 			return nil, Origin{}, authError("JETTY_API_KEY is set but JETTY_SERVER is not: set JETTY_SERVER to the server's URL")
 		}
-		c := &apiclient.Client{BaseURL: strings.TrimRight(server, "/"), APIKey: key, APISecret: secret, UserAgent: userAgent()}
+		c := &engine.Client{BaseURL: strings.TrimRight(server, "/"), APIKey: key, APISecret: secret, UserAgent: userAgent()}
 		return c, Origin{Server: from, Credentials: keychain.Source{Kind: keychain.SourceEnv}}, nil
 	}
 	server, from, err := f.ResolveServer(o.Server)
@@ -53,7 +52,7 @@ func (f *Factory) Client(o ClientOptions) (*apiclient.Client, Origin, error) {
 		}
 		return nil, Origin{}, err
 	}
-	c := &apiclient.Client{BaseURL: strings.TrimRight(cr.Server, "/"), APIKey: cr.APIKey, APISecret: cr.APISecret, UserAgent: userAgent()}
+	c := &engine.Client{BaseURL: strings.TrimRight(cr.Server, "/"), APIKey: cr.APIKey, APISecret: cr.APISecret, UserAgent: userAgent()}
 	return c, Origin{Server: from, Credentials: source}, nil
 }
 

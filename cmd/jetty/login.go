@@ -14,7 +14,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/jettythunder/jetty/engine"
-	"github.com/jettythunder/jetty/internal/apiclient"
 	"github.com/jettythunder/jetty/internal/iostreams"
 	"github.com/jettythunder/jetty/keychain"
 	"github.com/jettythunder/jetty/protocol"
@@ -116,7 +115,7 @@ func loginRun(ctx context.Context, opts *LoginOptions) error {
 	}
 
 	// Check the credentials before storing anything.
-	c := &apiclient.Client{BaseURL: server, APIKey: key, APISecret: secret, UserAgent: userAgent()}
+	c := &engine.Client{BaseURL: server, APIKey: key, APISecret: secret, UserAgent: userAgent()}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	w, err := c.Whoami(cctx)

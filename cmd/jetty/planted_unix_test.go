@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -188,8 +189,8 @@ func TestDownloadOwnPartFileResumes(t *testing.T) {
 	dst := t.TempDir()
 	part := filepath.Join(dst, ".file.bin.jetty-part")
 	os.WriteFile(part, []byte(content), 0o644)
-	side, _ := json.Marshal(partState{Version: partStateVersion, AssetID: "r1", Size: int64(len(content)), SHA256: sha256Hex(content), RangeSize: downloadRangeSize, Done: []int{0}})
-	os.WriteFile(part+".json", side, 0o600)
+	side := fmt.Sprintf(`{"version":1,"asset_id":"r1","size":%d,"sha256":%q,"range_size":%d,"done":[0]}`, len(content), sha256Hex(content), engine.DownloadRangeSize)
+	os.WriteFile(part+".json", []byte(side), 0o600)
 	r := runTransfer(t, context.Background(), env, "", false, "download", "r1", "-o", dst, "--json")
 	var res downloadResult
 	if r.code != 0 || json.Unmarshal([]byte(r.out), &res) != nil || !res.Resumed || res.BytesFetched != 0 {

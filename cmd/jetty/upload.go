@@ -194,11 +194,10 @@ func uploadRun(ctx context.Context, opts *UploadOptions) error {
 		return usageError("--name names a single file, but %s is a directory", opts.Paths[0])
 	}
 
-	c, _, err := opts.F.Client(opts.Client)
+	ec, _, err := opts.F.Client(opts.Client)
 	if err != nil {
 		return err
 	}
-	ec := c.Engine()
 	var selector engine.EdgeSelector
 	if opts.Edges != "origin" {
 		// One probe for the whole command: later files reuse its scores.
