@@ -39,7 +39,7 @@ func sideOf(rel string) side {
 	case under("server"):
 		return server
 	case under("engine"), under("edges"), under("keychain"),
-		rel == "internal/apiclient", rel == "internal/iostreams", rel == "internal/safefile":
+		rel == "internal/iostreams", rel == "internal/safefile":
 		return client
 	case rel == "internal/units", rel == "internal/connguard", rel == "internal/idleread", rel == "internal/secrets":
 		return neutral
