@@ -126,18 +126,18 @@ func (u *uploader) doPostSmall(ctx context.Context, data []byte, sum, name strin
 	}
 	req.ContentLength = int64(len(data))
 	req.GetBody = nil // the engine retries itself, counting every byte
-	req.Header.Set("X-Filename", url.PathEscape(name))
-	req.Header.Set("X-Content-SHA256", sum)
+	req.Header.Set(protocol.HeaderFilename, url.PathEscape(name))
+	req.Header.Set(protocol.HeaderContentSHA256, sum)
 	ct := u.opts.ContentType
 	if ct == "" {
 		ct = "application/octet-stream"
 	}
 	req.Header.Set("Content-Type", ct)
 	if u.opts.CacheKey != "" {
-		req.Header.Set("X-Cache-Key", u.opts.CacheKey)
+		req.Header.Set(protocol.HeaderCacheKey, u.opts.CacheKey)
 	}
 	if u.opts.TTL > 0 {
-		req.Header.Set("X-TTL", strconv.FormatInt(int64((u.opts.TTL+time.Second-1)/time.Second), 10))
+		req.Header.Set(protocol.HeaderTTL, strconv.FormatInt(int64((u.opts.TTL+time.Second-1)/time.Second), 10))
 	}
 	u.c.setControlHeaders(req)
 	resp, err := u.c.httpClient().Do(req)
@@ -148,10 +148,7 @@ func (u *uploader) doPostSmall(ctx context.Context, data []byte, sum, name strin
 	if resp.StatusCode/100 != 2 {
 		return protocol.Asset{}, false, readAPIError(resp)
 	}
-	var out struct {
-		Deduplicated bool           `json:"deduplicated"`
-		Asset        protocol.Asset `json:"asset"`
-	}
+	var out protocol.UploadResponse
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&out); err != nil {
 		return protocol.Asset{}, false, fmt.Errorf("upload: decode answer: %w", err)
 	}

@@ -143,7 +143,7 @@ func credentials(r *http.Request) (key, secret string, err error) {
 	if k, s, ok := r.BasicAuth(); ok {
 		key, secret = k, s
 	} else if tok, ok := bearer(r); ok {
-		key, secret = tok, r.Header.Get("X-API-Secret")
+		key, secret = tok, r.Header.Get(protocol.HeaderAPISecret)
 	} else {
 		return "", "", server.Errorf(server.EMissingAuth, "missing credentials: send Authorization: Bearer <API key> with X-API-Secret: <API secret>, or HTTP Basic key:secret (run `jetty login`)")
 	}

@@ -113,20 +113,20 @@ func checkCacheKey(k string) error {
 func readUploadInput(r *http.Request) (uploadInput, error) {
 	in := uploadInput{declared: r.ContentLength, size: -1}
 	mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	in.cacheKey = r.Header.Get("X-Cache-Key")
-	if h := r.Header.Get("X-Content-SHA256"); h != "" {
+	in.cacheKey = r.Header.Get(protocol.HeaderCacheKey)
+	if h := r.Header.Get(protocol.HeaderContentSHA256); h != "" {
 		in.sha256 = strings.ToLower(h)
 		if !protocol.IsHex64(in.sha256) {
 			return in, server.Errorf(server.EInvalid, "X-Content-SHA256 must be the file's SHA-256 in hex (64 characters)")
 		}
 	}
-	ttl, err := parseTTL(r.Header.Get("X-TTL"))
+	ttl, err := parseTTL(r.Header.Get(protocol.HeaderTTL))
 	if err != nil {
 		return in, err
 	}
 	in.ttl = ttl
 	if mt != "multipart/form-data" {
-		in.filename = r.Header.Get("X-Filename")
+		in.filename = r.Header.Get(protocol.HeaderFilename)
 		if in.filename == "" {
 			return in, server.Errorf(server.EInvalid, "missing X-Filename header: send the file name in X-Filename with the raw body, or use multipart/form-data with a \"file\" field")
 		}
@@ -659,7 +659,7 @@ func (s *Server) handleDownload(w http.ResponseWriter, r *http.Request, acct ser
 	h.Set("Accept-Ranges", "bytes")
 	h.Set("ETag", etag)
 	if a.SHA256Verified {
-		h.Set("X-Content-SHA256", a.SHA256) // only a hash the server computed
+		h.Set(protocol.HeaderContentSHA256, a.SHA256) // only a hash the server computed
 	}
 	h.Set("Content-Disposition", "attachment; filename*=UTF-8''"+url.PathEscape(a.Filename))
 	h.Set("X-Content-Type-Options", "nosniff")

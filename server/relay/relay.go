@@ -468,10 +468,7 @@ func (r *Relay) signed(ctx context.Context, method, path, query string, body []b
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
 	if resp.StatusCode/100 != 2 {
 		oe := &originError{status: resp.StatusCode}
-		var e struct {
-			Error string `json:"error"`
-			Code  string `json:"code"`
-		}
+		var e protocol.ErrorBody
 		if json.Unmarshal(b, &e) == nil {
 			oe.code, oe.msg = e.Code, e.Error
 		}
