@@ -10,14 +10,14 @@ import (
 const (
 	// RouteOrigin is the server's own chunk endpoint (the session's
 	// chunk_url).
-	RouteOrigin = "origin"
+	RouteOrigin = protocol.KindOrigin
 	// RouteRelay is a `jetty edge` relay: same chunk protocol and upload
 	// token as the origin, another base URL.
-	RouteRelay = "relay"
+	RouteRelay = protocol.KindRelay
 	// RouteDirect is the object store itself: each chunk goes to a
 	// presigned part URL (with its SHA-256 signed in) that the server
 	// hands out at PresignURL.
-	RouteDirect = "direct"
+	RouteDirect = protocol.KindDirect
 )
 
 // Route is one way for chunks to reach storage, with the share of the

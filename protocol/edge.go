@@ -42,7 +42,8 @@ const (
 	ModeRelay = "relay" // forwards chunks to the origin
 )
 
-// Kinds of Candidate (the same words as the engine's route kinds).
+// Kinds of Candidate: what kind of receiver it is. The engine's route
+// kinds are these.
 const (
 	KindOrigin = "origin"
 	KindRelay  = "relay"
