@@ -88,17 +88,22 @@ func checkVictim(t *testing.T, victim string, content []byte) {
 	}
 }
 
-// within runs f and fails the test when f has not returned after 20 s.
-// Opening a named pipe blocks until its other end is opened, so the test
-// then opens and closes the pipe at fifo to let f go on.
+// within runs f and fails the test when f has not returned after
+// blockedAfter: jetty waiting on the entry at fifo (opening a named pipe
+// blocks until its other end is opened) waits forever, so any bound tells
+// it from a slow run; the bound is far above the slowest run seen (a
+// 12 MiB upload under -race on a loaded 2-core machine took over 20 s,
+// and the 20 s bound this replaces called that blocked). On failure the
+// test opens and closes the pipe at fifo to let f go on.
 func within(t *testing.T, fifo string, f func()) {
 	t.Helper()
+	const blockedAfter = 2 * time.Minute
 	done := make(chan struct{})
 	go func() { defer close(done); f() }()
 	select {
 	case <-done:
 		return
-	case <-time.After(20 * time.Second):
+	case <-time.After(blockedAfter):
 	}
 	if p, err := os.OpenFile(fifo, os.O_RDWR|syscall.O_NONBLOCK, 0); err == nil {
 		p.Close()
@@ -107,7 +112,7 @@ func within(t *testing.T, fifo string, f func()) {
 	case <-done:
 	case <-time.After(20 * time.Second):
 	}
-	t.Fatalf("jetty blocked for 20 s on %s", fifo)
+	t.Fatalf("jetty blocked for %s on %s", blockedAfter, fifo)
 }
 
 // TestDownloadPlantedPartFiles: a symbolic link (to a victim outside the
