@@ -454,15 +454,7 @@ func (s *Server) openSession(ctx context.Context, accountID, id string) (server.
 		}
 		return sess, err
 	}
-	switch {
-	case sess.State == server.SessionAborted:
-		return sess, server.Errorf(server.EGone, "upload session was aborted; start the upload again")
-	case sess.State == server.SessionCompleted:
-		return sess, server.Errorf(server.EConflict, "upload session is already complete")
-	case !s.now().Before(sess.ExpiresAt):
-		return sess, server.Errorf(server.EGone, "upload session expired at %s; start the upload again", sess.ExpiresAt.UTC().Format(time.RFC3339))
-	}
-	return sess, nil
+	return sess, chunkadmit.Live(sess.State, sess.ExpiresAt, s.now())
 }
 
 // handleRefreshToken answers POST /api/jetty/sessions/{id}/token.

@@ -176,15 +176,26 @@ func Token(r *http.Request, tokens *uploadtoken.Signer, now time.Time) (uploadto
 // session_gone), completed (409 conflict), expired (410), being completed
 // (409: by a concurrent upload of the same content, which shares it).
 func Open(s Session, now time.Time) error {
-	switch {
-	case s.State == server.SessionAborted:
-		return server.Errorf(server.EGone, "upload session was aborted; start the upload again")
-	case s.State == server.SessionCompleted:
-		return server.Errorf(server.EConflict, "upload session is already complete")
-	case !now.Before(s.ExpiresAt):
-		return server.Errorf(server.EGone, "upload session expired at %s; start the upload again", s.ExpiresAt.UTC().Format(time.RFC3339))
-	case s.State != server.SessionOpen:
+	if err := Live(s.State, s.ExpiresAt, now); err != nil {
+		return err
+	}
+	if s.State != server.SessionOpen {
 		return server.Errorf(server.EConflict, "upload session is being completed; no more chunks")
+	}
+	return nil
+}
+
+// Live refuses a session that is over at now: aborted (410 session_gone),
+// completed (409 conflict) or expired (410). A session being completed is
+// live (its token may be refreshed); Open refuses it chunks.
+func Live(state server.SessionState, expiresAt, now time.Time) error {
+	switch {
+	case state == server.SessionAborted:
+		return server.Errorf(server.EGone, "upload session was aborted; start the upload again")
+	case state == server.SessionCompleted:
+		return server.Errorf(server.EConflict, "upload session is already complete")
+	case !now.Before(expiresAt):
+		return server.Errorf(server.EGone, "upload session expired at %s; start the upload again", expiresAt.UTC().Format(time.RFC3339))
 	}
 	return nil
 }
