@@ -54,6 +54,10 @@ type fakeServer struct {
 	stored      map[int]int // chunks stored, by index (origin, relays, direct)
 	store       *fakeStore  // the direct route's object store, when a test made one
 	singles     int         // single-request uploads answered
+	// oldServer answers as a server before sized sessions: no size echo,
+	// no chunk_url or strategy in the status; noStreams refuses stream
+	// sessions as a server before them.
+	oldServer, noStreams bool
 	// singleHook, when set, may answer a single-request upload first.
 	singleHook func(w http.ResponseWriter, r *http.Request) bool
 }
@@ -194,6 +198,9 @@ func (f *fakeServer) open(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
+	} else if f.noStreams {
+		writeErr(w, 400, "invalid_request", "send either \"manifest\" or \"stream\"")
+		return
 	} else if cs := req.Stream.ChunkSize; cs < protocol.MinChunkSize || cs > protocol.MaxChunkSize {
 		writeErr(w, 400, "invalid_manifest", "chunk size")
 		return
@@ -207,6 +214,9 @@ func (f *fakeServer) open(w http.ResponseWriter, r *http.Request) {
 	}
 	f.sessions[s.id] = s
 	resp := protocol.OpenResponse{Session: f.sessionBody(s)}
+	if req.Stream != nil && !f.oldServer {
+		resp.Session.Size = req.Stream.Size
+	}
 	f.opens = append(f.opens, resp)
 	writeJSON(w, 201, resp)
 }
@@ -231,7 +241,14 @@ func (f *fakeServer) status(w http.ResponseWriter, r *http.Request) {
 	for i := range s.hashes {
 		held = append(held, i)
 	}
-	writeJSON(w, 200, protocol.SessionState{ID: s.id, State: "open", ExpiresAt: body.ExpiresAt, Held: held, Missing: body.Missing})
+	st := protocol.SessionState{ID: s.id, State: "open", ExpiresAt: body.ExpiresAt, Held: held, Missing: body.Missing}
+	switch {
+	case s.asset != nil:
+		st.State, st.AssetID = "completed", s.asset.ID
+	case !f.oldServer:
+		st.ChunkURL, st.Strategy = body.ChunkURL, &body.Strategy
+	}
+	writeJSON(w, 200, st)
 }
 
 func (f *fakeServer) abort(w http.ResponseWriter, r *http.Request) {
@@ -385,6 +402,12 @@ func (f *fakeServer) complete(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		f.objects[m.SHA256] = all
+	}
+	if a, ok := f.assets[fmt.Sprintf("%s/%d", m.SHA256, m.Size)]; ok {
+		// Held already (the real server drops the new copy).
+		s.asset = &a
+		writeJSON(w, 200, protocol.CompleteResponse{Asset: a, Deduplicated: true})
+		return
 	}
 	a := protocol.Asset{ID: "ast_" + s.id, Key: "users/u/" + m.Name, Size: m.Size, Hash: m.SHA256, Filename: m.Name, CreatedAt: time.Now().UTC()}
 	s.asset = &a

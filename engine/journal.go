@@ -33,10 +33,45 @@ type Journal struct {
 	// Fingerprint is the hex SHA-256 of the size and the first and last
 	// MiB of the file: it catches a file replaced by another of the same
 	// size and mtime (cp -p, rsync -t) for about a millisecond of reading.
-	Fingerprint string             `json:"fingerprint"`
-	Manifest    *protocol.Manifest `json:"manifest"`
-	SessionID   string             `json:"session_id,omitempty"`
-	Created     time.Time          `json:"created"`
+	Fingerprint string `json:"fingerprint"`
+	// Manifest is the planned manifest of a manifest-first upload; nil
+	// for a pipelined one, which has Pipe instead.
+	Manifest  *protocol.Manifest `json:"manifest,omitempty"`
+	Pipe      *PipeJournal       `json:"pipe,omitempty"`
+	SessionID string             `json:"session_id,omitempty"`
+	Created   time.Time          `json:"created"`
+}
+
+// PipeJournal is what a pipelined upload (pipeline.go) has learnt so
+// far: the chunk hashes made, and the whole-file SHA-256 state after the
+// first WholeChunks chunks, so that a resumed run reads only from there
+// on (plus the chunks before it the server does not hold).
+type PipeJournal struct {
+	ChunkSize int64 `json:"chunk_size"`
+	// Sized: the server echoed the session's size (it presigns parts).
+	Sized bool `json:"sized,omitempty"`
+	// Chunks are the hex SHA-256 of each chunk, "" where not hashed yet.
+	Chunks []string `json:"chunks"`
+	// Whole is the encoded SHA-256 state (hash.Hash's MarshalBinary)
+	// after chunks 0..WholeChunks-1, whose hashes are all in Chunks.
+	Whole       []byte `json:"whole,omitempty"`
+	WholeChunks int    `json:"whole_chunks"`
+}
+
+// valid reports whether p can describe a file of size bytes.
+func (p *PipeJournal) valid(size int64) bool {
+	if protocol.CheckChunkSize(size, p.ChunkSize) != nil || int64(len(p.Chunks)) != protocol.NumChunks(size, p.ChunkSize) {
+		return false
+	}
+	if p.WholeChunks < 0 || p.WholeChunks > len(p.Chunks) || (p.WholeChunks > 0) != (len(p.Whole) > 0) {
+		return false
+	}
+	for i, h := range p.Chunks {
+		if (h != "" && !protocol.IsHex64(h)) || (h == "" && i < p.WholeChunks) {
+			return false
+		}
+	}
+	return true
 }
 
 // DefaultJournalDir is where journals live: $XDG_STATE_HOME/jetty/journal
@@ -126,7 +161,8 @@ func loadJournal(path string, want Journal) (*Journal, error) {
 	if err := json.Unmarshal(b, &j); err == nil && j.Version == journalVersion &&
 		j.Server == want.Server && j.Path == want.Path && j.Size == want.Size &&
 		j.MTime == want.MTime && j.Fingerprint == want.Fingerprint &&
-		j.Manifest.Validate() == nil && j.Manifest.Size == want.Size {
+		((j.Manifest != nil && j.Pipe == nil && j.Manifest.Validate() == nil && j.Manifest.Size == want.Size) ||
+			(j.Manifest == nil && j.Pipe != nil && j.SessionID != "" && j.Pipe.valid(want.Size))) {
 		return &j, nil
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {

@@ -105,7 +105,7 @@ func edgeByID(res *Result, id string) (EdgeStat, bool) {
 // sleeps recorded, events recorded.
 func routeOpts(workers int, sel EdgeSelector) (Options, *recorder, *noSleep) {
 	rec, sl := &recorder{}, &noSleep{}
-	return Options{Workers: workers, ChunkSize: 5 * MiB, JournalDir: "-", Progress: rec, Sleep: sl.sleep, Edges: sel}, rec, sl
+	return Options{Workers: workers, ChunkSize: 5 * MiB, JournalDir: "-", Progress: rec, Sleep: sl.sleep, Edges: sel, HashFirst: true}, rec, sl
 }
 
 func TestSplitWorkers(t *testing.T) {
@@ -1065,7 +1065,7 @@ func TestRoutesStream(t *testing.T) {
 	})
 	data := genBytes(79, 40*MiB+17) // 9 blocks
 	rec, sl := &recorder{}, &noSleep{}
-	opts := Options{Workers: 4, ChunkSize: 5 * MiB, Progress: rec, Sleep: sl.sleep, Edges: selectFunc(func(ctx context.Context, s *protocol.Session, cs int64, workers int) ([]Route, error) {
+	opts := Options{Workers: 4, ChunkSize: 5 * MiB, Progress: rec, Sleep: sl.sleep, HashFirst: true, Edges: selectFunc(func(ctx context.Context, s *protocol.Session, cs int64, workers int) ([]Route, error) {
 		return []Route{a.route(s, 1), b.route(s, 1), st.route(s, 1)}, nil
 	})}
 	res, err := UploadStream(context.Background(), f.client(), pipeOf(data), "s.tar", opts)

@@ -48,7 +48,7 @@ func (u *uploader) smallFileMax() int64 {
 // file (at most smallFileMax bytes) once, hashes it, and POSTs it with its
 // SHA-256, retrying as chunk PUTs do.
 func (u *uploader) uploadSmall(ctx context.Context, r io.ReaderAt, size int64, name string) (*Result, error) {
-	res := &Result{ChunksTotal: 1, Workers: 1}
+	res := &Result{ChunksTotal: 1, Workers: 1, Method: MethodSingle}
 	data := make([]byte, size)
 	if err := readFull(r, data, 0); err != nil {
 		return res, fmt.Errorf("read %s: %w", name, err)
@@ -94,6 +94,9 @@ func (u *uploader) uploadSmall(ctx context.Context, r io.ReaderAt, size int64, n
 	u.sent.Add(1)
 	u.hub.chunkDone(0, size, RouteOrigin, RouteOrigin, edge)
 	res.Asset, res.Deduplicated = asset, dedup
+	if dedup {
+		res.DedupAt = DedupAtComplete // the bytes were sent with the request
+	}
 	return res, nil
 }
 

@@ -41,6 +41,7 @@ func TestStorageFullChunkIsFinal(t *testing.T) {
 		return false
 	}
 	opts := baseOpts(t)
+	opts.HashFirst = true // the manifest-first path (pipeline_test.go has the pipelined one)
 	opts.Workers, opts.ChunkSize = 1, 5*MiB
 	ns := &noSleep{}
 	opts.Sleep = ns.sleep

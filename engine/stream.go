@@ -42,7 +42,7 @@ type streamJob struct {
 }
 
 func (u *uploader) uploadStream(ctx context.Context, r io.Reader, name string) (*Result, error) {
-	res := &Result{}
+	res := &Result{Method: MethodStream}
 	cs := u.opts.ChunkSize
 	if cs == 0 {
 		cs = protocol.DefaultChunkSize
@@ -55,7 +55,7 @@ func (u *uploader) uploadStream(ctx context.Context, r io.Reader, name string) (
 		return res, err
 	}
 	if resp.Deduplicated {
-		res.Asset, res.Deduplicated = *resp.Asset, true
+		res.Asset, res.Deduplicated, res.DedupAt = *resp.Asset, true, DedupAtOpen
 		return res, nil
 	}
 	s := resp.Session
@@ -194,5 +194,8 @@ func (u *uploader) uploadStream(ctx context.Context, r io.Reader, name string) (
 		return res, fmt.Errorf("complete upload: %w", err)
 	}
 	res.Asset, res.Deduplicated = cr.Asset, cr.Deduplicated
+	if cr.Deduplicated {
+		res.DedupAt = DedupAtComplete
+	}
 	return res, nil
 }

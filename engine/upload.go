@@ -77,6 +77,12 @@ type Options struct {
 	// origin). A failing route is left for the others (see router.go);
 	// the origin is always kept as the last resort.
 	Edges EdgeSelector
+	// HashFirst hashes a file whole before opening its session, with
+	// the manifest (the path of earlier versions): the server can then
+	// deduplicate content it holds before any byte is sent, at the cost
+	// of reading the file twice and starting later. By default a new
+	// file is hashed and sent in one pass (pipeline.go).
+	HashFirst bool
 	// SmallFileMax: files of at most this many bytes go in one verified
 	// request instead of a session (see DefaultSmallFileMax, the default
 	// when 0); -1 always opens a session. Streams always use sessions.
@@ -106,6 +112,18 @@ type Result struct {
 	// Edges is what each route that stored chunks took (by route id), in
 	// first-use order.
 	Edges []EdgeStat `json:"edges"`
+	// Method is how the file went: MethodPipelined, MethodManifest,
+	// MethodSingle or MethodStream.
+	Method string `json:"method"`
+	// DedupAt says where the server found the content it already held
+	// (DedupAtOpen: nothing sent; DedupAtComplete: sent, then dropped),
+	// "" when it was new.
+	DedupAt string `json:"dedup_at,omitempty"`
+	// Index is what the local upload index said of the file (IndexHit,
+	// IndexChanged, IndexMiss, IndexOff); "" where none was asked.
+	Index string `json:"index,omitempty"`
+
+	manifest *protocol.Manifest // the file's manifest, when known (for the index)
 }
 
 // MarshalJSON adds duration_ms.
@@ -651,10 +669,52 @@ type fileUpload struct {
 	resumed bool
 	save    journalFunc
 	drop    func()
+	// pipe is the journal of an earlier pipelined run (session names its
+	// session); savePipe records a pipelined run's progress (nil: none).
+	pipe     *PipeJournal
+	savePipe func(*PipeJournal, string) error
+	// changed reports whether the file changed since the upload began
+	// (nil: cannot tell); a pipelined upload asks before completing.
+	changed func() bool
+}
+
+// uploadAny uploads a file by the pipelined path, unless its manifest is
+// known already (an earlier manifest-first run's journal, the local
+// index), Options.HashFirst asks for the manifest first, or the server
+// is too old for sized sessions.
+func (u *uploader) uploadAny(ctx context.Context, f fileUpload) (*Result, error) {
+	if done, ok := u.completedBefore(ctx, f.session); ok {
+		// An earlier run's completion went through but its answer was
+		// lost (killed, disconnected): that is the result. Opening again
+		// would record the content a second time, as another asset.
+		res := &Result{Method: MethodPipelined, SessionID: f.session, Resumed: true}
+		if f.m != nil {
+			res.Method, res.ChunksTotal = MethodManifest, len(f.m.Chunks)
+		} else if f.pipe != nil {
+			res.ChunksTotal = len(f.pipe.Chunks)
+		}
+		res.Asset, res.Deduplicated = done.Asset, done.Deduplicated
+		if done.Deduplicated {
+			res.DedupAt = DedupAtComplete
+		}
+		return res, nil
+	}
+	if f.m == nil && !u.opts.HashFirst {
+		res, err := u.uploadPipelined(ctx, f)
+		if errors.Is(err, ErrFileChanged) && f.drop != nil {
+			f.drop()
+		}
+		if !errors.Is(err, errNoPipeline) {
+			return res, err
+		}
+		u.hub.warn(fmt.Errorf("the server does not take sized sessions (an older server): hashing the file first (%w)", err))
+		f.pipe, f.session = nil, ""
+	}
+	return u.uploadFile(ctx, f)
 }
 
 func (u *uploader) uploadFile(ctx context.Context, f fileUpload) (*Result, error) {
-	res := &Result{}
+	res := &Result{Method: MethodManifest}
 	plan := func(chunkSize int64) (*protocol.Manifest, error) {
 		m, err := Plan(ctx, f.r, f.size, chunkSize, PlanOptions{Name: f.name, Progress: func(n int64) { u.hub.plan(n, f.size) }})
 		if err != nil {
@@ -682,15 +742,7 @@ func (u *uploader) uploadFile(ctx context.Context, f fileUpload) (*Result, error
 		pf.Prefetch(ctx, f.size, cs, w)
 	}
 	m := f.m
-	res.Resumed = m != nil
-	if done, ok := u.completedBefore(ctx, f.session); ok {
-		// An earlier run's completion went through but its answer was
-		// lost (killed, disconnected): that is the result. Opening again
-		// would record the content a second time, as another asset.
-		res.SessionID, res.ChunksTotal = f.session, len(m.Chunks)
-		res.Asset, res.Deduplicated = done.Asset, done.Deduplicated
-		return res, nil
-	}
+	res.Resumed = m != nil && f.session != ""
 	if m == nil {
 		var err error
 		if m, err = plan(u.opts.ChunkSize); err != nil {
@@ -718,9 +770,9 @@ func (u *uploader) uploadFile(ctx context.Context, f fileUpload) (*Result, error
 			return res, fmt.Errorf("open upload session: the server's session has chunk size %d, the manifest %d", s.Strategy.ChunkSize, m.ChunkSize)
 		}
 	}
-	res.ChunksTotal = len(m.Chunks)
+	res.ChunksTotal, res.manifest = len(m.Chunks), m
 	if resp.Deduplicated {
-		res.Asset, res.Deduplicated = *resp.Asset, true
+		res.Asset, res.Deduplicated, res.DedupAt = *resp.Asset, true, DedupAtOpen
 		return res, nil
 	}
 	s := resp.Session
@@ -769,6 +821,9 @@ func (u *uploader) uploadFile(ctx context.Context, f fileUpload) (*Result, error
 		return res, err
 	}
 	res.Asset, res.Deduplicated = cr.Asset, cr.Deduplicated
+	if cr.Deduplicated {
+		res.DedupAt = DedupAtComplete
+	}
 	return res, nil
 }
 
@@ -821,7 +876,7 @@ func UploadReader(ctx context.Context, c *Client, r io.ReaderAt, size int64, nam
 		res, err := u.uploadSmall(ctx, r, size, name)
 		return u.finish(res, err)
 	}
-	res, err := u.uploadFile(ctx, fileUpload{r: r, size: size, name: name})
+	res, err := u.uploadAny(ctx, fileUpload{r: r, size: size, name: name})
 	return u.finish(res, err)
 }
 
@@ -861,7 +916,10 @@ func (u *uploader) uploadPath(ctx context.Context, path string) (*Result, error)
 	if m := u.smallFileMax(); st.Size() <= m {
 		return u.uploadSmall(ctx, f, st.Size(), name)
 	}
-	fu := fileUpload{r: f, size: st.Size(), name: name}
+	fu := fileUpload{r: f, size: st.Size(), name: name, changed: func() bool {
+		now, err := f.Stat()
+		return err != nil || now.Size() != st.Size() || !now.ModTime().Equal(st.ModTime())
+	}}
 
 	dir := u.opts.JournalDir
 	if dir == "" {
@@ -882,15 +940,24 @@ func (u *uploader) uploadPath(ctx context.Context, path string) (*Result, error)
 		}
 		// A journal cut with another chunk size than the one asked for
 		// is planned again.
-		if j != nil && (u.opts.ChunkSize == 0 || u.opts.ChunkSize == j.Manifest.ChunkSize) {
+		switch {
+		case j != nil && j.Manifest != nil && (u.opts.ChunkSize == 0 || u.opts.ChunkSize == j.Manifest.ChunkSize):
 			fu.m, fu.session = j.Manifest, j.SessionID
 			want.Created = j.Created
-		} else {
+		case j != nil && j.Pipe != nil && (u.opts.ChunkSize == 0 || u.opts.ChunkSize == j.Pipe.ChunkSize):
+			fu.pipe, fu.session = j.Pipe, j.SessionID
+			want.Created = j.Created
+		default:
 			want.Created = time.Now().UTC()
 		}
 		fu.save = func(m *protocol.Manifest, sessionID string) error {
 			jj := want
 			jj.Manifest, jj.SessionID = m, sessionID
+			return jj.save(jpath)
+		}
+		fu.savePipe = func(p *PipeJournal, sessionID string) error {
+			jj := want
+			jj.Pipe, jj.SessionID = p, sessionID
 			return jj.save(jpath)
 		}
 		fu.drop = func() {
@@ -899,7 +966,7 @@ func (u *uploader) uploadPath(ctx context.Context, path string) (*Result, error)
 			}
 		}
 	}
-	res, err = u.uploadFile(ctx, fu)
+	res, err = u.uploadAny(ctx, fu)
 	if err == nil && fu.drop != nil {
 		fu.drop()
 	}

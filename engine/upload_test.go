@@ -86,11 +86,19 @@ func baseOpts(t *testing.T) Options {
 	return Options{JournalDir: t.TempDir(), Sleep: (&noSleep{}).sleep}
 }
 
+// hashFirstOpts is baseOpts on the manifest-first path.
+func hashFirstOpts(t *testing.T) Options {
+	o := baseOpts(t)
+	o.HashFirst = true
+	return o
+}
+
 func TestUploadParallel(t *testing.T) {
 	f := newFake(t)
 	path, data := writeFile(t, 11, 40*MiB+777)
 	rec := &recorder{}
 	opts := baseOpts(t)
+	opts.HashFirst = true // the manifest-first path (pipeline_test.go has the pipelined one)
 	opts.Workers, opts.Progress = 8, rec
 	res, err := Upload(context.Background(), f.client(), path, opts)
 	if err != nil {
@@ -337,7 +345,7 @@ func TestFileChangedAfterPlan(t *testing.T) {
 	data := genBytes(18, 12*MiB)
 	cr := &changingReader{data: data}
 	rec := &recorder{}
-	opts := Options{Sleep: (&noSleep{}).sleep, Progress: ProgressFunc(func(e Event) {
+	opts := Options{HashFirst: true, Sleep: (&noSleep{}).sleep, Progress: ProgressFunc(func(e Event) {
 		if e.Kind == EventStart {
 			cr.armed.Store(true)
 		}
@@ -405,6 +413,7 @@ func TestFileChangedDropsJournal(t *testing.T) {
 	f := newFake(t)
 	path, data := writeFile(t, 19, 12*MiB)
 	opts := baseOpts(t)
+	opts.HashFirst = true // the manifest-first path (pipeline_test.go has the pipelined one)
 	// Fail once so a journal exists, then change the file without
 	// changing its size, mtime or fingerprint span (a byte in the middle).
 	f.putHook = func(w http.ResponseWriter, r *http.Request, index, attempt int) bool {
@@ -554,6 +563,7 @@ func TestCancelMidUpload(t *testing.T) {
 		return true
 	}
 	opts := baseOpts(t)
+	opts.HashFirst = true // the manifest-first path (pipeline_test.go has the pipelined one)
 	opts.Workers = 1
 	opts.JournalDir = filepath.Join(t.TempDir(), "state", "journal") // created by the engine
 	start := time.Now()
@@ -593,6 +603,7 @@ func TestResumeSendsOnlyMissing(t *testing.T) {
 		return false
 	}
 	opts := baseOpts(t)
+	opts.HashFirst = true // the manifest-first path (pipeline_test.go has the pipelined one)
 	opts.Workers = 1
 	res1, err := Upload(context.Background(), f.client(), path, opts)
 	if err == nil {
@@ -649,6 +660,7 @@ func TestJournalInvalidated(t *testing.T) {
 				return true
 			}
 			opts := baseOpts(t)
+			opts.HashFirst = true // the manifest-first journal (pipeline_test.go has the pipelined one)
 			if _, err := Upload(context.Background(), f.client(), path, opts); err == nil {
 				t.Fatal("first run succeeded")
 			}
@@ -801,6 +813,7 @@ func TestAdoptServerChunking(t *testing.T) {
 		return false
 	}
 	opts := baseOpts(t)
+	opts.HashFirst = true // the manifest-first path (pipeline_test.go has the pipelined one)
 	opts.ChunkSize, opts.Workers = 5*MiB, 1
 	if _, err := Upload(context.Background(), f.client(), path, opts); err == nil {
 		t.Fatal("first run succeeded")

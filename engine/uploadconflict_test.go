@@ -28,7 +28,7 @@ func TestChunkConflictCompletes(t *testing.T) {
 		}
 		return false
 	}
-	res, err := Upload(context.Background(), f.client(), path, baseOpts(t))
+	res, err := Upload(context.Background(), f.client(), path, hashFirstOpts(t))
 	if err != nil {
 		t.Fatal(err)
 	}

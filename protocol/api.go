@@ -65,10 +65,16 @@ type OpenRequest struct {
 	TTL int64 `json:"ttl,omitempty"`
 }
 
-// StreamSpec opens a session for a stream of unknown length.
+// StreamSpec opens a session whose manifest comes with the completion: a
+// stream of unknown length, or (Size > 0) a file of known size whose
+// chunks are hashed and sent in one pass (the pipelined path,
+// docs/protocol.md). A sized session reserves exactly Size bytes, and the
+// tier's per-file limit and the quota are checked before any byte moves.
 type StreamSpec struct {
 	Name      string `json:"name"`
 	ChunkSize int64  `json:"chunk_size"`
+	// Size is the file's size; 0 or absent: unknown (a stream).
+	Size int64 `json:"size,omitempty"`
 }
 
 // OpenResponse answers a session open: either Deduplicated is true and
@@ -93,6 +99,10 @@ type Session struct {
 	// Missing lists the chunks the server does not hold yet.
 	Missing  []int    `json:"missing"`
 	Strategy Strategy `json:"strategy"`
+	// Size echoes StreamSpec.Size of a sized session: a server that
+	// leaves it out reserved for a stream of unknown length (an older
+	// one), and presigns no part for it.
+	Size int64 `json:"size,omitempty"`
 }
 
 // Strategy is the server's advice for a session.
@@ -124,6 +134,11 @@ type SessionState struct {
 	Held      []int     `json:"held"`
 	Missing   []int     `json:"missing"`
 	AssetID   string    `json:"asset_id,omitempty"`
+	// ChunkURL and Strategy (open sessions) are what a client resuming
+	// the session needs besides a fresh token (POST …/token): a sized
+	// session has no manifest to reopen it by.
+	ChunkURL string    `json:"chunk_url,omitempty"`
+	Strategy *Strategy `json:"strategy,omitempty"`
 }
 
 // Token answers POST /api/jetty/sessions/{id}/token: a fresh upload token.
@@ -167,6 +182,11 @@ const MaxPresign = 64
 // POST /api/jetty/sessions/{id}/presign with the upload token.
 type PresignRequest struct {
 	Chunks []int `json:"chunks"`
+	// SHA256 is the hex SHA-256 of each chunk of Chunks, in the same
+	// order: required for a sized session (no manifest until it
+	// completes; the store checks each part against the hash signed into
+	// its URL), refused for a session opened with a manifest.
+	SHA256 []string `json:"sha256,omitempty"`
 }
 
 // PresignedPart is where and how to PUT one chunk straight to storage:

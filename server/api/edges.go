@@ -370,14 +370,56 @@ func (s *Server) handlePresign(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if sess.Manifest == nil || sess.Stream {
-		s.writeError(w, r, server.Errorf(server.EInvalid, "direct uploads need a session opened with a manifest"))
+	// What each part must be: from the manifest, or for a session without
+	// one yet (sized, pipelined) from the hashes asked with and the
+	// session's chunking, inside its reservation as for a chunk PUT.
+	var partOf func(i int) (size int64, sum string, err error)
+	switch {
+	case sess.Stream && sess.Manifest == nil:
+		if len(req.SHA256) != len(req.Chunks) {
+			s.writeError(w, r, server.Errorf(server.EInvalid, "a session without a manifest presigns parts with their hashes: give one \"sha256\" per chunk (%d chunks, %d hashes)", len(req.Chunks), len(req.SHA256)))
+			return
+		}
+		sums := make(map[int]string, len(req.Chunks))
+		for k, i := range req.Chunks {
+			sums[i] = req.SHA256[k]
+		}
+		partOf = func(i int) (int64, string, error) {
+			if !protocol.IsHex64(sums[i]) {
+				return 0, "", server.Errorf(server.EInvalid, "chunk %d: sha256 must be 64 hex digits", i)
+			}
+			if i < 0 || i > protocol.MaxChunkIndex {
+				return 0, "", server.Errorf(server.EInvalid, "chunk %d is outside 0..%d", i, protocol.MaxChunkIndex)
+			}
+			size := min(sess.ChunkSize, sess.Reserved-int64(i)*sess.ChunkSize)
+			if code, msg := protocol.StreamChunkRefusal(i, size, sess.ChunkSize, sess.Reserved); code != "" {
+				return 0, "", server.Errorf(code, "%s", msg)
+			}
+			return size, sums[i], nil
+		}
+	case sess.Manifest == nil || sess.Stream:
+		s.writeError(w, r, server.Errorf(server.EInvalid, "direct uploads need a session opened with a manifest or a size"))
 		return
-	}
-	m, err := s.manifests.get(sess)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
+	default:
+		if len(req.SHA256) != 0 {
+			s.writeError(w, r, server.Errorf(server.EInvalid, "this session has a manifest: presign names chunks only, without \"sha256\""))
+			return
+		}
+		m, err := s.manifests.get(sess)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		partOf = func(i int) (int64, string, error) {
+			if i < 0 || i >= len(m.Chunks) {
+				return 0, "", server.Errorf(server.EInvalid, "chunk %d is outside the manifest's %d chunks", i, len(m.Chunks))
+			}
+			c := m.Chunks[i]
+			if c.Size == 0 {
+				return 0, "", server.Errorf(server.EInvalid, "chunk %d is empty: nothing to send", i)
+			}
+			return c.Size, c.SHA256, nil
+		}
 	}
 	ttl := min(presignTTL, time.Until(sess.ExpiresAt), claims.ExpiresAt().Sub(s.now())+time.Minute)
 	if ttl < time.Second {
@@ -386,17 +428,13 @@ func (s *Server) handlePresign(w http.ResponseWriter, r *http.Request) {
 	}
 	out := protocol.PresignResponse{Parts: make([]protocol.PresignedPart, 0, len(req.Chunks))}
 	for _, i := range req.Chunks {
-		if i < 0 || i >= len(m.Chunks) {
-			s.writeError(w, r, server.Errorf(server.EInvalid, "chunk %d is outside the manifest's %d chunks", i, len(m.Chunks)))
+		size, sum, err := partOf(i)
+		if err != nil {
+			s.writeError(w, r, err)
 			return
 		}
-		c := m.Chunks[i]
-		if c.Size == 0 {
-			s.writeError(w, r, server.Errorf(server.EInvalid, "chunk %d is empty: nothing to send", i))
-			return
-		}
-		digest, _ := hex.DecodeString(c.SHA256)
-		pr, err := p.PresignPart(ctx, sess.ObjectKey, sess.UploadID, i+1, c.Size, digest, ttl)
+		digest, _ := hex.DecodeString(sum)
+		pr, err := p.PresignPart(ctx, sess.ObjectKey, sess.UploadID, i+1, size, digest, ttl)
 		if err != nil {
 			s.writeError(w, r, err)
 			return

@@ -244,10 +244,34 @@ func (s *Server) handleOpenSession(w http.ResponseWriter, r *http.Request, acct 
 		sess.Size, sess.ChunkSize = -1, cs
 		sess.Filename = server.CleanFilename(req.Stream.Name)
 		free := acct.StorageQuotaBytes() - acct.StorageUsedBytes - acct.StorageReservedBytes
-		reserve = min(t.MaxFileSizeBytes(), free)
-		if reserve <= 0 {
-			s.writeError(w, r, s.overQuota(ctx, 1, acct))
-			return
+		if size := req.Stream.Size; size != 0 {
+			// A sized session (the pipelined path): exactly size bytes
+			// reserved, every limit checked before a byte moves.
+			switch {
+			case size < 0:
+				s.writeError(w, r, badManifest("stream size %d is negative; leave it out for a stream of unknown length", size))
+				return
+			case size > t.MaxFileSizeBytes():
+				s.writeError(w, r, s.tooLarge(ctx, size, t, true))
+				return
+			case protocol.NumChunks(size, cs) > protocol.MaxChunks:
+				s.writeError(w, r, badManifest("%d bytes in chunks of %d is more than %d chunks: use a larger chunk size", size, cs, protocol.MaxChunks))
+				return
+			case size > free:
+				s.writeError(w, r, s.overQuota(ctx, size, acct))
+				return
+			}
+			if err := s.checkRoom(ctx, size, cs); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			reserve = size
+		} else {
+			reserve = min(t.MaxFileSizeBytes(), free)
+			if reserve <= 0 {
+				s.writeError(w, r, s.overQuota(ctx, 1, acct))
+				return
+			}
 		}
 	}
 	created, err := s.createSession(ctx, acct, sess, reserve)
@@ -259,6 +283,9 @@ func (s *Server) handleOpenSession(w http.ResponseWriter, r *http.Request, acct 
 	if err != nil {
 		s.writeError(w, r, err)
 		return
+	}
+	if req.Stream != nil {
+		body.Size = req.Stream.Size
 	}
 	s.metrics.sessions.WithLabelValues("opened").Inc()
 	writeJSON(w, http.StatusCreated, protocol.OpenResponse{Session: body})
@@ -428,12 +455,17 @@ func (s *Server) sessionBody(ctx context.Context, r *http.Request, sess server.U
 	return &protocol.Session{
 		ID:             sess.ID,
 		ExpiresAt:      sess.ExpiresAt.UTC(),
-		ChunkURL:       s.baseURL(r) + "/api/jetty/sessions/" + url.PathEscape(sess.ID) + "/chunks/{index}",
+		ChunkURL:       s.chunkURL(r, sess.ID),
 		UploadToken:    tok,
 		TokenExpiresAt: exp,
 		Missing:        missing,
 		Strategy:       protocol.Strategy{Workers: workers, MaxWorkers: ceiling, ChunkSize: sess.ChunkSize},
 	}, nil
+}
+
+// chunkURL is the chunk PUT address of session id at this server.
+func (s *Server) chunkURL(r *http.Request, id string) string {
+	return s.baseURL(r) + "/api/jetty/sessions/" + url.PathEscape(id) + "/chunks/{index}"
 }
 
 func (s *Server) issueToken(sess server.UploadSession, ceiling int) (string, time.Time) {
@@ -594,6 +626,16 @@ func (s *Server) handleSessionStatus(w http.ResponseWriter, r *http.Request, acc
 			}
 			out.Missing = missingChunks(m, held)
 		}
+	}
+	if out.State == protocol.StateOpen {
+		t, err := s.tier(ctx, acct.Tier)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		workers, ceiling := workersFor(t)
+		out.ChunkURL = s.chunkURL(r, sess.ID)
+		out.Strategy = &protocol.Strategy{Workers: workers, MaxWorkers: ceiling, ChunkSize: sess.ChunkSize}
 	}
 	writeJSON(w, http.StatusOK, out)
 }

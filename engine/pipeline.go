@@ -1,0 +1,470 @@
+package engine
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/jettythunder/jetty/protocol"
+	"golang.org/x/sync/errgroup"
+)
+
+// The pipelined path (docs/protocol.md, "Pipelined uploads"): a new
+// file's chunks are hashed and sent in one pass. The session opens with
+// the file's size and chunk size (a sized session: exactly the size
+// reserved, the tier's limits checked before any byte moves), one reader
+// goroutine reads the chunks in order into pooled buffers and feeds the
+// whole-file SHA-256, and each worker hashes the chunk it takes and PUTs
+// it with that hash. The manifest, complete once the last chunk is read,
+// goes with the completion. Nothing waits for the whole file to be
+// hashed: the first PUT leaves one round trip (the open) plus one chunk's
+// read and hash after the start.
+//
+// The journal records the session, the chunk hashes as they are made and
+// the whole-file hash state at the longest prefix whose chunks are all
+// hashed (pipeJournaler), so that a run after kill -9 asks the session
+// which chunks it holds, reads the file from that prefix on only, and
+// sends only what the server does not hold.
+
+// Upload methods as Result.Method names them.
+const (
+	// MethodPipelined: hashed and sent in one pass, manifest at completion.
+	MethodPipelined = "pipelined"
+	// MethodManifest: hashed first (or known: the journal, the local
+	// index), then a session opened with the manifest, which lets the
+	// server deduplicate before any byte moves.
+	MethodManifest = "manifest"
+	// MethodSingle: one verified request (small files).
+	MethodSingle = "single_request"
+	// MethodStream: a stream of unknown length.
+	MethodStream = "stream"
+)
+
+// Where the server found the content, as Result.DedupAt names it.
+const (
+	// DedupAtOpen: the server held the content when the session was
+	// asked for with its manifest; no byte of it was sent.
+	DedupAtOpen = "open"
+	// DedupAtComplete: the content was sent and the server found it
+	// already stored when completing (from another machine, or a
+	// concurrent upload): the new copy was dropped.
+	DedupAtComplete = "complete"
+)
+
+// errNoPipeline means the server does not take sized sessions (an older
+// server): the upload plans the manifest first, as before.
+var errNoPipeline = errors.New("the server takes no sized sessions")
+
+// pipeJob is one chunk handed to a worker: in a buffer read by the reader
+// (buf set; the worker hashes it unless sum is known), or, for a chunk
+// before the resumed hash state, to send from the file with its
+// journaled hash (buf nil).
+type pipeJob struct {
+	index int
+	buf   *[]byte
+	n     int64
+	sum   string
+	// hashOnly: the server holds the chunk but the journal lost its hash
+	// (killed between the PUT and the journal): hash, do not send.
+	hashOnly bool
+}
+
+// uploadPipelined uploads f in one pass (see above). errNoPipeline when
+// the server cannot open a sized session and none was resumed.
+func (u *uploader) uploadPipelined(ctx context.Context, f fileUpload) (*Result, error) {
+	res := &Result{Method: MethodPipelined}
+	cs := u.opts.ChunkSize
+	if f.pipe != nil {
+		cs = f.pipe.ChunkSize
+	} else if cs <= 0 {
+		cs = protocol.ChooseChunkSize(f.size)
+	}
+	if err := protocol.CheckChunkSize(f.size, cs); err != nil {
+		return res, err
+	}
+	n := int(protocol.NumChunks(f.size, cs))
+	res.ChunksTotal = n
+
+	var s *protocol.Session
+	held := map[int]bool{}
+	pj := f.pipe
+	if pj != nil && f.session != "" {
+		s, held = u.resumeSession(ctx, f.session, f.size, n, pj)
+	}
+	if s == nil {
+		pj = &PipeJournal{ChunkSize: cs, Chunks: make([]string, n)}
+		held = map[int]bool{}
+		resp, err := u.open(ctx, protocol.OpenRequest{Stream: &protocol.StreamSpec{Name: f.name, ChunkSize: cs, Size: f.size}})
+		if err != nil {
+			if olderServer(err) {
+				return res, fmt.Errorf("%w: %w", errNoPipeline, err)
+			}
+			return res, err
+		}
+		if resp.Deduplicated || resp.Session == nil {
+			return res, fmt.Errorf("%w: the server answered a sized session with no session", errNoPipeline)
+		}
+		s = resp.Session
+		if s.Strategy.ChunkSize != 0 && s.Strategy.ChunkSize != cs {
+			return res, fmt.Errorf("open upload session: the server's session has chunk size %d, asked for %d", s.Strategy.ChunkSize, cs)
+		}
+		pj.Sized = s.Size == f.size
+	} else {
+		res.Resumed = true
+	}
+	res.SessionID = s.ID
+	jr := newPipeJournaler(pj, s.ID, f.savePipe, u.hub)
+	jr.save() // the session, before any chunk: a kill from here on resumes it
+	stopJournal := jr.run(time.Second)
+	defer stopJournal()
+
+	u.begin(ctx, s, cs, true)
+	res.Workers = u.workers
+	var heldBytes int64
+	for i := range held {
+		heldBytes += min(cs, f.size-int64(i)*cs)
+	}
+	u.hub.start(f.size, heldBytes, n, len(held), u.workers)
+
+	whole, start := jr.resumeWhole()
+	g, gctx := errgroup.WithContext(ctx)
+	slots := make(chan struct{}, u.workers+2) // chunk buffers in memory
+	jobs := make(chan pipeJob, 1)
+	g.Go(func() error { // the reader
+		defer close(jobs)
+		send := func(j pipeJob) error {
+			select {
+			case jobs <- j:
+				return nil
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+		}
+		// Chunks before the resumed hash state are hashed already: send
+		// those the server lacks from the file.
+		for i := range start {
+			if !held[i] {
+				if err := send(pipeJob{index: i, sum: pj.Chunks[i]}); err != nil {
+					return err
+				}
+			}
+		}
+		for i := start; i < n; i++ {
+			select {
+			case slots <- struct{}{}:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+			off := int64(i) * cs
+			size := min(cs, f.size-off)
+			bp := getBuf(cs)
+			data := (*bp)[:size]
+			if err := readFull(f.r, data, off); err != nil {
+				putBuf(bp)
+				<-slots
+				return &fileReadError{fmt.Errorf("read %s: %w", f.name, err)}
+			}
+			whole.Write(data)
+			jr.wholeAt(i+1, whole)
+			sum := jr.chunk(i)
+			if held[i] && sum != "" {
+				putBuf(bp) // held, and hashed in an earlier run
+				<-slots
+				continue
+			}
+			if err := send(pipeJob{index: i, buf: bp, n: size, sum: sum, hashOnly: held[i]}); err != nil {
+				putBuf(bp)
+				<-slots
+				return err
+			}
+		}
+		return nil
+	})
+	for _, w := range u.rt.workers(u.workers) {
+		g.Go(func() error {
+			defer u.rt.leave(w)
+			for j := range jobs {
+				err := u.pipeSend(gctx, w, f, cs, jr, j)
+				if j.buf != nil {
+					<-slots
+				}
+				if err != nil {
+					if errors.Is(err, context.Canceled) && ctx.Err() == nil {
+						return err // another goroutine failed first
+					}
+					return fmt.Errorf("chunk %d: %w", j.index, err)
+				}
+			}
+			return nil
+		})
+	}
+	err := g.Wait()
+	if ctx.Err() != nil {
+		return res, ctx.Err()
+	}
+	if err != nil {
+		return res, err
+	}
+
+	m := protocol.NewManifest(f.name, f.size, cs)
+	for i := range m.Chunks {
+		m.Chunks[i].SHA256 = jr.chunk(i)
+	}
+	m.SHA256 = hex.EncodeToString(whole.Sum(nil))
+	if err := m.Validate(); err != nil {
+		return res, fmt.Errorf("pipelined manifest: %w", err)
+	}
+	if f.changed != nil && f.changed() {
+		// What was sent is what the manifest says, but not one version of
+		// the file: record nothing.
+		return res, ErrFileChanged
+	}
+	cr, err := u.complete(ctx, m)
+	var ae *APIError
+	if errors.As(err, &ae) && ae.Code == protocol.CodeChunksMissing && len(ae.Missing) > 0 {
+		// The receiver lost chunks it had acknowledged, or a held chunk
+		// is not what the file has now: send them once more, from the
+		// file, and complete again.
+		again, cerr := checkMissing(m, ae.Missing)
+		if cerr != nil {
+			return res, cerr
+		}
+		if err = u.sendChunks(ctx, f.r, m, again); err == nil {
+			cr, err = u.complete(ctx, m)
+		}
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return res, ctx.Err()
+		}
+		return res, fmt.Errorf("complete upload: %w", err)
+	}
+	res.Asset, res.Deduplicated = cr.Asset, cr.Deduplicated
+	if cr.Deduplicated {
+		res.DedupAt = DedupAtComplete
+	}
+	res.manifest = m
+	return res, nil
+}
+
+// pipeSend hashes (when needed) and sends one job of the pipeline.
+func (u *uploader) pipeSend(ctx context.Context, w *worker, f fileUpload, cs int64, jr *pipeJournaler, j pipeJob) error {
+	off := int64(j.index) * cs
+	size := min(cs, f.size-off)
+	var data payload
+	reusable := true
+	if j.buf != nil {
+		defer func() {
+			if reusable {
+				putBuf(j.buf)
+			}
+		}()
+		d := (*j.buf)[:j.n]
+		if j.sum == "" {
+			h := sha256.Sum256(d)
+			j.sum = hex.EncodeToString(h[:])
+		}
+		data = memPayload(d)
+	} else {
+		data = filePayload(f.r, off, size)
+	}
+	jr.setChunk(j.index, j.sum)
+	if j.hashOnly || ctx.Err() != nil {
+		return ctx.Err()
+	}
+	st := chunkTry{last: -1}
+	_, clean, err := u.sendChunk(ctx, w, nil, j.index, j.sum, data, &st)
+	reusable = clean
+	return err
+}
+
+// resumeSession takes up session id of an earlier pipelined run: its
+// state, a fresh token and the chunks it holds. nil when it cannot be
+// resumed (gone, expired, completed or aborted, another chunking, or a
+// server too old to say where its chunks go): the upload starts over.
+func (u *uploader) resumeSession(ctx context.Context, id string, size int64, n int, pj *PipeJournal) (*protocol.Session, map[int]bool) {
+	st, err := u.c.SessionStatus(ctx, id)
+	if err != nil || st.State != protocol.StateOpen || st.ChunkURL == "" || st.Strategy == nil || st.Strategy.ChunkSize != pj.ChunkSize {
+		return nil, nil
+	}
+	var tok protocol.Token
+	err = retryControl(ctx, u.policy, u.sleep, u.onControlRetry, func(ctx context.Context) error {
+		var err error
+		tok, err = u.c.RefreshToken(ctx, id)
+		return err
+	})
+	if err != nil {
+		return nil, nil
+	}
+	held := make(map[int]bool, len(st.Held))
+	for _, i := range st.Held {
+		if i < 0 || i >= n {
+			return nil, nil // not a session of this file's chunking
+		}
+		held[i] = true
+	}
+	chunkURL, err := u.c.resolve(st.ChunkURL)
+	if err != nil {
+		return nil, nil
+	}
+	s := &protocol.Session{ID: id, ExpiresAt: st.ExpiresAt, ChunkURL: chunkURL, UploadToken: tok.UploadToken,
+		TokenExpiresAt: tok.TokenExpiresAt, Missing: []int{}, Strategy: *st.Strategy}
+	if pj.Sized {
+		s.Size = size
+	}
+	return s, held
+}
+
+// olderServer reports an open refused because the server does not know
+// sized sessions (it has no stream sessions, or refuses the field): the
+// upload falls back to planning the manifest first.
+func olderServer(err error) bool {
+	var ae *APIError
+	if !errors.As(err, &ae) {
+		return false
+	}
+	switch ae.Status {
+	case http.StatusNotFound, http.StatusMethodNotAllowed, http.StatusNotImplemented:
+		return true
+	case http.StatusBadRequest:
+		return ae.Code == protocol.CodeInvalid || ae.Code == ""
+	}
+	return false
+}
+
+// pipeJournaler keeps a pipelined upload's journal: the chunk hashes as
+// workers make them and the whole-file hash states the reader passes,
+// written at most every interval (and once more when the run ends), so
+// that a kill at any point loses at most the last interval's hashes, which
+// the next run makes again.
+type pipeJournaler struct {
+	mu      sync.Mutex
+	pj      *PipeJournal
+	session string
+	saveFn  func(*PipeJournal, string) error
+	hub     *hub
+	// states are the whole-file hash states by chunk count, kept until a
+	// longer prefix has all its chunks hashed.
+	states map[int][]byte
+	dirty  bool
+	warned bool
+}
+
+func newPipeJournaler(pj *PipeJournal, session string, save func(*PipeJournal, string) error, h *hub) *pipeJournaler {
+	return &pipeJournaler{pj: pj, session: session, saveFn: save, hub: h, states: map[int][]byte{}}
+}
+
+// resumeWhole is the whole-file hash to go on with and the chunk it
+// stands at: the journaled state, or a new hash at chunk 0.
+func (j *pipeJournaler) resumeWhole() (hash.Hash, int) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	h := sha256.New()
+	if j.pj.WholeChunks > 0 {
+		if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(j.pj.Whole); err == nil {
+			return h, j.pj.WholeChunks
+		}
+		h.Reset()
+		j.pj.Whole, j.pj.WholeChunks = nil, 0
+	}
+	return h, 0
+}
+
+// wholeAt records the whole-file hash state after k chunks.
+func (j *pipeJournaler) wholeAt(k int, h hash.Hash) {
+	if j.saveFn == nil {
+		return
+	}
+	st, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		return
+	}
+	j.mu.Lock()
+	j.states[k] = st
+	j.mu.Unlock()
+}
+
+func (j *pipeJournaler) chunk(i int) string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.pj.Chunks[i]
+}
+
+func (j *pipeJournaler) setChunk(i int, sum string) {
+	j.mu.Lock()
+	if j.pj.Chunks[i] != sum {
+		j.pj.Chunks[i], j.dirty = sum, true
+	}
+	j.mu.Unlock()
+}
+
+// save writes the journal (nil saveFn: none is kept).
+func (j *pipeJournaler) save() {
+	if j.saveFn == nil {
+		return
+	}
+	j.mu.Lock()
+	// The longest prefix whose chunks are all hashed, and its state.
+	k := j.pj.WholeChunks
+	for k < len(j.pj.Chunks) && j.pj.Chunks[k] != "" {
+		k++
+	}
+	for ; k > j.pj.WholeChunks; k-- {
+		if st, ok := j.states[k]; ok {
+			j.pj.Whole, j.pj.WholeChunks = st, k
+			break
+		}
+	}
+	for c := range j.states {
+		if c <= j.pj.WholeChunks {
+			delete(j.states, c)
+		}
+	}
+	cp := *j.pj
+	cp.Chunks = append([]string(nil), j.pj.Chunks...)
+	j.dirty = false
+	j.mu.Unlock()
+	if err := j.saveFn(&cp, j.session); err != nil && !j.warned {
+		j.warned = true
+		j.hub.warn(fmt.Errorf("journal: %w (the upload goes on, but cannot resume)", err))
+	}
+}
+
+// run saves the journal every interval while it changed; the returned
+// function stops it and saves once more.
+func (j *pipeJournaler) run(interval time.Duration) func() {
+	if j.saveFn == nil {
+		return func() {}
+	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				j.mu.Lock()
+				dirty := j.dirty
+				j.mu.Unlock()
+				if dirty {
+					j.save()
+				}
+			}
+		}
+	}()
+	return func() {
+		close(stop)
+		<-done
+		j.save()
+	}
+}
