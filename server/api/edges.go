@@ -391,7 +391,11 @@ func (s *Server) handlePresign(w http.ResponseWriter, r *http.Request) {
 			if i < 0 || i > protocol.MaxChunkIndex {
 				return 0, "", server.Errorf(server.EInvalid, "chunk %d is outside 0..%d", i, protocol.MaxChunkIndex)
 			}
-			size := min(sess.ChunkSize, sess.Reserved-int64(i)*sess.ChunkSize)
+			start := int64(i) * sess.ChunkSize
+			if start >= sess.Reserved {
+				return 0, "", server.Errorf(server.ETooLarge, "chunk %d starts at byte %d, past the %d bytes this session reserved", i, start, sess.Reserved)
+			}
+			size := min(sess.ChunkSize, sess.Reserved-start)
 			if code, msg := protocol.StreamChunkRefusal(i, size, sess.ChunkSize, sess.Reserved); code != "" {
 				return 0, "", server.Errorf(code, "%s", msg)
 			}
