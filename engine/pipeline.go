@@ -120,6 +120,16 @@ func (u *uploader) uploadPipelined(ctx context.Context, f fileUpload) (*Result, 
 		res.Resumed = true
 	}
 	res.SessionID = s.ID
+	// What is left to send, as a manifest session's open would list it:
+	// the edge selection sizes its choice by it.
+	sc := *s
+	sc.Missing = make([]int, 0, n-len(held))
+	for i := range n {
+		if !held[i] {
+			sc.Missing = append(sc.Missing, i)
+		}
+	}
+	s = &sc
 	jr := newPipeJournaler(pj, s.ID, f.savePipe, u.hub)
 	jr.save() // the session, before any chunk: a kill from here on resumes it
 	stopJournal := jr.run(time.Second)

@@ -482,7 +482,7 @@ func TestEdgesRelayAfterRefusals(t *testing.T) {
 		t.Fatalf("good chunk: %v", err)
 	}
 	res, err := engine.UploadReader(ctx, c, bytes.NewReader(data), int64(len(data)), "data.bin",
-		engine.Options{ChunkSize: 5 << 20, Workers: 2, Edges: fixedRoutes{relayRoute(r.ID(), base)}})
+		engine.Options{ChunkSize: 5 << 20, Workers: 2, HashFirst: true, Edges: fixedRoutes{relayRoute(r.ID(), base)}}) // resumes the session above by its manifest
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -77,7 +77,8 @@ func TestKillClientResume(t *testing.T) {
 		killed := 0
 		var worst int64
 		for killed < kills {
-			sentBefore, storedBefore := proxy.chunkBytes.Load(), s.storedBytes(t, sum, size)
+			sid := journalSession(t, journal, proxy.URL, path)
+			sentBefore, storedBefore := proxy.chunkBytes.Load(), s.storedBytes(t, sum, size, sid)
 			cmd := runChild(t, env...)
 			var out strings.Builder
 			cmd.Stdout = &out
@@ -96,7 +97,10 @@ func TestKillClientResume(t *testing.T) {
 				killed++
 			}
 			// What this interruption wasted: bytes sent that are not stored.
-			wasted := (proxy.chunkBytes.Load() - sentBefore) - (s.storedBytes(t, sum, size) - storedBefore)
+			if sid == "" {
+				sid = journalSession(t, journal, proxy.URL, path)
+			}
+			wasted := (proxy.chunkBytes.Load() - sentBefore) - (s.storedBytes(t, sum, size, sid) - storedBefore)
 			worst = max(worst, wasted)
 			t.Logf("kill %d after %v: %.1f MiB sent and lost", killed, delay, float64(wasted)/(1<<20))
 		}

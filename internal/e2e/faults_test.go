@@ -460,7 +460,7 @@ func TestFaultMinIOUnreachable(t *testing.T) {
 	waitFirstChunk(t, st, done)
 
 	acct := s.account(t)
-	sess, err := s.app.Store().OpenSessionFor(context.Background(), acct.ID, sum, size, time.Now())
+	sess, err := openSessionOf(context.Background(), s.app.Store(), acct.ID, sum, size, journalSession(t, opts.JournalDir, s.client().BaseURL, path))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -86,25 +86,26 @@ func TestKillClientRandomPoints(t *testing.T) {
 				points = append(points, killPoint{})
 			}
 			completed := false
+			sid := ""
 			for j := range points {
 				if j > 0 {
-					points[j] = drawPoint(rng, []string{"chunks", "complete"}[rng.IntN(2)], size-b.storedBytes(t, sum, size), 150*time.Millisecond)
+					points[j] = drawPoint(rng, []string{"chunks", "complete"}[rng.IntN(2)], size-b.storedBytes(t, sum, size, sid), 150*time.Millisecond)
 				}
 				kp := points[j]
 				before := proxy.chunkBytes.Load()
 				killClient(env, kp)
-				sid := journalSession(t, journal, proxy.URL, path)
+				sid = journalSession(t, journal, proxy.URL, path)
 				b.settle(t, sid)
 				b.quiesce(t)
 				t.Logf("upload %d (%.1f MiB): client killed at %v: %.1f MiB of chunks sent, %.1f MiB stored, session %s",
-					i, mibOf(size), kp, mibOf(proxy.chunkBytes.Load()-before), mibOf(b.storedBytes(t, sum, size)), b.session(t, sid).State)
+					i, mibOf(size), kp, mibOf(proxy.chunkBytes.Load()-before), mibOf(b.storedBytes(t, sum, size, sid)), b.session(t, sid).State)
 				if completed = b.checkKilled(t, sum, size, sid, true, false, kp.completing()); completed {
 					t.Logf("upload %d: the server completed it, the client never heard", i)
 					break
 				}
 			}
 			// Resume to the end.
-			held := b.storedBytes(t, sum, size)
+			held := b.storedBytes(t, sum, size, sid)
 			missing := size - held
 			if completed {
 				missing = 0
@@ -285,13 +286,13 @@ func TestKillServerRandomPoints(t *testing.T) {
 				state = string(b.session(t, sid).State)
 			}
 			t.Logf("upload %d (%.1f MiB): server killed at %v: %.1f MiB of chunks sent, session %q %s, %.1f MiB stored, %d bytes reserved, completed: %v",
-				i, mibOf(size), kp, mibOf(proxy.chunkBytes.Load()-before), sid, state, mibOf(b.storedBytes(t, sum, size)), b.account(t).StorageReservedBytes, completed)
+				i, mibOf(size), kp, mibOf(proxy.chunkBytes.Load()-before), sid, state, mibOf(b.storedBytes(t, sum, size, sid)), b.account(t).StorageReservedBytes, completed)
 			restart()
 			restarts++
 			// Restarted, before the resume: the API too.
 			b.checkKilled(t, sum, size, sid, true, true, kp.completing())
 
-			held := b.storedBytes(t, sum, size)
+			held := b.storedBytes(t, sum, size, sid)
 			before = proxy.chunkBytes.Load()
 			res, err := engine.Upload(context.Background(), c, path, opts(journal))
 			if err != nil {

@@ -607,11 +607,13 @@ func (b *backend) session(t testing.TB, id string) domain.UploadSession {
 }
 
 // storedBytes is how many bytes of chunks the open session for this
-// content holds (0 when there is none).
-func (b *backend) storedBytes(t testing.TB, sum string, size int64) int64 {
+// content holds (0 when there is none): session sid (from the journal; a
+// pipelined upload's sized session has no content hash until it
+// completes), else the one opened with this content's manifest.
+func (b *backend) storedBytes(t testing.TB, sum string, size int64, sid string) int64 {
 	t.Helper()
 	ctx := context.Background()
-	sess, err := b.store.OpenSessionFor(ctx, b.account(t).ID, sum, size, time.Now())
+	sess, err := openSessionOf(ctx, b.store, b.account(t).ID, sum, size, sid)
 	if err != nil {
 		return 0
 	}
@@ -974,3 +976,15 @@ func journalSession(t testing.TB, dir, serverURL, path string) string {
 }
 
 func mibOf(n int64) float64 { return float64(n) / (1 << 20) }
+
+// openSessionOf is session sid while it is open or completing, else the
+// open session opened with the manifest of sum and size.
+func openSessionOf(ctx context.Context, st domain.SessionStore, accountID, sum string, size int64, sid string) (domain.UploadSession, error) {
+	if sid != "" {
+		sess, err := st.SessionByID(ctx, accountID, sid)
+		if err == nil && (sess.State == domain.SessionOpen || sess.State == domain.SessionCompleting) && sess.UploadID != "" {
+			return sess, nil
+		}
+	}
+	return st.OpenSessionFor(ctx, accountID, sum, size, time.Now())
+}

@@ -428,6 +428,10 @@ func (c *loadClient) run(ctx context.Context, t *testing.T, deadline time.Time, 
 		errs := make([]error, copies)
 		retries := make([]atomic.Int32, copies)
 		var wg sync.WaitGroup
+		// A client that uploaded the content before knows its manifest
+		// (jetty's local index does): it opens with it, and the server
+		// deduplicates before a byte moves. New content is pipelined.
+		opts.HashFirst = wasHeld
 		for k := range copies {
 			o := opts
 			o.Progress = engine.ProgressFunc(func(e engine.Event) {

@@ -18,7 +18,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/jettythunder/jetty/engine"
 	"github.com/jettythunder/jetty/internal/testenv"
@@ -124,14 +123,14 @@ func startServerLog(t testing.TB, cfg app.Config, log *slog.Logger) *server {
 
 // storedBytes is how many bytes of the open session for this content the
 // storage holds (0 before the session exists).
-func (s *server) storedBytes(t testing.TB, sum string, size int64) int64 {
+func (s *server) storedBytes(t testing.TB, sum string, size int64, sid string) int64 {
 	t.Helper()
 	ctx := context.Background()
 	acct, err := s.app.Store().AccountByUserID(ctx, "usr_e2e")
 	if err != nil {
 		t.Fatal(err)
 	}
-	sess, err := s.app.Store().OpenSessionFor(ctx, acct.ID, sum, size, time.Now())
+	sess, err := openSessionOf(ctx, s.app.Store(), acct.ID, sum, size, sid)
 	if err != nil {
 		return 0
 	}
