@@ -188,7 +188,8 @@ func (e *Entry) racy() bool {
 // hashes are not 64 lowercase hex characters, whose chunk count is not
 // ceil(Size/ChunkSize) (one chunk for an empty file), or that is not a
 // valid manifest (protocol.Manifest.Validate), so that every entry
-// Lookup returns has one.
+// Lookup returns has one. The index is a cache: a failed Put costs the
+// next upload one hashing, so callers may warn and go on.
 func (ix *Index) Put(e Entry) error {
 	if e.Recorded.IsZero() {
 		e.Recorded = time.Now()
@@ -217,7 +218,7 @@ func (ix *Index) Remove(key Key) error {
 
 // Prune removes entries recorded more than maxAge ago (maxAge <= 0: no
 // age limit), entries whose file no longer exists or no longer matches
-// their Stat, files at entries' names that do not decode, and then the
+// their Stat (os.Stat of the path, links followed, through StatOf), files at entries' names that do not decode, and then the
 // oldest entries beyond maxEntries (maxEntries <= 0: no count limit). It
 // returns how many entries it removed. Temporary files older than an
 // hour (left by a killed process) go too, uncounted; other files in the
