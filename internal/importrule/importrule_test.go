@@ -51,6 +51,14 @@ func sideOf(rel string) side {
 	return unclassified
 }
 
+// narrow holds packages to fewer of the module's packages than their
+// side allows: each may depend on the ones listed and no other.
+var narrow = map[string][]string{
+	// The local upload index is a leaf of the client: the engine
+	// imports it, never the reverse.
+	"engine/upindex": {"protocol", "internal/safefile"},
+}
+
 // serverFiles are the files of cmd/jetty that may import server packages:
 // the commands that run a server or a relay.
 var serverFiles = []string{"server.go", "server_jobs.go", "edge.go"}
@@ -103,6 +111,8 @@ func violations(pkgs []pkg, imports func(dir, file string) ([]string, error)) []
 			}
 			if bad {
 				out = append(out, fmt.Sprintf("%s imports %s (directly or through its dependencies): client and server packages meet only in protocol", r, dr))
+			} else if allowed, ok := narrow[r]; ok && !slices.Contains(allowed, dr) {
+				out = append(out, fmt.Sprintf("%s imports %s (directly or through its dependencies): it may import only %s", r, dr, strings.Join(allowed, ", ")))
 			}
 		}
 		if s != binary {
@@ -170,6 +180,11 @@ func TestImportRule(t *testing.T) {
 	for _, v := range violations(pkgs, fileImports) {
 		t.Error(v)
 	}
+	for r := range narrow { // a moved package must not leave its rule behind
+		if !slices.ContainsFunc(pkgs, func(p pkg) bool { return p.ImportPath == module+"/"+r }) {
+			t.Errorf("narrow names %s, which go list does not list", r)
+		}
+	}
 }
 
 // TestImportRuleCatchesViolations: each way of breaking the rule is
@@ -179,11 +194,15 @@ func TestImportRuleCatchesViolations(t *testing.T) {
 	noFiles := func(dir, file string) ([]string, error) { return nil, nil }
 	clean := []pkg{
 		{ImportPath: m("protocol")},
-		{ImportPath: m("engine"), Deps: []string{m("protocol"), m("internal/safefile"), "net/http"}},
+		{ImportPath: m("engine"), Deps: []string{m("protocol"), m("internal/safefile"), m("engine/upindex"), "net/http"}},
+		{ImportPath: m("engine/upindex"), Deps: []string{m("protocol"), m("internal/safefile"), "os"}},
 		{ImportPath: m("server/api"), Deps: []string{m("protocol"), m("server"), m("internal/connguard")}},
 	}
 	if v := violations(clean, noFiles); len(v) != 0 {
 		t.Fatalf("clean graph: %v", v)
+	}
+	if sideOf("engine/upindex") != client {
+		t.Error("engine/upindex is not on the client side")
 	}
 	for name, tc := range map[string]struct {
 		pkgs []pkg
@@ -194,6 +213,7 @@ func TestImportRuleCatchesViolations(t *testing.T) {
 		"protocol imports the module":   {[]pkg{{ImportPath: m("protocol"), Deps: []string{m("internal/units")}}}, "protocol imports internal/units"},
 		"neutral helper imports a side": {[]pkg{{ImportPath: m("internal/units"), Deps: []string{m("engine")}}}, "internal/units imports engine"},
 		"unclassified package":          {[]pkg{{ImportPath: m("newthing")}}, "newthing is on no side"},
+		"upindex imports the engine":    {[]pkg{{ImportPath: m("engine/upindex"), Deps: []string{m("protocol"), m("engine")}}}, "engine/upindex imports engine (directly or through its dependencies): it may import only"},
 	} {
 		v := violations(tc.pkgs, noFiles)
 		if len(v) != 1 || !strings.Contains(v[0], tc.want) {

@@ -1,0 +1,10 @@
+//go:build darwin || freebsd || ios || netbsd
+
+package upindex
+
+import "syscall"
+
+// ctime is st's status-change time in Unix nanoseconds.
+func ctime(st *syscall.Stat_t) int64 {
+	return int64(st.Ctimespec.Sec)*1e9 + int64(st.Ctimespec.Nsec)
+}
