@@ -3,6 +3,8 @@ package engine
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/xml"
 	"errors"
@@ -149,6 +151,14 @@ func (c *Client) endpoint(path string) string {
 
 // serverKey names the server in journals and messages.
 func (c *Client) serverKey() string { return strings.TrimRight(c.BaseURL, "/") }
+
+// accountKey names the account of the client's credentials in local
+// state (the upload index) without holding a secret: a hash of the API
+// key, which is itself no secret but need not sit in files either.
+func (c *Client) accountKey() string {
+	sum := sha256.Sum256([]byte("jetty account\x00" + c.APIKey))
+	return hex.EncodeToString(sum[:16])
+}
 
 // answerTimeout bounds how long the account and asset calls (Whoami,
 // Quota, List, Asset, Delete, OpenRange) wait for the server's answer to

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jettythunder/jetty/engine/upindex"
 )
 
 // countingReaderAt counts the bytes read through it.
@@ -348,5 +350,82 @@ func TestPipeJournalValid(t *testing.T) {
 		if p.valid(11 * MiB) {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// TestIndexUploadsUnchangedWithoutReading: with the local index, a file
+// uploaded before and unchanged is opened with its recorded manifest:
+// nothing is read to hash it and nothing is sent (the server holds the
+// content); a changed file is read and sent again; an entry in doubt is
+// checked by hashing.
+func TestIndexUploadsUnchangedWithoutReading(t *testing.T) {
+	f := newFake(t)
+	path, data := writeFile(t, 32, 30*MiB+5)
+	ix, err := upindex.Open(filepath.Join(t.TempDir(), "index"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-time.Hour) // safely before any recording
+	if err := os.Chtimes(path, old, old); err != nil {
+		t.Fatal(err)
+	}
+	opts := baseOpts(t)
+	opts.Index = ix
+	first, err := Upload(context.Background(), f.client(), path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Index != IndexMiss || first.Method != MethodPipelined || first.Deduplicated {
+		t.Errorf("first: index %q, method %q, dedup %v", first.Index, first.Method, first.Deduplicated)
+	}
+	if n, _ := ix.Len(); n != 1 {
+		t.Fatalf("%d index entries after the first upload", n)
+	}
+	rec := &recorder{}
+	opts.Progress = rec
+	again, err := Upload(context.Background(), f.client(), path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Index != IndexHit || !again.Deduplicated || again.DedupAt != DedupAtOpen || again.BytesSent != 0 || again.Method != MethodManifest {
+		t.Errorf("unchanged: index %q, dedup %v at %q, %d bytes sent by %q", again.Index, again.Deduplicated, again.DedupAt, again.BytesSent, again.Method)
+	}
+	if rec.count(EventPlan) != 0 {
+		t.Error("the unchanged file was hashed")
+	}
+
+	// Other content of the same size: a miss (its Stat changed), read and
+	// sent, and the index follows.
+	changed := genBytes(33, int64(len(data)))
+	if err := os.WriteFile(path, changed, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(path, old, old); err != nil {
+		t.Fatal(err)
+	}
+	third, err := Upload(context.Background(), f.client(), path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if third.Index != IndexMiss || third.Deduplicated || third.Asset.Hash != hexSum(changed) || !bytes.Equal(f.object(hexSum(changed)), changed) {
+		t.Errorf("changed: index %q, dedup %v, hash %s", third.Index, third.Deduplicated, third.Asset.Hash)
+	}
+
+	// An entry recorded just after the file's mtime is in doubt: checked
+	// by hashing, then trusted.
+	if err := os.Chtimes(path, time.Now(), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Upload(context.Background(), f.client(), path, opts); err != nil {
+		t.Fatal(err)
+	}
+	rec2 := &recorder{}
+	opts.Progress = rec2
+	fourth, err := Upload(context.Background(), f.client(), path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fourth.Index != IndexChecked || rec2.count(EventPlan) == 0 || !fourth.Deduplicated {
+		t.Errorf("in doubt: index %q, %d plan events, dedup %v", fourth.Index, rec2.count(EventPlan), fourth.Deduplicated)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jettythunder/jetty/engine/upindex"
 	"github.com/jettythunder/jetty/protocol"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
@@ -77,6 +78,12 @@ type Options struct {
 	// origin). A failing route is left for the others (see router.go);
 	// the origin is always kept as the last resort.
 	Edges EdgeSelector
+	// Index is the local upload index (engine/upindex): Upload looks a
+	// file up there first and opens an unchanged file's session with its
+	// known manifest, reading nothing (the server then usually
+	// deduplicates it before a byte moves); after a success it records
+	// the file. nil: no index.
+	Index *upindex.Index
 	// HashFirst hashes a file whole before opening its session, with
 	// the manifest (the path of earlier versions): the server can then
 	// deduplicate content it holds before any byte is sent, at the cost
@@ -966,9 +973,96 @@ func (u *uploader) uploadPath(ctx context.Context, path string) (*Result, error)
 			}
 		}
 	}
+	var ik upindex.Key
+	var ist upindex.Stat
+	var indexed bool // the manifest came from the index
+	ix := u.opts.Index
+	if ix != nil {
+		ik, ist = upindex.Key{Server: u.c.serverKey(), Account: u.c.accountKey(), Path: abs}, upindex.StatOf(st)
+		how := IndexMiss
+		if fu.m == nil && fu.pipe == nil {
+			fu.m, how = u.fromIndex(ctx, ix, ik, ist, f, st.Size(), name)
+			indexed = fu.m != nil
+		}
+		defer func() {
+			if res != nil {
+				res.Index = how
+			}
+		}()
+	}
 	res, err = u.uploadAny(ctx, fu)
 	if err == nil && fu.drop != nil {
 		fu.drop()
 	}
+	if ix != nil {
+		switch {
+		case errors.Is(err, ErrFileChanged) && indexed:
+			if rerr := ix.Remove(ik); rerr != nil {
+				u.hub.warn(fmt.Errorf("upload index: %w", rerr))
+			}
+		case err == nil && res.manifest != nil && !indexed && res.Asset.Hash == res.manifest.SHA256 && !fu.changed():
+			// Recorded with the Stat taken before the file was read: a
+			// change while it was read makes the next lookup miss.
+			m := res.manifest
+			e := upindex.Entry{Key: ik, Stat: ist, SHA256: m.SHA256, ChunkSize: m.ChunkSize, Chunks: make([]string, len(m.Chunks))}
+			for i, c := range m.Chunks {
+				e.Chunks[i] = c.SHA256
+			}
+			if perr := ix.Put(e); perr != nil {
+				u.hub.warn(fmt.Errorf("upload index: %w (the next upload of this file reads it again)", perr))
+			}
+		}
+	}
 	return res, err
+}
+
+// What the local index said of a file, as Result.Index names it.
+const (
+	// IndexHit: the file is unchanged since this machine uploaded it; its
+	// manifest came from the index, nothing was read to hash it.
+	IndexHit = "hit"
+	// IndexChecked: an entry in doubt (the file changed within the
+	// timestamps' granularity of its recording) was checked by hashing
+	// the file, and held.
+	IndexChecked = "checked"
+	// IndexChanged: an entry in doubt did not hold: the file was hashed
+	// and its new manifest used.
+	IndexChanged = "changed"
+	// IndexMiss: no entry for this file as it is now.
+	IndexMiss = "miss"
+)
+
+// fromIndex is the manifest of the file as the index knows it (nil: not
+// known) and what the index said. An entry in doubt is checked by
+// hashing the file: the manifest so made is used either way.
+func (u *uploader) fromIndex(ctx context.Context, ix *upindex.Index, k upindex.Key, st upindex.Stat, r io.ReaderAt, size int64, name string) (*protocol.Manifest, string) {
+	e, doubt, err := ix.Lookup(k, st)
+	if err != nil {
+		u.hub.warn(fmt.Errorf("upload index: %w (the file is read as a new one)", err))
+		return nil, IndexMiss
+	}
+	if e == nil {
+		return nil, IndexMiss
+	}
+	m := e.Manifest(name)
+	if m == nil {
+		return nil, IndexMiss
+	}
+	if !doubt {
+		return m, IndexHit
+	}
+	planned, err := Plan(ctx, r, size, e.ChunkSize, PlanOptions{Name: name, Progress: func(n int64) { u.hub.plan(n, size) }})
+	if err != nil {
+		return nil, IndexMiss // the upload reads it again and says why
+	}
+	if planned.SHA256 == m.SHA256 && planned.ChunkListID() == m.ChunkListID() {
+		if err := ix.Confirm(*e); err != nil {
+			u.hub.warn(fmt.Errorf("upload index: %w", err))
+		}
+		return planned, IndexChecked
+	}
+	if err := ix.Remove(k); err != nil {
+		u.hub.warn(fmt.Errorf("upload index: %w", err))
+	}
+	return planned, IndexChanged
 }

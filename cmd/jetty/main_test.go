@@ -20,7 +20,17 @@ func TestMain(m *testing.M) {
 	if os.Getenv("JETTY_TEST_MAIN") == "1" {
 		os.Exit(run())
 	}
-	os.Exit(m.Run())
+	// In-process commands whose test gives no XDG_CACHE_HOME would use
+	// the real user's upload index: give them a private one.
+	dir, err := os.MkdirTemp("", "jetty-test-index-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	os.Setenv("JETTY_INDEX_DIR", dir)
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
 }
 
 // child is a jetty process started by a test.

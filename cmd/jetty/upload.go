@@ -17,6 +17,7 @@ import (
 
 	"github.com/jettythunder/jetty/edges"
 	"github.com/jettythunder/jetty/engine"
+	"github.com/jettythunder/jetty/engine/upindex"
 	"github.com/jettythunder/jetty/internal/units"
 	"github.com/jettythunder/jetty/protocol"
 )
@@ -44,6 +45,11 @@ type UploadOptions struct {
 	CacheKey    string
 	TTL         time.Duration
 
+	// HashFirst hashes each file before sending (the manifest-first path);
+	// NoIndex neither uses nor updates the local upload index.
+	HashFirst bool
+	NoIndex   bool
+
 	chunkSizeFlag, bwLimitFlag string
 }
 
@@ -53,8 +59,9 @@ func NewCmdUpload(f *Factory, runF func(*UploadOptions) error) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "upload PATH...",
 		Short: "Upload files, directories or stdin",
-		Long: `Upload files with JettySpeed: each file is cut into chunks, every chunk is
-hashed (SHA-256) and sent in parallel through the best edges.
+		Long: `Upload files with JettySpeed: each file is read once, cut into chunks, and
+every chunk is hashed (SHA-256) and sent as soon as it is read, in parallel
+through the best edges; the first bytes leave within a round trip.
 
 What is verified: whoever takes a chunk (the server, a relay or the object
 store) checks its size and SHA-256 while it streams and keeps nothing that
@@ -72,7 +79,12 @@ uploads: small files go several at a time, a big file gets all the workers.
 
 An interrupted upload (Ctrl-C, crash, network loss) resumes where it
 stopped when you run the same command again: only the missing chunks are
-sent. Content the account already holds is not sent again (deduplicated).
+sent. Content the account already holds is stored once (deduplicated): a
+file uploaded from this machine before and unchanged since is recognised
+by a local index without reading it, and nothing is sent; other content is
+found when the upload completes (the copy sent is dropped), or before any
+byte is sent with --hash-first. --json says which ("dedup_at": "open" or
+"complete", "index": "hit", "miss", ...).
 
 A progress bar is drawn on stderr when it is a terminal; otherwise a plain
 progress line is printed every few seconds. --json prints one JSON object
@@ -107,6 +119,8 @@ per file on stdout.`,
 	fl.StringVar(&opts.Name, "name", "", "file name to store (required for -, stdin; allowed with a single file)")
 	fl.StringVar(&opts.ContentType, "content-type", "", "content type to record, e.g. video/mp4")
 	fl.StringVar(&opts.CacheKey, "cache-key", "", "cache key to record with the file")
+	fl.BoolVar(&opts.HashFirst, "hash-first", false, "hash each file whole before sending any byte, so the server can skip content it already holds (default: hash while sending)")
+	fl.BoolVar(&opts.NoIndex, "no-index", false, "neither use nor update the local index of files uploaded from this machine (JETTY_INDEX_DIR sets where it lives)")
 	fl.DurationVar(&opts.TTL, "ttl", 0, "delete the file after this long, e.g. 24h (default: never)")
 	return cmd
 }
@@ -234,6 +248,8 @@ func uploadRun(ctx context.Context, opts *UploadOptions) error {
 		journalDir = filepath.Join(x, "jetty", "journal")
 	}
 
+	ix := openUploadIndex(opts)
+
 	ui := newProgressUI(ios, opts.Quiet, opts.NoProgress, total, len(jobs))
 	sem := semaphore.NewWeighted(int64(budget))
 	var (
@@ -281,7 +297,7 @@ func uploadRun(ctx context.Context, opts *UploadOptions) error {
 		go func(j uploadJob, weight int64) {
 			defer wg.Done()
 			defer sem.Release(weight)
-			res, err := uploadOne(ctx, ec, selector, j, opts, int(weight), budget, journalDir, ui)
+			res, err := uploadOne(ctx, ec, selector, j, opts, int(weight), budget, journalDir, ix, ui)
 			if err != nil {
 				fail(j, err)
 				return
@@ -293,6 +309,11 @@ func uploadRun(ctx context.Context, opts *UploadOptions) error {
 		}(j, weight)
 	}
 	wg.Wait()
+	if ix != nil {
+		if _, err := ix.Prune(indexMaxAge, indexMaxEntries); err != nil && !opts.Quiet {
+			fmt.Fprintf(ios.ErrOut, "jetty: warning: pruning the local upload index: %v\n", err)
+		}
+	}
 	ui.Close(failed == 0 && ctx.Err() == nil)
 
 	switch {
@@ -315,6 +336,44 @@ func uploadRun(ctx context.Context, opts *UploadOptions) error {
 	}
 }
 
+// Bounds of the local upload index, applied after each upload command.
+const (
+	indexMaxAge     = 90 * 24 * time.Hour
+	indexMaxEntries = 10000
+)
+
+// openUploadIndex opens the local upload index (nil with --no-index, or
+// with a warning when it cannot be opened: the upload goes on reading
+// every file). JETTY_INDEX_DIR names its directory; the default is the
+// user's cache directory.
+func openUploadIndex(opts *UploadOptions) *upindex.Index {
+	if opts.NoIndex {
+		return nil
+	}
+	dir := opts.F.Getenv("JETTY_INDEX_DIR")
+	switch {
+	case dir != "":
+		if !filepath.IsAbs(dir) {
+			fmt.Fprintf(opts.F.IO.ErrOut, "jetty: warning: JETTY_INDEX_DIR=%q is not an absolute path: uploading without the local index\n", dir)
+			return nil
+		}
+	case opts.F.Getenv("XDG_CACHE_HOME") != "" && filepath.IsAbs(opts.F.Getenv("XDG_CACHE_HOME")):
+		dir = filepath.Join(opts.F.Getenv("XDG_CACHE_HOME"), "jetty", "index")
+	default:
+		var err error
+		if dir, err = upindex.DefaultDir(); err != nil {
+			fmt.Fprintf(opts.F.IO.ErrOut, "jetty: warning: %v: uploading without the local index\n", err)
+			return nil
+		}
+	}
+	ix, err := upindex.Open(dir)
+	if err != nil {
+		fmt.Fprintf(opts.F.IO.ErrOut, "jetty: warning: %v: uploading without the local index\n", err)
+		return nil
+	}
+	return ix
+}
+
 // chunkSizeFor is the chunk size a file of size bytes is cut into.
 func chunkSizeFor(flag, size int64) int64 {
 	if flag > 0 {
@@ -325,8 +384,10 @@ func chunkSizeFor(flag, size int64) int64 {
 
 // uploadOne uploads one job with workers chunk uploads and its share of
 // the bandwidth limit.
-func uploadOne(ctx context.Context, ec *engine.Client, sel engine.EdgeSelector, j uploadJob, opts *UploadOptions, workers, budget int, journalDir string, ui progressUI) (*engine.Result, error) {
+func uploadOne(ctx context.Context, ec *engine.Client, sel engine.EdgeSelector, j uploadJob, opts *UploadOptions, workers, budget int, journalDir string, ix *upindex.Index, ui progressUI) (*engine.Result, error) {
 	eo := engine.Options{
+		HashFirst:   opts.HashFirst,
+		Index:       ix,
 		Workers:     workers,
 		ChunkSize:   opts.ChunkSize,
 		JournalDir:  journalDir,
