@@ -64,6 +64,7 @@ type fakeServer struct {
 
 type fakeSession struct {
 	id        string
+	ref       string // the stream's client ref
 	m         *protocol.Manifest
 	chunkSize int64
 	chunks    map[int][]byte
@@ -198,6 +199,19 @@ func (f *fakeServer) open(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
+	} else if ref := req.Stream.Ref; ref != "" && !f.oldServer && func() bool {
+		for _, s := range f.sessions {
+			if s.ref == ref && s.asset == nil {
+				resp := protocol.OpenResponse{Session: f.sessionBody(s)}
+				resp.Session.Size = req.Stream.Size
+				f.opens = append(f.opens, resp)
+				writeJSON(w, 200, resp)
+				return true
+			}
+		}
+		return false
+	}() {
+		return
 	} else if f.noStreams {
 		writeErr(w, 400, "invalid_request", "send either \"manifest\" or \"stream\"")
 		return
@@ -210,7 +224,7 @@ func (f *fakeServer) open(w http.ResponseWriter, r *http.Request) {
 	if req.Manifest != nil {
 		s.chunkSize = req.Manifest.ChunkSize
 	} else {
-		s.chunkSize = req.Stream.ChunkSize
+		s.chunkSize, s.ref = req.Stream.ChunkSize, req.Stream.Ref
 	}
 	f.sessions[s.id] = s
 	resp := protocol.OpenResponse{Session: f.sessionBody(s)}

@@ -50,6 +50,10 @@ type PipeJournal struct {
 	ChunkSize int64 `json:"chunk_size"`
 	// Sized: the server echoed the session's size (it presigns parts).
 	Sized bool `json:"sized,omitempty"`
+	// Ref is the upload's protocol.StreamSpec.Ref, journaled before the
+	// open: a journal with a ref and no session is a run killed before
+	// it learnt its session, which the next run's open finds by the ref.
+	Ref string `json:"ref,omitempty"`
 	// Chunks are the hex SHA-256 of each chunk, "" where not hashed yet.
 	Chunks []string `json:"chunks"`
 	// Whole is the encoded SHA-256 state (hash.Hash's MarshalBinary)
@@ -61,6 +65,9 @@ type PipeJournal struct {
 // valid reports whether p can describe a file of size bytes.
 func (p *PipeJournal) valid(size int64) bool {
 	if protocol.CheckChunkSize(size, p.ChunkSize) != nil || int64(len(p.Chunks)) != protocol.NumChunks(size, p.ChunkSize) {
+		return false
+	}
+	if p.Ref != "" && !protocol.ValidClientRef(p.Ref) {
 		return false
 	}
 	if p.WholeChunks < 0 || p.WholeChunks > len(p.Chunks) || (p.WholeChunks > 0) != (len(p.Whole) > 0) {
@@ -162,7 +169,7 @@ func loadJournal(path string, want Journal) (*Journal, error) {
 		j.Server == want.Server && j.Path == want.Path && j.Size == want.Size &&
 		j.MTime == want.MTime && j.Fingerprint == want.Fingerprint &&
 		((j.Manifest != nil && j.Pipe == nil && j.Manifest.Validate() == nil && j.Manifest.Size == want.Size) ||
-			(j.Manifest == nil && j.Pipe != nil && j.SessionID != "" && j.Pipe.valid(want.Size))) {
+			(j.Manifest == nil && j.Pipe != nil && (j.SessionID != "" || j.Pipe.Ref != "") && j.Pipe.valid(want.Size))) {
 		return &j, nil
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {

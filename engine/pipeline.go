@@ -2,8 +2,10 @@ package engine
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -91,6 +93,7 @@ func (u *uploader) uploadPipelined(ctx context.Context, f fileUpload) (*Result, 
 	}
 	n := int(protocol.NumChunks(f.size, cs))
 	res.ChunksTotal = n
+	var err error
 
 	var s *protocol.Session
 	held := map[int]bool{}
@@ -99,9 +102,24 @@ func (u *uploader) uploadPipelined(ctx context.Context, f fileUpload) (*Result, 
 		s, held = u.resumeSession(ctx, f.session, f.size, n, pj)
 	}
 	if s == nil {
-		pj = &PipeJournal{ChunkSize: cs, Chunks: make([]string, n)}
+		// The ref names this upload before the server knows it: an
+		// earlier run killed before it could journal its session (ref
+		// journaled, no session) opens with the same ref and gets that
+		// session back instead of reserving another.
+		ref := ""
+		if pj != nil && f.session == "" && pj.ChunkSize == cs && protocol.ValidClientRef(pj.Ref) {
+			ref = pj.Ref
+		} else if ref, err = newClientRef(); err != nil {
+			return res, err
+		}
+		pj = &PipeJournal{ChunkSize: cs, Chunks: make([]string, n), Ref: ref}
 		held = map[int]bool{}
-		resp, err := u.open(ctx, protocol.OpenRequest{Stream: &protocol.StreamSpec{Name: f.name, ChunkSize: cs, Size: f.size}})
+		if f.savePipe != nil {
+			if err := f.savePipe(pj, ""); err != nil {
+				u.hub.warn(fmt.Errorf("journal: %w (the upload goes on, but cannot resume)", err))
+			}
+		}
+		resp, err := u.open(ctx, protocol.OpenRequest{Stream: &protocol.StreamSpec{Name: f.name, ChunkSize: cs, Size: f.size, Ref: ref}})
 		if err != nil {
 			if olderServer(err) {
 				return res, fmt.Errorf("%w: %w", errNoPipeline, err)
@@ -116,6 +134,18 @@ func (u *uploader) uploadPipelined(ctx context.Context, f fileUpload) (*Result, 
 			return res, fmt.Errorf("open upload session: the server's session has chunk size %d, asked for %d", s.Strategy.ChunkSize, cs)
 		}
 		pj.Sized = s.Size == f.size
+		if resp.Existing {
+			// The session of a run that lost the open's answer: what it
+			// holds already counts.
+			res.Resumed = true
+			if st, err := u.c.SessionStatus(ctx, s.ID); err == nil {
+				for _, i := range st.Held {
+					if i >= 0 && i < n {
+						held[i] = true
+					}
+				}
+			}
+		}
 	} else {
 		res.Resumed = true
 	}
@@ -215,7 +245,7 @@ func (u *uploader) uploadPipelined(ctx context.Context, f fileUpload) (*Result, 
 			return nil
 		})
 	}
-	err := g.Wait()
+	err = g.Wait()
 	if ctx.Err() != nil {
 		return res, ctx.Err()
 	}
@@ -330,6 +360,15 @@ func (u *uploader) resumeSession(ctx context.Context, id string, size int64, n i
 		s.Size = size
 	}
 	return s, held
+}
+
+// newClientRef is a fresh protocol.StreamSpec.Ref: 128 random bits.
+func newClientRef() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("upload ref: %w", err)
+	}
+	return "r" + base64.RawURLEncoding.EncodeToString(b[:]), nil
 }
 
 // olderServer reports an open refused because the server does not know

@@ -7,6 +7,9 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
@@ -15,6 +18,7 @@ import (
 	"time"
 
 	"github.com/jettythunder/jetty/engine/upindex"
+	"github.com/jettythunder/jetty/protocol"
 )
 
 // countingReaderAt counts the bytes read through it.
@@ -73,6 +77,11 @@ func TestPipelinedSendsBeforeHashing(t *testing.T) {
 // for good: chunks 0..3 are held and the journal names the session.
 func pipelinedFirstRun(t *testing.T, f *fakeServer, path string, opts Options) {
 	t.Helper()
+	pipelinedFirstRunWith(t, f, f.client(), path, opts)
+}
+
+func pipelinedFirstRunWith(t *testing.T, f *fakeServer, c *Client, path string, opts Options) {
+	t.Helper()
 	f.setPutHook(func(w http.ResponseWriter, r *http.Request, index, attempt int) bool {
 		if index == 4 {
 			writeErr(w, 403, "account_suspended", "suspended for a moment")
@@ -81,7 +90,7 @@ func pipelinedFirstRun(t *testing.T, f *fakeServer, path string, opts Options) {
 		return false
 	})
 	opts.Workers = 1
-	res, err := Upload(context.Background(), f.client(), path, opts)
+	res, err := Upload(context.Background(), c, path, opts)
 	if err == nil {
 		t.Fatal("first run succeeded")
 	}
@@ -427,5 +436,58 @@ func TestIndexUploadsUnchangedWithoutReading(t *testing.T) {
 	}
 	if fourth.Index != IndexChecked || rec2.count(EventPlan) == 0 || !fourth.Deduplicated {
 		t.Errorf("in doubt: index %q, %d plan events, dedup %v", fourth.Index, rec2.count(EventPlan), fourth.Deduplicated)
+	}
+}
+
+// TestPipelinedOpenAnswerLost: an open whose answer is lost after the
+// server created the session (a proxy's 502) is asked again with the same
+// ref and gets that session, not a second reservation; a journal with a
+// ref but no session (killed before it could write the session) resumes
+// the session the ref names, sending only what it lacks.
+func TestPipelinedOpenAnswerLost(t *testing.T) {
+	f := newFake(t)
+	path, data := writeFile(t, 34, 50*MiB+9) // 7 chunks of 8 MiB
+	target, _ := url.Parse(f.srv.URL)
+	var lost atomic.Bool
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.ModifyResponse = func(r *http.Response) error {
+		if r.Request.Method == "POST" && r.Request.URL.Path == "/api/jetty/sessions" && lost.CompareAndSwap(false, true) {
+			return errors.New("answer lost")
+		}
+		return nil
+	}
+	proxy := httptest.NewServer(rp)
+	defer proxy.Close()
+	c := f.client()
+	c.BaseURL = proxy.URL
+
+	opts := baseOpts(t)
+	pipelinedFirstRunWith(t, f, c, path, opts)
+	f.mu.Lock()
+	sessions := len(f.sessions)
+	f.mu.Unlock()
+	if !lost.Load() || sessions != 1 {
+		t.Fatalf("answer lost %v; %d sessions after a lost open answer, want 1", lost.Load(), sessions)
+	}
+
+	// Killed before the journal named the session: only the ref is left.
+	jp, j := readJournal(t, opts.JournalDir)
+	if j.Pipe == nil || !protocol.ValidClientRef(j.Pipe.Ref) {
+		t.Fatalf("journal has no ref: %+v", j.Pipe)
+	}
+	j.SessionID = ""
+	b, _ := json.Marshal(j)
+	if err := os.WriteFile(jp, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Upload(context.Background(), c, path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	sessions = len(f.sessions)
+	f.mu.Unlock()
+	if sessions != 1 || !res.Resumed || res.ChunksSent != 3 || !bytes.Equal(f.object(hexSum(data)), data) {
+		t.Errorf("%d sessions; resumed %v, %d chunks sent; want the one session and 3 chunks", sessions, res.Resumed, res.ChunksSent)
 	}
 }

@@ -75,6 +75,26 @@ type StreamSpec struct {
 	ChunkSize int64  `json:"chunk_size"`
 	// Size is the file's size; 0 or absent: unknown (a stream).
 	Size int64 `json:"size,omitempty"`
+	// Ref is the client's own name for this upload (ValidClientRef),
+	// chosen before the open and kept in its journal: an open naming the
+	// ref of the account's open session answers that session (200)
+	// instead of reserving another, so a client killed between the open
+	// and its journal finds its session again.
+	Ref string `json:"ref,omitempty"`
+}
+
+// ValidClientRef reports whether ref can name an upload: 16 to 64
+// characters of A-Z, a-z, 0-9, '-' and '_'.
+func ValidClientRef(ref string) bool {
+	if len(ref) < 16 || len(ref) > 64 {
+		return false
+	}
+	for _, c := range ref {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // OpenResponse answers a session open: either Deduplicated is true and

@@ -89,6 +89,9 @@ type UploadSession struct {
 	// LeaseUntil is when the completion's lease runs out (state
 	// completing); zero in other states.
 	LeaseUntil time.Time
+	// ClientRef is the client's own name for a stream session
+	// (protocol.StreamSpec.Ref), "" when none; set at creation.
+	ClientRef string
 }
 
 // CompletionDead reports whether the session is completing and its lease
@@ -133,6 +136,10 @@ type SessionStore interface {
 	// and that a later BeginCompletion takes over) is completed again,
 	// which waits for, or takes over, that completion.
 	OpenSessionFor(ctx context.Context, accountID, sha256 string, size int64, now time.Time) (UploadSession, error)
+	// OpenSessionByRef returns the newest session of accountID created
+	// with ClientRef ref that is open or completing and unexpired at now,
+	// or ENotFound.
+	OpenSessionByRef(ctx context.Context, accountID, ref string, now time.Time) (UploadSession, error)
 
 	// BeginCompletion claims the completion of a session of accountID: it
 	// atomically moves an open session whose ExpiresAt is after now to

@@ -243,6 +243,33 @@ func (s *Server) handleOpenSession(w http.ResponseWriter, r *http.Request, acct 
 		}
 		sess.Size, sess.ChunkSize = -1, cs
 		sess.Filename = server.CleanFilename(req.Stream.Name)
+		if ref := req.Stream.Ref; ref != "" {
+			if !protocol.ValidClientRef(ref) {
+				s.writeError(w, r, server.Errorf(server.EInvalid, "stream ref must be 16..64 characters of A-Z, a-z, 0-9, '-' and '_'"))
+				return
+			}
+			// The client's session from an open whose answer it lost.
+			existing, err := s.store.OpenSessionByRef(ctx, acct.ID, ref, s.now())
+			switch {
+			case err == nil:
+				if existing.ChunkSize != cs || (req.Stream.Size > 0 && existing.Reserved != req.Stream.Size) {
+					s.writeError(w, r, server.Errorf(server.EConflict, "stream ref %s names another open upload (chunk size %d, %d bytes reserved); choose a new ref", ref, existing.ChunkSize, existing.Reserved))
+					return
+				}
+				body, err := s.sessionBody(ctx, r, existing, t)
+				if err != nil {
+					s.writeError(w, r, err)
+					return
+				}
+				body.Size = req.Stream.Size
+				writeJSON(w, http.StatusOK, protocol.OpenResponse{Session: body})
+				return
+			case server.ErrorCode(err) != server.ENotFound:
+				s.writeError(w, r, err)
+				return
+			}
+			sess.ClientRef = ref
+		}
 		free := acct.StorageQuotaBytes() - acct.StorageUsedBytes - acct.StorageReservedBytes
 		if size := req.Stream.Size; size != 0 {
 			// A sized session (the pipelined path): exactly size bytes

@@ -173,3 +173,39 @@ func TestSizedSession(t *testing.T) {
 		}
 	})
 }
+
+// TestSizedSessionRef: an open naming the ref of the account's open
+// session answers that session (200) and reserves nothing more; another
+// chunking under the same ref is 409; a malformed ref is 400.
+func TestSizedSessionRef(t *testing.T) {
+	eachStorage(t, func(t *testing.T, e *env) {
+		key, secret := e.provision("usr_ref", "pro")
+		before := e.account("usr_ref")
+		const ref = "rTestRef_0123456789"
+		spec := func(cs, size int64, ref string) map[string]any {
+			return map[string]any{"stream": map[string]any{"name": "r.bin", "chunk_size": cs, "size": size, "ref": ref}}
+		}
+		first := e.jsonCall("POST", "/api/jetty/sessions", key, secret, spec(5*mib, 12*mib, ref))
+		if first.status != 201 {
+			t.Fatalf("open: %d %s", first.status, first.raw)
+		}
+		again := e.jsonCall("POST", "/api/jetty/sessions", key, secret, spec(5*mib, 12*mib, ref))
+		if again.status != 200 || again.Session == nil || again.Session.ID != first.Session.ID {
+			t.Fatalf("open again with the ref: %d %s", again.status, again.raw)
+		}
+		if a := e.account("usr_ref"); a.StorageReservedBytes-before.StorageReservedBytes != 12*mib {
+			t.Errorf("reserved %d after two opens of one ref, want %d", a.StorageReservedBytes-before.StorageReservedBytes, 12*mib)
+		}
+		if o := e.jsonCall("POST", "/api/jetty/sessions", key, secret, spec(6*mib, 12*mib, ref)); o.status != 409 {
+			t.Errorf("the ref with another chunk size: %d %s", o.status, o.raw)
+		}
+		if o := e.jsonCall("POST", "/api/jetty/sessions", key, secret, spec(5*mib, 12*mib, "bad ref!")); o.status != 400 {
+			t.Errorf("malformed ref: %d %s", o.status, o.raw)
+		}
+		// Another account's ref is not this one's.
+		k2, s2 := e.provision("usr_ref2", "pro")
+		if o := e.jsonCall("POST", "/api/jetty/sessions", k2, s2, spec(5*mib, 12*mib, ref)); o.status != 201 || o.Session.ID == first.Session.ID {
+			t.Errorf("another account with the same ref: %d %s", o.status, o.raw)
+		}
+	})
+}

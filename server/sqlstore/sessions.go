@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/jettythunder/jetty/protocol"
 	"github.com/jettythunder/jetty/server"
 )
 
@@ -29,7 +30,7 @@ const (
 
 const sessionCols = `id, account_id, object_key, upload_id, manifest, content_hash, size_bytes, chunk_size, chunk_count,
   stream, reservation_id, reserved_bytes, state, asset_id, deduplicated, filename, content_type, cache_key,
-  ttl_seconds, expires_at, created_at, updated_at, lease_until`
+  ttl_seconds, expires_at, created_at, updated_at, lease_until, client_ref`
 
 // deadCompletion is the SQL condition of a completing session whose lease
 // ran out before the parameter (a NULL lease predates leases: dead too).
@@ -44,7 +45,7 @@ func scanSession(r scanner) (server.UploadSession, error) {
 	)
 	err := r.Scan(&u.ID, &u.AccountID, &u.ObjectKey, &u.UploadID, &manifest, &u.SHA256, &u.Size, &u.ChunkSize, &u.ChunkCount,
 		&u.Stream, &u.ReservationID, &u.Reserved, &state, &u.AssetID, &u.Deduplicated, &u.Filename, &u.ContentType, &u.CacheKey,
-		&u.TTLSeconds, &u.ExpiresAt, &u.CreatedAt, &u.UpdatedAt, &lease)
+		&u.TTLSeconds, &u.ExpiresAt, &u.CreatedAt, &u.UpdatedAt, &lease, &u.ClientRef)
 	if err != nil {
 		return server.UploadSession{}, err
 	}
@@ -119,6 +120,8 @@ func checkNewSession(u *server.UploadSession) error {
 		return server.Errorf(server.EInvalid, "ttl must be between 0 and %d seconds, got %d", int64(maxTTLSeconds), u.TTLSeconds)
 	case !validText(u.UploadID, maxUploadIDLen):
 		return server.Errorf(server.EInvalid, "upload id must be at most %d bytes of UTF-8", maxUploadIDLen)
+	case u.ClientRef != "" && (!u.Stream || !protocol.ValidClientRef(u.ClientRef)):
+		return server.Errorf(server.EInvalid, "a client ref names a stream session and is 16..64 of [A-Za-z0-9_-]")
 	case !validText(u.ReservationID, 64):
 		return server.Errorf(server.EInvalid, "reservation id must be at most 64 bytes")
 	case !validText(u.Filename, maxFilenameLen):
@@ -154,10 +157,10 @@ func (s *Store) CreateSession(ctx context.Context, u server.UploadSession) (serv
 	u.ExpiresAt = ts(u.ExpiresAt)
 	u.CreatedAt, u.UpdatedAt = now, now
 	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO upload_sessions (`+sessionCols+`)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)`),
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)`),
 		u.ID, u.AccountID, u.ObjectKey, u.UploadID, manifestParam(u.Manifest), u.SHA256, u.Size, u.ChunkSize, u.ChunkCount,
 		u.Stream, u.ReservationID, u.Reserved, string(u.State), u.AssetID, u.Deduplicated, u.Filename, u.ContentType, u.CacheKey,
-		u.TTLSeconds, u.ExpiresAt, u.CreatedAt, u.UpdatedAt)
+		u.TTLSeconds, u.ExpiresAt, u.CreatedAt, u.UpdatedAt, u.ClientRef)
 	if isForeignKeyViolation(err) {
 		return server.UploadSession{}, server.Errorf(server.ENotFound, "account not found")
 	}
@@ -220,6 +223,27 @@ ORDER BY created_at DESC, id DESC LIMIT 1`), accountID, h, size, ts(now)))
 	}
 	if err != nil {
 		return server.UploadSession{}, wrap("open session for", err)
+	}
+	return u, nil
+}
+
+// OpenSessionByRef returns the newest open or completing, unexpired
+// session of accountID opened with client ref; see server.SessionStore.
+func (s *Store) OpenSessionByRef(ctx context.Context, accountID, ref string, now time.Time) (server.UploadSession, error) {
+	if !protocol.ValidClientRef(ref) || !validKey(accountID) {
+		return server.UploadSession{}, sessionNotFound()
+	}
+	if now.IsZero() {
+		now = s.now()
+	}
+	u, err := scanSession(s.rdb.QueryRowContext(ctx, s.q(`SELECT `+sessionCols+` FROM upload_sessions
+WHERE account_id = ? AND client_ref = ? AND state IN ('open', 'completing') AND expires_at > ?
+ORDER BY created_at DESC, id DESC LIMIT 1`), accountID, ref, ts(now)))
+	if errors.Is(err, sql.ErrNoRows) {
+		return server.UploadSession{}, sessionNotFound()
+	}
+	if err != nil {
+		return server.UploadSession{}, wrap("open session by ref", err)
 	}
 	return u, nil
 }

@@ -18,6 +18,7 @@ var sessionTests = []storeTest{
 	{"SessionValidation", testSessionValidation},
 	{"SessionIsolation", testSessionIsolation},
 	{"OpenSessionFor", testOpenSessionFor},
+	{"OpenSessionByRef", testOpenSessionByRef},
 	{"BeginCompletionConcurrent", testBeginCompletionConcurrent},
 	{"CompletionTransitions", testCompletionTransitions},
 	{"AbortSession", testAbortSession},
@@ -288,6 +289,58 @@ func testSessionIsolation(t *testing.T, s server.Store) {
 		if _, err := s.SessionByID(ctx, acct, u.ID); server.ErrorCode(err) != server.ENotFound {
 			t.Errorf("SessionByID(account %q): %v, want not found", acct, err)
 		}
+	}
+}
+
+// testOpenSessionByRef: a stream session's client ref finds it again
+// while it is open or completing and unexpired, in its account only; a
+// ref on a session with a manifest, or a malformed one, is refused.
+func testOpenSessionByRef(t *testing.T, s server.Store) {
+	ctx := ctxFor(t)
+	a := mustCreate(t, s, "pro")
+	b := mustCreate(t, s, "pro")
+	const ref = "ref_0123456789abcdef"
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	if _, err := s.OpenSessionByRef(ctx, a.ID, ref, now); server.ErrorCode(err) != server.ENotFound {
+		t.Fatalf("OpenSessionByRef without sessions: %v, want not found", err)
+	}
+	withRef := newStreamSession(a)
+	withRef.ClientRef = ref
+	created := mustSession(t, s, withRef)
+	if created.ClientRef != ref {
+		t.Fatalf("created with client ref %q", created.ClientRef)
+	}
+	other := newStreamSession(b)
+	other.ClientRef = ref
+	mustSession(t, s, other) // the same ref in another account
+	mustSession(t, s, newStreamSession(a))
+	got, err := s.OpenSessionByRef(ctx, a.ID, ref, now)
+	if err != nil || got.ID != created.ID || got.ClientRef != ref || !sameSession(got, mustGetSession(t, s, a.ID, created.ID)) {
+		t.Fatalf("OpenSessionByRef = %+v, %v; want %s", got, err, created.ID)
+	}
+	if _, err := s.OpenSessionByRef(ctx, a.ID, ref, created.ExpiresAt.Add(time.Second)); server.ErrorCode(err) != server.ENotFound {
+		t.Errorf("OpenSessionByRef after expiry: %v, want not found", err)
+	}
+	for _, bad := range []string{"", "short", ref + "!", strings.Repeat("a", 65)} {
+		if _, err := s.OpenSessionByRef(ctx, a.ID, bad, now); server.ErrorCode(err) != server.ENotFound {
+			t.Errorf("OpenSessionByRef(%q): %v, want not found", bad, err)
+		}
+	}
+	if _, err := s.AbortSession(ctx, a.ID, created.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.OpenSessionByRef(ctx, a.ID, ref, now); server.ErrorCode(err) != server.ENotFound {
+		t.Errorf("OpenSessionByRef of an aborted session: %v, want not found", err)
+	}
+	manifest := newSession(a, "with a manifest")
+	manifest.ClientRef = ref
+	if _, err := s.CreateSession(ctx, manifest); server.ErrorCode(err) != server.EInvalid {
+		t.Errorf("a client ref on a session with a manifest: %v, want invalid", err)
+	}
+	bad := newStreamSession(a)
+	bad.ClientRef = "no spaces allowed here"
+	if _, err := s.CreateSession(ctx, bad); server.ErrorCode(err) != server.EInvalid {
+		t.Errorf("a malformed client ref: %v, want invalid", err)
 	}
 }
 
