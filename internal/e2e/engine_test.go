@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jettythunder/jetty/engine"
+	"github.com/jettythunder/jetty/engine/upindex"
 )
 
 // TestOneGiB32Workers: a 1 GiB file uploaded with 32 workers comes back
@@ -24,7 +25,11 @@ func TestOneGiB32Workers(t *testing.T) {
 	path, sum := writeFile(t, 1, 1<<30)
 	deployments(t, func(t *testing.T, s *server) {
 		c := &engine.Client{BaseURL: s.url, APIKey: s.key, APISecret: s.secret}
-		res, err := engine.Upload(context.Background(), c, path, engine.Options{Workers: 32, JournalDir: t.TempDir()})
+		ix, err := upindex.Open(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := engine.Upload(context.Background(), c, path, engine.Options{Workers: 32, JournalDir: t.TempDir(), Index: ix})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -36,10 +41,19 @@ func TestOneGiB32Workers(t *testing.T) {
 			t.Fatalf("download: %s %d", got, n)
 		}
 		t.Logf("1 GiB with %d workers of %d MiB chunks: %.0f MB/s", res.Workers, res.Asset.Size/int64(res.ChunksTotal)>>20, float64(res.Asset.Size)/1e6/res.Duration.Seconds())
-		// Again: the server already holds it; nothing is sent.
-		again, err := engine.Upload(context.Background(), c, path, engine.Options{Workers: 32, JournalDir: t.TempDir()})
-		if err != nil || !again.Deduplicated || again.BytesSent != 0 {
+		if res.Method != engine.MethodPipelined || res.Index != engine.IndexMiss {
+			t.Errorf("first upload by %q, index %q", res.Method, res.Index)
+		}
+		// Again: the local index knows the file, the server holds it;
+		// nothing is sent.
+		again, err := engine.Upload(context.Background(), c, path, engine.Options{Workers: 32, JournalDir: t.TempDir(), Index: ix})
+		if err != nil || !again.Deduplicated || again.BytesSent != 0 || again.DedupAt != engine.DedupAtOpen {
 			t.Fatalf("second upload: %+v %v", again, err)
+		}
+		// Without the index: sent, and found at completion.
+		third, err := engine.Upload(context.Background(), c, path, engine.Options{Workers: 32, JournalDir: t.TempDir()})
+		if err != nil || !third.Deduplicated || third.DedupAt != engine.DedupAtComplete || third.Asset.Hash != sum {
+			t.Fatalf("third upload: %+v %v", third, err)
 		}
 	})
 }
