@@ -3,8 +3,11 @@ package edges
 import (
 	"context"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -101,5 +104,41 @@ func TestMemoryUnsafe(t *testing.T) {
 	sel.remember(engine.Route{ID: "r2", Kind: engine.RouteRelay, ChunkURL: "http://r2/api/jetty/sessions/x/chunks/{index}"})
 	if b, _ := os.ReadFile(target); string(b) != body {
 		t.Errorf("wrote through a link: %s", b)
+	}
+}
+
+// TestPrefetchOutlivesCanceledSelect: a Select canceled while the
+// prefetched probe runs (its upload ended first: the engine does not wait
+// for the probe) leaves the prefetch to the next Select.
+func TestPrefetchOutlivesCanceledSelect(t *testing.T) {
+	var calls atomic.Int32
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == protocol.PathOptimalEdges {
+			if calls.Add(1) == 1 { // the prefetch's: held until released
+				<-release
+			}
+			json.NewEncoder(w).Encode(protocol.OptimalResponse{JettySpeed: true, Edges: []protocol.Candidate{{ID: "origin", Kind: protocol.KindOrigin, URL: "http://" + r.Host}}})
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	defer srv.Close()
+	defer close(release)
+	c := &engine.Client{BaseURL: srv.URL, APIKey: "k", APISecret: "s"}
+	sel := &Selector{Client: c}
+	sess := &protocol.Session{ID: "ses_1", ChunkURL: srv.URL + "/api/jetty/sessions/ses_1/chunks/{index}", Missing: []int{0, 1, 2}}
+	sel.Prefetch(context.Background(), 3*protocol.DefaultChunkSize, protocol.DefaultChunkSize, 8)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := sel.Select(ctx, sess, protocol.DefaultChunkSize, 8); err == nil {
+		t.Fatal("a canceled Select succeeded")
+	}
+	release <- struct{}{}
+	if _, err := sel.Select(context.Background(), sess, protocol.DefaultChunkSize, 8); err != nil {
+		t.Fatal(err)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("optimal-edges called %d times, want 1 (the prefetch, kept for the second Select)", n)
 	}
 }
