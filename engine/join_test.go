@@ -14,6 +14,22 @@ import (
 // Routes joining a running upload (issue 18): the workers start on the
 // origin (or the remembered routes) while the selection runs.
 
+// joinUpload uploads a file of n 5 MiB chunks with workers (0: the
+// server's suggestion) and sel, and checks that every chunk was stored
+// once and that no worker outlived the upload.
+func joinUpload(t *testing.T, f *fakeServer, sel EdgeSelector, seed byte, n, workers int) (*Result, *recorder) {
+	t.Helper()
+	path, data := writeFile(t, seed, int64(n)*5*MiB)
+	opts, rec, _ := routeOpts(workers, sel)
+	res, err := Upload(context.Background(), f.client(), path, opts)
+	checkNoWorkers(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkStoredOnce(t, f, data, n)
+	return res, rec
+}
+
 // slowSelector is an EdgeSelector whose Select takes delay (a probe),
 // then answers routes(s) or err; it records when Select returned. With
 // start it is a RouteStarter; with advise > 0 a WorkerAdvisor.
@@ -124,15 +140,8 @@ func TestJoinSlowSelector(t *testing.T) {
 	origin := slowOrigin(f, 500*time.Millisecond)
 	relay := loggedRelay(a, 0)
 	sel := &slowSelector{delay: 2 * time.Second, routes: func(s *protocol.Session) []Route { return []Route{a.route(s, 1)} }}
-	path, data := writeFile(t, 90, 16*5*MiB)
-	opts, rec, _ := routeOpts(2, sel)
 	began := time.Now()
-	res, err := Upload(context.Background(), f.client(), path, opts)
-	checkNoWorkers(t)
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkStoredOnce(t, f, data, 16)
+	res, rec := joinUpload(t, f, sel, 90, 16, 2)
 	ret := sel.returnedAt()
 	if ret.IsZero() {
 		t.Fatal("Select never returned")
@@ -167,14 +176,7 @@ func TestJoinTakesShare(t *testing.T) {
 	sel := &slowSelector{delay: time.Second, routes: func(s *protocol.Session) []Route {
 		return []Route{a.route(s, 3), {ID: "origin", Kind: RouteOrigin, Weight: 1}}
 	}}
-	path, data := writeFile(t, 91, 24*5*MiB)
-	opts, _, _ := routeOpts(4, sel)
-	res, err := Upload(context.Background(), f.client(), path, opts)
-	checkNoWorkers(t)
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkStoredOnce(t, f, data, 24)
+	res, _ := joinUpload(t, f, sel, 91, 24, 4)
 	_, _, maxA, fwd := a.counts()
 	if maxA != 3 {
 		t.Errorf("relay PUTs in flight at most %d, want 3 (3 of 4 workers after the join)", maxA)
@@ -192,13 +194,7 @@ func TestJoinSelectorFails(t *testing.T) {
 	f := newFake(t)
 	slowOrigin(f, 100*time.Millisecond)
 	sel := &slowSelector{delay: 300 * time.Millisecond, err: errors.New("optimal-edges: 503")}
-	path, data := writeFile(t, 92, 8*5*MiB)
-	opts, rec, _ := routeOpts(2, sel)
-	res, err := Upload(context.Background(), f.client(), path, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkStoredOnce(t, f, data, 8)
+	res, rec := joinUpload(t, f, sel, 92, 8, 2)
 	if w := rec.warnings(); len(w) != 1 || countContaining(w, "edge selection failed (sending through the origin only): optimal-edges: 503") != 1 {
 		t.Errorf("warnings %q", w)
 	}
@@ -218,13 +214,7 @@ func TestJoinStartRoutes(t *testing.T) {
 	sel := startingSelector{slowSelector: slow, start: func(s *protocol.Session) []Route {
 		return []Route{a.route(s, 0.95), {ID: "origin", Kind: RouteOrigin, ChunkURL: s.ChunkURL, Weight: 0.05}}
 	}}
-	path, data := writeFile(t, 93, 12*5*MiB)
-	opts, rec, _ := routeOpts(4, sel)
-	res, err := Upload(context.Background(), f.client(), path, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkStoredOnce(t, f, data, 12)
+	res, rec := joinUpload(t, f, sel, 93, 12, 4)
 	if rb, _ := relay.split(slow.returnedAt()); rb == 0 {
 		t.Error("the remembered relay got no chunk before Select returned")
 	}
@@ -277,14 +267,7 @@ func TestJoinDirectWarms(t *testing.T) {
 	st := newStore(f)
 	slowOrigin(f, 800*time.Millisecond)
 	sel := &slowSelector{delay: time.Second, routes: func(s *protocol.Session) []Route { return []Route{st.route(s, 1)} }}
-	path, data := writeFile(t, 95, 16*5*MiB)
-	opts, _, _ := routeOpts(4, sel)
-	res, err := Upload(context.Background(), f.client(), path, opts)
-	checkNoWorkers(t)
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkStoredOnce(t, f, data, 16)
+	res, _ := joinUpload(t, f, sel, 95, 16, 4)
 	calls := st.calls()
 	if len(calls) == 0 || len(calls[0]) < 4 {
 		t.Errorf("presign calls %v: the first should ask for the queued chunks at once (at least one per worker)", calls)
@@ -304,14 +287,7 @@ func TestJoinAdviceGrows(t *testing.T) {
 	slowOrigin(f, 300*time.Millisecond)
 	loggedRelay(a, 300*time.Millisecond)
 	sel := growingSelector{slowSelector: &slowSelector{delay: 500 * time.Millisecond, routes: func(s *protocol.Session) []Route { return []Route{a.route(s, 1)} }}, advise: 100}
-	path, data := writeFile(t, 96, 24*5*MiB)
-	opts, _, _ := routeOpts(0, sel)
-	res, err := Upload(context.Background(), f.client(), path, opts)
-	checkNoWorkers(t)
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkStoredOnce(t, f, data, 24)
+	res, _ := joinUpload(t, f, sel, 96, 24, 0)
 	if res.Workers != 2 {
 		t.Errorf("result workers %d, want the 2 the upload started with", res.Workers)
 	}
