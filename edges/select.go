@@ -187,6 +187,14 @@ type Selector struct {
 	// below it the origin alone takes them and nothing is probed
 	// (default 2: a single chunk gains nothing from several routes).
 	MinChunks int
+	// Memory, when set, is a file (DefaultMemoryPath, say) where each
+	// selection's best edge is kept per server, so that the next upload
+	// to that server starts on it while its own selection runs
+	// (StartRoutes). "" keeps nothing.
+	Memory string
+	// MemoryFresh is how long a remembered edge is used
+	// (DefaultMemoryFresh).
+	MemoryFresh time.Duration
 
 	mu     sync.Mutex
 	last   *Report // for Reuse
@@ -262,6 +270,13 @@ func (sel *Selector) takePrefetch(ctx context.Context, chunkSize int64) (Report,
 	select {
 	case <-p.done:
 	case <-ctx.Done():
+		// The upload ended before the probe (the engine does not wait
+		// for it): leave it to the next Select.
+		sel.mu.Lock()
+		if sel.pre == nil {
+			sel.pre = p
+		}
+		sel.mu.Unlock()
 		return Report{}, false
 	}
 	return p.rep, p.err == nil
@@ -390,6 +405,9 @@ func (sel *Selector) Select(ctx context.Context, s *protocol.Session, chunkSize 
 		sel.last, sel.lastAt = &kept, time.Now()
 		sel.mu.Unlock()
 	}
+	if rep.JettySpeed && len(rep.Routes) > 0 {
+		sel.remember(rep.Routes[0])
+	}
 	if sel.OnReport != nil {
 		sel.OnReport(rep)
 	}
@@ -414,7 +432,7 @@ func routes(s *protocol.Session, scored []Scored, maxEdges int) []engine.Route {
 				ID:       c.Candidate.ID,
 				Kind:     engine.RouteRelay,
 				Label:    label(c.Candidate),
-				ChunkURL: strings.TrimRight(c.Candidate.URL, "/") + sessionsPath + url.PathEscape(s.ID) + "/chunks/{index}",
+				ChunkURL: relayChunkURL(c.Candidate.URL, s),
 			}
 		case protocol.KindDirect:
 			base := originBase(s)
@@ -466,6 +484,11 @@ func routes(s *protocol.Session, scored []Scored, maxEdges int) []engine.Route {
 		out = append(out, o)
 	}
 	return out
+}
+
+// relayChunkURL is the chunk URL of session s on the relay at base.
+func relayChunkURL(base string, s *protocol.Session) string {
+	return strings.TrimRight(base, "/") + sessionsPath + url.PathEscape(s.ID) + "/chunks/{index}"
 }
 
 // presignURL is where the direct route of session s asks for parts.

@@ -131,7 +131,7 @@ func TestEveryCallDecodesErrors(t *testing.T) {
 		"PutChunk": func() error {
 			return c.PutChunk(ctx, srv.URL+"/c/{index}", "tok", 0, strings.Repeat("0", 64), strings.NewReader("x"), 1)
 		},
-		"Presign": func() error { _, err := c.Presign(ctx, srv.URL+"/p", "tok", []int{1}); return err },
+		"Presign": func() error { _, err := c.Presign(ctx, srv.URL+"/p", "tok", []int{1}, nil); return err },
 		"PutPresigned": func() error {
 			return c.PutPresigned(ctx, protocol.PresignedPart{Index: 1, URL: srv.URL + "/part"}, strings.NewReader("x"), 1)
 		},

@@ -508,14 +508,19 @@ func (c *Client) PutChunk(ctx context.Context, chunkURL, token string, index int
 // URLs of chunks: POST with the session's upload token, body
 // PresignRequest, answer PresignResponse. Every part answered is checked
 // to be one asked for and to have an absolute http(s) URL. Only the upload
-// token is sent, never the API key or secret.
-func (c *Client) Presign(ctx context.Context, presignURL, token string, chunks []int) (protocol.PresignResponse, error) {
+// token is sent, never the API key or secret. sums are the chunks' hashes
+// for a sized session (protocol.PresignRequest.SHA256), nil for a session
+// opened with a manifest.
+func (c *Client) Presign(ctx context.Context, presignURL, token string, chunks []int, sums []string) (protocol.PresignResponse, error) {
 	var out protocol.PresignResponse
 	target, err := c.resolve(presignURL)
 	if err != nil {
 		return out, fmt.Errorf("presign URL: %w", err)
 	}
-	b, err := json.Marshal(protocol.PresignRequest{Chunks: chunks})
+	if sums != nil && len(sums) != len(chunks) {
+		return out, fmt.Errorf("presign: %d hashes for %d chunks", len(sums), len(chunks))
+	}
+	b, err := json.Marshal(protocol.PresignRequest{Chunks: chunks, SHA256: sums})
 	if err != nil {
 		return out, err
 	}

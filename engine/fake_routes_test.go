@@ -211,9 +211,13 @@ func (f *fakeServer) presign(w http.ResponseWriter, r *http.Request) {
 	if s == nil {
 		return
 	}
+	sized := s.m == nil && s.size > 0 && !f.oldServer
 	switch {
-	case st == nil || s.m == nil:
+	case st == nil || (s.m == nil && !sized):
 		writeErr(w, 404, "not_found", "no direct route here")
+		return
+	case sized != (req.SHA256 != nil) || (sized && len(req.SHA256) != len(req.Chunks)):
+		writeErr(w, 400, "invalid_request", "hashes go with a sized session's chunks, one each")
 		return
 	case r.Header.Get("X-API-Secret") != "":
 		writeErr(w, 400, "invalid_request", "presign takes the upload token, not the API secret")
@@ -225,17 +229,29 @@ func (f *fakeServer) presign(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, 400, "invalid_request", "1 to 64 chunks")
 		return
 	}
+	if f.presignHook != nil {
+		f.presignHook(req)
+	}
 	st.mu.Lock()
 	st.presigns = append(st.presigns, slices.Clone(req.Chunks))
 	n, ttl := len(st.presigns), st.ttl
 	st.mu.Unlock()
 	resp := protocol.PresignResponse{Parts: []protocol.PresignedPart{}}
-	for _, i := range req.Chunks {
-		if i < 0 || i >= len(s.m.Chunks) {
-			writeErr(w, 400, "invalid_request", "no such chunk")
-			return
+	for k, i := range req.Chunks {
+		var raw []byte
+		if sized {
+			if i < 0 || int64(i)*s.chunkSize >= s.size {
+				writeErr(w, 413, "too_large", "past the session's size")
+				return
+			}
+			raw, _ = hex.DecodeString(req.SHA256[k])
+		} else {
+			if i < 0 || i >= len(s.m.Chunks) {
+				writeErr(w, 400, "invalid_request", "no such chunk")
+				return
+			}
+			raw, _ = hex.DecodeString(s.m.Chunks[i].SHA256)
 		}
-		raw, _ := hex.DecodeString(s.m.Chunks[i].SHA256)
 		resp.Parts = append(resp.Parts, protocol.PresignedPart{
 			Index:  i,
 			URL:    fmt.Sprintf("%s/parts/%s/%d?partNumber=%d&X-Amz-Signature=sig%d", st.srv.URL, s.id, i, i+1, n),
@@ -282,7 +298,8 @@ func (st *fakeStore) put(w http.ResponseWriter, r *http.Request) {
 	f := st.f
 	f.mu.Lock()
 	s := f.sessions[r.PathValue("id")]
-	if s == nil || s.m == nil || index >= len(s.m.Chunks) || s.m.Chunks[index].Size != int64(len(body)) {
+	if s == nil || (s.m == nil && (s.size <= 0 || int64(index)*s.chunkSize >= s.size || min(s.chunkSize, s.size-int64(index)*s.chunkSize) != int64(len(body)))) ||
+		(s.m != nil && (index >= len(s.m.Chunks) || s.m.Chunks[index].Size != int64(len(body)))) {
 		f.mu.Unlock()
 		s3Error(w, 404, "NoSuchUpload", "The specified upload does not exist.")
 		return

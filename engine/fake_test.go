@@ -58,6 +58,8 @@ type fakeServer struct {
 	// no chunk_url or strategy in the status; noStreams refuses stream
 	// sessions as a server before them.
 	oldServer, noStreams bool
+	// presignHook sees each presign request that reached a session.
+	presignHook func(protocol.PresignRequest)
 	// singleHook, when set, may answer a single-request upload first.
 	singleHook func(w http.ResponseWriter, r *http.Request) bool
 }
@@ -65,6 +67,7 @@ type fakeServer struct {
 type fakeSession struct {
 	id        string
 	ref       string // the stream's client ref
+	size      int64  // a sized session's size (0: none)
 	m         *protocol.Manifest
 	chunkSize int64
 	chunks    map[int][]byte
@@ -224,7 +227,7 @@ func (f *fakeServer) open(w http.ResponseWriter, r *http.Request) {
 	if req.Manifest != nil {
 		s.chunkSize = req.Manifest.ChunkSize
 	} else {
-		s.chunkSize, s.ref = req.Stream.ChunkSize, req.Stream.Ref
+		s.chunkSize, s.ref, s.size = req.Stream.ChunkSize, req.Stream.Ref, req.Stream.Size
 	}
 	f.sessions[s.id] = s
 	resp := protocol.OpenResponse{Session: f.sessionBody(s)}

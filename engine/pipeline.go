@@ -165,7 +165,18 @@ func (u *uploader) uploadPipelined(ctx context.Context, f fileUpload) (*Result, 
 	stopJournal := jr.run(time.Second)
 	defer stopJournal()
 
-	u.begin(ctx, s, cs, true)
+	if pj.Sized {
+		// The server presigns parts of a sized session for the hashes
+		// named: the direct route works once a chunk is hashed.
+		u.sums = func(i int) (string, bool) {
+			if i < 0 || i >= n {
+				return "", false
+			}
+			h := jr.chunk(i)
+			return h, h != ""
+		}
+	}
+	u.begin(ctx, s, cs, !pj.Sized)
 	res.Workers = u.workers
 	var heldBytes int64
 	for i := range held {
@@ -175,7 +186,11 @@ func (u *uploader) uploadPipelined(ctx context.Context, f fileUpload) (*Result, 
 
 	whole, start := jr.resumeWhole()
 	g, gctx := errgroup.WithContext(ctx)
-	slots := make(chan struct{}, u.workers+2) // chunk buffers in memory
+	// Chunk buffers in memory: the pool's workers plus two (one queued,
+	// one being read), following the pool as the worker advice grows it.
+	bufs := newBufLimit(func() int { return max(u.rt.poolSize(), u.workers) + 2 })
+	stopBufs := context.AfterFunc(gctx, bufs.wake)
+	defer stopBufs()
 	jobs := make(chan pipeJob, 1)
 	g.Go(func() error { // the reader
 		defer close(jobs)
@@ -197,9 +212,7 @@ func (u *uploader) uploadPipelined(ctx context.Context, f fileUpload) (*Result, 
 			}
 		}
 		for i := start; i < n; i++ {
-			select {
-			case slots <- struct{}{}:
-			case <-gctx.Done():
+			if !bufs.take(gctx) {
 				return gctx.Err()
 			}
 			off := int64(i) * cs
@@ -208,7 +221,7 @@ func (u *uploader) uploadPipelined(ctx context.Context, f fileUpload) (*Result, 
 			data := (*bp)[:size]
 			if err := readFull(f.r, data, off); err != nil {
 				putBuf(bp)
-				<-slots
+				bufs.give()
 				return &fileReadError{fmt.Errorf("read %s: %w", f.name, err)}
 			}
 			whole.Write(data)
@@ -216,35 +229,37 @@ func (u *uploader) uploadPipelined(ctx context.Context, f fileUpload) (*Result, 
 			sum := jr.chunk(i)
 			if held[i] && sum != "" {
 				putBuf(bp) // held, and hashed in an earlier run
-				<-slots
+				bufs.give()
 				continue
 			}
 			if err := send(pipeJob{index: i, buf: bp, n: size, sum: sum, hashOnly: held[i]}); err != nil {
 				putBuf(bp)
-				<-slots
+				bufs.give()
 				return err
 			}
 		}
 		return nil
 	})
-	for _, w := range u.rt.workers(u.workers) {
-		g.Go(func() error {
-			defer u.rt.leave(w)
-			for j := range jobs {
-				err := u.pipeSend(gctx, w, f, cs, jr, j)
-				if j.buf != nil {
-					<-slots
-				}
-				if err != nil {
-					if errors.Is(err, context.Canceled) && ctx.Err() == nil {
-						return err // another goroutine failed first
-					}
-					return fmt.Errorf("chunk %d: %w", j.index, err)
-				}
+	// The workers, each bound to a route (router.crew): routes that join
+	// while the file is sent take their share, and the pool may grow
+	// (worker advice). A chunk that fails on a route is sent by the same
+	// worker through another route that is up (sendChunk with no queue),
+	// from the buffer it already holds.
+	u.rt.crew(u.workers, 0, g.Go, func(w *worker) error {
+		for j := range jobs {
+			err := u.pipeSend(gctx, w, f, cs, jr, j)
+			if j.buf != nil {
+				bufs.give()
 			}
-			return nil
-		})
-	}
+			if err != nil {
+				if errors.Is(err, context.Canceled) && ctx.Err() == nil {
+					return err // another goroutine failed first
+				}
+				return fmt.Errorf("chunk %d: %w", j.index, err)
+			}
+		}
+		return nil
+	}, nil)
 	err = g.Wait()
 	if ctx.Err() != nil {
 		return res, ctx.Err()
@@ -293,6 +308,46 @@ func (u *uploader) uploadPipelined(ctx context.Context, f fileUpload) (*Result, 
 	res.manifest = m
 	return res, nil
 }
+
+// bufLimit counts the chunk buffers of a pipelined upload against a
+// limit that may grow while it runs.
+type bufLimit struct {
+	mu    sync.Mutex
+	cond  sync.Cond
+	n     int
+	limit func() int
+}
+
+func newBufLimit(limit func() int) *bufLimit {
+	b := &bufLimit{limit: limit}
+	b.cond.L = &b.mu
+	return b
+}
+
+// take waits for a buffer; false when ctx ended first.
+func (b *bufLimit) take(ctx context.Context) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for b.n >= b.limit() && ctx.Err() == nil {
+		b.cond.Wait()
+	}
+	if ctx.Err() != nil {
+		return false
+	}
+	b.n++
+	return true
+}
+
+// give returns a buffer.
+func (b *bufLimit) give() {
+	b.mu.Lock()
+	b.n--
+	b.mu.Unlock()
+	b.cond.Broadcast()
+}
+
+// wake wakes a waiting take (the context ended, or the pool grew).
+func (b *bufLimit) wake() { b.cond.Broadcast() }
 
 // pipeSend hashes (when needed) and sends one job of the pipeline.
 func (u *uploader) pipeSend(ctx context.Context, w *worker, f fileUpload, cs int64, jr *pipeJournaler, j pipeJob) error {

@@ -491,3 +491,50 @@ func TestPipelinedOpenAnswerLost(t *testing.T) {
 		t.Errorf("%d sessions; resumed %v, %d chunks sent; want the one session and 3 chunks", sessions, res.Resumed, res.ChunksSent)
 	}
 }
+
+// TestPipelinedDirectRoute: a sized session's chunks go straight to
+// storage too: each presign call names the hashes of the chunks it asks
+// for (hashed by then), the store checks each part against its signed
+// hash, and the file is assembled byte-identical; a server that did not
+// echo the size (older) gets no presign call at all.
+func TestPipelinedDirectRoute(t *testing.T) {
+	for _, old := range []bool{false, true} {
+		name := "sized"
+		if old {
+			name = "size-not-echoed"
+		}
+		t.Run(name, func(t *testing.T) {
+			f := newFake(t)
+			f.oldServer = old
+			st := newStore(f)
+			var sawHashes atomic.Int32
+			f.mu.Lock()
+			f.presignHook = func(req protocol.PresignRequest) {
+				if len(req.SHA256) == len(req.Chunks) {
+					sawHashes.Add(1)
+				}
+			}
+			f.mu.Unlock()
+			path, data := writeFile(t, 35, 40*MiB+17)
+			opts, _, _ := routeOpts(4, selectFunc(func(ctx context.Context, s *protocol.Session, cs int64, workers int) ([]Route, error) {
+				return []Route{st.route(s, 1)}, nil
+			}))
+			opts.HashFirst = false
+			res, err := Upload(context.Background(), f.client(), path, opts)
+			checkNoWorkers(t)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Method != MethodPipelined || !bytes.Equal(f.object(hexSum(data)), data) {
+				t.Fatalf("method %q; assembled bytes differ", res.Method)
+			}
+			d, _ := edgeByID(res, "direct")
+			switch {
+			case !old && (d.Chunks == 0 || len(st.calls()) == 0 || int(sawHashes.Load()) != len(st.calls())):
+				t.Errorf("direct route stored %d chunks; %d presign calls, %d with hashes", d.Chunks, len(st.calls()), sawHashes.Load())
+			case old && (d.Chunks != 0 || len(st.calls()) != 0):
+				t.Errorf("an older server got %d presign calls, direct stored %d", len(st.calls()), d.Chunks)
+			}
+		})
+	}
+}

@@ -42,10 +42,27 @@ type Route struct {
 // EdgeSelector picks the routes of an upload once its session is open.
 // Implementations (package edges) ask the server for candidates and probe
 // them with the session's upload token.
+//
+// The engine does not wait for it: Select runs in the background while
+// the workers send through the origin (or the routes a RouteStarter
+// names), and the routes it returns join the running upload (see
+// router.go). ctx ends when the upload does; Select must then return.
 type EdgeSelector interface {
 	// Select returns the routes to use, best first, with their weights.
-	// An error or an empty list makes the engine use the origin alone.
+	// An error or an empty list leaves the upload on the routes it
+	// started on (the origin alone, unless a RouteStarter named others).
 	Select(ctx context.Context, s *protocol.Session, chunkSize int64, workers int) ([]Route, error)
+}
+
+// RouteStarter is an optional interface of an EdgeSelector: StartRoutes
+// names, at once and without waiting on the network, routes an upload
+// may start on while its Select runs (package edges: the best edge of
+// its last selection for this server, while fresh), with their weights,
+// as Select would; nil starts on the origin alone. Select's routes
+// replace them when they come (those it does not name stay as reserves
+// of weight 0).
+type RouteStarter interface {
+	StartRoutes(s *protocol.Session) []Route
 }
 
 // WorkerAdvisor is an optional interface of an EdgeSelector: after
@@ -53,7 +70,12 @@ type EdgeSelector interface {
 // suggested, when Options.Workers left the choice to the engine (for
 // example more on a path whose connections are each slow, where parallel
 // streams are what fills the link). The engine keeps the answer within
-// 1..ceiling.
+// 1..ceiling. Since the workers start before Select answers, the pool
+// starts with the suggested number: an answer given within the first
+// moments (a selection decided at once, see selectGrace) sets the number
+// as before, a later one can only grow a file's pool (up to the ceiling;
+// a smaller answer is ignored). A stream's pool keeps its starting size:
+// its memory (workers+2 blocks) is set when it starts.
 type WorkerAdvisor interface {
 	AdviseWorkers(suggested, ceiling int) int
 }
@@ -72,8 +94,9 @@ type Prefetcher interface {
 // selector already knows that the server offers one; "" otherwise. It
 // must return at once. The engine then asks for the first chunks' parts
 // while the selection goes on, so that direct workers start with their
-// URLs in hand; they are used only if Select returns a direct route with
-// that URL.
+// URLs in hand; they are used only if a direct route with that URL joins
+// (from StartRoutes or Select). A direct route that joins without them
+// asks for the first queued chunks' parts as it joins.
 type PresignHinter interface {
 	PresignHint(s *protocol.Session) string
 }

@@ -38,6 +38,15 @@ import (
 //
 // With one route (no EdgeSelector, or it chose the origin alone) there is
 // no breaker at all: the upload behaves exactly as it did before routes.
+//
+// Routes join a running upload (issue 18): the workers start at once on
+// the origin (or on the routes RouteStarter names, the best edge
+// remembered from the last upload to this server), the EdgeSelector runs
+// in the background, and its routes join when it answers (router.join):
+// every crew (the worker pool of a send loop, router.crew) has its
+// workers re-homed by the new weights, and grows when the WorkerAdvisor
+// asks for more workers (router.grow). See "Workers start before the
+// probe" in docs/decisions.md.
 
 // breakerThreshold is the number of consecutive failures that open a
 // route's breaker.
@@ -75,32 +84,64 @@ type route struct {
 // router is the routes of an upload and their breakers.
 type router struct {
 	mu       sync.Mutex
-	routes   []*route
+	routes   []*route // only ever grows (joins); a route keeps its index
 	origin   *route
 	cooldown time.Duration
 	now      func() time.Time
 	fellBack atomic.Bool // the all-routes-open warning was given
+
+	size     int           // workers a crew wants (grow raises it); 0: as created
+	crews    []*crew       // the running crews
+	early    *presignCache // parts asked for while the routes were chosen (PresignHinter)
+	earlyURL string
+	sums     func(int) (string, bool) // a sized session's chunk hashes (presignCache.sums)
 }
 
 // worker is one worker's place: the route it was given (home) and the
-// one it sends through now. Only the worker's goroutine reads or changes
-// it (under router.mu when it changes).
+// one it sends through now. cur is read and changed only by the worker's
+// goroutine (under router.mu when it changes); home is changed under
+// router.mu, by router.join when routes join (the worker moves there on
+// its next request), and read under it.
 type worker struct {
 	home, cur *route
 }
 
-func (r *router) multi() bool { return len(r.routes) > 1 }
+// multi reports whether the upload has more than one route now (a route
+// may join later: then it becomes true, and stays so).
+func (r *router) multi() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.routes) > 1
+}
+
+// route is the route of index i.
+func (r *router) route(i int) *route {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.routes[i]
+}
+
+// snapshot is the routes now.
+func (r *router) snapshot() []*route {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.routes)
+}
 
 // workers makes n workers, their homes split across the routes by weight.
 func (r *router) workers(n int) []*worker {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.workersLocked(n)
+}
+
+func (r *router) workersLocked(n int) []*worker {
 	weights := make([]float64, len(r.routes))
 	for i, rt := range r.routes {
 		weights[i] = rt.weight
 	}
 	split := splitWorkers(weights, n)
 	out := make([]*worker, 0, n)
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	for i, k := range split {
 		for range k {
 			rt := r.routes[i]
@@ -171,11 +212,11 @@ func (r *router) allowLocked(rt *route, now time.Time) (ok, trial bool) {
 // the chunk just failed on: another closed route is preferred to it.
 // With every route open it is the origin (fellBack).
 func (r *router) assign(w *worker, avoid *route) (rt *route, trial, fellBack bool) {
-	if !r.multi() {
-		return r.routes[0], false, false
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if len(r.routes) == 1 {
+		return r.routes[0], false, false
+	}
 	now := r.now()
 	if w.home != avoid {
 		if ok, trial := r.allowLocked(w.home, now); ok {
@@ -220,8 +261,8 @@ func (r *router) bestLocked(avoid *route) *route {
 
 // observe records that one chunk took d through rt.
 func (r *router) observe(rt *route, d time.Duration) {
-	if !r.multi() || d <= 0 {
-		return
+	if d <= 0 {
+		return // (with one route too: a route may join later)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -252,6 +293,9 @@ func (r *router) hold(w *worker, queued int) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	mine := w.cur
+	if !w.home.open {
+		mine = w.home // assign sends it home (re-homed by a join)
+	}
 	if mine.open {
 		return false // assign moves it; do not strand the chunk
 	}
@@ -278,7 +322,7 @@ func (r *router) hold(w *worker, queued int) bool {
 		}
 		s := speed(rt)
 		n := rt.cur
-		if rt == mine {
+		if rt == w.cur { // w itself is counted there
 			n--
 		}
 		others += float64(n) * s
@@ -579,8 +623,27 @@ type presignCache struct {
 	parts  map[int]protocol.PresignedPart
 	warmed map[int]bool // parts fetched by warm and not handed out yet
 	want   map[int]int  // chunk → workers waiting for its part
+	// sums gives the hash of a chunk of a sized session (pipeline.go),
+	// which its presign call must name; nil for a manifest session.
+	sums func(int) (string, bool)
 	gen    int          // presign calls answered
 	sem    chan struct{}
+}
+
+// hashes is batch with the hashes a sized session's presign call names
+// (nil for a manifest session), leaving out the chunks whose hash is not
+// known yet; the first chunk (the caller's own) always has one.
+func (pc *presignCache) hashes(batch []int) ([]int, []string) {
+	if pc.sums == nil {
+		return batch, nil
+	}
+	out, sums := make([]int, 0, len(batch)), make([]string, 0, len(batch))
+	for _, i := range batch {
+		if h, ok := pc.sums(i); ok {
+			out, sums = append(out, i), append(sums, h)
+		}
+	}
+	return out, sums
 }
 
 func newPresignCache() *presignCache {
@@ -677,7 +740,8 @@ func (pc *presignCache) get(ctx context.Context, c *Client, presignURL, token st
 		}
 	}
 
-	resp, err := c.Presign(ctx, presignURL, token, batch)
+	batch, sums := pc.hashes(batch)
+	resp, err := c.Presign(ctx, presignURL, token, batch, sums)
 	if err != nil {
 		return protocol.PresignedPart{}, err
 	}
@@ -724,7 +788,11 @@ func (pc *presignCache) warm(bg func(func(context.Context)), c *Client, presignU
 	}
 	bg(func(ctx context.Context) {
 		defer func() { <-pc.sem }()
-		resp, err := c.Presign(ctx, presignURL, token, chunks[:min(len(chunks), presignBatch)])
+		batch, sums := pc.hashes(chunks[:min(len(chunks), presignBatch)])
+		if len(batch) == 0 {
+			return
+		}
+		resp, err := c.Presign(ctx, presignURL, token, batch, sums)
 		if err != nil {
 			return
 		}
@@ -745,32 +813,274 @@ func (pc *presignCache) drop(i int) {
 	pc.mu.Unlock()
 }
 
-// setupRoutes asks the EdgeSelector (if any) for the upload's routes once
-// its session is open. A failed or empty selection warns and leaves the
-// origin alone. Routes that cannot be used are dropped with a warning;
-// the origin is always among the routes (with weight 0, a reserve, when
-// the selector did not name it). stream leaves direct routes out: a
-// presign call names chunks by index only and the server signs the
-// manifest's SHA-256 and size of each into its URL, but a stream session
-// has no manifest until it completes; a stream's chunks go through the
-// origin and relays only.
-func (u *uploader) setupRoutes(ctx context.Context, stream bool) {
-	origin := &route{Route: Route{ID: "origin", Kind: RouteOrigin, ChunkURL: u.sess.ChunkURL}}
-	var sel []Route
-	if u.opts.Edges != nil {
-		var err error
-		sel, err = u.opts.Edges.Select(ctx, u.sess, u.chunkSize, u.workers)
-		switch {
-		case err != nil:
-			u.hub.warn(fmt.Errorf("edge selection failed (sending through the origin only): %w", err))
-			sel = nil
-		case len(sel) == 0:
-			u.hub.warn(errors.New("edge selection found no route (sending through the origin only)"))
+// crew is the worker pool of one send loop (a file's sendChunks, a
+// stream's): its workers, each bound to a home route, kept in step with
+// the routes as they join (see router.crew).
+type crew struct {
+	limit  int                // most workers (≤ 0: no limit)
+	spawn  func(func() error) // starts a worker goroutine (errgroup.Group.Go)
+	run    func(*worker) error
+	joined func([]*route)
+
+	mu       sync.Mutex // guards running and finished; taken before router.mu
+	running  int        // workers whose run has not returned
+	finished bool       // every worker returned: nothing more is started
+
+	ws []*worker // guarded by router.mu
+}
+
+// crew starts the worker pool of a send loop and keeps it in step with
+// the routes for as long as it runs:
+//
+//   - It starts min(pool size, limit) workers at once (limit ≤ 0: no
+//     limit; the pool size is the n of the first crew, or what grow
+//     raised it to), their homes split across the routes known now by
+//     weight (as workers does), each running run(w) in a goroutine
+//     started by spawn (an errgroup.Group's Go). run is the worker's
+//     loop: it takes work (a queue, a channel) and sends each item with
+//     sendChunk(w, ...) until there is none left or it fails; it must
+//     not call leave, the crew does when run returns.
+//   - When routes join (join), the workers are re-homed by the new
+//     weights (each moves on its next request; a chunk in flight
+//     finishes where it is), and joined, when not nil, is called with
+//     the routes that joined, from the joining goroutine, while the crew
+//     runs (never after): it must not block (start a presign warm-up,
+//     wake held workers).
+//   - When the pool grows (grow), more workers are started through
+//     spawn, up to limit, homed where the split wants them.
+//
+// The crew is finished when the run of its last worker has returned;
+// nothing is started or called for it after that. Every spawn happens
+// while one of its runs has not returned, so the group of spawn can be
+// waited on as usual (errgroup.Group.Wait): once Wait returns, the crew
+// is finished.
+func (r *router) crew(n, limit int, spawn func(func() error), run func(*worker) error, joined func([]*route)) *crew {
+	c := &crew{limit: limit, spawn: spawn, run: run, joined: joined}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r.mu.Lock()
+	if r.size <= 0 {
+		r.size = n
+	}
+	k := r.size
+	if limit > 0 {
+		k = min(k, limit)
+	}
+	c.ws = r.workersLocked(max(k, 1))
+	r.crews = append(r.crews, c)
+	ws := slices.Clone(c.ws)
+	r.mu.Unlock()
+	for _, w := range ws {
+		r.startLocked(c, w)
+	}
+	return c
+}
+
+// startLocked starts worker w of c (c.mu held, c not finished).
+func (r *router) startLocked(c *crew, w *worker) {
+	c.running++
+	c.spawn(func() error {
+		err := c.run(w)
+		r.retire(c, w)
+		return err
+	})
+}
+
+// retire takes worker w of c off its route and out of c; the last one
+// finishes c.
+func (r *router) retire(c *crew, w *worker) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	w.cur.cur--
+	c.ws = slices.DeleteFunc(c.ws, func(x *worker) bool { return x == w })
+	if c.running--; c.running == 0 {
+		c.finished = true
+		r.crews = slices.DeleteFunc(r.crews, func(x *crew) bool { return x == c })
+	}
+}
+
+// refresh brings every running crew in step with the routes and the pool
+// size: new workers up to the size, homes re-split by weight; joined
+// (the routes that joined, may be empty) is handed to the crews' hooks.
+func (r *router) refresh(joined []*route) {
+	r.mu.Lock()
+	crews := slices.Clone(r.crews)
+	r.mu.Unlock()
+	for _, c := range crews {
+		c.mu.Lock()
+		if c.finished {
+			c.mu.Unlock()
+			continue
+		}
+		r.mu.Lock()
+		want := r.size
+		if c.limit > 0 {
+			want = min(want, c.limit)
+		}
+		var fresh []*worker
+		for len(c.ws)+len(fresh) < want {
+			fresh = append(fresh, &worker{})
+		}
+		c.ws = append(c.ws, fresh...)
+		r.rehomeLocked(c.ws)
+		r.mu.Unlock()
+		for _, w := range fresh {
+			r.startLocked(c, w)
+		}
+		if len(joined) > 0 && c.joined != nil {
+			c.joined(joined)
+		}
+		c.mu.Unlock()
+	}
+}
+
+// rehomeLocked splits ws across the routes by weight (splitWorkers),
+// moving as few workers as it can: a worker stays home unless its route
+// has more than its share. Workers without a home (new) get one and are
+// put on it.
+func (r *router) rehomeLocked(ws []*worker) {
+	weights := make([]float64, len(r.routes))
+	for i, rt := range r.routes {
+		weights[i] = rt.weight
+	}
+	want := splitWorkers(weights, len(ws))
+	have := make([]int, len(r.routes))
+	for _, w := range ws {
+		if w.home != nil {
+			have[w.home.idx]++
 		}
 	}
-	var routes []*route
-	seen := map[string]bool{}
+	for _, w := range ws {
+		if w.home != nil && have[w.home.idx] <= want[w.home.idx] {
+			continue
+		}
+		to := -1
+		for j := range want { // the route furthest below its share
+			if have[j] < want[j] && (to < 0 || want[j]-have[j] > want[to]-have[to]) {
+				to = j
+			}
+		}
+		if to < 0 {
+			continue // (a homeless worker always finds a place)
+		}
+		if w.home != nil {
+			have[w.home.idx]--
+		}
+		have[to]++
+		w.home = r.routes[to]
+		if w.cur == nil {
+			w.cur = w.home
+			w.home.cur++
+		}
+	}
+}
+
+// poolSize is the number of workers the crews may run now (the first
+// crew's n, or what grow set since); 0 before any crew.
+func (r *router) poolSize() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.size
+}
+
+// grow raises the pool size to n workers (never lowers it) and starts
+// the new workers of the running crews.
+func (r *router) grow(n int) {
+	r.mu.Lock()
+	more := n > r.size
+	if more {
+		r.size = n
+	}
+	r.mu.Unlock()
+	if more {
+		r.refresh(nil)
+	}
+}
+
+// join merges a selection's routes (checked by checkRoutes) into the
+// router: a route it already has (same id, kind and URL) takes its new
+// weight, a new one joins (a direct route gets its presign cache: the
+// early one when its URL is the hinted one), the routes the selection
+// does not name keep their place with weight 0, as reserves, the origin
+// among them: it stays the last resort. Then every running crew is
+// re-homed (refresh). It returns the routes that joined, and warns
+// (through warn) of those left out.
+func (r *router) join(sel []Route, warn func(error)) []*route {
+	r.mu.Lock()
+	byID := map[string]*route{}
+	for _, rt := range r.routes {
+		byID[rt.ID] = rt
+	}
+	weight := map[*route]float64{}
+	var joined []*route
 	haveOrigin := false
+	for _, s := range sel {
+		var err error
+		rt := byID[s.ID]
+		switch {
+		case s.Kind == RouteOrigin && haveOrigin:
+			err = errors.New("a second origin")
+		case s.Kind == RouteOrigin:
+			haveOrigin, rt = true, r.origin
+		case rt != nil && (rt.Kind != s.Kind || rt.ChunkURL != s.ChunkURL || rt.PresignURL != s.PresignURL):
+			err = errors.New("its id is taken by another route")
+		}
+		if err == nil && rt != nil {
+			if _, dup := weight[rt]; dup {
+				err = errors.New("its id is taken by another route")
+			}
+		}
+		if err != nil {
+			r.mu.Unlock()
+			warn(fmt.Errorf("edge selection: route %q left out: %w", s.ID, err))
+			r.mu.Lock()
+			continue
+		}
+		if rt == nil {
+			rt = &route{Route: s, idx: len(r.routes)}
+			switch s.Kind {
+			case RouteDirect:
+				if r.early != nil && s.PresignURL == r.earlyURL {
+					rt.pc, r.early = r.early, nil
+				} else {
+					rt.pc = newPresignCache()
+				}
+				rt.pc.sums = r.sums
+			default:
+				rt.url = edgeOf(s.ChunkURL)
+			}
+			r.routes = append(r.routes, rt)
+			byID[s.ID] = rt
+			joined = append(joined, rt)
+		}
+		weight[rt] = s.Weight
+	}
+	positive := false
+	for _, rt := range r.routes {
+		rt.weight = weight[rt] // 0 for the routes not named: reserves
+		positive = positive || rt.weight > 0
+	}
+	if !positive {
+		for _, rt := range r.routes {
+			rt.weight = 1
+		}
+	}
+	r.mu.Unlock()
+	r.refresh(joined)
+	return joined
+}
+
+// checkRoutes checks and completes the routes of a selection: resolved
+// URLs, default ids; routes that cannot be used are dropped with a
+// warning. stream leaves direct routes out: a presign call names chunks
+// by index only and the server signs the manifest's SHA-256 and size of
+// each into its URL, but a stream session has no manifest until it
+// completes; a stream's chunks go through the origin and relays only.
+func (u *uploader) checkRoutes(sel []Route, stream bool) []Route {
+	var out []Route
+	seen := map[string]bool{}
 	for _, r := range sel {
 		if math.IsNaN(r.Weight) || math.IsInf(r.Weight, 0) || r.Weight < 0 {
 			r.Weight = 0
@@ -778,18 +1088,9 @@ func (u *uploader) setupRoutes(ctx context.Context, stream bool) {
 		var err error
 		switch r.Kind {
 		case RouteOrigin:
-			if haveOrigin {
-				err = errors.New("a second origin")
-				break
-			}
-			if r.ID == "" {
-				r.ID = "origin"
-			}
-			if r.ChunkURL == "" {
-				r.ChunkURL = u.sess.ChunkURL
-			} else if r.ChunkURL, err = u.c.resolve(r.ChunkURL); err != nil {
-				err = fmt.Errorf("chunk URL: %w", err)
-			}
+			// The origin is the session's chunk_url, the route the upload
+			// started on; the selection sets its weight.
+			r.ID, r.ChunkURL = "origin", u.sess.ChunkURL
 		case RouteRelay:
 			if r.ChunkURL == "" {
 				err = errors.New("no chunk URL")
@@ -814,7 +1115,7 @@ func (u *uploader) setupRoutes(ctx context.Context, stream bool) {
 		default:
 			err = fmt.Errorf("unknown kind %q", r.Kind)
 		}
-		if err == nil && seen[r.ID] {
+		if err == nil && r.Kind != RouteOrigin && seen[r.ID] {
 			err = errors.New("its id is taken by another route")
 		}
 		if err != nil {
@@ -822,38 +1123,150 @@ func (u *uploader) setupRoutes(ctx context.Context, stream bool) {
 			continue
 		}
 		seen[r.ID] = true
-		rt := &route{Route: r, idx: len(routes)}
-		switch r.Kind {
-		case RouteOrigin:
-			haveOrigin, origin = true, rt
-		case RouteDirect:
-			if u.early != nil && r.PresignURL == u.earlyURL {
-				rt.pc, u.early = u.early, nil
-			} else {
-				rt.pc = newPresignCache()
+		out = append(out, r)
+	}
+	return out
+}
+
+// selectGrace is how long begin waits for a selection that is decided
+// at once (scores reused from the command's last probe, a prefetched
+// probe already over, a selector with nothing to probe), so that the
+// workers start on its routes instead of moving there: well below one
+// probe (at least 100 ms), so it never waits for a probe itself.
+const selectGrace = 15 * time.Millisecond
+
+// selectionTimeout bounds a background selection: past it the upload
+// goes on with the routes it has, as with a failed selection.
+const selectionTimeout = backgroundTimeout
+
+// setupRoutes makes the router of the upload and starts the selection of
+// its routes; called by begin once the session is open, after the worker
+// count w is known. The upload starts on the origin (the session's
+// chunk_url), with the routes the selector's RouteStarter names (checked
+// as Select's are). The EdgeSelector, if any, runs in the background:
+// when it answers within selectGrace its routes and the WorkerAdvisor's
+// count are taken here, as before issue 18 (the advice may then lower
+// the count too); when later, its routes join the running upload
+// (router.join) and the advice can only grow the pool (router.grow),
+// up to ceiling. A failed or empty selection warns and leaves the routes
+// as they are (the origin alone, unless a remembered route is in use).
+func (u *uploader) setupRoutes(ctx context.Context, stream bool, ceiling int) {
+	origin := &route{Route: Route{ID: "origin", Kind: RouteOrigin, ChunkURL: u.sess.ChunkURL}, weight: 1}
+	origin.url = edgeOf(origin.ChunkURL)
+	u.rt = &router{routes: []*route{origin}, origin: origin, cooldown: u.policy.BreakerCooldown, now: time.Now, size: u.workers, early: u.early, earlyURL: u.earlyURL, sums: u.sums}
+	u.early = nil
+	if st, ok := u.opts.Edges.(RouteStarter); ok {
+		if start := u.checkRoutes(st.StartRoutes(u.sess), stream); len(start) > 0 {
+			u.rt.join(start, u.hub.warn)
+		}
+	}
+	if u.opts.Edges == nil {
+		return
+	}
+	type outcome struct {
+		routes []Route
+		err    error
+	}
+	var (
+		mu      sync.Mutex
+		decided *outcome
+		late    bool
+	)
+	ready := make(chan struct{})
+	sess, chunkSize, w := u.sess, u.chunkSize, u.workers
+	adv, advise := u.opts.Edges.(WorkerAdvisor)
+	advise = advise && u.opts.Workers <= 0
+	u.background(ctx)(func(bctx context.Context) {
+		routes, err := u.opts.Edges.Select(bctx, sess, chunkSize, w)
+		if errors.Is(bctx.Err(), context.Canceled) {
+			return // the upload is over (finish), or canceled
+		}
+		mu.Lock()
+		if !late {
+			decided = &outcome{routes, err}
+			mu.Unlock()
+			close(ready)
+			return
+		}
+		mu.Unlock()
+		if !u.selected(routes, err, stream) {
+			return
+		}
+		if advise {
+			if n := min(max(adv.AdviseWorkers(w, ceiling), 1), ceiling); n > w {
+				u.rt.grow(n)
 			}
 		}
-		routes = append(routes, rt)
+	})
+	t := time.NewTimer(selectGrace)
+	defer t.Stop()
+	select {
+	case <-ready:
+	case <-t.C:
+	case <-ctx.Done():
 	}
-	if !haveOrigin {
-		if seen[origin.ID] { // a relay called "origin": keep the stats apart
-			origin.ID = "origin-server"
+	mu.Lock()
+	late = decided == nil
+	mu.Unlock()
+	if late {
+		return
+	}
+	if u.selected(decided.routes, decided.err, stream) && advise {
+		u.workers = min(max(adv.AdviseWorkers(w, ceiling), 1), ceiling)
+		u.rt.mu.Lock()
+		u.rt.size = u.workers
+		u.rt.mu.Unlock()
+	}
+}
+
+// selected takes a selection's answer: its routes join, or a warning
+// says the upload goes on without them. It reports whether routes
+// joined.
+func (u *uploader) selected(routes []Route, err error, stream bool) bool {
+	switch {
+	case err != nil:
+		if u.rt.multi() {
+			u.hub.warn(fmt.Errorf("edge selection failed (sending through the routes the upload started on): %w", err))
+		} else {
+			u.hub.warn(fmt.Errorf("edge selection failed (sending through the origin only): %w", err))
 		}
-		origin.idx = len(routes)
-		routes = append(routes, origin)
+		return false
+	case len(routes) == 0:
+		u.hub.warn(errors.New("edge selection found no route (sending through the origin only)"))
+		return false
 	}
-	positive := false
-	for _, rt := range routes {
-		if rt.Kind != RouteDirect {
-			rt.url = edgeOf(rt.ChunkURL)
+	u.rt.join(u.checkRoutes(routes, stream), u.hub.warn)
+	return true
+}
+
+// warmer returns the joined hook of a file's crew: each direct route
+// (joining, or there when the crew starts) asks for the parts of the
+// first chunks of q at once (presignCache.warm), in a goroutine counted
+// by wg; held workers are woken to decide again. ctx is the send loop's,
+// which ends with it.
+func (u *uploader) warmer(ctx context.Context, q *chunkQueue, wg *sync.WaitGroup) func([]*route) {
+	bg := func(f func(context.Context)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f(ctx)
+		}()
+	}
+	return func(rts []*route) {
+		defer q.wake()
+		var first []int
+		for _, rt := range rts {
+			if rt.pc == nil {
+				continue
+			}
+			if first == nil {
+				first = q.peek(presignBatch, func(int) bool { return false })
+			}
+			tok, _, err := u.tok.get(ctx)
+			if err != nil {
+				return
+			}
+			rt.pc.warm(bg, u.c, rt.PresignURL, tok, first)
 		}
-		positive = positive || rt.Weight > 0
-		rt.weight = rt.Weight
 	}
-	if !positive {
-		for _, rt := range routes {
-			rt.weight = 1
-		}
-	}
-	u.rt = &router{routes: routes, origin: origin, cooldown: u.policy.BreakerCooldown, now: time.Now}
 }

@@ -1111,12 +1111,12 @@ func TestClientPresign(t *testing.T) {
 	}))
 	defer srv.Close()
 	c := &Client{BaseURL: srv.URL, APIKey: "key", APISecret: "secret", HTTP: srv.Client()}
-	resp, err := c.Presign(context.Background(), "/api/jetty/sessions/s/presign", "tok", []int{1, 2})
+	resp, err := c.Presign(context.Background(), "/api/jetty/sessions/s/presign", "tok", []int{1, 2}, nil)
 	if err != nil || len(resp.Parts) != 2 || resp.Parts[1].Index != 2 {
 		t.Fatalf("%+v %v", resp, err)
 	}
 	extra = true
-	if _, err := c.Presign(context.Background(), srv.URL+"/p", "tok", []int{1, 2}); err == nil || !strings.Contains(err.Error(), "not asked") {
+	if _, err := c.Presign(context.Background(), srv.URL+"/p", "tok", []int{1, 2}, nil); err == nil || !strings.Contains(err.Error(), "not asked") {
 		t.Errorf("a part not asked for was accepted: %v", err)
 	}
 }

@@ -128,43 +128,43 @@ func (u *uploader) uploadStream(ctx context.Context, r io.Reader, name string) (
 			}
 		}
 	})
-	// The same routes as a file's, except direct ones (setupRoutes): each
+	// The same routes as a file's, except direct ones (checkRoutes): each
 	// worker is bound to a route and all take blocks from jobs. A block
 	// cannot be read again, so a block that failed on a route is not put
 	// back: its worker sends it at once through another route that is up
-	// (sendChunk with no queue), and memory stays workers+2 blocks.
-	for _, w := range u.rt.workers(u.workers) {
-		g.Go(func() error {
-			defer u.rt.leave(w)
-			for j := range jobs {
-				data := (*j.buf)[:j.n]
-				h := sha256.Sum256(data)
-				sum := hex.EncodeToString(h[:])
-				mu.Lock()
-				m.Chunks[j.index].SHA256 = sum
-				mu.Unlock()
-				reusable := true
-				var err error
-				if gctx.Err() == nil {
-					st := chunkTry{last: -1}
-					_, reusable, err = u.sendChunk(gctx, w, nil, j.index, sum, memPayload(data), &st)
-				} else {
-					err = gctx.Err()
-				}
-				if reusable {
-					putBuf(j.buf)
-				}
-				<-slots
-				if err != nil {
-					if errors.Is(err, context.Canceled) && ctx.Err() == nil {
-						return err
-					}
-					return fmt.Errorf("chunk %d: %w", j.index, err)
-				}
+	// (sendChunk with no queue), and memory stays workers+2 blocks. Routes
+	// that join while the stream runs take their share of the workers
+	// (router.crew); the pool keeps its size (limit u.workers): the
+	// buffers in memory were counted for it.
+	u.rt.crew(u.workers, u.workers, g.Go, func(w *worker) error {
+		for j := range jobs {
+			data := (*j.buf)[:j.n]
+			h := sha256.Sum256(data)
+			sum := hex.EncodeToString(h[:])
+			mu.Lock()
+			m.Chunks[j.index].SHA256 = sum
+			mu.Unlock()
+			reusable := true
+			var err error
+			if gctx.Err() == nil {
+				st := chunkTry{last: -1}
+				_, reusable, err = u.sendChunk(gctx, w, nil, j.index, sum, memPayload(data), &st)
+			} else {
+				err = gctx.Err()
 			}
-			return nil
-		})
-	}
+			if reusable {
+				putBuf(j.buf)
+			}
+			<-slots
+			if err != nil {
+				if errors.Is(err, context.Canceled) && ctx.Err() == nil {
+					return err
+				}
+				return fmt.Errorf("chunk %d: %w", j.index, err)
+			}
+		}
+		return nil
+	}, nil)
 
 	// A read blocked on r cannot be interrupted: when ctx ends, return
 	// without waiting for it.

@@ -166,6 +166,9 @@ type uploader struct {
 	workers   int
 	sent      atomic.Int64 // chunks stored in this run
 	chunkSize int64
+	// sums gives the chunk hashes of a sized session as they are made
+	// (pipeline.go), for the direct route's presign calls; nil otherwise.
+	sums func(int) (string, bool)
 }
 
 func newUploader(c *Client, opts Options) *uploader {
@@ -200,7 +203,10 @@ func (u *uploader) open(ctx context.Context, req protocol.OpenRequest) (Opened, 
 }
 
 // begin takes the session: token source, worker count, then the routes
-// (Options.Edges; stream: a stream session).
+// (Options.Edges; stream: a stream session). It does not wait for the
+// edge selection: that runs in the background and its routes join the
+// upload as they come (setupRoutes, router.join); u.workers is the pool
+// the upload starts with (see WorkerAdvisor).
 func (u *uploader) begin(ctx context.Context, s *protocol.Session, chunkSize int64, stream bool) {
 	u.sess, u.chunkSize = s, chunkSize
 	u.tok = &tokenSource{u: u, id: s.ID, token: s.UploadToken, exp: s.TokenExpiresAt, fetched: time.Now()}
@@ -215,22 +221,23 @@ func (u *uploader) begin(ctx context.Context, s *protocol.Session, chunkSize int
 		w = min(w, s.Strategy.MaxWorkers)
 	}
 	u.workers = w
-	if !stream {
-		u.earlyPresign(ctx, s)
+	if !stream && u.sums == nil {
+		u.earlyPresign(ctx, s) // a sized session's hashes are not made yet
 	}
-	u.setupRoutes(ctx, stream)
-	if adv, ok := u.opts.Edges.(WorkerAdvisor); ok && u.opts.Workers <= 0 {
-		ceiling := s.Strategy.MaxWorkers
-		if ceiling <= 0 {
-			ceiling = max(w, DefaultWorkers)
-		}
-		u.workers = min(max(adv.AdviseWorkers(w, ceiling), 1), ceiling)
+	ceiling := s.Strategy.MaxWorkers
+	if ceiling <= 0 {
+		ceiling = max(w, DefaultWorkers)
+	}
+	u.setupRoutes(ctx, stream, ceiling)
+	pool := u.workers // the most workers the pool may reach
+	if _, ok := u.opts.Edges.(WorkerAdvisor); ok && u.opts.Workers <= 0 && !stream {
+		pool = max(pool, ceiling)
 	}
 	u.chunkTimeout = u.policy.ChunkTimeout
 	if u.chunkTimeout <= 0 {
 		u.chunkTimeout = DefaultChunkTimeout
 		if u.opts.BandwidthLimit > 0 {
-			secs := 2 * float64(chunkSize) * float64(max(u.workers, 1)) / float64(u.opts.BandwidthLimit)
+			secs := 2 * float64(chunkSize) * float64(max(pool, 1)) / float64(u.opts.BandwidthLimit)
 			u.chunkTimeout += time.Duration(secs * float64(time.Second))
 		}
 	}
@@ -325,7 +332,7 @@ func (u *uploader) sendChunk(ctx context.Context, w *worker, q *chunkQueue, inde
 	clean = true
 	var avoid *route
 	if st.last >= 0 {
-		avoid = u.rt.routes[st.last]
+		avoid = u.rt.route(st.last)
 	}
 	for {
 		rt, trial, fellBack := u.rt.assign(w, avoid)
@@ -522,11 +529,13 @@ func putBuf(b *[]byte) {
 	}
 }
 
-// sendChunks sends the chunks listed of a file: the workers, each bound
-// to a route, pull indexes from one shared queue and send each chunk
-// straight from the file (see payload). A chunk that failed on a route
-// while another is up goes back to the queue and is read again by
-// whoever takes it.
+// sendChunks sends the chunks listed of a file: the workers (a crew, see
+// router.crew), each bound to a route, pull indexes from one shared
+// queue and send each chunk straight from the file (see payload). A
+// chunk that failed on a route while another is up goes back to the
+// queue and is read again by whoever takes it. Routes that join while it
+// runs take their share of the workers (a direct one asks for its first
+// parts as it joins), and the pool grows when the WorkerAdvisor asks.
 func (u *uploader) sendChunks(ctx context.Context, r io.ReaderAt, m *protocol.Manifest, idx []int) error {
 	if len(idx) == 0 {
 		return nil
@@ -535,7 +544,7 @@ func (u *uploader) sendChunks(ctx context.Context, r io.ReaderAt, m *protocol.Ma
 	g, gctx := errgroup.WithContext(ctx)
 	stop := context.AfterFunc(gctx, q.close) // wake the waiting workers on failure
 	defer stop()
-	if u.rt.multi() {
+	if u.rt.multi() || u.opts.Edges != nil {
 		// Held workers (router.hold) decide again as the routes' figures
 		// change, not only when the queue does.
 		tick := time.NewTicker(200 * time.Millisecond)
@@ -553,32 +562,32 @@ func (u *uploader) sendChunks(ctx context.Context, r io.ReaderAt, m *protocol.Ma
 		}()
 		defer func() { tick.Stop(); close(stopTick); <-tickDone }()
 	}
-	u.warmPresign(gctx, q)
-	for _, w := range u.rt.workers(min(u.workers, len(idx))) {
-		g.Go(func() error {
-			defer u.rt.leave(w)
-			for {
-				i, ok := q.popUnless(w.cur.idx, func(queued int) bool { return u.rt.hold(w, queued) })
-				if !ok {
-					return nil // all stored, or the upload failed
-				}
-				if gctx.Err() != nil {
-					return gctx.Err()
-				}
-				c := m.Chunks[i]
-				requeued, _, err := u.sendChunk(gctx, w, q, i, c.SHA256, filePayload(r, c.Offset, c.Size), &q.state[i])
-				if err != nil {
-					if errors.Is(err, context.Canceled) && ctx.Err() == nil {
-						return err // another worker failed first
-					}
-					return fmt.Errorf("chunk %d: %w", i, err)
-				}
-				if !requeued {
-					q.done()
-				}
+	var warms sync.WaitGroup // presign warm-ups, which end with gctx
+	defer warms.Wait()
+	warm := u.warmer(gctx, q, &warms)
+	warm(u.rt.snapshot())
+	u.rt.crew(u.workers, len(idx), g.Go, func(w *worker) error {
+		for {
+			i, ok := q.popUnless(w.cur.idx, func(queued int) bool { return u.rt.hold(w, queued) })
+			if !ok {
+				return nil // all stored, or the upload failed
 			}
-		})
-	}
+			if gctx.Err() != nil {
+				return gctx.Err()
+			}
+			c := m.Chunks[i]
+			requeued, _, err := u.sendChunk(gctx, w, q, i, c.SHA256, filePayload(r, c.Offset, c.Size), &q.state[i])
+			if err != nil {
+				if errors.Is(err, context.Canceled) && ctx.Err() == nil {
+					return err // another worker failed first
+				}
+				return fmt.Errorf("chunk %d: %w", i, err)
+			}
+			if !requeued {
+				q.done()
+			}
+		}
+	}, warm)
 	err := g.Wait()
 	if ctx.Err() != nil {
 		return ctx.Err()
@@ -588,7 +597,7 @@ func (u *uploader) sendChunks(ctx context.Context, r io.ReaderAt, m *protocol.Ma
 
 // earlyPresign asks for the parts of the session's first missing chunks
 // at the URL the EdgeSelector hints at (PresignHinter), in the
-// background, before the selection is known; setupRoutes hands them to
+// background, before the selection is known; router.join hands them to
 // the direct route with that URL.
 func (u *uploader) earlyPresign(ctx context.Context, s *protocol.Session) {
 	h, ok := u.opts.Edges.(PresignHinter)
@@ -626,25 +635,6 @@ func (u *uploader) background(ctx context.Context) func(func(context.Context)) {
 
 // backgroundTimeout bounds a background call (a presign warm-up).
 const backgroundTimeout = 30 * time.Second
-
-// warmPresign asks each direct route for the parts of the first chunks
-// of q before the workers start (see presignCache.warm).
-func (u *uploader) warmPresign(ctx context.Context, q *chunkQueue) {
-	var first []int
-	for _, rt := range u.rt.routes {
-		if rt.pc == nil {
-			continue
-		}
-		if first == nil {
-			first = q.peek(presignBatch, func(int) bool { return false })
-		}
-		tok, _, err := u.tok.get(ctx)
-		if err != nil {
-			return
-		}
-		rt.pc.warm(u.background(ctx), u.c, rt.PresignURL, tok, first)
-	}
-}
 
 // checkMissing validates a server's missing list against m.
 func checkMissing(m *protocol.Manifest, missing []int) ([]int, error) {

@@ -215,7 +215,11 @@ func uploadRun(ctx context.Context, opts *UploadOptions) error {
 	var selector engine.EdgeSelector
 	if opts.Edges != "origin" {
 		// One probe for the whole command: later files reuse its scores.
-		selector = &edges.Selector{Client: ec, Reuse: 10 * time.Minute}
+		// The workers start on the best edge of the last upload to this
+		// server (when still fresh) while the selection runs.
+		// (no memory when neither XDG_STATE_HOME nor HOME is set).
+		memory, _ := edges.MemoryPath(opts.F.Getenv)
+		selector = &edges.Selector{Client: ec, Reuse: 10 * time.Minute, Memory: memory}
 	}
 
 	budget := opts.Workers
