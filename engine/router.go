@@ -626,8 +626,8 @@ type presignCache struct {
 	// sums gives the hash of a chunk of a sized session (pipeline.go),
 	// which its presign call must name; nil for a manifest session.
 	sums func(int) (string, bool)
-	gen    int          // presign calls answered
-	sem    chan struct{}
+	gen  int // presign calls answered
+	sem  chan struct{}
 }
 
 // hashes is batch with the hashes a sized session's presign call names
