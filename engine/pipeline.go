@@ -99,7 +99,15 @@ func (u *uploader) uploadPipelined(ctx context.Context, f fileUpload) (*Result, 
 	held := map[int]bool{}
 	pj := f.pipe
 	if pj != nil && f.session != "" {
-		s, held = u.resumeSession(ctx, f.session, f.size, n, pj)
+		st, err := u.c.SessionStatus(ctx, f.session)
+		if err == nil && st.State == protocol.StateCompleting && !f.heldTried {
+			// Killed while completing (the client, or the server under
+			// it): every chunk is held; what is left is the manifest.
+			return u.completeHeld(ctx, f, pj, res)
+		}
+		if err == nil {
+			s, held = u.resumeSession(ctx, st, f.size, n, pj)
+		}
 	}
 	if s == nil {
 		// The ref names this upload before the server knows it: an
@@ -384,13 +392,13 @@ func (u *uploader) pipeSend(ctx context.Context, w *worker, f fileUpload, cs int
 // state, a fresh token and the chunks it holds. nil when it cannot be
 // resumed (gone, expired, completed or aborted, another chunking, or a
 // server too old to say where its chunks go): the upload starts over.
-func (u *uploader) resumeSession(ctx context.Context, id string, size int64, n int, pj *PipeJournal) (*protocol.Session, map[int]bool) {
-	st, err := u.c.SessionStatus(ctx, id)
-	if err != nil || st.State != protocol.StateOpen || st.ChunkURL == "" || st.Strategy == nil || st.Strategy.ChunkSize != pj.ChunkSize {
+func (u *uploader) resumeSession(ctx context.Context, st protocol.SessionState, size int64, n int, pj *PipeJournal) (*protocol.Session, map[int]bool) {
+	id := st.ID
+	if st.State != protocol.StateOpen || st.ChunkURL == "" || st.Strategy == nil || st.Strategy.ChunkSize != pj.ChunkSize {
 		return nil, nil
 	}
 	var tok protocol.Token
-	err = retryControl(ctx, u.policy, u.sleep, u.onControlRetry, func(ctx context.Context) error {
+	err := retryControl(ctx, u.policy, u.sleep, u.onControlRetry, func(ctx context.Context) error {
 		var err error
 		tok, err = u.c.RefreshToken(ctx, id)
 		return err
@@ -424,6 +432,71 @@ func newClientRef() (string, error) {
 		return "", fmt.Errorf("upload ref: %w", err)
 	}
 	return "r" + base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
+
+// completeHeld completes f's session, whose chunks are all held (it was
+// being completed when its client or server died), with the manifest:
+// the journal's hashes, and the rest made by reading the file from the
+// journaled hash state on, sending nothing. The server takes a dead
+// completion over, or answers the one that finished meanwhile.
+func (u *uploader) completeHeld(ctx context.Context, f fileUpload, pj *PipeJournal, res *Result) (*Result, error) {
+	res.Resumed, res.SessionID = true, f.session
+	u.sess = &protocol.Session{ID: f.session}
+	jr := newPipeJournaler(pj, f.session, nil, u.hub)
+	whole, start := jr.resumeWhole()
+	cs := pj.ChunkSize
+	buf := getBuf(cs)
+	defer putBuf(buf)
+	for i := start; i < len(pj.Chunks); i++ {
+		if ctx.Err() != nil {
+			return res, ctx.Err()
+		}
+		off := int64(i) * cs
+		data := (*buf)[:min(cs, f.size-off)]
+		if err := readFull(f.r, data, off); err != nil {
+			return res, &fileReadError{fmt.Errorf("read %s: %w", f.name, err)}
+		}
+		whole.Write(data)
+		if pj.Chunks[i] == "" {
+			h := sha256.Sum256(data)
+			pj.Chunks[i] = hex.EncodeToString(h[:])
+		}
+	}
+	m := protocol.NewManifest(f.name, f.size, cs)
+	for i := range m.Chunks {
+		m.Chunks[i].SHA256 = pj.Chunks[i]
+	}
+	m.SHA256 = hex.EncodeToString(whole.Sum(nil))
+	if err := m.Validate(); err != nil {
+		return res, fmt.Errorf("pipelined manifest: %w", err)
+	}
+	if f.changed != nil && f.changed() {
+		return res, ErrFileChanged
+	}
+	cr, err := u.complete(ctx, m)
+	if err != nil {
+		if ctx.Err() != nil {
+			return res, ctx.Err()
+		}
+		switch {
+		case IsCode(err, protocol.CodeChunksMissing) && !f.heldTried:
+			// The completion failed before the store assembled the parts
+			// and some are gone: the session is open again; resume it.
+			f.heldTried = true
+			return u.uploadPipelined(ctx, f)
+		case IsCode(err, protocol.CodeNotFound), IsCode(err, protocol.CodeSessionGone):
+			// Not completable after all: start over with a new session.
+			f.pipe, f.session = nil, ""
+			return u.uploadPipelined(ctx, f)
+		}
+		return res, fmt.Errorf("complete upload: %w", err)
+	}
+	res.ChunksTotal, res.manifest = len(m.Chunks), m
+	res.Asset, res.Deduplicated = cr.Asset, cr.Deduplicated
+	if cr.Deduplicated {
+		res.DedupAt = DedupAtComplete
+	}
+	return res, nil
 }
 
 // olderServer reports an open refused because the server does not know

@@ -670,6 +670,9 @@ type fileUpload struct {
 	// session); savePipe records a pipelined run's progress (nil: none).
 	pipe     *PipeJournal
 	savePipe func(*PipeJournal, string) error
+	// heldTried: a pipelined run already tried to complete the session
+	// with every chunk held (completeHeld); it does not again.
+	heldTried bool
 	// changed reports whether the file changed since the upload began
 	// (nil: cannot tell); a pipelined upload asks before completing.
 	changed func() bool
