@@ -64,7 +64,7 @@ check:
 ## SHA-256), toxiproxy links (wan-2MB, wan-4MB, long-100ms, lossy; 256 MiB and 1 GiB) and
 ## an aggregate-capped uplink (network namespace, veth, tbf 100 Mbit/s, as root); prints
 ## issue 18's targets with PASS/FAIL (installs awscli, rclone, curl, iproute2, MinIO,
-## toxiproxy); takes hours; tables in bench/results.md, figures in docs/BENCHMARKS.md
+## toxiproxy); about an hour; tables in bench/results.md, figures in docs/BENCHMARKS.md
 bench-peers:
 	@./bench/run.sh
 

@@ -62,3 +62,14 @@ func TestNearest(t *testing.T) {
 		t.Fatal(r)
 	}
 }
+
+func TestSinglePUTSkipped(t *testing.T) {
+	e := &linkEnv{l: linkNamed("loopback")}
+	if r := e.runTool(nil, tSingle, "", 10<<30, 10240); r.skipped == "" || r.mbps() != 0 {
+		t.Errorf("10 GiB single PUT not skipped: %+v", r)
+	}
+	e.l = linkNamed("wan-2MB")
+	if r := e.runTool(nil, tSingle, "", 1<<30, 1024); !strings.Contains(r.skipped, "537 s") {
+		t.Errorf("1 GiB single PUT at 2 MB/s: %+v", r)
+	}
+}

@@ -5,7 +5,7 @@
 # network namespace, then runs BenchmarkPeers once and writes its tables to
 # bench/results.md.
 #
-#   make bench-peers         # the full run: every link, 256 MiB and 1 GiB on the WAN links, 1 and 10 GiB on loopback
+#   make bench-peers         # the full run (about an hour): every link, 256 MiB and 1 GiB on the WAN links, 1 and 10 GiB on loopback
 #   make bench-peers-short   # JETTY_BENCH_PROFILE=short: 256 MiB; loopback, wan-4MB, aggregate; a few minutes
 #
 # Knobs (environment): JETTY_BENCH_PROFILE (full, short), JETTY_BENCH_LINKS
@@ -68,6 +68,8 @@ links="${JETTY_BENCH_LINKS:-}"
 export JETTY_BENCH_PROFILE="$profile"
 if [ -z "$links" ] || [[ ",$links," == *,aggregate,* ]]; then
 	trap cleanup EXIT
+	trap 'exit 130' INT # so that the EXIT trap runs on a signal too
+	trap 'exit 143' TERM HUP
 	if err=$(netns_setup 2>&1); then
 		export JETTY_BENCH_NETNS="$ns" JETTY_BENCH_NETNS_ADDR="$srv_addr" JETTY_BENCH_UPLINK_MBIT="$uplink"
 		echo "bench: aggregate link: namespace $ns, veth $vs ($srv_addr) ↔ $vc ($cli_addr), tbf ${uplink}mbit on $vc" >&2
