@@ -238,12 +238,13 @@ func BenchmarkPeers(b *testing.B) {
 			prof.sizes = append(prof.sizes, n)
 		}
 	}
-	small := int64(0)
-	if prof.small {
-		small = envInt("JETTY_BENCH_SMALL", 1000)
-	}
 	wantLinks, wantTools := os.Getenv("JETTY_BENCH_LINKS"), os.Getenv("JETTY_BENCH_TOOLS")
 	toolOn := func(t string) bool { return slices.Contains(prof.tools, t) && listed(wantTools, t) }
+	linkOn := func(l link) bool { return slices.Contains(prof.links, l.name) && listed(wantLinks, l.name) }
+	small := int64(0)
+	if prof.small && toolOn(tSmall) && slices.ContainsFunc(links, func(l link) bool { return l.small && linkOn(l) }) {
+		small = envInt("JETTY_BENCH_SMALL", 1000)
+	}
 	for _, tool := range []string{awsBin(), "rclone", "curl"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			b.Fatalf("%s is not installed: run bench/run.sh (it installs awscli, rclone and curl from Debian)", tool)
@@ -295,7 +296,7 @@ func BenchmarkPeers(b *testing.B) {
 	}
 
 	for _, l := range links {
-		if !slices.Contains(prof.links, l.name) || !listed(wantLinks, l.name) {
+		if !linkOn(l) {
 			continue
 		}
 		sizes := l.sizes
@@ -364,7 +365,7 @@ func BenchmarkPeers(b *testing.B) {
 			table(&report, l, fmt.Sprintf("%s, %d MiB", l.name, mib), rs, ex)
 			flush()
 		}
-		if small > 0 && l.small && toolOn(tSmall) {
+		if small > 0 && l.small {
 			total := small << 20
 			var sr []result
 			sr = append(sr, e.srv.jettyDir(b, e.command(jetty, "upload", smallDir, "--json", "--quiet"), e.srvURL, total, work))
