@@ -4,7 +4,7 @@ PKGS    ?= ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(shell git rev-parse --short HEAD 2>/dev/null || echo none) -X main.date=$(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 
-.PHONY: run demo test test-deps test-keyring services minio toxiproxy check build clean bench-server bench-client bench-engine bench-peers release-check ci-smoke fuzz-short
+.PHONY: run demo test test-deps test-keyring services minio toxiproxy check build clean bench-server bench-client bench-engine bench-peers bench-peers-short release-check ci-smoke fuzz-short
 
 ## demo: the main job on the embedded default, end to end: dev server, login, upload
 ## with progress, download, verify, logout, stop (all in a temporary directory)
@@ -58,11 +58,20 @@ check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-## bench-peers: jetty against a single PUT, aws s3 cp and rclone over loopback and
-## toxiproxy WAN and lossy links, same file, same MinIO, one run (installs awscli,
-## rclone, MinIO, toxiproxy); tables in bench/results.md, figures in docs/BENCHMARKS.md
+## bench-peers: the full run: jetty against a single PUT, aws s3 cp and rclone (at
+## their defaults and tuned: 32 at once, 8 MB parts) and a curl -T PUT to the embedded
+## server, same files, same MinIO, one run, over loopback (1 and 10 GiB, beside openssl's
+## SHA-256), toxiproxy links (wan-2MB, wan-4MB, long-100ms, lossy; 256 MiB and 1 GiB) and
+## an aggregate-capped uplink (network namespace, veth, tbf 100 Mbit/s, as root); prints
+## issue 18's targets with PASS/FAIL (installs awscli, rclone, curl, iproute2, MinIO,
+## toxiproxy); about an hour; tables in bench/results.md, figures in docs/BENCHMARKS.md
 bench-peers:
 	@./bench/run.sh
+
+## bench-peers-short: the CI-sized run of bench-peers (a few minutes): 256 MiB over
+## loopback, wan-4MB and the aggregate uplink; jetty, tuned aws s3 cp, a single PUT
+bench-peers-short:
+	@JETTY_BENCH_PROFILE=short ./bench/run.sh
 
 ## fuzz-short: every `go test -fuzz` target for JETTY_FUZZTIME (default 10s) each, seeds
 ## from testdata/fuzz; a failing input is left there to commit as a regression seed

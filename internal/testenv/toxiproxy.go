@@ -239,6 +239,14 @@ type toxicJSON struct {
 // connections).
 func (tx *Toxi) Proxy(t testing.TB, upstream string) *Proxy {
 	t.Helper()
+	return tx.ProxyOn(t, "127.0.0.1", upstream)
+}
+
+// ProxyOn is Proxy listening on host (an address of this machine, such as
+// the server end of a veth pair that clients in another network namespace
+// reach) instead of 127.0.0.1.
+func (tx *Toxi) ProxyOn(t testing.TB, host, upstream string) *Proxy {
+	t.Helper()
 	if strings.Contains(upstream, "://") {
 		u, err := url.Parse(upstream)
 		if err != nil {
@@ -251,7 +259,7 @@ func (tx *Toxi) Proxy(t testing.TB, upstream string) *Proxy {
 	}
 	name := RandomName(proxyNamePrefix(t.Name()))
 	var got proxyJSON
-	err := tx.call("POST", "/proxies", proxyJSON{Name: name, Listen: "127.0.0.1:0", Upstream: upstream, Enabled: true}, &got, http.StatusCreated)
+	err := tx.call("POST", "/proxies", proxyJSON{Name: name, Listen: net.JoinHostPort(host, "0"), Upstream: upstream, Enabled: true}, &got, http.StatusCreated)
 	if err != nil {
 		t.Fatalf("testenv: create proxy to %s: %v", upstream, err)
 	}
@@ -262,9 +270,9 @@ func (tx *Toxi) Proxy(t testing.TB, upstream string) *Proxy {
 			t.Logf("testenv: removing proxy %s: %v", name, err)
 		}
 	})
-	host, port, err := net.SplitHostPort(got.Listen)
-	if err != nil || host != "127.0.0.1" || port == "0" || port == "" {
-		t.Fatalf("testenv: toxiproxy reports proxy %s listening on %q, want 127.0.0.1:<port>", name, got.Listen)
+	gotHost, port, err := net.SplitHostPort(got.Listen)
+	if err != nil || gotHost != host || port == "0" || port == "" {
+		t.Fatalf("testenv: toxiproxy reports proxy %s listening on %q, want %s:<port>", name, got.Listen, host)
 	}
 	return p
 }
