@@ -81,6 +81,11 @@ func TestKillClientRandomPoints(t *testing.T) {
 			b.wrote(sum)
 			journal := t.TempDir()
 			env := clientEnv(proxy.URL, s.key, s.secret, path, journal, killWorkers, killChunk)
+			if i%3 == 2 {
+				// Every third upload on the manifest-first path; the
+				// others pipelined (hashed and sent in one pass).
+				env = append(env, "JETTY_E2E_HASH_FIRST=1")
+			}
 			points := []killPoint{drawPoint(rng, group, size, 150*time.Millisecond)}
 			if rng.IntN(2) == 0 { // killed again while resuming
 				points = append(points, killPoint{})
@@ -226,8 +231,9 @@ func TestKillServerRandomPoints(t *testing.T) {
 		b.key, b.secret = testenv.Provision(t, srv.url, webhookSecret, b.userID, "enterprise")
 		proxy := newTrapProxy(t, srv.url)
 		c := &engine.Client{BaseURL: proxy.URL, APIKey: b.key, APISecret: b.secret}
+		hashFirst := false // every third upload on the manifest-first path, the others pipelined
 		opts := func(journal string) engine.Options {
-			return engine.Options{Workers: killWorkers, ChunkSize: killChunk, JournalDir: journal,
+			return engine.Options{Workers: killWorkers, ChunkSize: killChunk, JournalDir: journal, HashFirst: hashFirst,
 				Retry: engine.RetryPolicy{BaseDelay: 10 * time.Millisecond}}
 		}
 		restart := func() {
@@ -271,6 +277,7 @@ func TestKillServerRandomPoints(t *testing.T) {
 				t.Logf("time budget spent after %d uploads", i)
 				break
 			}
+			hashFirst = i%3 == 2
 			size := killSize(rng.Int64N)
 			path, sum := writeFile(t, byte(130+i), size)
 			b.wrote(sum)

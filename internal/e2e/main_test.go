@@ -46,7 +46,7 @@ func childUpload() int {
 	workers, _ := strconv.Atoi(os.Getenv("JETTY_E2E_WORKERS"))
 	chunk, _ := strconv.ParseInt(os.Getenv("JETTY_E2E_CHUNK"), 10, 64)
 	bw, _ := strconv.ParseInt(os.Getenv("JETTY_E2E_BWLIMIT"), 10, 64)
-	opts := engine.Options{Workers: workers, ChunkSize: chunk, BandwidthLimit: bw, JournalDir: os.Getenv("JETTY_E2E_JOURNAL")}
+	opts := engine.Options{Workers: workers, ChunkSize: chunk, BandwidthLimit: bw, JournalDir: os.Getenv("JETTY_E2E_JOURNAL"), HashFirst: os.Getenv("JETTY_E2E_HASH_FIRST") == "1"}
 	var res *engine.Result
 	var err error
 	if os.Getenv("JETTY_E2E_MEMLIMIT") == "1" {
