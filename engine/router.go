@@ -104,6 +104,40 @@ type router struct {
 // its next request), and read under it.
 type worker struct {
 	home, cur *route
+	att       atomic.Pointer[attempt] // the chunk PUT in flight, if any
+}
+
+// attempt is one chunk PUT in flight: its route and how to stop it for
+// a faster route (preemptLocked).
+type attempt struct {
+	rt     *route
+	cancel context.CancelCauseFunc
+}
+
+// errPreempted cancels a chunk PUT whose worker moved to a much faster
+// route: sendChunk sends the chunk again there, at once.
+var errPreempted = errors.New("the chunk moves to a faster route")
+
+// preemptRatio is how much more weight a worker's new home must have than
+// the route its chunk is on for the chunk to move (preemptLocked).
+const preemptRatio = 4
+
+// preemptLocked stops the chunk PUTs that a selection left on a route
+// with less than 1/preemptRatio of the weight of their worker's new home:
+// the workers started before the probe (on the origin, or a remembered
+// edge) must not keep chunks for a long time on a route the selection
+// found slow. Sending the whole chunk again on the new home takes at most
+// a quarter of the time the old route needs for all of it, so the move
+// wins unless the old route was three quarters done; how far it is cannot
+// be told from here (the bytes the transport took may still sit in
+// socket and proxy buffers), and a selection comes early in an upload,
+// once, so the cost is at most one chunk per worker.
+func (r *router) preemptLocked(ws []*worker) {
+	for _, w := range ws {
+		if a := w.att.Load(); a != nil && w.home != nil && a.rt != w.home && a.rt.weight*preemptRatio < w.home.weight {
+			a.cancel(errPreempted)
+		}
+	}
 }
 
 // multi reports whether the upload has more than one route now (a route
@@ -904,7 +938,9 @@ func (r *router) retire(c *crew, w *worker) {
 // refresh brings every running crew in step with the routes and the pool
 // size: new workers up to the size, homes re-split by weight; joined
 // (the routes that joined, may be empty) is handed to the crews' hooks.
-func (r *router) refresh(joined []*route) {
+// After a selection (join), chunks left on a much slower route than
+// their worker's new home move (preemptLocked).
+func (r *router) refresh(joined []*route, selection bool) {
 	r.mu.Lock()
 	crews := slices.Clone(r.crews)
 	r.mu.Unlock()
@@ -925,6 +961,9 @@ func (r *router) refresh(joined []*route) {
 		}
 		c.ws = append(c.ws, fresh...)
 		r.rehomeLocked(c.ws)
+		if selection {
+			r.preemptLocked(c.ws)
+		}
 		r.mu.Unlock()
 		for _, w := range fresh {
 			r.startLocked(c, w)
@@ -995,7 +1034,7 @@ func (r *router) grow(n int) {
 	}
 	r.mu.Unlock()
 	if more {
-		r.refresh(nil)
+		r.refresh(nil, false)
 	}
 }
 
@@ -1068,7 +1107,7 @@ func (r *router) join(sel []Route, warn func(error)) []*route {
 		}
 	}
 	r.mu.Unlock()
-	r.refresh(joined)
+	r.refresh(joined, true)
 	return joined
 }
 

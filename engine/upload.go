@@ -345,14 +345,27 @@ func (u *uploader) sendChunk(ctx context.Context, w *worker, q *chunkQueue, inde
 			u.rt.release(rt, trial)
 			return false, clean, err
 		}
-		actx, cancel := context.WithTimeout(ctx, u.chunkTimeout)
+		tctx, cancelTimeout := context.WithTimeout(ctx, u.chunkTimeout)
+		actx, cancel := context.WithCancelCause(tctx)
+		at := &attempt{rt: rt, cancel: cancel}
+		w.att.Store(at)
 		t0 := time.Now()
 		edge, br, stale, err := u.put(actx, rt, q, index, sum, data, tok)
 		took := time.Since(t0)
-		cancel() // a refused request may still be writing its body: stop it
+		w.att.Store(nil)
+		preempted := err != nil && ctx.Err() == nil && errors.Is(context.Cause(actx), errPreempted)
+		cancel(nil) // a refused request may still be writing its body: stop it
+		cancelTimeout()
 		if br != nil {
 			clean = waitReleased(ctx, br) && clean
 			br.flush()
+		}
+		if preempted {
+			// A much faster route joined and this worker now lives there
+			// (router.preemptLocked): the chunk goes that way, at once; the
+			// route that lost it did not fail.
+			u.rt.release(rt, trial)
+			continue
 		}
 		if err == nil {
 			u.rt.success(rt, trial)
