@@ -128,15 +128,19 @@ const preemptRatio = 4
 // edge) must not keep chunks for a long time on a route the selection
 // found slow. Sending the whole chunk again on the new home takes at most
 // a quarter of the time the old route needs for all of it, so the move
-// wins unless the old route was three quarters done; how far it is cannot
-// be told from here (the bytes the transport took may still sit in
-// socket and proxy buffers), and a selection comes early in an upload,
-// once, so the cost is at most one chunk per worker.
+// wins unless the old route was three quarters done. How far it is cannot
+// be told from here (the bytes the transport took may still sit in socket
+// and proxy buffers: a 5 MiB body is taken at once by a link of 1 MB/s).
+// A selection comes early in an upload, once, so the cost is at most one
+// chunk per worker; a chunk the old route stored meanwhile is stored
+// twice, the same bytes.
 func (r *router) preemptLocked(ws []*worker) {
 	for _, w := range ws {
-		if a := w.att.Load(); a != nil && w.home != nil && a.rt != w.home && a.rt.weight*preemptRatio < w.home.weight {
-			a.cancel(errPreempted)
+		a := w.att.Load()
+		if a == nil || w.home == nil || a.rt == w.home || a.rt.weight*preemptRatio >= w.home.weight {
+			continue
 		}
+		a.cancel(errPreempted)
 	}
 }
 

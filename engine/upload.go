@@ -365,6 +365,7 @@ func (u *uploader) sendChunk(ctx context.Context, w *worker, q *chunkQueue, inde
 			// (router.preemptLocked): the chunk goes that way, at once; the
 			// route that lost it did not fail.
 			u.rt.release(rt, trial)
+			u.hub.retry(index, st.tries+1, errPreempted, 0)
 			continue
 		}
 		if err == nil {
