@@ -118,9 +118,17 @@ func (s *Store) CompleteUpload(ctx context.Context, key, uploadID string, parts 
 		return blob.Info{}, err
 	}
 	defer func() { err = noSpace(err) }()
+	if meta.PartSize > 0 {
+		if err := checkLayout(parts, meta.PartSize); err != nil {
+			return blob.Info{}, err
+		}
+	}
 	rec, err := s.startAssembly(ctx, key, uploadID, parts)
 	if err != nil {
 		return blob.Info{}, err
+	}
+	if meta.PartSize > 0 {
+		return s.completeInPlace(ctx, key, uploadID, meta.ContentType, rec.parts())
 	}
 	return s.assemble(ctx, key, uploadID, meta.ContentType, rec.parts())
 }
@@ -145,6 +153,7 @@ func (s *Store) startAssembly(ctx context.Context, key, id string, given []blob.
 			}
 			return nil, fmt.Errorf("fsblob: upload %s is being assembled from other parts (%w); complete it with the same parts, or abort it", id, err)
 		}
+		s.freeze(id)
 		return rec, nil
 	}
 	stored, err := s.ListParts(ctx, key, id)
@@ -187,6 +196,7 @@ func (s *Store) startAssembly(ctx context.Context, key, id string, given []blob.
 	if err := s.syncDir(path.Join(uploadsDir, id)); err != nil {
 		return nil, err
 	}
+	s.freeze(id) // stops in-place writes in flight (inplace.go)
 	return rec, s.step("recorded", 0)
 }
 

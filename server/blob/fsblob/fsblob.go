@@ -106,6 +106,11 @@ type Store struct {
 	// exclusive (see assemble.go). Lock order: asm, part, key.
 	asmLocks  [64]sync.Mutex
 	partLocks [64]sync.Mutex
+	// ups holds the in-place uploads with part writes in flight
+	// (inplace.go), under upMu; upCond signals a part released.
+	upMu   sync.Mutex
+	upCond *sync.Cond
+	ups    map[string]*upState
 	// noClone is set once the filesystem refused a reflink clone.
 	noClone atomic.Bool
 	// hook, when set (tests), is called at each step of an assembly;
@@ -126,6 +131,8 @@ func New(dir string) (*Store, error) {
 		return nil, fmt.Errorf("fsblob: %w", err)
 	}
 	s := &Store{dir: dir, root: r}
+	s.upCond = sync.NewCond(&s.upMu)
+	s.ups = map[string]*upState{}
 	if err := s.mkdirs(); err != nil {
 		r.Close()
 		return nil, err
@@ -559,6 +566,9 @@ type uploadMeta struct {
 	Key         string    `json:"key"`
 	ContentType string    `json:"content_type"`
 	Created     time.Time `json:"created"`
+	// PartSize is set on uploads made with CreateUploadSized: their parts
+	// are written in place (inplace.go).
+	PartSize int64 `json:"part_size,omitempty"`
 }
 
 func validUploadID(id string) bool {
@@ -572,6 +582,10 @@ func validUploadID(id string) bool {
 // CreateUpload creates uploads/<id>/ with its upload.json, built under
 // tmp/ and renamed into place whole.
 func (s *Store) CreateUpload(ctx context.Context, key, contentType string) (_ string, err error) {
+	return s.createUpload(ctx, key, contentType, 0)
+}
+
+func (s *Store) createUpload(ctx context.Context, key, contentType string, partSize int64) (_ string, err error) {
 	if !blob.ValidKey(key) {
 		return "", blob.ErrInvalidKey
 	}
@@ -581,8 +595,16 @@ func (s *Store) CreateUpload(ctx context.Context, key, contentType string) (_ st
 	if err := s.root.Mkdir(tmp, 0o750); err != nil {
 		return "", fmt.Errorf("fsblob: %w", err)
 	}
-	data, _ := json.Marshal(uploadMeta{Key: key, ContentType: normContentType(contentType), Created: time.Now().UTC()})
+	data, _ := json.Marshal(uploadMeta{Key: key, ContentType: normContentType(contentType), Created: time.Now().UTC(), PartSize: partSize})
 	err = func() error {
+		if partSize > 0 {
+			// The object the parts are written into, in place.
+			f, err := s.root.OpenFile(path.Join(tmp, asmDataFile), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+			if err != nil {
+				return err
+			}
+			f.Close()
+		}
 		f, err := s.root.OpenFile(path.Join(tmp, uploadMetaFile), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
 		if err != nil {
 			return err
@@ -645,7 +667,8 @@ func partName(id string, number int) string {
 // assembled is acknowledged without being stored again, any other is
 // refused.
 func (s *Store) PutPart(ctx context.Context, key, uploadID string, number int, r io.Reader, size int64, sum []byte) (p blob.Part, err error) {
-	if _, err := s.loadUpload(key, uploadID); err != nil {
+	meta, err := s.loadUpload(key, uploadID)
+	if err != nil {
 		return blob.Part{}, err
 	}
 	if number < 1 || number > blob.MaxParts {
@@ -658,6 +681,9 @@ func (s *Store) PutPart(ctx context.Context, key, uploadID string, number int, r
 		return blob.Part{}, fmt.Errorf("fsblob: part size must be known, got %d", size)
 	}
 	defer func() { err = noSpace(err) }()
+	if meta.PartSize > 0 {
+		return s.putPartInPlace(ctx, uploadID, meta.PartSize, number, r, size, sum)
+	}
 	f, tmp, err := s.createTemp("part")
 	if err != nil {
 		return blob.Part{}, err
@@ -774,6 +800,16 @@ func (s *Store) ListParts(ctx context.Context, key, uploadID string) ([]blob.Par
 	}
 	byNum := map[int]blob.Part{}
 	for _, e := range ents {
+		if num, ok := markerNumber(e.Name()); ok && e.Type().IsRegular() {
+			p, err := s.readMarker(uploadID, num)
+			if err != nil {
+				return nil, err
+			}
+			if p != nil {
+				byNum[num] = *p
+			}
+			continue
+		}
 		numStr, ok := strings.CutSuffix(e.Name(), partSuffix)
 		if !ok || !e.Type().IsRegular() {
 			continue
