@@ -7,8 +7,9 @@
 //	meta/<key>                 JSON sidecar {"content_type": ...}
 //	uploads/<id>/upload.json   multipart upload: key, content type, created
 //	uploads/<id>/NNNNN.part    one verified part (see below)
+//	uploads/<id>/NNNNN.at      a part held by an upload written in place
 //	uploads/<id>/assemble.json the parts being assembled (CompleteUpload)
-//	uploads/<id>/object        the object being assembled
+//	uploads/<id>/object        the object being assembled (or written in place)
 //	tmp/                       temporary files; nothing here is ever visible
 //
 // Atomicity: every file is written under tmp/ (hashing SHA-256 while it
@@ -37,6 +38,12 @@
 // the object like Put. Writes refused for lack of space (ENOSPC, EDQUOT)
 // are blob.ErrNoSpace, with nothing left behind; Space reports the
 // filesystem's free space for readiness.
+//
+// Uploads made with CreateUploadSized (the server's sessions, whose
+// chunks all have one size but the last) skip all that: each part is
+// written at its offset in uploads/<id>/object as it arrives, and
+// completing hashes the object (mostly ahead of time) and renames it
+// (inplace.go).
 //
 // Every path is resolved through an os.Root opened on the root directory,
 // so neither a key nor a symbolic link planted under the root can reach a
@@ -111,6 +118,7 @@ type Store struct {
 	upMu   sync.Mutex
 	upCond *sync.Cond
 	ups    map[string]*upState
+	hashes map[string]*prefixHash // the hashed prefix of in-place uploads
 	// noClone is set once the filesystem refused a reflink clone.
 	noClone atomic.Bool
 	// hook, when set (tests), is called at each step of an assembly;
@@ -133,6 +141,7 @@ func New(dir string) (*Store, error) {
 	s := &Store{dir: dir, root: r}
 	s.upCond = sync.NewCond(&s.upMu)
 	s.ups = map[string]*upState{}
+	s.hashes = map[string]*prefixHash{}
 	if err := s.mkdirs(); err != nil {
 		r.Close()
 		return nil, err
@@ -858,7 +867,9 @@ func (s *Store) ListParts(ctx context.Context, key, uploadID string) ([]blob.Par
 // land in it any more) and deletes it. Leftovers are CleanTemp's job.
 func (s *Store) removeUpload(id string) {
 	gone := path.Join(tmpDir, "gone-"+id+"-"+randomHex(4))
-	if err := s.root.Rename(path.Join(uploadsDir, id), gone); err != nil {
+	err := s.root.Rename(path.Join(uploadsDir, id), gone)
+	s.forgetHash(id)
+	if err != nil {
 		return
 	}
 	_ = s.root.RemoveAll(gone)

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"path"
@@ -262,6 +264,7 @@ func (s *Store) putPartInPlace(ctx context.Context, id string, partSize int64, n
 			if err != nil {
 				return blob.Part{}, err
 			}
+			s.goAdvanceHash(id, partSize)
 			return done, nil
 		}
 		s.releasePart(st, number)
@@ -269,7 +272,11 @@ func (s *Store) putPartInPlace(ctx context.Context, id string, partSize int64, n
 			return blob.Part{}, err
 		}
 	}
-	return s.replacePart(ctx, st, id, done, off, r)
+	p, err := s.replacePart(ctx, st, id, done, off, r)
+	if err == nil {
+		s.goAdvanceHash(id, partSize)
+	}
+	return p, err
 }
 
 // verifyStream reads a part's bytes only to check them.
@@ -367,6 +374,7 @@ func (s *Store) replacePart(ctx context.Context, st *upState, id string, p blob.
 	if err != nil || held != nil {
 		return p, err
 	}
+	s.invalidateHash(id, p.Number)
 	if err := s.writeInPlace(ctx, st, id, p, off, io.NewSectionReader(f, 0, p.Size)); err != nil {
 		return blob.Part{}, err
 	}
@@ -423,9 +431,10 @@ func (s *Store) completeInPlace(ctx context.Context, key, id, contentType string
 			return blob.Info{}, fmt.Errorf("fsblob: %w", err)
 		}
 	}
-	h := sha256.New()
-	if n, err := copyCtx(ctx, h, io.NewSectionReader(f, 0, total)); err != nil || n != total {
-		return blob.Info{}, fmt.Errorf("fsblob: hash the object: %d of %d bytes: %v", n, total, err)
+	h, off, unlockHash := s.hashedPrefix(id, parts)
+	defer unlockHash()
+	if n, err := copyCtx(ctx, h, io.NewSectionReader(f, off, total-off)); err != nil || n != total-off {
+		return blob.Info{}, fmt.Errorf("fsblob: hash the object: %d of %d bytes: %v", off+n, total, err)
 	}
 	// Every part was fdatasynced when it was stored; this makes the
 	// length (and anything a crash left unsynced) durable.
@@ -450,4 +459,144 @@ func (s *Store) completeInPlace(ctx context.Context, key, id, contentType string
 	s.removeUpload(id)
 	info.SHA256 = h.Sum(nil)
 	return info, nil
+}
+
+// The object's SHA-256 is computed while the upload is under way, as far
+// as its parts are held from part 1 on without a gap: after a part is
+// stored, a goroutine reads the parts that extend that prefix back from
+// the object (page cache, most likely) and hashes them, so completing
+// only hashes what is left (nothing, when the parts came in about in
+// order). A part is hashed under its claim and only once its marker says
+// it is held, so its bytes are the verified ones; replacing a part inside
+// the prefix starts it over. The prefix lives in memory only: after a
+// restart, completing hashes the whole object.
+
+// prefixHash is the SHA-256 of the first parts of an upload.
+type prefixHash struct {
+	mu    sync.Mutex
+	h     hash.Hash
+	off   int64
+	parts []blob.Part // hashed, numbers 1..len
+	last  bool        // the last part (shorter than the part size) is in
+}
+
+func (ph *prefixHash) reset() {
+	ph.h, ph.off, ph.parts, ph.last = sha256.New(), 0, nil, false
+}
+
+func (s *Store) prefixOf(id string, create bool) *prefixHash {
+	s.upMu.Lock()
+	defer s.upMu.Unlock()
+	ph := s.hashes[id]
+	if ph == nil && create {
+		ph = &prefixHash{h: sha256.New()}
+		s.hashes[id] = ph
+	}
+	return ph
+}
+
+// goAdvanceHash extends upload id's hashed prefix in the background.
+func (s *Store) goAdvanceHash(id string, partSize int64) {
+	st := s.acquireUp(id)
+	ph := s.prefixOf(id, true)
+	go func() {
+		defer s.releaseUp(id, st)
+		s.advanceHash(st, ph, id, partSize)
+		if _, err := s.root.Stat(path.Join(uploadsDir, id)); notFound(err) {
+			s.forgetHash(id) // removed meanwhile
+		}
+	}()
+}
+
+// advanceHash hashes the held parts that follow the prefix, unless
+// another call is at it.
+func (s *Store) advanceHash(st *upState, ph *prefixHash, id string, partSize int64) {
+	if !ph.mu.TryLock() {
+		return
+	}
+	defer ph.mu.Unlock()
+	var f *os.File
+	defer func() {
+		if f != nil {
+			f.Close()
+		}
+	}()
+	for !ph.last {
+		n := len(ph.parts) + 1
+		if !s.claimPart(st, n, false) {
+			return
+		}
+		ok := func() bool {
+			defer s.releasePart(st, n)
+			p, err := s.readMarker(id, n)
+			if err != nil || p == nil {
+				return false
+			}
+			if f == nil {
+				if f, err = s.root.Open(path.Join(uploadsDir, id, asmDataFile)); err != nil {
+					f = nil
+					return false
+				}
+			}
+			if got, err := copyCtx(context.Background(), ph.h, io.NewSectionReader(f, ph.off, p.Size)); err != nil || got != p.Size {
+				ph.reset() // the hash took part of the bytes
+				return false
+			}
+			ph.parts = append(ph.parts, *p)
+			ph.off += p.Size
+			ph.last = p.Size != partSize
+			return true
+		}()
+		if !ok {
+			return
+		}
+	}
+}
+
+// invalidateHash starts the prefix over when it holds part number (whose
+// bytes are about to change). The caller holds the part's claim.
+func (s *Store) invalidateHash(id string, number int) {
+	ph := s.prefixOf(id, false)
+	if ph == nil {
+		return
+	}
+	ph.mu.Lock()
+	if len(ph.parts) >= number {
+		ph.reset()
+	}
+	ph.mu.Unlock()
+}
+
+// hashedPrefix returns a hash of the object's bytes up to off, as far as
+// the hashed prefix is made of the parts being completed (a copy of its
+// state: a completion that fails leaves the prefix as it was), and a
+// function to call when done with it.
+func (s *Store) hashedPrefix(id string, parts []blob.Part) (hash.Hash, int64, func()) {
+	ph := s.prefixOf(id, false)
+	if ph == nil {
+		return sha256.New(), 0, func() {}
+	}
+	ph.mu.Lock()
+	if len(ph.parts) > len(parts) {
+		return sha256.New(), 0, ph.mu.Unlock
+	}
+	for i, p := range ph.parts {
+		q := parts[i]
+		if p.Number != q.Number || p.Size != q.Size || !bytes.Equal(p.SHA256, q.SHA256) {
+			return sha256.New(), 0, ph.mu.Unlock
+		}
+	}
+	state, err := ph.h.(encoding.BinaryMarshaler).MarshalBinary()
+	h := sha256.New()
+	if err != nil || h.(encoding.BinaryUnmarshaler).UnmarshalBinary(state) != nil {
+		return sha256.New(), 0, ph.mu.Unlock
+	}
+	return h, ph.off, ph.mu.Unlock
+}
+
+// forgetHash drops upload id's prefix (completed or aborted).
+func (s *Store) forgetHash(id string) {
+	s.upMu.Lock()
+	delete(s.hashes, id)
+	s.upMu.Unlock()
 }

@@ -162,3 +162,43 @@ func TestInPlacePutPartRace(t *testing.T) {
 	time.Sleep(10 * time.Millisecond)
 	checkCompleted(t, s, u, info)
 }
+
+// The object's SHA-256 is hashed ahead as parts arrive from part 1; a part
+// replaced inside the hashed prefix starts it over, so the SHA-256
+// completing returns is the published bytes'.
+func TestInPlaceHashAhead(t *testing.T) {
+	ctx := t.Context()
+	s := newStore(t)
+	u := makeUploadSized(t, s, "ip/ahead", 160, 5*mib, 5*mib, 5*mib, 5*mib, 777)
+	waitHashed := func(n int) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); fsblob.HashedParts(s, u.ID) != n; {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d parts hashed ahead, want %d", fsblob.HashedParts(s, u.ID), n)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitHashed(4)
+	// Part 2 with other bytes: the prefix restarts.
+	other := randBytes(969, 5*mib)
+	if _, err := s.PutPart(ctx, u.Key, u.ID, 2, bytes.NewReader(other), 5*mib, digest(other)); err != nil {
+		t.Fatal(err)
+	}
+	waitHashed(4)
+	// Completed with the other bytes for part 2.
+	p2, err := s.PutPart(ctx, u.Key, u.ID, 2, bytes.NewReader(other), 5*mib, digest(other))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Parts[1] = p2
+	copy(u.data[5*mib:10*mib], other)
+	info, err := s.CompleteUpload(ctx, u.Key, u.ID, u.Parts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkCompleted(t, s, u, info)
+	if n := fsblob.HashedParts(s, u.ID); n != 0 {
+		t.Errorf("the prefix of a completed upload is kept (%d parts)", n)
+	}
+}
