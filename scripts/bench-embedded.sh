@@ -52,6 +52,7 @@ start_server() { # bin
 		kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.log" >&2; exit 1; }
 		sleep 0.1
 	done
+	grep -q "Press Ctrl-C" "$work/banner.txt" || { echo "server did not start:" >&2; cat "$work/server.log" >&2; exit 1; }
 	server=$(sed -n 's/^  export JETTY_SERVER=//p' "$work/banner.txt")
 	key=$(sed -n 's/^  export JETTY_API_KEY=//p' "$work/banner.txt")
 	secret=$(sed -n 's/^  export JETTY_API_SECRET=//p' "$work/banner.txt")
