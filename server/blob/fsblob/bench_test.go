@@ -23,14 +23,7 @@ import (
 // millisecond; meaningful on a filesystem nothing else writes to, such as
 // a loop-mounted image). See docs/BENCHMARKS.md.
 func BenchmarkCompleteUpload(b *testing.B) {
-	size := int64(1 << 30)
-	if v := os.Getenv("JETTY_BENCH_SIZE"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			b.Fatal(err)
-		}
-		size = n
-	}
+	size := benchSize(b, 1<<30)
 	dir := os.Getenv("JETTY_BENCH_DIR")
 	if dir == "" {
 		dir = b.TempDir()
@@ -116,14 +109,7 @@ func BenchmarkCompleteUpload(b *testing.B) {
 // -count N, the two alternate. Reports the whole (parts and completion)
 // and the completion alone.
 func BenchmarkMultipart(b *testing.B) {
-	size := int64(256 << 20)
-	if v := os.Getenv("JETTY_BENCH_SIZE"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			b.Fatal(err)
-		}
-		size = n
-	}
+	size := benchSize(b, 256<<20)
 	const part, workers = 8 << 20, 16
 	nparts := int((size + part - 1) / part)
 	chunks := make([][]byte, nparts)
@@ -185,4 +171,17 @@ func BenchmarkMultipart(b *testing.B) {
 			b.ReportMetric(float64(completing.Milliseconds())/float64(b.N), "ms/complete")
 		})
 	}
+}
+
+// benchSize is JETTY_BENCH_SIZE, else def.
+func benchSize(b *testing.B, def int64) int64 {
+	v := os.Getenv("JETTY_BENCH_SIZE")
+	if v == "" {
+		return def
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return n
 }

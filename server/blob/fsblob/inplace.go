@@ -418,18 +418,11 @@ func (s *Store) completeInPlace(ctx context.Context, key, id, contentType string
 			f.Close()
 		}
 	}()
-	fi, err := f.Stat()
-	if err != nil {
-		return blob.Info{}, fmt.Errorf("fsblob: %w", err)
-	}
-	if fi.Size() < total {
-		return blob.Info{}, fmt.Errorf("fsblob: upload %s: the object has %d bytes, its parts %d; abort the upload and send it again", id, fi.Size(), total)
-	}
-	if fi.Size() > total {
-		// Bytes of a part past the last one given: not the object's.
-		if err := f.Truncate(total); err != nil {
-			return blob.Info{}, fmt.Errorf("fsblob: %w", err)
-		}
+	// Past total: bytes of a part after the last one given, not the object's.
+	if err := cutTo(f, total, func(size int64) error {
+		return fmt.Errorf("fsblob: upload %s: the object has %d bytes, its parts %d; abort the upload and send it again", id, size, total)
+	}); err != nil {
+		return blob.Info{}, err
 	}
 	h, off, unlockHash := s.hashedPrefix(id, parts)
 	defer unlockHash()
@@ -449,16 +442,7 @@ func (s *Store) completeInPlace(ctx context.Context, key, id, contentType string
 	if err := s.step("hashed", len(parts)); err != nil {
 		return blob.Info{}, err
 	}
-	info, err := s.publishAssembled(key, dataName, contentType)
-	if err != nil {
-		return blob.Info{}, err
-	}
-	if err := s.step("published", len(parts)); err != nil {
-		return blob.Info{}, err
-	}
-	s.removeUpload(id)
-	info.SHA256 = h.Sum(nil)
-	return info, nil
+	return s.publishUpload(key, id, dataName, contentType, len(parts), h.Sum(nil))
 }
 
 // The object's SHA-256 is computed while the upload is under way, as far

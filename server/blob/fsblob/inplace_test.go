@@ -3,15 +3,12 @@ package fsblob_test
 import (
 	"bytes"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/jettythunder/jetty/server/blob"
 	"github.com/jettythunder/jetty/server/blob/fsblob"
 )
 
@@ -26,45 +23,9 @@ func TestInPlaceStopsAndResumes(t *testing.T) {
 	}{{"recorded", 0}, {"hashed", 3}, {"meta", 0}, {"published", 3}} {
 		t.Run(fmt.Sprintf("%s-%d", st.name, st.part), func(t *testing.T) {
 			t.Parallel()
-			ctx := t.Context()
 			s := newStore(t)
 			u := makeUploadSized(t, s, "ip/obj.mp4", 130, 5*mib, 5*mib, 5*mib, 1234)
-			fsblob.SetHook(s, stopAt(st.name, st.part))
-			if _, err := s.CompleteUpload(ctx, u.Key, u.ID, u.Parts); !errors.Is(err, errStop) {
-				t.Fatalf("CompleteUpload: %v, want the hook's stop", err)
-			}
-			fsblob.SetHook(s, nil)
-			_, err := s.Stat(ctx, u.Key)
-			if published := st.name == "published"; published != (err == nil) {
-				t.Errorf("object visible = %v after stopping at %s (Stat: %v)", err == nil, st.name, err)
-			}
-			checkHeld(t, s, u)
-			b1 := u.data[:5*mib]
-			if _, err := s.PutPart(ctx, u.Key, u.ID, 1, bytes.NewReader(b1), 5*mib, u.Parts[0].SHA256); err != nil {
-				t.Errorf("PutPart of the same part 1: %v", err)
-			}
-			other := randBytes(99, 5*mib)
-			osum := sha256.Sum256(other)
-			if _, err := s.PutPart(ctx, u.Key, u.ID, 2, bytes.NewReader(other), 5*mib, osum[:]); err == nil {
-				t.Errorf("PutPart of other bytes for part 2 was accepted while completing")
-			}
-			if _, err := s.PutPart(ctx, u.Key, u.ID, 4, bytes.NewReader(other[:100]), 100, digest(other[:100])); err == nil {
-				t.Errorf("PutPart of a new part 4 was accepted while completing")
-			}
-			if _, err := s.CompleteUpload(ctx, u.Key, u.ID, u.Parts[:2]); err == nil || errors.Is(err, blob.ErrNotFound) {
-				t.Errorf("CompleteUpload with other parts: %v, want a refusal", err)
-			}
-			checkHeld(t, s, u)
-			s2, err := fsblob.New(s.Dir())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s2.Close()
-			info, err := s2.CompleteUpload(ctx, u.Key, u.ID, u.Parts)
-			if err != nil {
-				t.Fatalf("CompleteUpload again: %v", err)
-			}
-			checkCompleted(t, s2, u, info)
+			stopAndResume(t, s, u, st.name, st.part, func() {})
 		})
 	}
 }
@@ -101,65 +62,6 @@ func TestInPlaceTornMarker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkCompleted(t, s, u, info)
-}
-
-// Parts sent (the right ones and other bytes) while the upload completes:
-// the object is the recorded parts, whatever lands when.
-func TestInPlacePutPartRace(t *testing.T) {
-	ctx := t.Context()
-	s := newStore(t)
-	u := makeUploadSized(t, s, "ip/race", 150, 5*mib, 5*mib, 5*mib, 5*mib, 100)
-	other := randBytes(151, 5*mib)
-	osum := sha256.Sum256(other)
-	var wg sync.WaitGroup
-	done := make(chan struct{})
-	for w := range 4 {
-		wg.Go(func() {
-			for i := 0; ; i++ {
-				select {
-				case <-done:
-					return
-				default:
-				}
-				n := 1 + (w+i)%3
-				if w == 0 {
-					s.PutPart(ctx, u.Key, u.ID, 2, bytes.NewReader(other), 5*mib, osum[:])
-					// A part past the last one, written in place.
-					s.PutPart(ctx, u.Key, u.ID, 9, bytes.NewReader(other), 5*mib, osum[:])
-					continue
-				}
-				p := u.Parts[n-1]
-				_, err := s.PutPart(ctx, u.Key, u.ID, n, bytes.NewReader(u.data[int64(n-1)*5*mib:int64(n)*5*mib]), p.Size, p.SHA256)
-				if err != nil && !errors.Is(err, blob.ErrNotFound) {
-					t.Errorf("PutPart of the same part %d: %v", n, err)
-				}
-			}
-		})
-	}
-	time.Sleep(50 * time.Millisecond)
-	var info blob.Info
-	var err error
-	for range 50 {
-		p2 := u.Parts[1]
-		if _, err = s.PutPart(ctx, u.Key, u.ID, 2, bytes.NewReader(u.data[5*mib:10*mib]), p2.Size, p2.SHA256); err != nil {
-			break
-		}
-		if info, err = s.CompleteUpload(ctx, u.Key, u.ID, u.Parts); err == nil {
-			break
-		}
-		if !errors.Is(err, blob.ErrChecksum) {
-			break
-		}
-	}
-	close(done)
-	wg.Wait()
-	if err != nil {
-		t.Fatalf("CompleteUpload: %v", err)
-	}
-	checkCompleted(t, s, u, info)
-	// Writes that were in flight stopped before the object was published.
-	time.Sleep(10 * time.Millisecond)
 	checkCompleted(t, s, u, info)
 }
 
