@@ -62,8 +62,9 @@ func readyz(t *testing.T, url string) (int, string) {
 // full stops after one attempt (no retry storm) with exit code 6 and a
 // message saying so; /readyz reports the storage full; once space is
 // freed the same command resumes and completes. The embedded default
-// (files on a small filesystem, full when the chunks are assembled) and
-// PostgreSQL + MinIO on a small filesystem (full at the first chunk).
+// (files on a small filesystem: full when the session opens; with room
+// for the file and a chunk, it completes) and PostgreSQL + MinIO on a
+// small filesystem (full at the first chunk).
 func TestUploadStorageFull(t *testing.T) {
 	const chunk = 5 << 20
 	file := filepath.Join(t.TempDir(), "big.bin")
@@ -134,9 +135,20 @@ func TestUploadStorageFull(t *testing.T) {
 		}
 		t.Cleanup(func() { stop() })
 		// Room for the file and one chunk more, as the server asks before
-		// the upload starts, less what the part headers take: the
-		// chunks fit, assembling them does not.
-		run(t, a.URL(), mnt, int64(len(data))+chunk+8<<10, completeRoute, 0, func() {}, func() {})
+		// the upload starts: the chunks are written in place (issue 18),
+		// so completing needs no more room and the upload succeeds (it
+		// needed a part's room more to assemble them before).
+		key, secret := testenv.Provision(t, a.URL(), cmdSecret, "usr_room", "pro")
+		env := map[string]string{"JETTY_SERVER": a.URL(), "JETTY_API_KEY": key, "JETTY_API_SECRET": secret, "XDG_STATE_HOME": t.TempDir()}
+		unfill := testenv.Fill(t, mnt, int64(len(data))+chunk+8<<10)
+		out, errOut, code := runJetty(t, env, "", "upload", file, "--json", "--workers", "1", "--edges", "origin", "--chunk-size", "5MiB", "--no-progress")
+		unfill()
+		if code != ExitOK || !strings.Contains(out, hex.EncodeToString(sum[:])) {
+			t.Fatalf("upload with room for the file and a chunk: exit %d\n%s\n%s", code, out, errOut)
+		}
+		// Less room than the file: refused before any byte (the one
+		// other answer of the route is the upload above's 201).
+		run(t, a.URL(), mnt, 4<<20, "POST /api/jetty/sessions", 1, func() {}, func() {})
 		if st, body := readyz(t, a.URL()); st != 200 {
 			t.Errorf("readyz once space is back: %d %s", st, body)
 		}

@@ -355,7 +355,14 @@ func (s *Server) createSession(ctx context.Context, acct server.Account, sess se
 		})
 	}
 	if sess.Size != 0 {
-		id, err := s.blobs.CreateUpload(ctx, key, sess.ContentType)
+		var id string
+		var err error
+		if su, ok := s.blobs.(blob.SizedUploader); ok && sess.ChunkSize > 0 {
+			// Chunks are written in place: completing copies nothing.
+			id, err = su.CreateUploadSized(ctx, key, sess.ContentType, sess.ChunkSize)
+		} else {
+			id, err = s.blobs.CreateUpload(ctx, key, sess.ContentType)
+		}
 		if err != nil {
 			return fail(fmt.Errorf("create upload: %w", err))
 		}

@@ -144,6 +144,17 @@ type Store interface {
 	ListUploads(ctx context.Context, prefix string, before time.Time) ([]Upload, error)
 }
 
+// SizedUploader is implemented by stores that can place each part of a
+// multipart upload at its final offset as it arrives when every part but
+// the last has one size (the file store: completing is then one read of
+// the object for its SHA-256 and a rename, not a second copy of it).
+// Such an upload follows Store's rules, and more: part number n holds the
+// bytes at (n-1)*partSize, a part longer than partSize is refused, and
+// CompleteUpload takes parts 1..n, all partSize bytes but the last.
+type SizedUploader interface {
+	CreateUploadSized(ctx context.Context, key, contentType string, partSize int64) (uploadID string, err error)
+}
+
 // SpaceReporter is implemented by stores that can tell how much room
 // their backend has left (the file store: its filesystem). Readiness
 // reports a store whose free space is below a threshold as full.

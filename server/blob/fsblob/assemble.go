@@ -118,9 +118,17 @@ func (s *Store) CompleteUpload(ctx context.Context, key, uploadID string, parts 
 		return blob.Info{}, err
 	}
 	defer func() { err = noSpace(err) }()
+	if meta.PartSize > 0 {
+		if err := checkLayout(parts, meta.PartSize); err != nil {
+			return blob.Info{}, err
+		}
+	}
 	rec, err := s.startAssembly(ctx, key, uploadID, parts)
 	if err != nil {
 		return blob.Info{}, err
+	}
+	if meta.PartSize > 0 {
+		return s.completeInPlace(ctx, key, uploadID, meta.ContentType, rec.parts())
 	}
 	return s.assemble(ctx, key, uploadID, meta.ContentType, rec.parts())
 }
@@ -145,6 +153,7 @@ func (s *Store) startAssembly(ctx context.Context, key, id string, given []blob.
 			}
 			return nil, fmt.Errorf("fsblob: upload %s is being assembled from other parts (%w); complete it with the same parts, or abort it", id, err)
 		}
+		s.freeze(id)
 		return rec, nil
 	}
 	stored, err := s.ListParts(ctx, key, id)
@@ -187,6 +196,7 @@ func (s *Store) startAssembly(ctx context.Context, key, id string, given []blob.
 	if err := s.syncDir(path.Join(uploadsDir, id)); err != nil {
 		return nil, err
 	}
+	s.freeze(id) // stops in-place writes in flight (inplace.go)
 	return rec, s.step("recorded", 0)
 }
 
@@ -238,18 +248,11 @@ func (s *Store) assemble(ctx context.Context, key, id, contentType string, parts
 			f.Close()
 		}
 	}()
-	fi, err := f.Stat()
-	if err != nil {
-		return blob.Info{}, fmt.Errorf("fsblob: %w", err)
-	}
-	if fi.Size() < off {
-		return blob.Info{}, fmt.Errorf("fsblob: upload %s: the object being assembled has %d bytes, its %d moved parts %d; abort the upload and send it again", id, fi.Size(), k, off)
-	}
-	if fi.Size() > off {
-		// A part was being appended when the last run stopped.
-		if err := f.Truncate(off); err != nil {
-			return blob.Info{}, fmt.Errorf("fsblob: %w", err)
-		}
+	// Past off: a part that was being appended when the last run stopped.
+	if err := cutTo(f, off, func(size int64) error {
+		return fmt.Errorf("fsblob: upload %s: the object being assembled has %d bytes, its %d moved parts %d; abort the upload and send it again", id, size, k, off)
+	}); err != nil {
+		return blob.Info{}, err
 	}
 	h := sha256.New()
 	if off > 0 {
@@ -288,16 +291,40 @@ func (s *Store) assemble(ctx context.Context, key, id, contentType string, parts
 	if err != nil {
 		return blob.Info{}, fmt.Errorf("fsblob: %w", err)
 	}
+	return s.publishUpload(key, id, dataName, contentType, len(parts), h.Sum(nil))
+}
+
+// publishUpload publishes the object of upload id (closed), whose
+// SHA-256 is sum, then removes the upload.
+func (s *Store) publishUpload(key, id, dataName, contentType string, nparts int, sum []byte) (blob.Info, error) {
 	info, err := s.publishAssembled(key, dataName, contentType)
 	if err != nil {
 		return blob.Info{}, err
 	}
-	if err := s.step("published", len(parts)); err != nil {
+	if err := s.step("published", nparts); err != nil {
 		return blob.Info{}, err
 	}
 	s.removeUpload(id)
-	info.SHA256 = h.Sum(nil)
+	info.SHA256 = sum
 	return info, nil
+}
+
+// cutTo truncates f to n bytes when it is longer; when it is shorter,
+// the error is short's.
+func cutTo(f *os.File, n int64, short func(size int64) error) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("fsblob: %w", err)
+	}
+	if fi.Size() < n {
+		return short(fi.Size())
+	}
+	if fi.Size() > n {
+		if err := f.Truncate(n); err != nil {
+			return fmt.Errorf("fsblob: %w", err)
+		}
+	}
+	return nil
 }
 
 // appendPart writes part p's bytes at off in f (a reflink clone where the

@@ -49,55 +49,69 @@ func TestAssembleStopsAndResumes(t *testing.T) {
 	for _, st := range steps {
 		t.Run(fmt.Sprintf("%s-%d", st.name, st.part), func(t *testing.T) {
 			t.Parallel()
-			ctx := t.Context()
 			s := newStore(t)
 			u := makeUpload(t, s, "stop/obj.mp4", 30, 5*mib, 5*mib, 1234)
-			fsblob.SetHook(s, stopAt(st.name, st.part))
-			if _, err := s.CompleteUpload(ctx, u.Key, u.ID, u.Parts); !errors.Is(err, errStop) {
-				t.Fatalf("CompleteUpload: %v, want the hook's stop", err)
-			}
-			fsblob.SetHook(s, nil)
-			_, err := s.Stat(ctx, u.Key)
-			if published := st.name == "published"; published != (err == nil) {
-				t.Errorf("object visible = %v after stopping at %s (Stat: %v)", err == nil, st.name, err)
-			}
-			checkHeld(t, s, u)
-			// Frozen: the same part is acknowledged, other bytes refused,
-			// another list of parts refused.
-			b1 := u.data[:5*mib]
-			if _, err := s.PutPart(ctx, u.Key, u.ID, 1, bytes.NewReader(b1), 5*mib, u.Parts[0].SHA256); err != nil {
-				t.Errorf("PutPart of the same part 1: %v", err)
-			}
-			other := randBytes(99, 5*mib)
-			osum := sha256.Sum256(other)
-			if _, err := s.PutPart(ctx, u.Key, u.ID, 2, bytes.NewReader(other), 5*mib, osum[:]); err == nil {
-				t.Errorf("PutPart of other bytes for part 2 was accepted while assembling")
-			}
-			if _, err := s.CompleteUpload(ctx, u.Key, u.ID, u.Parts[:2]); err == nil || errors.Is(err, blob.ErrNotFound) {
-				t.Errorf("CompleteUpload with other parts: %v, want a refusal", err)
-			}
-			if st.name == "released" && st.part == 1 {
-				// The process died half way through appending part 2.
-				f, err := os.OpenFile(filepath.Join(s.Dir(), "uploads", u.ID, "object"), os.O_WRONLY|os.O_APPEND, 0)
-				if err != nil {
-					t.Fatal(err)
+			stopAndResume(t, s, u, st.name, st.part, func() {
+				if st.name == "released" && st.part == 1 {
+					// The process died half way through appending part 2.
+					f, err := os.OpenFile(filepath.Join(s.Dir(), "uploads", u.ID, "object"), os.O_WRONLY|os.O_APPEND, 0)
+					if err != nil {
+						t.Fatal(err)
+					}
+					f.Write(randBytes(7, mib))
+					f.Close()
 				}
-				f.Write(randBytes(7, mib))
-				f.Close()
-			}
-			checkHeld(t, s, u)
-			s2, err := fsblob.New(s.Dir())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s2.Close()
-			info, err := s2.CompleteUpload(ctx, u.Key, u.ID, u.Parts)
-			if err != nil {
-				t.Fatalf("CompleteUpload again: %v", err)
-			}
-			checkCompleted(t, s2, u, info)
+			})
 		})
 	}
+}
+
+// stopAndResume stops the completion of u at step (name, part), checks
+// that the upload is frozen with every part held and the object visible
+// only once published, calls crash (what else a crash there leaves),
+// then completes again in a new Store and checks the object.
+func stopAndResume(t *testing.T, s *fsblob.Store, u upload, name string, part int, crash func()) {
+	t.Helper()
+	ctx := t.Context()
+	fsblob.SetHook(s, stopAt(name, part))
+	if _, err := s.CompleteUpload(ctx, u.Key, u.ID, u.Parts); !errors.Is(err, errStop) {
+		t.Fatalf("CompleteUpload: %v, want the hook's stop", err)
+	}
+	fsblob.SetHook(s, nil)
+	_, err := s.Stat(ctx, u.Key)
+	if published := name == "published"; published != (err == nil) {
+		t.Errorf("object visible = %v after stopping at %s (Stat: %v)", err == nil, name, err)
+	}
+	checkHeld(t, s, u)
+	// Frozen: the same part is acknowledged, other bytes refused, a new
+	// part refused, another list of parts refused.
+	b1 := u.data[:5*mib]
+	if _, err := s.PutPart(ctx, u.Key, u.ID, 1, bytes.NewReader(b1), 5*mib, u.Parts[0].SHA256); err != nil {
+		t.Errorf("PutPart of the same part 1: %v", err)
+	}
+	other := randBytes(99, 5*mib)
+	osum := sha256.Sum256(other)
+	if _, err := s.PutPart(ctx, u.Key, u.ID, 2, bytes.NewReader(other), 5*mib, osum[:]); err == nil {
+		t.Errorf("PutPart of other bytes for part 2 was accepted while assembling")
+	}
+	if _, err := s.PutPart(ctx, u.Key, u.ID, len(u.Parts)+1, bytes.NewReader(other), 5*mib, osum[:]); err == nil {
+		t.Errorf("PutPart of a new part was accepted while assembling")
+	}
+	if _, err := s.CompleteUpload(ctx, u.Key, u.ID, u.Parts[:2]); err == nil || errors.Is(err, blob.ErrNotFound) {
+		t.Errorf("CompleteUpload with other parts: %v, want a refusal", err)
+	}
+	crash()
+	checkHeld(t, s, u)
+	s2, err := fsblob.New(s.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	info, err := s2.CompleteUpload(ctx, u.Key, u.ID, u.Parts)
+	if err != nil {
+		t.Fatalf("CompleteUpload again: %v", err)
+	}
+	checkCompleted(t, s2, u, info)
 }
 
 // AbortUpload of an interrupted assembly removes everything.
@@ -167,11 +181,19 @@ func TestAssembleDiskFillsMidway(t *testing.T) {
 
 // Chunk PUTs racing a completion: parts equal to the recorded ones are
 // acknowledged throughout, other bytes are refused once the assembly is
-// recorded, and the object is always the recorded parts.
+// recorded, and the object is always the recorded parts: assembled, and
+// written in place (partSize, where a part past the last one is written
+// in the object file too).
 func TestAssemblePutPartRace(t *testing.T) {
+	for _, partSize := range []int64{0, 5 * mib} {
+		t.Run(fmt.Sprint(partSize), func(t *testing.T) { putPartRace(t, partSize) })
+	}
+}
+
+func putPartRace(t *testing.T, partSize int64) {
 	ctx := t.Context()
 	s := newStore(t)
-	u := makeUpload(t, s, "race/obj", 60, 5*mib, 5*mib, 5*mib, 100)
+	u := makeUploadSized(t, s, "race/obj", 60, partSize, 5*mib, 5*mib, 5*mib, 100)
 	other := randBytes(61, 5*mib)
 	osum := sha256.Sum256(other)
 	var wg sync.WaitGroup
@@ -194,6 +216,7 @@ func TestAssemblePutPartRace(t *testing.T) {
 						otherAccepted++
 						mu.Unlock()
 					}
+					s.PutPart(ctx, u.Key, u.ID, 9, bytes.NewReader(other), 5*mib, osum[:])
 					continue
 				}
 				p := u.Parts[n-1]
@@ -230,6 +253,9 @@ func TestAssemblePutPartRace(t *testing.T) {
 	if err != nil {
 		t.Fatalf("CompleteUpload: %v", err)
 	}
+	checkCompleted(t, s, u, info)
+	// Writes in flight stopped before the object was published.
+	time.Sleep(10 * time.Millisecond)
 	checkCompleted(t, s, u, info)
 	t.Logf("other bytes for part 2 accepted %d times before the assembly was recorded", otherAccepted)
 }

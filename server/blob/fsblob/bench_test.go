@@ -23,14 +23,7 @@ import (
 // millisecond; meaningful on a filesystem nothing else writes to, such as
 // a loop-mounted image). See docs/BENCHMARKS.md.
 func BenchmarkCompleteUpload(b *testing.B) {
-	size := int64(1 << 30)
-	if v := os.Getenv("JETTY_BENCH_SIZE"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			b.Fatal(err)
-		}
-		size = n
-	}
+	size := benchSize(b, 1<<30)
 	dir := os.Getenv("JETTY_BENCH_DIR")
 	if dir == "" {
 		dir = b.TempDir()
@@ -107,4 +100,88 @@ func BenchmarkCompleteUpload(b *testing.B) {
 	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms/complete")
 	b.ReportMetric(float64(size)/(1<<20)/(total.Seconds()/float64(b.N)), "MiB/s")
 	b.ReportMetric(float64(peakMax)/(1<<20), "peak-extra-MiB")
+}
+
+// BenchmarkMultipart stores JETTY_BENCH_SIZE bytes (default 256 MiB) in
+// 8 MiB parts sent by 16 goroutines, as a session's chunks are, then
+// completes the upload: parts assembled when completing (CreateUpload)
+// against parts written in place (CreateUploadSized, issue 18). Run with
+// -count N, the two alternate. Reports the whole (parts and completion)
+// and the completion alone.
+func BenchmarkMultipart(b *testing.B) {
+	size := benchSize(b, 256<<20)
+	const part, workers = 8 << 20, 16
+	nparts := int((size + part - 1) / part)
+	chunks := make([][]byte, nparts)
+	sums := make([][]byte, nparts)
+	for i := range chunks {
+		chunks[i] = randBytes(uint64(i), min(part, size-int64(i)*part))
+		s := sha256.Sum256(chunks[i])
+		sums[i] = s[:]
+	}
+	for _, inPlace := range []bool{false, true} {
+		name := "assembled"
+		if inPlace {
+			name = "in-place"
+		}
+		b.Run(name, func(b *testing.B) {
+			var completing time.Duration
+			for range b.N {
+				b.StopTimer()
+				s, err := fsblob.New(filepath.Join(b.TempDir(), "blobs"))
+				if err != nil {
+					b.Fatal(err)
+				}
+				ctx := b.Context()
+				b.StartTimer()
+				var id string
+				if inPlace {
+					id, err = s.CreateUploadSized(ctx, "bench/obj", "", part)
+				} else {
+					id, err = s.CreateUpload(ctx, "bench/obj", "")
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				parts := make([]blob.Part, nparts)
+				next := atomic.Int64{}
+				var wg sync.WaitGroup
+				for range workers {
+					wg.Go(func() {
+						for i := int(next.Add(1) - 1); i < nparts; i = int(next.Add(1) - 1) {
+							p, err := s.PutPart(ctx, "bench/obj", id, i+1, bytes.NewReader(chunks[i]), int64(len(chunks[i])), sums[i])
+							if err != nil {
+								b.Error(err)
+								return
+							}
+							parts[i] = p
+						}
+					})
+				}
+				wg.Wait()
+				t0 := time.Now()
+				if _, err := s.CompleteUpload(ctx, "bench/obj", id, parts); err != nil {
+					b.Fatal(err)
+				}
+				completing += time.Since(t0)
+				b.StopTimer()
+				s.Close()
+			}
+			b.SetBytes(size)
+			b.ReportMetric(float64(completing.Milliseconds())/float64(b.N), "ms/complete")
+		})
+	}
+}
+
+// benchSize is JETTY_BENCH_SIZE, else def.
+func benchSize(b *testing.B, def int64) int64 {
+	v := os.Getenv("JETTY_BENCH_SIZE")
+	if v == "" {
+		return def
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return n
 }

@@ -10,3 +10,15 @@ func DisableClone(s *Store) { s.noClone.Store(true) }
 
 // CloneDisabled reports whether the store stopped trying reflink clones.
 func CloneDisabled(s *Store) bool { return s.noClone.Load() }
+
+// HashedParts is how many parts of in-place upload id the store has
+// hashed ahead of its completion.
+func HashedParts(s *Store, id string) int {
+	ph := s.prefixOf(id, false)
+	if ph == nil {
+		return 0
+	}
+	ph.mu.Lock()
+	defer ph.mu.Unlock()
+	return len(ph.parts)
+}

@@ -7,8 +7,9 @@
 //	meta/<key>                 JSON sidecar {"content_type": ...}
 //	uploads/<id>/upload.json   multipart upload: key, content type, created
 //	uploads/<id>/NNNNN.part    one verified part (see below)
+//	uploads/<id>/NNNNN.at      a part held by an upload written in place
 //	uploads/<id>/assemble.json the parts being assembled (CompleteUpload)
-//	uploads/<id>/object        the object being assembled
+//	uploads/<id>/object        the object being assembled (or written in place)
 //	tmp/                       temporary files; nothing here is ever visible
 //
 // Atomicity: every file is written under tmp/ (hashing SHA-256 while it
@@ -37,6 +38,12 @@
 // the object like Put. Writes refused for lack of space (ENOSPC, EDQUOT)
 // are blob.ErrNoSpace, with nothing left behind; Space reports the
 // filesystem's free space for readiness.
+//
+// Uploads made with CreateUploadSized (the server's sessions, whose
+// chunks all have one size but the last) skip all that: each part is
+// written at its offset in uploads/<id>/object as it arrives, and
+// completing hashes the object (mostly ahead of time) and renames it
+// (inplace.go).
 //
 // Every path is resolved through an os.Root opened on the root directory,
 // so neither a key nor a symbolic link planted under the root can reach a
@@ -106,6 +113,12 @@ type Store struct {
 	// exclusive (see assemble.go). Lock order: asm, part, key.
 	asmLocks  [64]sync.Mutex
 	partLocks [64]sync.Mutex
+	// ups holds the in-place uploads with part writes in flight
+	// (inplace.go), under upMu; upCond signals a part released.
+	upMu   sync.Mutex
+	upCond *sync.Cond
+	ups    map[string]*upState
+	hashes map[string]*prefixHash // the hashed prefix of in-place uploads
 	// noClone is set once the filesystem refused a reflink clone.
 	noClone atomic.Bool
 	// hook, when set (tests), is called at each step of an assembly;
@@ -126,6 +139,9 @@ func New(dir string) (*Store, error) {
 		return nil, fmt.Errorf("fsblob: %w", err)
 	}
 	s := &Store{dir: dir, root: r}
+	s.upCond = sync.NewCond(&s.upMu)
+	s.ups = map[string]*upState{}
+	s.hashes = map[string]*prefixHash{}
 	if err := s.mkdirs(); err != nil {
 		r.Close()
 		return nil, err
@@ -559,6 +575,9 @@ type uploadMeta struct {
 	Key         string    `json:"key"`
 	ContentType string    `json:"content_type"`
 	Created     time.Time `json:"created"`
+	// PartSize is set on uploads made with CreateUploadSized: their parts
+	// are written in place (inplace.go).
+	PartSize int64 `json:"part_size,omitempty"`
 }
 
 func validUploadID(id string) bool {
@@ -572,6 +591,10 @@ func validUploadID(id string) bool {
 // CreateUpload creates uploads/<id>/ with its upload.json, built under
 // tmp/ and renamed into place whole.
 func (s *Store) CreateUpload(ctx context.Context, key, contentType string) (_ string, err error) {
+	return s.createUpload(ctx, key, contentType, 0)
+}
+
+func (s *Store) createUpload(ctx context.Context, key, contentType string, partSize int64) (_ string, err error) {
 	if !blob.ValidKey(key) {
 		return "", blob.ErrInvalidKey
 	}
@@ -581,8 +604,16 @@ func (s *Store) CreateUpload(ctx context.Context, key, contentType string) (_ st
 	if err := s.root.Mkdir(tmp, 0o750); err != nil {
 		return "", fmt.Errorf("fsblob: %w", err)
 	}
-	data, _ := json.Marshal(uploadMeta{Key: key, ContentType: normContentType(contentType), Created: time.Now().UTC()})
+	data, _ := json.Marshal(uploadMeta{Key: key, ContentType: normContentType(contentType), Created: time.Now().UTC(), PartSize: partSize})
 	err = func() error {
+		if partSize > 0 {
+			// The object the parts are written into, in place.
+			f, err := s.root.OpenFile(path.Join(tmp, asmDataFile), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+			if err != nil {
+				return err
+			}
+			f.Close()
+		}
 		f, err := s.root.OpenFile(path.Join(tmp, uploadMetaFile), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
 		if err != nil {
 			return err
@@ -645,7 +676,8 @@ func partName(id string, number int) string {
 // assembled is acknowledged without being stored again, any other is
 // refused.
 func (s *Store) PutPart(ctx context.Context, key, uploadID string, number int, r io.Reader, size int64, sum []byte) (p blob.Part, err error) {
-	if _, err := s.loadUpload(key, uploadID); err != nil {
+	meta, err := s.loadUpload(key, uploadID)
+	if err != nil {
 		return blob.Part{}, err
 	}
 	if number < 1 || number > blob.MaxParts {
@@ -658,6 +690,9 @@ func (s *Store) PutPart(ctx context.Context, key, uploadID string, number int, r
 		return blob.Part{}, fmt.Errorf("fsblob: part size must be known, got %d", size)
 	}
 	defer func() { err = noSpace(err) }()
+	if meta.PartSize > 0 {
+		return s.putPartInPlace(ctx, uploadID, meta.PartSize, number, r, size, sum)
+	}
 	f, tmp, err := s.createTemp("part")
 	if err != nil {
 		return blob.Part{}, err
@@ -774,6 +809,16 @@ func (s *Store) ListParts(ctx context.Context, key, uploadID string) ([]blob.Par
 	}
 	byNum := map[int]blob.Part{}
 	for _, e := range ents {
+		if num, ok := markerNumber(e.Name()); ok && e.Type().IsRegular() {
+			p, err := s.readMarker(uploadID, num)
+			if err != nil {
+				return nil, err
+			}
+			if p != nil {
+				byNum[num] = *p
+			}
+			continue
+		}
 		numStr, ok := strings.CutSuffix(e.Name(), partSuffix)
 		if !ok || !e.Type().IsRegular() {
 			continue
@@ -822,7 +867,9 @@ func (s *Store) ListParts(ctx context.Context, key, uploadID string) ([]blob.Par
 // land in it any more) and deletes it. Leftovers are CleanTemp's job.
 func (s *Store) removeUpload(id string) {
 	gone := path.Join(tmpDir, "gone-"+id+"-"+randomHex(4))
-	if err := s.root.Rename(path.Join(uploadsDir, id), gone); err != nil {
+	err := s.root.Rename(path.Join(uploadsDir, id), gone)
+	s.forgetHash(id)
+	if err != nil {
 		return
 	}
 	_ = s.root.RemoveAll(gone)

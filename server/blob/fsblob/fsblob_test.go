@@ -30,6 +30,10 @@ func TestConformance(t *testing.T) {
 	blobtest.Run(t, func(t *testing.T) blob.Store { return newStore(t) })
 }
 
+func TestConformanceSized(t *testing.T) {
+	blobtest.RunSized(t, func(t *testing.T) blob.Store { return newStore(t) })
+}
+
 func tmpEntries(t *testing.T, s *fsblob.Store) []string {
 	t.Helper()
 	ents, err := os.ReadDir(filepath.Join(s.Dir(), "tmp"))

@@ -35,8 +35,21 @@ func randBytes(seed uint64, n int64) []byte {
 // makeUpload creates an upload of key and stores parts of the sizes given.
 func makeUpload(t *testing.T, s *fsblob.Store, key string, seed uint64, sizes ...int64) upload {
 	t.Helper()
+	return makeUploadSized(t, s, key, seed, 0, sizes...)
+}
+
+// makeUploadSized is makeUpload of an upload written in place
+// (CreateUploadSized) when partSize > 0.
+func makeUploadSized(t *testing.T, s *fsblob.Store, key string, seed uint64, partSize int64, sizes ...int64) upload {
+	t.Helper()
 	ctx := t.Context()
-	id, err := s.CreateUpload(ctx, key, "video/mp4")
+	var id string
+	var err error
+	if partSize > 0 {
+		id, err = s.CreateUploadSized(ctx, key, "video/mp4", partSize)
+	} else {
+		id, err = s.CreateUpload(ctx, key, "video/mp4")
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
