@@ -198,6 +198,12 @@ type linkEnv struct {
 }
 
 // command runs name in the clients' network namespace.
+// jettyArgs is args plus JETTY_BENCH_JETTY_FLAGS (space-separated, e.g.
+// "--workers 32"): jetty as a user tunes it, beside its defaults.
+func jettyArgs(args ...string) []string {
+	return append(args, strings.Fields(os.Getenv("JETTY_BENCH_JETTY_FLAGS"))...)
+}
+
 func (e *linkEnv) command(name string, args ...string) *exec.Cmd {
 	if e.ns != "" {
 		return exec.Command("ip", append([]string{"netns", "exec", e.ns, name}, args...)...)
@@ -388,9 +394,9 @@ func (e *linkEnv) runTool(b *testing.B, tool, file string, size, mib int64) resu
 	key := fmt.Sprintf("bench/%s/%d/%s", e.l.name, mib, strings.NewReplacer(" ", "-", "(", "", ")", "").Replace(tool))
 	switch tool {
 	case tJetty:
-		return e.srv.jetty(b, e.command(e.jettyBin, "upload", file, "--json", "--quiet"), e.srvURL, size, e.work, tool)
+		return e.srv.jetty(b, e.command(e.jettyBin, jettyArgs("upload", file, "--json", "--quiet")...), e.srvURL, size, e.work, tool)
 	case tJettyEmb:
-		return e.emb.jetty(b, e.command(e.jettyBin, "upload", file, "--json", "--quiet"), e.emb.url, size, e.work, tool)
+		return e.emb.jetty(b, e.command(e.jettyBin, jettyArgs("upload", file, "--json", "--quiet")...), e.emb.url, size, e.work, tool)
 	case tCurlEmb:
 		return e.emb.curl(b, e.command("curl", "-sS", "-f", "-X", "POST", "-T", file, "-H", "X-Filename: "+filepath.Base(file),
 			"-H", "Content-Type: application/octet-stream", "-u", e.emb.key+":"+e.emb.secret, e.emb.url+"/api/storage/upload"), size, tool)

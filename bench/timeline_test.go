@@ -32,10 +32,11 @@ func BenchmarkTimeline(b *testing.B) {
 	m := testenv.MinIO(b)
 	tx := testenv.Toxiproxy(b)
 	p := tx.Proxy(b, strings.TrimPrefix(m.Endpoint, "http://"))
-	wan(b, p)
+	ln := linkNamed(envStr("JETTY_BENCH_LINK", "wan-2MB"))
+	ln.shape(b, p)
 	srv := startServer(b, m, p.URL())
 	sp := tx.Proxy(b, strings.TrimPrefix(srv.url, "http://"))
-	wan(b, sp)
+	ln.shape(b, sp)
 	file := b.TempDir() + "/f.bin"
 	size := envInt("JETTY_BENCH_MIB", 256) << 20
 	testenv.WriteRandFile(b, file, 9, size)
@@ -69,7 +70,7 @@ func BenchmarkTimeline(b *testing.B) {
 			}
 		}
 	})
-	res, err := engine.Upload(context.Background(), c, file, engine.Options{Edges: sel, Progress: prog, JournalDir: "-"})
+	res, err := engine.Upload(context.Background(), c, file, engine.Options{Edges: sel, Progress: prog, JournalDir: "-", Workers: int(envInt("JETTY_BENCH_WORKERS", 0))})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -81,6 +82,13 @@ func BenchmarkTimeline(b *testing.B) {
 
 // tracer records every request of the upload: when it started, when its
 // body was written and when its answer came (JETTY_BENCH_TRACE=1).
+func envStr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
 type tracer struct {
 	start time.Time
 	base  http.RoundTripper

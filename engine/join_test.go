@@ -304,11 +304,13 @@ func TestJoinDirectWarms(t *testing.T) {
 // upload started with.
 func TestJoinAdviceGrows(t *testing.T) {
 	f := newFake(t)
-	f.strategy = protocol.Strategy{Workers: 2, MaxWorkers: 6}
+	// Fewer chunks (24) than the ceiling (30): the upload starts with the
+	// suggestion, not the ceiling (begin), and the advice grows it.
+	f.strategy = protocol.Strategy{Workers: 2, MaxWorkers: 30}
 	a := newRelay(f, "edge-a")
 	slowOrigin(f, 300*time.Millisecond)
 	loggedRelay(a, 300*time.Millisecond)
-	sel := growingSelector{slowSelector: &slowSelector{delay: 500 * time.Millisecond, routes: func(s *protocol.Session) []Route { return []Route{a.route(s, 1)} }}, advise: 100}
+	sel := growingSelector{slowSelector: &slowSelector{delay: 500 * time.Millisecond, routes: func(s *protocol.Session) []Route { return []Route{a.route(s, 1)} }}, advise: 6}
 	res, _ := joinUpload(t, f, sel, 96, 24, 0)
 	if res.Workers != 2 {
 		t.Errorf("result workers %d, want the 2 the upload started with", res.Workers)

@@ -12,6 +12,7 @@ import (
 	"hash"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jettythunder/jetty/protocol"
@@ -70,7 +71,7 @@ var errNoPipeline = errors.New("the server takes no sized sessions")
 // journaled hash (buf nil).
 type pipeJob struct {
 	index int
-	buf   *[]byte
+	buf   *chunkBuf
 	n     int64
 	sum   string
 	// hashOnly: the server holds the chunk but the journal lost its hash
@@ -200,8 +201,33 @@ func (u *uploader) uploadPipelined(ctx context.Context, f fileUpload) (*Result, 
 	stopBufs := context.AfterFunc(gctx, bufs.wake)
 	defer stopBufs()
 	jobs := make(chan pipeJob, 1)
+	// The whole-file hash needs the chunks in order: its own goroutine
+	// takes them from the reader, off the path to the first PUTs (a
+	// worker gets a chunk as soon as it is read, hashes it and sends it).
+	wholeCh := make(chan wholeItem, 64)
+	// The first round of chunks (one per worker) leaves before the whole
+	// hash starts: on a busy machine it would take the CPU the workers'
+	// own hashes need to start sending, and it has until the end to catch
+	// up (the buffer limit keeps it at most a round behind).
+	firstRound := make(chan struct{})
+	var firstOnce sync.Once
+	endFirstRound := func() { firstOnce.Do(func() { close(firstRound) }) }
+	g.Go(func() error {
+		select {
+		case <-firstRound:
+		case <-gctx.Done():
+		}
+		for it := range wholeCh {
+			whole.Write(it.data)
+			jr.wholeAt(it.k, whole)
+			it.buf.release()
+		}
+		return nil
+	})
 	g.Go(func() error { // the reader
 		defer close(jobs)
+		defer close(wholeCh)
+		defer endFirstRound()
 		send := func(j pipeJob) error {
 			select {
 			case jobs <- j:
@@ -225,26 +251,30 @@ func (u *uploader) uploadPipelined(ctx context.Context, f fileUpload) (*Result, 
 			}
 			off := int64(i) * cs
 			size := min(cs, f.size-off)
-			bp := getBuf(cs)
-			data := (*bp)[:size]
+			cb := &chunkBuf{bp: getBuf(cs), bufs: bufs}
+			data := (*cb.bp)[:size]
 			if err := readFull(f.r, data, off); err != nil {
-				putBuf(bp)
-				bufs.give()
+				cb.refs.Store(1)
+				cb.release()
 				return &fileReadError{fmt.Errorf("read %s: %w", f.name, err)}
 			}
-			whole.Write(data)
-			jr.wholeAt(i+1, whole)
+			cb.refs.Store(2) // the whole-file hash and the worker
+			wholeCh <- wholeItem{k: i + 1, data: data, buf: cb}
+			if i-start+1 >= u.workers {
+				// A round read (held chunks included): the buffer limit,
+				// at least a round and two, cannot have blocked.
+				endFirstRound()
+			}
 			sum := jr.chunk(i)
 			if held[i] && sum != "" {
-				putBuf(bp) // held, and hashed in an earlier run
-				bufs.give()
+				cb.release() // held, and hashed in an earlier run
 				continue
 			}
-			if err := send(pipeJob{index: i, buf: bp, n: size, sum: sum, hashOnly: held[i]}); err != nil {
-				putBuf(bp)
-				bufs.give()
+			if err := send(pipeJob{index: i, buf: cb, n: size, sum: sum, hashOnly: held[i]}); err != nil {
+				cb.release()
 				return err
 			}
+
 		}
 		return nil
 	})
@@ -256,9 +286,6 @@ func (u *uploader) uploadPipelined(ctx context.Context, f fileUpload) (*Result, 
 	u.rt.crew(u.workers, 0, g.Go, func(w *worker) error {
 		for j := range jobs {
 			err := u.pipeSend(gctx, w, f, cs, jr, j)
-			if j.buf != nil {
-				bufs.give()
-			}
 			if err != nil {
 				if errors.Is(err, context.Canceled) && ctx.Err() == nil {
 					return err // another goroutine failed first
@@ -362,14 +389,9 @@ func (u *uploader) pipeSend(ctx context.Context, w *worker, f fileUpload, cs int
 	off := int64(j.index) * cs
 	size := min(cs, f.size-off)
 	var data payload
-	reusable := true
 	if j.buf != nil {
-		defer func() {
-			if reusable {
-				putBuf(j.buf)
-			}
-		}()
-		d := (*j.buf)[:j.n]
+		defer j.buf.release()
+		d := (*j.buf.bp)[:j.n]
 		if j.sum == "" {
 			h := sha256.Sum256(d)
 			j.sum = hex.EncodeToString(h[:])
@@ -384,8 +406,38 @@ func (u *uploader) pipeSend(ctx context.Context, w *worker, f fileUpload, cs int
 	}
 	st := chunkTry{last: -1}
 	_, clean, err := u.sendChunk(ctx, w, nil, j.index, j.sum, data, &st)
-	reusable = clean
+	if !clean && j.buf != nil {
+		j.buf.dirty.Store(true)
+	}
 	return err
+}
+
+// chunkBuf is a chunk read by the pipeline's reader, shared by the
+// whole-file hash and the worker that sends it: the last to release it
+// returns the buffer to the pool (unless a refused request may still
+// hold it: dirty) and its place to the buffer limit.
+type chunkBuf struct {
+	bp    *[]byte
+	refs  atomic.Int32
+	dirty atomic.Bool
+	bufs  *bufLimit
+}
+
+func (c *chunkBuf) release() {
+	if c.refs.Add(-1) == 0 {
+		if !c.dirty.Load() {
+			putBuf(c.bp)
+		}
+		c.bufs.give()
+	}
+}
+
+// wholeItem is a chunk for the whole-file hash: the state after it
+// covers the first k chunks.
+type wholeItem struct {
+	k    int
+	data []byte
+	buf  *chunkBuf
 }
 
 // resumeSession takes up session id of an earlier pipelined run: its

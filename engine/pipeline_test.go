@@ -538,3 +538,26 @@ func TestPipelinedDirectRoute(t *testing.T) {
 		})
 	}
 }
+
+// TestBigFileStartsAtCeiling: with a worker advisor (the CLI's edges) and
+// no worker count given, a file of at least a ceiling's worth of chunks
+// starts with the tier's ceiling; a smaller one with the suggestion.
+func TestBigFileStartsAtCeiling(t *testing.T) {
+	for _, c := range []struct {
+		chunks, want int
+	}{{12, 6}, {4, 2}} {
+		f := newFake(t)
+		f.strategy = protocol.Strategy{Workers: 2, MaxWorkers: 6}
+		sel := growingSelector{slowSelector: &slowSelector{delay: 0, routes: func(s *protocol.Session) []Route { return nil }}, advise: 2}
+		path, _ := writeFile(t, 36, int64(c.chunks)*5*MiB)
+		opts := baseOpts(t)
+		opts.ChunkSize, opts.Edges = 5*MiB, sel
+		res, err := Upload(context.Background(), f.client(), path, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Workers != c.want {
+			t.Errorf("%d chunks: started with %d workers, want %d", c.chunks, res.Workers, c.want)
+		}
+	}
+}

@@ -217,6 +217,15 @@ func (u *uploader) begin(ctx context.Context, s *protocol.Session, chunkSize int
 	if w <= 0 {
 		w = DefaultWorkers
 	}
+	if _, advised := u.opts.Edges.(WorkerAdvisor); advised && u.opts.Workers <= 0 && !stream && s.Strategy.MaxWorkers > w && len(s.Missing) >= s.Strategy.MaxWorkers {
+		// A file of a round of chunks or more starts with the tier's
+		// ceiling rather than wait for the probe's advice: on a path
+		// whose connections are each slow the advice came a second late
+		// (a fifth of a 256 MiB upload at 4 MB/s per connection), and on
+		// a fast one the extra workers cost memory within the ceiling and
+		// no measured speed (docs/decisions.md, issue 18).
+		w = s.Strategy.MaxWorkers
+	}
 	if s.Strategy.MaxWorkers > 0 {
 		w = min(w, s.Strategy.MaxWorkers)
 	}
