@@ -9,11 +9,22 @@ import (
 const memorySlack = 48 << 20
 
 // MemoryBudget is the most memory an upload with these settings should
-// need: one chunk buffer per worker plus a fixed slack. Only streams hold
-// chunk buffers (a file's chunks are read from the file as they are sent,
-// see payload), so a file upload stays well below it.
+// need: one chunk buffer per worker, the pipeline's read-ahead
+// (pipeBuffers: a file read once is read into chunk buffers, and a
+// stream too) plus a fixed slack.
 func MemoryBudget(workers int, chunkSize int64) int64 {
-	return int64(max(workers, 1))*chunkSize + memorySlack
+	return int64(max(workers, 1)+pipeBuffers(chunkSize))*chunkSize + memorySlack
+}
+
+// pipeBuffers is how many chunk buffers the pipelined path reads ahead of
+// its workers (one being read, one queued; one only for chunks above
+// 16 MiB, so that the read-ahead stays within 32 MiB of the
+// workers × chunk bound).
+func pipeBuffers(chunkSize int64) int {
+	if chunkSize > 16<<20 {
+		return 1
+	}
+	return 2
 }
 
 // LimitMemory sets the Go runtime's soft memory limit to MemoryBudget, so

@@ -195,9 +195,11 @@ func (u *uploader) uploadPipelined(ctx context.Context, f fileUpload) (*Result, 
 
 	whole, start := jr.resumeWhole()
 	g, gctx := errgroup.WithContext(ctx)
-	// Chunk buffers in memory: the pool's workers plus two (one queued,
-	// one being read), following the pool as the worker advice grows it.
-	bufs := newBufLimit(func() int { return max(u.rt.poolSize(), u.workers) + 2 })
+	// Chunk buffers in memory: the pool's workers plus the read-ahead
+	// (pipeBuffers: one queued, one being read), following the pool as
+	// the worker advice grows it.
+	extra := pipeBuffers(cs)
+	bufs := newBufLimit(cs, func() int { return max(u.rt.poolSize(), u.workers) + extra })
 	stopBufs := context.AfterFunc(gctx, bufs.wake)
 	defer stopBufs()
 	jobs := make(chan pipeJob, 1)
@@ -246,12 +248,13 @@ func (u *uploader) uploadPipelined(ctx context.Context, f fileUpload) (*Result, 
 			}
 		}
 		for i := start; i < n; i++ {
-			if !bufs.take(gctx) {
+			bp := bufs.take(gctx)
+			if bp == nil {
 				return gctx.Err()
 			}
 			off := int64(i) * cs
 			size := min(cs, f.size-off)
-			cb := &chunkBuf{bp: getBuf(cs), bufs: bufs}
+			cb := &chunkBuf{bp: bp, bufs: bufs}
 			data := (*cb.bp)[:size]
 			if err := readFull(f.r, data, off); err != nil {
 				cb.refs.Store(1)
@@ -344,39 +347,54 @@ func (u *uploader) uploadPipelined(ctx context.Context, f fileUpload) (*Result, 
 	return res, nil
 }
 
-// bufLimit counts the chunk buffers of a pipelined upload against a
-// limit that may grow while it runs.
+// bufLimit hands out the chunk buffers of a pipelined upload, at most a
+// limit that may grow while it runs, and keeps those returned for reuse:
+// the upload's buffers are its own, so a garbage collection (which
+// empties a sync.Pool) cannot make it allocate a second set while the
+// first is still in use.
 type bufLimit struct {
 	mu    sync.Mutex
 	cond  sync.Cond
-	n     int
+	n     int // buffers out
+	size  int64
+	free  []*[]byte
 	limit func() int
 }
 
-func newBufLimit(limit func() int) *bufLimit {
-	b := &bufLimit{limit: limit}
+func newBufLimit(size int64, limit func() int) *bufLimit {
+	b := &bufLimit{size: size, limit: limit}
 	b.cond.L = &b.mu
 	return b
 }
 
-// take waits for a buffer; false when ctx ended first.
-func (b *bufLimit) take(ctx context.Context) bool {
+// take waits for a buffer; nil when ctx ended first.
+func (b *bufLimit) take(ctx context.Context) *[]byte {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for b.n >= b.limit() && ctx.Err() == nil {
 		b.cond.Wait()
 	}
 	if ctx.Err() != nil {
-		return false
+		return nil
 	}
 	b.n++
-	return true
+	if k := len(b.free); k > 0 {
+		bp := b.free[k-1]
+		b.free = b.free[:k-1]
+		return bp
+	}
+	bp := make([]byte, b.size)
+	return &bp
 }
 
-// give returns a buffer.
-func (b *bufLimit) give() {
+// give returns a buffer (nil: one that may not be reused, a refused
+// request may still hold it).
+func (b *bufLimit) give(bp *[]byte) {
 	b.mu.Lock()
 	b.n--
+	if bp != nil {
+		b.free = append(b.free, bp)
+	}
 	b.mu.Unlock()
 	b.cond.Broadcast()
 }
@@ -425,10 +443,11 @@ type chunkBuf struct {
 
 func (c *chunkBuf) release() {
 	if c.refs.Add(-1) == 0 {
-		if !c.dirty.Load() {
-			putBuf(c.bp)
+		if c.dirty.Load() {
+			c.bufs.give(nil)
+		} else {
+			c.bufs.give(c.bp)
 		}
-		c.bufs.give()
 	}
 }
 

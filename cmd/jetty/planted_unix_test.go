@@ -255,8 +255,14 @@ func TestUploadPlantedJournal(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			go func() {
 				defer cancel()
+				// Interrupted once the journal names its session (a
+				// pipelined upload writes its journal before the open, with
+				// its ref only).
 				for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-					if _, err := os.Stat(jpath); err == nil {
+					var j struct {
+						SessionID string `json:"session_id"`
+					}
+					if b, err := os.ReadFile(jpath); err == nil && json.Unmarshal(b, &j) == nil && j.SessionID != "" {
 						return
 					}
 				}
