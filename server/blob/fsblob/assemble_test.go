@@ -317,6 +317,13 @@ func TestAssembleKill9(t *testing.T) {
 				left = append(left, e.Name())
 			}
 			t.Logf("killed; the upload holds %q", left)
+			// A temporary file the dead process was writing (a sidecar
+			// between create and rename) is the janitor's (CleanTemp, run
+			// by the server's jobs); the completion below must leave none
+			// of its own.
+			if _, err := s.CleanTemp(time.Now()); err != nil {
+				t.Fatal(err)
+			}
 			checkHeld(t, s, u)
 			info, err := s.CompleteUpload(ctx, u.Key, u.ID, u.Parts)
 			if err != nil {
