@@ -944,7 +944,30 @@ func (u *uploader) uploadPath(ctx context.Context, path string) (*Result, error)
 		return err != nil || now.Size() != st.Size() || !now.ModTime().Equal(st.ModTime())
 	}}
 
+	var ik upindex.Key
+	var ist upindex.Stat
+	var indexed bool // the manifest came from the index
+	ix := u.opts.Index
+	if ix != nil {
+		ik, ist = upindex.Key{Server: u.c.serverKey(), Account: u.c.accountKey(), Path: abs}, upindex.StatOf(st)
+		var how string
+		fu.m, how = u.fromIndex(ctx, ix, ik, ist, f, st.Size(), name)
+		indexed = fu.m != nil
+		defer func() {
+			if res != nil {
+				res.Index = how
+			}
+		}()
+	}
 	dir := u.opts.JournalDir
+	if indexed {
+		// A file the index knows (unchanged, or checked by hashing): its
+		// manifest is known, and nothing more of it is read (a journal's
+		// fingerprint reads 2 MiB). No journal is needed: a run after an
+		// interruption opens with the same manifest, by which the server
+		// finds the session again.
+		dir = "-"
+	}
 	if dir == "" {
 		if dir, err = DefaultJournalDir(); err != nil {
 			u.hub.warn(fmt.Errorf("journal: %w (the upload goes on, but cannot resume)", err))
@@ -988,23 +1011,6 @@ func (u *uploader) uploadPath(ctx context.Context, path string) (*Result, error)
 				u.hub.warn(fmt.Errorf("journal: %w", err))
 			}
 		}
-	}
-	var ik upindex.Key
-	var ist upindex.Stat
-	var indexed bool // the manifest came from the index
-	ix := u.opts.Index
-	if ix != nil {
-		ik, ist = upindex.Key{Server: u.c.serverKey(), Account: u.c.accountKey(), Path: abs}, upindex.StatOf(st)
-		how := IndexMiss
-		if fu.m == nil && fu.pipe == nil {
-			fu.m, how = u.fromIndex(ctx, ix, ik, ist, f, st.Size(), name)
-			indexed = fu.m != nil
-		}
-		defer func() {
-			if res != nil {
-				res.Index = how
-			}
-		}()
 	}
 	res, err = u.uploadAny(ctx, fu)
 	if err == nil && fu.drop != nil {
@@ -1061,8 +1067,8 @@ func (u *uploader) fromIndex(ctx context.Context, ix *upindex.Index, k upindex.K
 		return nil, IndexMiss
 	}
 	m := e.Manifest(name)
-	if m == nil {
-		return nil, IndexMiss
+	if m == nil || (u.opts.ChunkSize != 0 && u.opts.ChunkSize != e.ChunkSize) {
+		return nil, IndexMiss // (another chunking asked for: read it again)
 	}
 	if !doubt {
 		return m, IndexHit
