@@ -27,8 +27,15 @@ func joinUpload(t *testing.T, f *fakeServer, sel EdgeSelector, seed byte, n, wor
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A chunk moved to a faster route (preemption) may have been stored by
-	// the route it left too: once more, no more.
+	checkStoredMoved(t, f, data, rec)
+	return res, rec
+}
+
+// checkStoredMoved is checkStoredOnce for uploads whose routes join: a
+// chunk moved to a faster route (preemption) may have been stored by the
+// route it left too: once more, no more.
+func checkStoredMoved(t *testing.T, f *fakeServer, data []byte, rec *recorder) {
+	t.Helper()
 	moved := map[int]int{}
 	rec.mu.Lock()
 	for _, e := range rec.events {
@@ -45,7 +52,6 @@ func joinUpload(t *testing.T, f *fakeServer, sel EdgeSelector, seed byte, n, wor
 			t.Errorf("chunk %d stored %d times, moved %d times", i, c, moved[i])
 		}
 	}
-	return res, rec
 }
 
 // slowSelector is an EdgeSelector whose Select takes delay (a probe),
@@ -266,7 +272,7 @@ func TestJoinStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkStoredOnce(t, f, data, 15)
+	checkStoredMoved(t, f, data, rec)
 	ret := sel.returnedAt()
 	ob, _ := origin.split(ret)
 	rb, ra := relay.split(ret)
