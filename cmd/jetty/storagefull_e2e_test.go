@@ -82,7 +82,11 @@ func TestUploadStorageFull(t *testing.T) {
 	run := func(t *testing.T, url, mnt string, leave int64, refusedRoute string, maxResets int, waitFull, waitSpace func()) {
 		key, secret := testenv.Provision(t, url, cmdSecret, "usr_full", "pro")
 		env := map[string]string{"JETTY_SERVER": url, "JETTY_API_KEY": key, "JETTY_API_SECRET": secret, "XDG_STATE_HOME": t.TempDir()}
-		args := []string{"upload", file, "--json", "--workers", "1", "--edges", "origin", "--chunk-size", "5MiB", "--no-progress"}
+		// --hash-first: the manifest-first path, whose refusal by a full
+		// MinIO this test pins; on the pipelined path MinIO under load has
+		// reset every attempt instead of answering (seen twice in full
+		// runs, never alone: issue 18's note).
+		args := []string{"upload", file, "--json", "--workers", "1", "--edges", "origin", "--chunk-size", "5MiB", "--no-progress", "--hash-first"}
 		unfill := testenv.Fill(t, mnt, leave)
 		waitFull()
 
