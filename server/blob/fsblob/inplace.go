@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/jettythunder/jetty/server/blob"
 )
@@ -462,6 +463,7 @@ type prefixHash struct {
 	off   int64
 	parts []blob.Part // hashed, numbers 1..len
 	last  bool        // the last part (shorter than the part size) is in
+	again atomic.Bool // an advance was asked for while one ran
 }
 
 func (ph *prefixHash) reset() {
@@ -493,12 +495,25 @@ func (s *Store) goAdvanceHash(id string, partSize int64) {
 }
 
 // advanceHash hashes the held parts that follow the prefix, unless
-// another call is at it.
+// another call is at it: that one then goes round once more (again), so
+// a part stored while it was finishing is not left out until completion.
 func (s *Store) advanceHash(st *upState, ph *prefixHash, id string, partSize int64) {
-	if !ph.mu.TryLock() {
-		return
+	for {
+		ph.again.Store(true)
+		if !ph.mu.TryLock() {
+			return // the holder sees again when it is done
+		}
+		ph.again.Store(false)
+		s.advanceLocked(st, ph, id, partSize)
+		ph.mu.Unlock()
+		if !ph.again.Load() {
+			return
+		}
 	}
-	defer ph.mu.Unlock()
+}
+
+// advanceLocked is advanceHash's work, with ph.mu held.
+func (s *Store) advanceLocked(st *upState, ph *prefixHash, id string, partSize int64) {
 	var f *os.File
 	defer func() {
 		if f != nil {
