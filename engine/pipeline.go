@@ -306,18 +306,9 @@ func (u *uploader) uploadPipelined(ctx context.Context, f fileUpload) (*Result, 
 		return res, err
 	}
 
-	m := protocol.NewManifest(f.name, f.size, cs)
-	for i := range m.Chunks {
-		m.Chunks[i].SHA256 = jr.chunk(i)
-	}
-	m.SHA256 = hex.EncodeToString(whole.Sum(nil))
-	if err := m.Validate(); err != nil {
-		return res, fmt.Errorf("pipelined manifest: %w", err)
-	}
-	if f.changed != nil && f.changed() {
-		// What was sent is what the manifest says, but not one version of
-		// the file: record nothing.
-		return res, ErrFileChanged
+	m, err := pipeManifest(f, cs, jr.chunk, whole)
+	if err != nil {
+		return res, err
 	}
 	cr, err := u.complete(ctx, m)
 	var ae *APIError
@@ -533,16 +524,9 @@ func (u *uploader) completeHeld(ctx context.Context, f fileUpload, pj *PipeJourn
 			pj.Chunks[i] = hex.EncodeToString(h[:])
 		}
 	}
-	m := protocol.NewManifest(f.name, f.size, cs)
-	for i := range m.Chunks {
-		m.Chunks[i].SHA256 = pj.Chunks[i]
-	}
-	m.SHA256 = hex.EncodeToString(whole.Sum(nil))
-	if err := m.Validate(); err != nil {
-		return res, fmt.Errorf("pipelined manifest: %w", err)
-	}
-	if f.changed != nil && f.changed() {
-		return res, ErrFileChanged
+	m, err := pipeManifest(f, cs, func(i int) string { return pj.Chunks[i] }, whole)
+	if err != nil {
+		return res, err
 	}
 	cr, err := u.complete(ctx, m)
 	if err != nil {
@@ -568,6 +552,25 @@ func (u *uploader) completeHeld(ctx context.Context, f fileUpload, pj *PipeJourn
 		res.DedupAt = DedupAtComplete
 	}
 	return res, nil
+}
+
+// pipeManifest is the manifest of a pipelined upload of f, from the chunk
+// hashes (chunk) and the whole-file hash; ErrFileChanged when the file
+// changed while it was read: what was sent is what the manifest says, but
+// not one version of the file, so nothing is recorded.
+func pipeManifest(f fileUpload, cs int64, chunk func(int) string, whole hash.Hash) (*protocol.Manifest, error) {
+	m := protocol.NewManifest(f.name, f.size, cs)
+	for i := range m.Chunks {
+		m.Chunks[i].SHA256 = chunk(i)
+	}
+	m.SHA256 = hex.EncodeToString(whole.Sum(nil))
+	if err := m.Validate(); err != nil {
+		return nil, fmt.Errorf("pipelined manifest: %w", err)
+	}
+	if f.changed != nil && f.changed() {
+		return nil, ErrFileChanged
+	}
+	return m, nil
 }
 
 // olderServer reports an open refused because the server does not know
