@@ -13,7 +13,6 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -354,35 +353,4 @@ func WaitMinIOFull(t testing.TB, env S3) {
 		}
 	}
 	t.Fatalf("testenv: MinIO did not report its drive full within 15 s (last: %v)", err)
-}
-
-// Reset reports whether err is a connection reset or broken pipe: how an
-// S3 server's early refusal of a body it will not read (MinIO's 507 on a
-// full drive) reaches a client whose body write loses the race with the
-// server's close. Go's server lingers 500 ms after such an answer so the
-// client can read it; on a loaded machine the client may not get there in
-// time. Clients retry it (it is a network error); tests do the same.
-func Reset(err error) bool {
-	if err == nil {
-		return false
-	}
-	if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
-		return true
-	}
-	s := err.Error()
-	return strings.Contains(s, "connection reset by peer") || strings.Contains(s, "broken pipe")
-}
-
-// UntilAnswered calls call again while it fails with a reset (see Reset),
-// at most 8 times (the engine's attempts) with 300 ms between (about its
-// first backoff), and returns the last error.
-func UntilAnswered(t testing.TB, call func() error) error {
-	t.Helper()
-	err := call()
-	for attempt := 1; attempt < 8 && Reset(err); attempt++ {
-		t.Logf("testenv: attempt %d reset (%v); again, as a client would", attempt, err)
-		time.Sleep(300 * time.Millisecond)
-		err = call()
-	}
-	return err
 }

@@ -616,6 +616,11 @@ func (s *Server) handlePutChunk(w http.ResponseWriter, r *http.Request) {
 		} else {
 			err = fmt.Errorf("put part: %w", err) // an outage (503) or a bug (500)
 		}
+		if server.ErrorCode(err) == server.EInsufficientStorage {
+			// The store refused before reading the chunk: read it
+			// out so the client reads this answer, not a reset.
+			body.Discard()
+		}
 		s.writeError(w, r, err)
 		return
 	}

@@ -284,6 +284,25 @@ func (b *Body) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Discard reads what is left of the body and drops it, unhashed, within
+// the body's deadlines; a body that stalled or ended early is left alone.
+// A receiver refusing an admitted chunk before reading all of it (the
+// storage full: the store refuses before it reads) calls it before
+// answering. An answer sent with body bytes unread closes the connection
+// under the client's write, which may then see a reset, and retry,
+// instead of the refusal. The bytes read are at most the chunk's size,
+// which the client was admitted to send.
+func (b *Body) Discard() {
+	if b.left <= 0 || b.short || idleread.Stalled(b.in) {
+		return
+	}
+	n, err := io.Copy(io.Discard, io.LimitReader(b.in, b.left))
+	b.left -= n
+	if err == nil && b.left > 0 {
+		b.short = true
+	}
+}
+
 // Mismatch reports whether the body (verifying) hashed otherwise.
 func (b *Body) Mismatch() bool { return b.mismatch }
 

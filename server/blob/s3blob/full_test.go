@@ -1,12 +1,14 @@
 package s3blob_test
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -53,12 +55,10 @@ func TestFullStorage(t *testing.T) {
 
 	p2 := randBytes(2, 5<<20)
 	s2 := sha256.Sum256(p2)
-	// MinIO refuses with 507 and closes; under load the body write may
-	// see the reset first (testenv.Reset): clients retry that.
-	err = testenv.UntilAnswered(t, func() error {
-		_, err := s.PutPart(ctx, key, id, 2, bytes.NewReader(p2), int64(len(p2)), s2[:])
-		return err
-	})
+	// MinIO refuses with 507 before reading the part, and the store's
+	// client waits for its "100 Continue": the refusal is read, never a
+	// reset (TestRefusalBeforeBodyIsRead).
+	_, err = s.PutPart(ctx, key, id, 2, bytes.NewReader(p2), int64(len(p2)), s2[:])
 	if !errors.Is(err, blob.ErrNoSpace) {
 		t.Fatalf("PutPart on a full MinIO: %v, want ErrNoSpace", err)
 	}
@@ -67,10 +67,7 @@ func TestFullStorage(t *testing.T) {
 		t.Errorf("ListParts after the refusal = %+v, %v; want part 1 only", parts, err)
 	}
 	small := randBytes(3, 3<<20)
-	if err := testenv.UntilAnswered(t, func() error {
-		_, _, err := s.Put(ctx, "full/single", bytes.NewReader(small), int64(len(small)), "")
-		return err
-	}); !errors.Is(err, blob.ErrNoSpace) {
+	if _, _, err := s.Put(ctx, "full/single", bytes.NewReader(small), int64(len(small)), ""); !errors.Is(err, blob.ErrNoSpace) {
 		t.Errorf("Put on a full MinIO: %v, want ErrNoSpace", err)
 	} else {
 		t.Logf("Put: %v", err)
@@ -145,5 +142,59 @@ func TestFullAnswersAreNoSpace(t *testing.T) {
 			t.Errorf("%d %s %q: ErrNoSpace = %v (%v)", c.status, c.code, c.msg, got, err)
 		}
 		srv.Close()
+	}
+}
+
+// A store that refuses a part before reading its body (MinIO's 507 on a
+// full drive answers at once and closes): the store's client sends the
+// headers with "Expect: 100-continue", waits, and reads the refusal; no
+// body byte is sent. The server here is raw TCP so the test sees what
+// arrives: it waits half a second after the headers for body bytes, then
+// answers 507 and resets the connection (SO_LINGER 0), as an early close
+// with unread data does. Before the fix the SDK's requests carried no
+// protocol version, Go's transport then ignored the Expect header and
+// sent the body at once: the server saw it, and the answer was a reset.
+func TestRefusalBeforeBodyIsRead(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	type seen struct {
+		expect   string
+		bodySent int
+	}
+	got := make(chan seen, 4)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func(c net.Conn) {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				req, err := http.ReadRequest(br)
+				if err != nil {
+					return
+				}
+				c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+				n, _ := io.Copy(io.Discard, br)
+				got <- seen{req.Header.Get("Expect"), int(n)}
+				body := `<?xml version="1.0" encoding="UTF-8"?><Error><Code>XMinioStorageFull</Code><Message>Storage backend has reached its minimum free drive threshold. Please delete a few objects to proceed.</Message></Error>`
+				fmt.Fprintf(c, "HTTP/1.1 507 Insufficient Storage\r\nContent-Type: application/xml\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
+				c.(*net.TCPConn).SetLinger(0)
+			}(c)
+		}
+	}()
+	s := newStore(t, s3blob.Config{Endpoint: "http://" + ln.Addr().String(), Region: "us-east-1", AccessKeyID: "k", SecretAccessKey: "s", Bucket: "b"})
+	part := randBytes(5, 5<<20)
+	sum := sha256.Sum256(part)
+	_, err = s.PutPart(t.Context(), "k/x", "upload", 1, bytes.NewReader(part), int64(len(part)), sum[:])
+	if !errors.Is(err, blob.ErrNoSpace) {
+		t.Errorf("PutPart refused before its body was read: %v; want ErrNoSpace", err)
+	}
+	if sw := <-got; sw.expect != "100-continue" || sw.bodySent != 0 {
+		t.Errorf("the store saw Expect %q and %d body bytes before it answered; want 100-continue and none", sw.expect, sw.bodySent)
 	}
 }

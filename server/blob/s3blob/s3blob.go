@@ -142,6 +142,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 			return nil, err
 		}
 	}
+	hc = http11{hc}
 	c := s3.New(s3.Options{
 		Region:       cfg.Region,
 		BaseEndpoint: aws.String(endpoint),
@@ -222,6 +223,24 @@ func newHTTPClient(cfg Config) (aws.HTTPClient, error) {
 				tr.TLSClientConfig.RootCAs = roots
 			}
 		}), nil
+}
+
+// http11 marks every request HTTP/1.1 before it is sent. The SDK builds
+// its requests without a protocol version, and Go's transport honours
+// "Expect: 100-continue" (which the SDK sets on bodies of 2 MB and more)
+// only on requests that say HTTP/1.1 or later: without it the body went
+// at once, and a store refusing a part before reading it (MinIO's 507 on
+// a full drive) closed the connection under the body, so the refusal
+// reached us as a connection reset (503, retried) instead of "full". With
+// it the transport waits for the store's "100 Continue" (at most the
+// transport's ExpectContinueTimeout), and a refusal is read, not raced.
+type http11 struct{ aws.HTTPClient }
+
+func (c http11) Do(r *http.Request) (*http.Response, error) {
+	if r.ProtoMajor == 0 {
+		r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/1.1", 1, 1
+	}
+	return c.HTTPClient.Do(r)
 }
 
 // --- errors ---
