@@ -925,6 +925,7 @@ func (u *uploader) uploadPath(ctx context.Context, path string) (*Result, error)
 		return res, err
 	}
 	defer f.Close()
+	statAt := time.Now() // the index's Recorded: before the file is read
 	st, err := f.Stat()
 	if err != nil {
 		return res, err
@@ -1023,10 +1024,12 @@ func (u *uploader) uploadPath(ctx context.Context, path string) (*Result, error)
 				u.hub.warn(fmt.Errorf("upload index: %w", rerr))
 			}
 		case err == nil && res.manifest != nil && !indexed && res.Asset.Hash == res.manifest.SHA256 && !fu.changed():
-			// Recorded with the Stat taken before the file was read: a
-			// change while it was read makes the next lookup miss.
+			// Recorded with the Stat taken before the file was read, and
+			// at that time: a change while it was read makes the next
+			// lookup miss, and a file modified just before the upload
+			// stays in doubt however long the upload took.
 			m := res.manifest
-			e := upindex.Entry{Key: ik, Stat: ist, SHA256: m.SHA256, ChunkSize: m.ChunkSize, Chunks: make([]string, len(m.Chunks))}
+			e := upindex.Entry{Key: ik, Stat: ist, Recorded: statAt, SHA256: m.SHA256, ChunkSize: m.ChunkSize, Chunks: make([]string, len(m.Chunks))}
 			for i, c := range m.Chunks {
 				e.Chunks[i] = c.SHA256
 			}
@@ -1073,12 +1076,13 @@ func (u *uploader) fromIndex(ctx context.Context, ix *upindex.Index, k upindex.K
 	if !doubt {
 		return m, IndexHit
 	}
+	hashAt := time.Now()
 	planned, err := Plan(ctx, r, size, e.ChunkSize, PlanOptions{Name: name, Progress: func(n int64) { u.hub.plan(n, size) }})
 	if err != nil {
 		return nil, IndexMiss // the upload reads it again and says why
 	}
 	if planned.SHA256 == m.SHA256 && planned.ChunkListID() == m.ChunkListID() {
-		if err := ix.Confirm(*e); err != nil {
+		if err := ix.Confirm(*e, hashAt); err != nil {
 			u.hub.warn(fmt.Errorf("upload index: %w", err))
 		}
 		return planned, IndexChecked

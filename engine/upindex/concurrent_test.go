@@ -86,7 +86,7 @@ func churn(ix *Index, filesDir string, seed uint64, ops int) error {
 				}
 			}
 		case op < 16:
-			err = ix.Confirm(e)
+			err = ix.Confirm(e, time.Now())
 		case op < 18:
 			err = ix.Remove(k)
 		case op < 19:

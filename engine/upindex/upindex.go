@@ -77,7 +77,7 @@ type Entry struct {
 	SHA256    string    // whole-file SHA-256, hex
 	ChunkSize int64     // the manifest's chunk size
 	Chunks    []string  // per-chunk SHA-256, hex, in order (sizes follow from Size and ChunkSize)
-	Recorded  time.Time // when the entry was written (set by Put when zero)
+	Recorded  time.Time // when the file was stat'ed before it was read (Put: now when zero)
 }
 
 // Index is a directory of entries. Its methods are safe for concurrent
@@ -200,10 +200,15 @@ func (ix *Index) Put(e Entry) error {
 	return safefile.WriteFile(ix.path(e.Key), encode(&e), 0o600)
 }
 
-// Confirm writes e again with Recorded = now: the caller hashed a
-// doubtful file again and it matched e.
-func (ix *Index) Confirm(e Entry) error {
-	e.Recorded = time.Now()
+// Confirm writes e again with Recorded = at: the caller began hashing a
+// doubtful file again at that moment and it matched e. (The start, not
+// the end: a slow hash must not push Recorded past the doubt window of
+// a change made just before it.)
+func (ix *Index) Confirm(e Entry, at time.Time) error {
+	e.Recorded = at
+	if at.IsZero() {
+		e.Recorded = time.Now()
+	}
 	return ix.Put(e)
 }
 

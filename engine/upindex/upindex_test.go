@@ -333,7 +333,7 @@ func TestConfirmClearsDoubt(t *testing.T) {
 	if err != nil || got == nil || !doubt {
 		t.Fatalf("Lookup = %v, doubt %v, %v; want a doubtful hit", got, doubt, err)
 	}
-	if err := ix.Confirm(*got); err != nil {
+	if err := ix.Confirm(*got, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	again, doubt, err := ix.Lookup(k, st)
