@@ -214,20 +214,6 @@ func (r *Runner) orphans(ctx context.Context, cutoff time.Time) (int, error) {
 	return removed, nil
 }
 
-// rollup writes today's usage so far and finalises yesterday's.
-func (r *Runner) rollup(ctx context.Context, now time.Time) (int, error) {
-	day := now.UTC().Truncate(24 * time.Hour)
-	total := 0
-	for _, start := range []time.Time{day.Add(-24 * time.Hour), day} {
-		n, err := r.Store.RollupUsage(ctx, start, start.Add(24*time.Hour))
-		total += n
-		if err != nil {
-			return total, err
-		}
-	}
-	return total, nil
-}
-
 // Loop runs a pass every interval until ctx ends, when this instance holds
 // the jobs lease.
 func (r *Runner) Loop(ctx context.Context, interval time.Duration) {
