@@ -124,19 +124,22 @@ func (r *Runner) RunOnce(ctx context.Context) (Report, error) {
 	rep.OrphansRemoved = n
 	errs = append(errs, wrap("remove orphans", err))
 
-	n, err = r.rollup(ctx, now)
+	n, rollupErr := r.rollup(ctx, now)
 	rep.UsageRows = n
-	errs = append(errs, wrap("roll up usage", err))
+	errs = append(errs, wrap("roll up usage", rollupErr))
 
 	n, err = r.Store.PruneEdges(ctx, now, edgeMaxAge)
 	rep.EdgesPruned = n
 	errs = append(errs, wrap("prune edges", err))
 
-	// After the roll-up, which reads the last two days of requests (the
-	// retention is never shorter).
-	n, err = r.pruneRequests(ctx, now)
-	rep.RequestsDeleted = n
-	errs = append(errs, wrap("prune request log", err))
+	// After the roll-up, which reads the requests of the days not final
+	// yet (the retention is never shorter than two days); not at all when
+	// it failed, so that no day's requests go before its row is final.
+	if rollupErr == nil {
+		n, err = r.pruneRequests(ctx, now)
+		rep.RequestsDeleted = n
+		errs = append(errs, wrap("prune request log", err))
+	}
 
 	rep.AccountsPurged, rep.PurgedObjects, err = r.purge(ctx, now)
 	errs = append(errs, wrap("purge deleted accounts", err))

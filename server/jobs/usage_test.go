@@ -2,6 +2,8 @@ package jobs
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -110,6 +112,39 @@ func TestUsageRollupDays(t *testing.T) {
 			if before[i] != after[i] {
 				t.Fatalf("final row %d changed: %+v, was %+v", i, after[i], before[i])
 			}
+		}
+	})
+}
+
+// failingWatermark is a store whose usage roll-up cannot start.
+type failingWatermark struct{ server.Store }
+
+func (failingWatermark) UsageWatermark(context.Context) (server.UsageWatermark, error) {
+	return server.UsageWatermark{}, errors.New("database on fire")
+}
+
+// TestRequestsKeptWhenRollupFails: a pass whose usage roll-up failed
+// deletes no request log rows (the days they belong to may not be final
+// yet); the next good pass does.
+func TestRequestsKeptWhenRollupFails(t *testing.T) {
+	each(t, func(t *testing.T, f fixture) {
+		ctx := context.Background()
+		now := time.Now().UTC()
+		if err := f.store.LogRequests(ctx, []server.APIRequest{
+			{AccountID: f.acct.ID, Method: "GET", Endpoint: "GET /api/agentcache/quota", StatusCode: 200, CreatedAt: now.AddDate(0, 0, -40)},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		r := runner(f, now)
+		r.RequestLogRetention = 30 * 24 * time.Hour
+		r.Store = failingWatermark{f.store}
+		rep, err := r.RunOnce(ctx)
+		if err == nil || !strings.Contains(err.Error(), "roll up usage") || rep.RequestsDeleted != 0 {
+			t.Fatalf("pass with a failed roll-up: %+v, %v; want the error and no request deleted", rep, err)
+		}
+		r.Store = f.store
+		if rep, err := r.RunOnce(ctx); err != nil || rep.RequestsDeleted != 1 {
+			t.Fatalf("good pass: %+v, %v; want the old request deleted", rep, err)
 		}
 	})
 }
