@@ -157,27 +157,8 @@ type AssetStore interface {
 	// the collector.
 	IsKnownObject(ctx context.Context, key string) (bool, error)
 
-	// RollupUsage writes one storage_usage row per active account for the
-	// period [start, end): storage bytes at the time of the roll-up,
-	// bandwidth bytes and request count of the period (from api_requests).
-	// Running it again for the same period replaces the rows. It reports
-	// how many rows it wrote.
-	RollupUsage(ctx context.Context, start, end time.Time) (int, error)
-	// UsageRows lists storage_usage rows of an account, newest first.
-	UsageRows(ctx context.Context, accountID string, limit int) ([]UsageRow, error)
-
 	// TryLease takes or renews the named lease for holder until now+ttl,
 	// and reports whether holder has it. Jobs use it so that one server
 	// instance at a time runs them.
 	TryLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error)
-}
-
-// UsageRow is one row of storage_usage.
-type UsageRow struct {
-	AccountID      string
-	StorageBytes   int64
-	BandwidthBytes int64
-	RequestCount   int64
-	PeriodStart    time.Time
-	PeriodEnd      time.Time
 }

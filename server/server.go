@@ -187,6 +187,7 @@ type Store interface {
 	SessionStore
 	EdgeStore
 	RetentionStore
+	UsageStore
 
 	LogRequests(ctx context.Context, reqs []APIRequest) error
 	// RecentRequests lists the newest logged requests, newest first

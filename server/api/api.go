@@ -204,6 +204,7 @@ func New(cfg Config) *Server {
 	mux.HandleFunc("POST /api/agentcache/delete", s.partner(s.handleStatus(server.StatusDeleted)))
 	mux.HandleFunc("POST /api/agentcache/rotate", s.partner(s.handleRotate))
 	mux.HandleFunc("POST /api/agentcache/revoke", s.partner(s.handleRevoke))
+	mux.HandleFunc("GET /api/agentcache/usage", s.partner(s.handleUsage))
 
 	mux.HandleFunc("GET /api/agentcache/quota", s.user(s.handleQuota))
 	mux.HandleFunc("GET /api/whoami", s.user(s.handleWhoami))

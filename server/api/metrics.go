@@ -55,6 +55,7 @@ type metrics struct {
 	edgeHeartbeats  prometheus.Counter
 	presigned       prometheus.Counter
 	webhookSigs     *prometheus.CounterVec
+	usage           *usageMetrics // usage.go
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -113,6 +114,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Signed partner calls by outcome (ok, stale, mismatch, malformed, replayed).",
 		}, []string{"outcome"}),
 	}
+	m.usage = newUsageMetrics(reg)
 	reg.MustRegister(m.requests, m.duration, m.provisioning, m.rateLimited, m.reqlogDropped, m.reqlogSkipped, m.uploadedBytes, m.downloadedBytes, m.sessions, m.chunks, m.edgeHeartbeats, m.presigned, m.webhookSigs)
 	return m
 }

@@ -199,6 +199,7 @@ func (s *Server) handleOpenSession(w http.ResponseWriter, r *http.Request, acct 
 				s.writeError(w, r, err)
 				return
 			}
+			s.countUpload(acct, linked.Size, dedupAtOpen)
 			body := s.newAssetBody(r, linked)
 			writeJSON(w, http.StatusOK, protocol.OpenResponse{Deduplicated: true, Asset: &body})
 			return
@@ -754,6 +755,7 @@ func (s *Server) handleComplete(w http.ResponseWriter, r *http.Request, acct ser
 		return
 	}
 	s.metrics.sessions.WithLabelValues("completed").Inc()
+	s.countUpload(acct, asset.Size, dedupStage(dedup, dedupAtUpload))
 	body := s.newAssetBody(r, asset)
 	writeJSON(w, http.StatusOK, protocol.OpenResponse{Deduplicated: dedup, Asset: &body})
 }

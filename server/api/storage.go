@@ -344,6 +344,7 @@ func (s *Server) handleUpload(w http.ResponseWriter, r *http.Request, acct serve
 		return
 	}
 	s.metrics.uploadedBytes.Add(float64(asset.Size))
+	s.countUpload(acct, asset.Size, dedupStage(dedup, dedupAtUpload))
 	s.log.Info("stored asset", "account", acct.ID, "asset", asset.ID, "size", asset.Size, "deduplicated", dedup)
 	writeJSON(w, http.StatusCreated, protocol.UploadResponse{Success: true, Deduplicated: dedup, Asset: s.newAssetBody(r, asset)})
 }

@@ -124,19 +124,22 @@ func (r *Runner) RunOnce(ctx context.Context) (Report, error) {
 	rep.OrphansRemoved = n
 	errs = append(errs, wrap("remove orphans", err))
 
-	n, err = r.rollup(ctx, now)
+	n, rollupErr := r.rollup(ctx, now)
 	rep.UsageRows = n
-	errs = append(errs, wrap("roll up usage", err))
+	errs = append(errs, wrap("roll up usage", rollupErr))
 
 	n, err = r.Store.PruneEdges(ctx, now, edgeMaxAge)
 	rep.EdgesPruned = n
 	errs = append(errs, wrap("prune edges", err))
 
-	// After the roll-up, which reads the last two days of requests (the
-	// retention is never shorter).
-	n, err = r.pruneRequests(ctx, now)
-	rep.RequestsDeleted = n
-	errs = append(errs, wrap("prune request log", err))
+	// After the roll-up, which reads the requests of the days not final
+	// yet (the retention is never shorter than two days); not at all when
+	// it failed, so that no day's requests go before its row is final.
+	if rollupErr == nil {
+		n, err = r.pruneRequests(ctx, now)
+		rep.RequestsDeleted = n
+		errs = append(errs, wrap("prune request log", err))
+	}
 
 	rep.AccountsPurged, rep.PurgedObjects, err = r.purge(ctx, now)
 	errs = append(errs, wrap("purge deleted accounts", err))
@@ -212,20 +215,6 @@ func (r *Runner) orphans(ctx context.Context, cutoff time.Time) (int, error) {
 		}
 	}
 	return removed, nil
-}
-
-// rollup writes today's usage so far and finalises yesterday's.
-func (r *Runner) rollup(ctx context.Context, now time.Time) (int, error) {
-	day := now.UTC().Truncate(24 * time.Hour)
-	total := 0
-	for _, start := range []time.Time{day.Add(-24 * time.Hour), day} {
-		n, err := r.Store.RollupUsage(ctx, start, start.Add(24*time.Hour))
-		total += n
-		if err != nil {
-			return total, err
-		}
-	}
-	return total, nil
 }
 
 // Loop runs a pass every interval until ctx ends, when this instance holds

@@ -244,46 +244,6 @@ func TestExpiredAssets(t *testing.T) {
 	})
 }
 
-// TestUsageRollup: one row per account and day with storage, download
-// bytes and requests; running again replaces it.
-func TestUsageRollup(t *testing.T) {
-	each(t, func(t *testing.T, f fixture) {
-		ctx := context.Background()
-		now := time.Now().UTC()
-		storeAsset(t, f, "users/usr_jobs/6-usage.txt", "usage-bytes", time.Time{})
-		reqs := []server.APIRequest{
-			{AccountID: f.acct.ID, Method: "GET", Endpoint: sqlstore.DownloadEndpoint, StatusCode: 200, BytesTransferred: 700, CreatedAt: now},
-			{AccountID: f.acct.ID, Method: "GET", Endpoint: sqlstore.DownloadEndpoint, StatusCode: 206, BytesTransferred: 300, CreatedAt: now},
-			{AccountID: f.acct.ID, Method: "GET", Endpoint: "GET /api/agentcache/quota", StatusCode: 200, BytesTransferred: 50, CreatedAt: now},
-		}
-		if err := f.store.LogRequests(ctx, reqs); err != nil {
-			t.Fatal(err)
-		}
-		for i := 0; i < 2; i++ {
-			rep, err := runner(f, now).RunOnce(ctx)
-			if err != nil || rep.UsageRows < 1 {
-				t.Fatalf("pass %d: %+v %v", i, rep, err)
-			}
-		}
-		rows, err := f.store.UsageRows(ctx, f.acct.ID, 10)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var today *server.UsageRow
-		for i := range rows {
-			if rows[i].PeriodStart.Equal(now.Truncate(24 * time.Hour)) {
-				if today != nil {
-					t.Fatal("two rows for today after two passes")
-				}
-				today = &rows[i]
-			}
-		}
-		if today == nil || today.StorageBytes != int64(len("usage-bytes")) || today.BandwidthBytes != 1000 || today.RequestCount != 3 {
-			t.Fatalf("today's row %+v (rows %+v)", today, rows)
-		}
-	})
-}
-
 // TestStaleEdgesPruned: relays not seen for more than an hour are
 // deleted; recent ones, draining or not, stay.
 func TestStaleEdgesPruned(t *testing.T) {

@@ -296,6 +296,11 @@ RETURNING object_key`), n.ObjectKey, now).Scan(&claimed)
 			return server.Asset{}, false, err
 		}
 	}
+	// The day's bytes in (deduplicated or not, the bytes came) and, when
+	// it grew, the storage at this point of the day.
+	if err := s.noteUsage(ctx, tx, n.AccountID, now, n.Size, 0, added > 0); err != nil {
+		return server.Asset{}, false, err
+	}
 	if n.SessionID != "" {
 		// The session's completion, with the asset: no crash between them.
 		res, err := tx.ExecContext(ctx, s.q(`UPDATE upload_sessions SET state = 'completed', asset_id = ?, deduplicated = ?, updated_at = ?, lease_until = NULL
@@ -631,6 +636,9 @@ WHERE id = ?`), size, size, owner); err != nil {
 				return "", wrap(op, err)
 			}
 			now := s.nowUTC()
+			if err := s.noteUsage(ctx, tx, owner, now, 0, 0, true); err != nil {
+				return "", err
+			}
 			if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO blob_garbage (object_key, upload_id, state, not_before, claimed_until, created_at)
 VALUES (?, '', 'garbage', ?, NULL, ?)
 ON CONFLICT (object_key) DO UPDATE SET state = 'garbage', not_before = excluded.not_before, claimed_until = NULL`),
@@ -734,6 +742,9 @@ WHERE id = ? AND account_id = ?`), now, now, assetID, accountID)
   bandwidth_period = CASE WHEN bandwidth_period > ? THEN bandwidth_period ELSE ? END
 WHERE id = ?`), period, bytes, period, bytes, period, period, accountID); err != nil {
 		return wrap(op, err)
+	}
+	if err := s.noteUsage(ctx, tx, accountID, now, 0, bytes, false); err != nil {
+		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return wrap(op, err)

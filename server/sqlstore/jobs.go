@@ -11,14 +11,9 @@ import (
 )
 
 // DownloadEndpoint is the route pattern that request logs carry for asset
-// downloads; RollupUsage sums their bytes_transferred as bandwidth.
+// downloads (migration 0010 took their bytes_transferred as the bytes out
+// of the days before the usage ledger).
 const DownloadEndpoint = "GET /api/storage/assets/{id}/download"
-
-// Limits of UsageRows, as RecentRequests.
-const (
-	defaultUsageLimit = 100
-	maxUsageLimit     = 1000
-)
 
 // ClaimGarbage claims up to limit (at least 1) objects due at now: garbage
 // whose not_before is not after now, and pending uploads whose deadline
@@ -96,81 +91,6 @@ func (s *Store) IsKnownObject(ctx context.Context, key string) (bool, error) {
 		return false, wrap("is known object", err)
 	}
 	return known, nil
-}
-
-// RollupUsage writes, in one statement, one storage_usage row per active
-// or suspended account (a suspended account still stores its bytes;
-// deleted ones are left out) for the period [start, end): storage_used_bytes
-// now, the bytes_transferred of the period's downloads (DownloadEndpoint)
-// and the number of the period's requests of the account in api_requests.
-// Rows are keyed by (account, start): running it again replaces them,
-// concurrently too. It reports how many rows it wrote.
-func (s *Store) RollupUsage(ctx context.Context, start, end time.Time) (int, error) {
-	start, end = ts(start), ts(end)
-	if !start.Before(end) {
-		return 0, server.Errorf(server.EInvalid, "usage period must end after it starts")
-	}
-	p := s.tsParam()
-	res, err := s.db.ExecContext(ctx, s.q(`INSERT INTO storage_usage (
-  id, account_id, storage_bytes, bandwidth_bytes, request_count, period_start, period_end, recorded_at)
-SELECT a.id || '@' || ?, a.id, a.storage_used_bytes,
-  COALESCE((SELECT SUM(r.bytes_transferred) FROM api_requests r
-    WHERE r.account_id = a.id AND r.created_at >= ? AND r.created_at < ? AND r.endpoint = ?), 0),
-  (SELECT count(*) FROM api_requests r
-    WHERE r.account_id = a.id AND r.created_at >= ? AND r.created_at < ?),
-  `+p+`, `+p+`, `+p+`
-FROM agentcache_accounts a
-WHERE a.status IN ('active', 'suspended')
-ORDER BY a.id
-ON CONFLICT (account_id, period_start) DO UPDATE SET
-  storage_bytes = excluded.storage_bytes,
-  bandwidth_bytes = excluded.bandwidth_bytes,
-  request_count = excluded.request_count,
-  period_end = excluded.period_end,
-  recorded_at = excluded.recorded_at`),
-		start.Format(time.RFC3339Nano),
-		start, end, DownloadEndpoint,
-		start, end,
-		start, end, s.nowUTC())
-	if err != nil {
-		return 0, wrap("roll up usage", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, wrap("roll up usage", err)
-	}
-	return int(n), nil
-}
-
-// UsageRows lists the storage_usage rows of an account, newest period
-// first. limit <= 0 means 100; at most 1000 are returned.
-func (s *Store) UsageRows(ctx context.Context, accountID string, limit int) ([]server.UsageRow, error) {
-	if limit <= 0 {
-		limit = defaultUsageLimit
-	}
-	limit = min(limit, maxUsageLimit)
-	if !validKey(accountID) {
-		return []server.UsageRow{}, nil
-	}
-	rows, err := s.rdb.QueryContext(ctx, s.q(`SELECT account_id, storage_bytes, bandwidth_bytes, request_count, period_start, period_end
-FROM storage_usage WHERE account_id = ? ORDER BY period_start DESC LIMIT ?`), accountID, limit)
-	if err != nil {
-		return nil, wrap("usage rows", err)
-	}
-	defer rows.Close()
-	out := []server.UsageRow{}
-	for rows.Next() {
-		var u server.UsageRow
-		if err := rows.Scan(&u.AccountID, &u.StorageBytes, &u.BandwidthBytes, &u.RequestCount, &u.PeriodStart, &u.PeriodEnd); err != nil {
-			return nil, wrap("usage rows", err)
-		}
-		u.PeriodStart, u.PeriodEnd = u.PeriodStart.UTC(), u.PeriodEnd.UTC()
-		out = append(out, u)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, wrap("usage rows", err)
-	}
-	return out, nil
 }
 
 // TryLease takes the lease name for holder until now+ttl when it is free,

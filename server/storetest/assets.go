@@ -36,7 +36,6 @@ var assetTests = []storeTest{
 	{"RecordDownload", testRecordDownload},
 	{"ClaimGarbage", testClaimGarbage},
 	{"ClaimGarbageConcurrent", testClaimGarbageConcurrent},
-	{"RollupUsage", testRollupUsage},
 	{"TryLease", testTryLease},
 }
 
@@ -1280,101 +1279,6 @@ func testClaimGarbageConcurrent(t *testing.T, s server.Store) {
 	if seen[notDue] != 0 {
 		t.Errorf("pending object within its deadline was claimed")
 	}
-}
-
-func testRollupUsage(t *testing.T, s server.Store) {
-	ctx := ctxFor(t)
-	a := mustCreate(t, s, "pro")
-	b := mustCreate(t, s, "pro")
-	c := mustCreate(t, s, "pro")
-	mustUpload(t, s, a, "aaaaaaaaaa", "") // 10 bytes
-	mustUpload(t, s, b, "bbbbb", "")      // 5 bytes
-	if _, err := s.SetStatus(ctx, b.UserID, server.StatusSuspended); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.SetStatus(ctx, c.UserID, server.StatusDeleted); err != nil {
-		t.Fatal(err)
-	}
-	start := time.Date(2030, 3, 1, 0, 0, 0, 0, time.UTC)
-	end := time.Date(2030, 4, 1, 0, 0, 0, 0, time.UTC)
-	mid := start.Add(10 * 24 * time.Hour)
-	req := func(acct, endpoint string, bytes int64, at time.Time) server.APIRequest {
-		return server.APIRequest{AccountID: acct, Method: "GET", Endpoint: endpoint, StatusCode: 200, BytesTransferred: bytes, CreatedAt: at}
-	}
-	if err := s.LogRequests(ctx, []server.APIRequest{
-		req(a.ID, downloadEndpoint, 100, start),                         // in
-		req(a.ID, downloadEndpoint, 200, mid),                           // in
-		req(a.ID, "GET /api/storage/assets", 999, mid),                  // a request, not bandwidth
-		req(a.ID, downloadEndpoint, 5000, end),                          // next period
-		req(a.ID, downloadEndpoint, 7000, start.Add(-time.Microsecond)), // previous period
-		req(b.ID, downloadEndpoint, 50, mid),
-		req(c.ID, downloadEndpoint, 60, mid),
-		req("", downloadEndpoint, 70, mid),
-	}); err != nil {
-		t.Fatal(err)
-	}
-	type want struct{ storage, bandwidth, requests int64 }
-	check := func(acct string, w want, rows int) {
-		t.Helper()
-		us, err := s.UsageRows(ctx, acct, 10)
-		if err != nil {
-			t.Fatalf("UsageRows: %v", err)
-		}
-		if len(us) != rows {
-			t.Fatalf("UsageRows = %+v, want %d rows", us, rows)
-		}
-		u := us[len(us)-1] // the March row is the oldest
-		if u.AccountID != acct || u.StorageBytes != w.storage || u.BandwidthBytes != w.bandwidth || u.RequestCount != w.requests ||
-			!u.PeriodStart.Equal(start) || !u.PeriodEnd.Equal(end) {
-			t.Fatalf("usage row %+v, want %+v for [%v, %v)", u, w, start, end)
-		}
-	}
-
-	n, err := s.RollupUsage(ctx, start, end)
-	if err != nil || n != 2 {
-		t.Fatalf("RollupUsage = %d, %v; want 2 rows (active and suspended accounts)", n, err)
-	}
-	check(a.ID, want{10, 300, 3}, 1)
-	check(b.ID, want{5, 50, 1}, 1)
-	if us, err := s.UsageRows(ctx, c.ID, 10); err != nil || len(us) != 0 {
-		t.Fatalf("deleted account rolled up: %+v, %v", us, err)
-	}
-
-	// Running again replaces the rows with fresh numbers.
-	mustUpload(t, s, a, "ccc", "")
-	if err := s.LogRequests(ctx, []server.APIRequest{req(a.ID, downloadEndpoint, 11, mid)}); err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	errs := make([]error, 5)
-	counts := make([]int, 5)
-	for i := range errs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			counts[i], errs[i] = s.RollupUsage(ctx, start, end)
-		}()
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil || counts[i] != 2 {
-			t.Fatalf("concurrent RollupUsage = %d, %v", counts[i], err)
-		}
-	}
-	check(a.ID, want{13, 311, 4}, 1)
-	check(b.ID, want{5, 50, 1}, 1)
-
-	// The next period is a new row, listed first.
-	if n, err := s.RollupUsage(ctx, end, end.AddDate(0, 1, 0)); err != nil || n != 2 {
-		t.Fatalf("RollupUsage(April) = %d, %v", n, err)
-	}
-	check(a.ID, want{13, 311, 4}, 2)
-	us, err := s.UsageRows(ctx, a.ID, 1)
-	if err != nil || len(us) != 1 || !us[0].PeriodStart.Equal(end) || us[0].BandwidthBytes != 5000 || us[0].RequestCount != 1 {
-		t.Fatalf("UsageRows(limit 1) = %+v, %v; want April with 5000 bytes in 1 request", us, err)
-	}
-	_, err = s.RollupUsage(ctx, end, start)
-	wantCode(t, err, server.EInvalid)
 }
 
 func testTryLease(t *testing.T, s server.Store) {

@@ -249,7 +249,7 @@ func testPurgeAccount(t *testing.T, s server.Store) {
 	aKeys, aOpen := holdings(t, s, a, "a")
 	bKeys, bOpen := holdings(t, s, b, "b")
 	now := time.Now().UTC()
-	if _, err := s.RollupUsage(ctx, now.Truncate(24*time.Hour), now.Truncate(24*time.Hour).Add(24*time.Hour)); err != nil {
+	if _, err := s.RollupUsageDay(ctx, now, false); err != nil {
 		t.Fatal(err)
 	}
 	bBefore := mustAccount(t, s, b.ID)
@@ -369,8 +369,8 @@ func testPurgeAccount(t *testing.T, s server.Store) {
 	_, err = s.CreateAccount(ctx, n)
 	wantCode(t, err, server.EAccountExists)
 	// Usage history stays.
-	if rows, err := s.UsageRows(ctx, a.ID, 10); err != nil || len(rows) != 1 || rows[0].StorageBytes != aUsed {
-		t.Fatalf("usage history of the purged account: %+v, %v", rows, err)
+	if p, err := s.UsageRows(ctx, server.UsageQuery{From: now, To: now, UserID: a.UserID, Accounts: 1}); err != nil || len(p.Rows) != 1 || p.Rows[0].StorageBytes != aUsed {
+		t.Fatalf("usage history of the purged account: %+v, %v", p.Rows, err)
 	}
 
 	// b is untouched.
