@@ -31,11 +31,17 @@ const (
 )
 
 // fakeUpstream is a JettyThunder provisioning endpoint that counts calls.
+// It answers GET /api/agentcache/quota for the accounts it provisioned
+// (calls counts provisioning only; quotaCalls the checks).
 type fakeUpstream struct {
-	t     *testing.T
-	srv   *httptest.Server
-	calls atomic.Int64
-	delay time.Duration
+	t          *testing.T
+	srv        *httptest.Server
+	calls      atomic.Int64
+	quotaCalls atomic.Int64
+	upgrades   atomic.Int64
+	delay      time.Duration
+	hold       chan struct{} // when set, provisioning answers once it is closed
+	accounts   sync.Map      // api_key -> *fakeAccount
 
 	mu      sync.Mutex
 	bodies  []map[string]string
@@ -52,7 +58,87 @@ func newUpstream(t *testing.T) *fakeUpstream {
 	return u
 }
 
+type fakeAccount struct {
+	user, secret, tier, status string
+}
+
+// account returns the fake account of a user.
+func (u *fakeUpstream) account(userID string) *fakeAccount {
+	var found *fakeAccount
+	u.accounts.Range(func(_, v any) bool {
+		if a := v.(*fakeAccount); a.user == userID {
+			found = a
+		}
+		return true
+	})
+	return found
+}
+
+func (u *fakeUpstream) serveUpgrade(w http.ResponseWriter, r *http.Request) {
+	u.upgrades.Add(1)
+	raw, _ := io.ReadAll(r.Body)
+	if _, err := webhooksig.Verify(r.Header.Get(webhooksig.Header), []string{upstreamSecret}, time.Now(), r.Method, r.URL.EscapedPath(), raw); err != nil {
+		w.WriteHeader(http.StatusUnauthorized)
+		io.WriteString(w, `{"error":"Unauthorized","code":"unauthorized"}`)
+		return
+	}
+	var body map[string]string
+	json.Unmarshal(raw, &body)
+	w.Header().Set("Content-Type", "application/json")
+	a := u.account(body["agentcache_user_id"])
+	if a == nil {
+		w.WriteHeader(http.StatusNotFound)
+		io.WriteString(w, `{"error":"account not found","code":"not_found"}`)
+		return
+	}
+	a.tier = body["tier"]
+	json.NewEncoder(w).Encode(map[string]any{"success": true, "account": map[string]any{
+		"agentcache_user_id": a.user, "tier": a.tier, "status": a.status,
+		"storage_quota_gb": quotaFor(a.tier), "bandwidth_quota_gb": 100, "jetty_speed_enabled": a.tier != "free",
+	}})
+}
+
+// quotaFor is the fake's storage quota of a tier.
+func quotaFor(tier string) int64 {
+	return map[string]int64{"free": 0, "starter": 5, "pro": 20, "business": 100, "enterprise": 1000}[tier]
+}
+
+func (u *fakeUpstream) serveQuota(w http.ResponseWriter, r *http.Request) {
+	u.quotaCalls.Add(1)
+	w.Header().Set("Content-Type", "application/json")
+	key := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+	v, ok := u.accounts.Load(key)
+	if !ok {
+		w.WriteHeader(http.StatusUnauthorized)
+		io.WriteString(w, `{"error":"unknown API key","code":"unknown_api_key"}`)
+		return
+	}
+	a := v.(*fakeAccount)
+	if r.Header.Get("X-API-Secret") != a.secret {
+		w.WriteHeader(http.StatusUnauthorized)
+		io.WriteString(w, `{"error":"wrong API secret","code":"wrong_api_secret"}`)
+		return
+	}
+	if a.status != "active" {
+		w.WriteHeader(http.StatusForbidden)
+		fmt.Fprintf(w, `{"error":"account %s","code":"account_%s"}`, a.status, a.status)
+		return
+	}
+	json.NewEncoder(w).Encode(map[string]any{
+		"tier": a.tier, "status": a.status, "jetty_speed_enabled": a.tier != "free",
+		"storage": map[string]any{"quota_gb": quotaFor(a.tier)},
+	})
+}
+
 func (u *fakeUpstream) serve(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet && r.URL.Path == agentcache.UpstreamQuotaPath {
+		u.serveQuota(w, r)
+		return
+	}
+	if r.Method == http.MethodPost && r.URL.Path == agentcache.UpstreamUpgradePath {
+		u.serveUpgrade(w, r)
+		return
+	}
 	n := u.calls.Add(1)
 	u.entered <- struct{}{}
 	if r.Method != http.MethodPost || r.URL.Path != agentcache.UpstreamPath {
@@ -79,6 +165,9 @@ func (u *fakeUpstream) serve(w http.ResponseWriter, r *http.Request) {
 	if u.delay > 0 {
 		time.Sleep(u.delay)
 	}
+	if u.hold != nil {
+		<-u.hold
+	}
 	w.Header().Set("Content-Type", "application/json")
 	if respond != nil {
 		status, b := respond(n)
@@ -90,13 +179,14 @@ func (u *fakeUpstream) serve(w http.ResponseWriter, r *http.Request) {
 	u.mu.Lock()
 	u.issued = append(u.issued, key, secret)
 	u.mu.Unlock()
+	u.accounts.Store(key, &fakeAccount{user: body["agentcache_user_id"], secret: secret, tier: body["tier"], status: "active"})
 	uid := body["agentcache_user_id"]
 	w.WriteHeader(http.StatusCreated)
 	json.NewEncoder(w).Encode(map[string]any{
 		"success": true,
 		"account": map[string]any{
 			"id": "acc_" + uid, "api_key": key, "api_secret": secret, "tier": body["tier"],
-			"storage_quota_gb": 20, "bandwidth_quota_gb": 100, "jetty_speed_enabled": true,
+			"storage_quota_gb": quotaFor(body["tier"]), "bandwidth_quota_gb": 100, "jetty_speed_enabled": true,
 			"s3_bucket": "agentcache-assets", "s3_prefix": "users/" + uid, "created_at": createdAt,
 		},
 	})
@@ -219,7 +309,12 @@ func TestProvisionThenCached(t *testing.T) {
 		t.Errorf("Cache-Control %q, want no-store", got)
 	}
 	want := map[string]string{"agentcache_user_id": "usr_test_123", "agentcache_email": "test@example.com", "tier": "pro"}
-	if got := h.up.lastBody(); fmt.Sprint(got) != fmt.Sprint(want) {
+	got := h.up.lastBody()
+	if got["nonce"] == "" {
+		t.Errorf("upstream body %v without a nonce", got)
+	}
+	delete(got, "nonce")
+	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("upstream body %v, want %v", got, want)
 	}
 	// The seed's shape, field by field.
@@ -231,18 +326,29 @@ func TestProvisionThenCached(t *testing.T) {
 		}
 	}
 
-	// Again, and with the JettyThunder field names: cached, same answer.
+	// Again, and with the JettyThunder field names: cached (checked
+	// upstream each time), same answer.
 	for _, b := range []string{
 		body("usr_test_123"),
-		`{"agentcache_user_id":"usr_test_123","agentcache_email":"test@example.com","tier":"business","extra":{"x":1}}`,
+		`{"agentcache_user_id":"usr_test_123","agentcache_email":"test@example.com","tier":"pro","extra":{"x":1}}`,
 	} {
 		res2 := h.post(t, bearer(internalSecret), b)
 		if res2.status != http.StatusOK || res2.ok.Message != agentcache.MessageCached || res2.ok.Credentials != c {
 			t.Fatalf("repeated call: %d %s; want 200 with %+v", res2.status, res2.raw, c)
 		}
 	}
-	if n := h.up.calls.Load(); n != 1 {
-		t.Fatalf("%d upstream calls, want 1", n)
+	if n, q := h.up.calls.Load(), h.up.quotaCalls.Load(); n != 1 || q != 2 {
+		t.Fatalf("%d provisioning calls and %d checks upstream, want 1 and 2", n, q)
+	}
+	// A higher tier upgrades: same credentials, the new figures.
+	res3 := h.post(t, bearer(internalSecret), `{"agentcache_user_id":"usr_test_123","agentcache_email":"test@example.com","tier":"business"}`)
+	up := c
+	up.Tier, up.StorageQuotaGB = "business", 100
+	if res3.status != http.StatusOK || res3.ok.Message != agentcache.MessageUpgraded || res3.ok.Credentials != up {
+		t.Fatalf("higher tier: %d %s; want 200 upgraded with %+v", res3.status, res3.raw, up)
+	}
+	if n := h.up.upgrades.Load(); n != 1 {
+		t.Fatalf("%d upgrade calls upstream, want 1", n)
 	}
 	if _, ok, _ := h.cache.Get(context.Background(), agentcache.LockKey("usr_test_123")); ok {
 		t.Fatal("lock still held after provisioning")
@@ -542,6 +648,7 @@ func TestExplicitEncryptionKey(t *testing.T) {
 	h2 := newHarness(t, cache, func(c *agentcache.RelayConfig) {
 		c.EncryptionKey = key
 		c.InternalSecret = "rotated-internal-secret"
+		c.UpstreamURL = h.up.srv.URL
 	})
 	res2 := h2.post(t, bearer("rotated-internal-secret"), body("usr_k"))
 	if res2.status != http.StatusOK || res2.ok.Credentials != res.ok.Credentials {
@@ -616,35 +723,51 @@ func TestUpstreamWrongSecret(t *testing.T) {
 	wantError(t, h.post(t, bearer(internalSecret), body("usr_x")), http.StatusBadGateway, agentcache.CodeUpstreamUnauthorized)
 }
 
-// TestWaitsForLockHolder: a lock held by another instance makes the caller
-// wait; when the lock holder caches its result, the caller answers 200.
+// notifyCache reports each lock it failed to take.
+type notifyCache struct {
+	server.Cache
+	refused chan string
+}
+
+func (c notifyCache) SetNX(ctx context.Context, key string, v []byte, ttl time.Duration) (bool, error) {
+	ok, err := c.Cache.SetNX(ctx, key, v, ttl)
+	if err == nil && !ok {
+		select {
+		case c.refused <- key:
+		default:
+		}
+	}
+	return ok, err
+}
+
+// TestWaitsForLockHolder: while another instance provisions the user, a
+// caller waits; when the holder caches its result (confirmed after the
+// caller arrived), the caller answers 200 with it, calling nothing
+// upstream itself.
 func TestWaitsForLockHolder(t *testing.T) {
-	ctx := context.Background()
 	cache := memory.NewCache()
-	h := newHarness(t, cache)
-	other := newHarness(t, cache) // same cache, so it can seal for us
+	nc := notifyCache{Cache: cache, refused: make(chan string, 100)}
+	h := newHarness(t, nc)
+	other := newHarness(t, cache)
+	release := make(chan struct{})
+	other.up.hold = release
 
-	// Another instance provisions usr_w first, then we forge its lock.
-	first := other.post(t, bearer(internalSecret), body("usr_w"))
-	sealed, _, _ := cache.Get(ctx, agentcache.CredentialsKey("usr_w"))
-	cache.Delete(ctx, agentcache.CredentialsKey("usr_w"))
-	cache.Set(ctx, agentcache.LockKey("usr_w"), []byte("someone-else"), time.Minute)
-
+	firstDone := make(chan result)
+	go func() { firstDone <- other.post(t, bearer(internalSecret), body("usr_w")) }()
+	<-other.up.entered // the other instance holds the lock and is upstream
 	done := make(chan result)
 	go func() { done <- h.post(t, bearer(internalSecret), body("usr_w")) }()
-	time.Sleep(100 * time.Millisecond)
-	select {
-	case r := <-done:
-		t.Fatalf("answered while the lock was held: %d %s", r.status, r.raw)
-	default:
+	<-nc.refused // the caller arrived and found the lock taken
+	close(release)
+	first, r := <-firstDone, <-done
+	if first.status != http.StatusCreated {
+		t.Fatalf("holder: %d %s", first.status, first.raw)
 	}
-	cache.Set(ctx, agentcache.CredentialsKey("usr_w"), sealed, time.Hour)
-	r := <-done
 	if r.status != http.StatusOK || r.ok.Credentials != first.ok.Credentials {
-		t.Fatalf("after the holder cached: %d %s", r.status, r.raw)
+		t.Fatalf("waiter: %d %s; want 200 with the holder's credentials", r.status, r.raw)
 	}
-	if n := h.up.calls.Load(); n != 0 {
-		t.Fatalf("waiter called upstream %d times", n)
+	if n, q := h.up.calls.Load(), h.up.quotaCalls.Load(); n != 0 || q != 0 {
+		t.Fatalf("waiter called upstream %d+%d times", n, q)
 	}
 }
 

@@ -56,7 +56,8 @@ type Config struct {
 	// Bucket is the object-storage bucket named in provisioning answers.
 	Bucket string
 	// Relay, when set, serves POST /api/webhooks/jettythunder/provision
-	// (the AgentCache-side relay of seed 000).
+	// and POST /api/webhooks/jettythunder/upgrade (the AgentCache-side
+	// relay of seed 000, which tells the two apart by path).
 	Relay http.Handler
 	// Blobs is where object bytes live. Required for the storage API.
 	Blobs blob.Store
@@ -237,6 +238,7 @@ func New(cfg Config) *Server {
 
 	if s.relay != nil {
 		mux.Handle("POST /api/webhooks/jettythunder/provision", s.relay)
+		mux.Handle("POST /api/webhooks/jettythunder/upgrade", s.relay)
 	}
 
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
