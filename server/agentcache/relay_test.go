@@ -3,6 +3,8 @@ package agentcache_test
 import (
 	"bytes"
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
@@ -40,8 +42,9 @@ type fakeUpstream struct {
 	quotaCalls atomic.Int64
 	upgrades   atomic.Int64
 	delay      time.Duration
-	hold       chan struct{} // when set, provisioning answers once it is closed
-	accounts   sync.Map      // api_key -> *fakeAccount
+	hold       chan struct{}                                    // when set, provisioning answers once it is closed
+	quotaHook  atomic.Pointer[func(w http.ResponseWriter) bool] // answers a check when it returns true
+	accounts   sync.Map                                         // api_key -> *fakeAccount
 
 	mu      sync.Mutex
 	bodies  []map[string]string
@@ -106,6 +109,9 @@ func quotaFor(tier string) int64 {
 func (u *fakeUpstream) serveQuota(w http.ResponseWriter, r *http.Request) {
 	u.quotaCalls.Add(1)
 	w.Header().Set("Content-Type", "application/json")
+	if hook := u.quotaHook.Load(); hook != nil && (*hook)(w) {
+		return
+	}
 	key := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
 	v, ok := u.accounts.Load(key)
 	if !ok {
@@ -919,5 +925,164 @@ func TestNewRelayValidation(t *testing.T) {
 		if _, err := agentcache.NewRelay(c); err == nil {
 			t.Errorf("%s: NewRelay succeeded", name)
 		}
+	}
+}
+
+func (u *fakeUpstream) onQuota(f func(w http.ResponseWriter) bool) { u.quotaHook.Store(&f) }
+
+// TestCheckFailuresKeepTheEntry: when the cached credentials cannot be
+// checked (rate-limited, an error, a 401 or 403 the relay does not
+// recognise), nothing is handed out and the entry is kept; once the check
+// succeeds the same credentials are answered.
+func TestCheckFailuresKeepTheEntry(t *testing.T) {
+	h := newHarness(t, memory.NewCache())
+	first := h.post(t, bearer(internalSecret), body("usr_chk"))
+	if first.status != http.StatusCreated {
+		t.Fatalf("%d %s", first.status, first.raw)
+	}
+	for _, c := range []struct {
+		name       string
+		status     int
+		body       string
+		retryAfter string
+		want       int
+		code       string
+		wantRetry  string
+	}{
+		{"rate limited", 429, `{"error":"slow down","code":"rate_limited"}`, "17", 429, server.ERateLimited, "17"},
+		{"rate limited, odd Retry-After", 429, `{}`, "soon", 429, server.ERateLimited, "1"},
+		{"server error", 500, `{"error":"db down","code":"internal"}`, "", 502, agentcache.CodeUpstreamUnavailable, ""},
+		{"401 from a proxy", 401, `<html>login</html>`, "", 502, agentcache.CodeUpstreamUnavailable, ""},
+		{"403 other code", 403, `{"error":"no","code":"tier_lacks_feature"}`, "", 502, agentcache.CodeUpstreamUnavailable, ""},
+		{"200 without tier", 200, `{"status":"active"}`, "", 502, agentcache.CodeUpstreamUnavailable, ""},
+		{"404", 404, ``, "", 502, agentcache.CodeUpstreamUnavailable, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h.up.onQuota(func(w http.ResponseWriter) bool {
+				if c.retryAfter != "" {
+					w.Header().Set("Retry-After", c.retryAfter)
+				}
+				w.WriteHeader(c.status)
+				io.WriteString(w, c.body)
+				return true
+			})
+			res := h.post(t, bearer(internalSecret), body("usr_chk"))
+			wantError(t, res, c.want, c.code)
+			if strings.Contains(res.raw, first.ok.Credentials.APISecret) {
+				t.Fatalf("credentials handed out unchecked: %s", res.raw)
+			}
+			if got := res.header.Get("Retry-After"); got != c.wantRetry {
+				t.Errorf("Retry-After %q, want %q", got, c.wantRetry)
+			}
+			if _, ok, _ := h.cache.Get(context.Background(), agentcache.CredentialsKey("usr_chk")); !ok {
+				t.Fatal("the entry was dropped on a failed check")
+			}
+		})
+	}
+	h.up.onQuota(func(http.ResponseWriter) bool { return false })
+	res := h.post(t, bearer(internalSecret), body("usr_chk"))
+	if res.status != http.StatusOK || res.ok.Credentials != first.ok.Credentials {
+		t.Fatalf("after the failures: %d %s", res.status, res.raw)
+	}
+	if n := h.up.calls.Load(); n != 1 {
+		t.Fatalf("%d provisioning calls, want 1", n)
+	}
+}
+
+// TestTierMismatch: a provision call naming a lower tier, or a tier the
+// relay cannot rank, is refused with 409 tier_mismatch and upgrades
+// nothing.
+func TestTierMismatch(t *testing.T) {
+	h := newHarness(t, memory.NewCache())
+	if res := h.post(t, bearer(internalSecret), body("usr_tm")); res.status != http.StatusCreated {
+		t.Fatalf("%d %s", res.status, res.raw)
+	}
+	for tier, why := range map[string]string{"starter": "lower than", "custom_gold": "not comparable"} {
+		res := h.post(t, bearer(internalSecret), fmt.Sprintf(`{"user_id":"usr_tm","email":"a@b.co","tier":%q}`, tier))
+		wantError(t, res, http.StatusConflict, agentcache.CodeTierMismatch)
+		if !strings.Contains(res.err.Error, why) || !strings.Contains(res.err.Error, agentcache.UpgradePath) {
+			t.Errorf("%s: message %q", tier, res.err.Error)
+		}
+	}
+	if n := h.up.upgrades.Load(); n != 0 {
+		t.Fatalf("%d upgrade calls for refused tiers", n)
+	}
+}
+
+func upgradeBody(uid, tier string) string { return fmt.Sprintf(`{"user_id":%q,"tier":%q}`, uid, tier) }
+
+func (h *harness) postUpgrade(t *testing.T, auth, b string) (int, agentcache.UpgradeResponse, agentcache.ErrorResponse, string) {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodPost, agentcache.UpgradePath, strings.NewReader(b))
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	rec := httptest.NewRecorder()
+	h.relay.ServeHTTP(rec, req)
+	var ok agentcache.UpgradeResponse
+	var e agentcache.ErrorResponse
+	if rec.Code == http.StatusOK {
+		json.Unmarshal(rec.Body.Bytes(), &ok)
+	} else {
+		json.Unmarshal(rec.Body.Bytes(), &e)
+	}
+	return rec.Code, ok, e, rec.Body.String()
+}
+
+// TestUpgradeRouteUpdatesCache: the upgrade route changes the tier
+// upstream and the cached figures; a provision call naming the new tier
+// then upgrades nothing more.
+func TestUpgradeRouteUpdatesCache(t *testing.T) {
+	h := newHarness(t, memory.NewCache())
+	if res := h.post(t, bearer(internalSecret), body("usr_ur")); res.status != http.StatusCreated {
+		t.Fatalf("%d %s", res.status, res.raw)
+	}
+	status, ok, _, raw := h.postUpgrade(t, bearer(internalSecret), upgradeBody("usr_ur", "enterprise"))
+	if status != http.StatusOK || !ok.Success || ok.Account.Tier != "enterprise" || ok.Account.StorageQuotaGB != 1000 || ok.Account.UserID != "usr_ur" {
+		t.Fatalf("upgrade: %d %s", status, raw)
+	}
+	res := h.post(t, bearer(internalSecret), `{"user_id":"usr_ur","email":"a@b.co","tier":"enterprise"}`)
+	if res.status != http.StatusOK || res.ok.Message != agentcache.MessageCached || res.ok.Credentials.Tier != "enterprise" || res.ok.Credentials.StorageQuotaGB != 1000 {
+		t.Fatalf("after the upgrade route: %d %s", res.status, res.raw)
+	}
+	if n := h.up.upgrades.Load(); n != 1 {
+		t.Fatalf("%d upgrade calls, want 1", n)
+	}
+	// Unauthorized and malformed calls reach nothing upstream.
+	if status, _, e, _ := h.postUpgrade(t, bearer("nope"), upgradeBody("usr_ur", "free")); status != http.StatusUnauthorized || e.Code != server.EUnauthorized {
+		t.Fatalf("wrong secret: %d %+v", status, e)
+	}
+	if status, _, e, _ := h.postUpgrade(t, bearer(internalSecret), `{"user_id":"usr_ur","tier":"pro","new_tier":"free"}`); status != http.StatusBadRequest || e.Code != server.EInvalid {
+		t.Fatalf("tier and new_tier differ: %d %+v", status, e)
+	}
+	if n := h.up.upgrades.Load(); n != 1 {
+		t.Fatalf("%d upgrade calls, want 1", n)
+	}
+	// A user JettyThunder does not know.
+	if status, _, e, _ := h.postUpgrade(t, bearer(internalSecret), upgradeBody("usr_none", "pro")); status != http.StatusNotFound || e.Code != server.ENotFound {
+		t.Fatalf("unknown user: %d %+v", status, e)
+	}
+	assertNoSecrets(t, h.logs.String(), append(h.up.issuedSecrets(), internalSecret, upstreamSecret)...)
+}
+
+// TestEntryOfThePreviousVersion: an entry sealed before entries carried
+// a tier and a check time (credentials only) is still read, checked and
+// answered.
+func TestEntryOfThePreviousVersion(t *testing.T) {
+	key := bytes.Repeat([]byte{9}, 32)
+	cache := memory.NewCache()
+	h := newHarness(t, cache, func(c *agentcache.RelayConfig) { c.EncryptionKey = key })
+	first := h.post(t, bearer(internalSecret), body("usr_v0"))
+	c := first.ok.Credentials
+	old, _ := json.Marshal(map[string]any{
+		"api_key": c.APIKey, "api_secret": c.APISecret, "storage_quota_gb": 20, "jetty_speed_enabled": true,
+		"s3_bucket": c.S3Bucket, "s3_prefix": c.S3Prefix, "provisioned_at": c.ProvisionedAt,
+	})
+	block, _ := aes.NewCipher(key)
+	aead, _ := cipher.NewGCMWithRandomNonce(block)
+	cache.Set(context.Background(), agentcache.CredentialsKey("usr_v0"), aead.Seal([]byte{1}, nil, old, []byte("usr_v0")), time.Hour)
+	res := h.post(t, bearer(internalSecret), body("usr_v0"))
+	if res.status != http.StatusOK || res.ok.Credentials != c {
+		t.Fatalf("previous-version entry: %d %s; want %+v", res.status, res.raw, c)
 	}
 }
