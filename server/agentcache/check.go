@@ -156,8 +156,8 @@ func (rl *Relay) check(ctx context.Context, userID string, c Credentials) (figur
 	case resp.StatusCode == http.StatusUnauthorized && (ue.Code == server.EUnknownAPIKey || ue.Code == server.EWrongAPISecret):
 		rl.drop(ctx, userID, ue.Code)
 		return figures{}, fail(http.StatusConflict, CodeCredentialsRevoked,
-			"JettyThunder refused user %q's cached credentials (%s: they were rotated or revoked); the relay dropped them and hands them out no more. Issue new ones with POST /api/agentcache/rotate on JettyThunder (its answer holds the new secret, shown once)",
-			userID, ue.Code)
+			"JettyThunder refused user %q's cached credentials (%s: they were rotated or revoked); the relay dropped them and hands them out no more. Issue new ones with POST %s (the relay rotates on JettyThunder and caches the new pair)",
+			userID, ue.Code, RotatePath)
 	case resp.StatusCode == http.StatusForbidden && (ue.Code == server.EAccountDeleted || ue.Code == server.EAccountSuspended):
 		return figures{}, rl.statusRefusal(ctx, userID, map[string]string{
 			server.EAccountDeleted:   string(server.StatusDeleted),

@@ -1,6 +1,6 @@
 // Package agentcache is the AgentCache side of provisioning, from seed 000:
-// the relay behind POST /api/webhooks/jettythunder/provision and
-// POST /api/webhooks/jettythunder/upgrade.
+// the relay behind POST /api/webhooks/jettythunder/provision, /upgrade
+// and /rotate.
 //
 // AgentCache's backend calls the relay with its INTERNAL_WEBHOOK_SECRET
 // when a user signs up. The relay calls the JettyThunder provisioning API
@@ -27,7 +27,10 @@
 // /api/agentcache/upgrade) and answers the upgraded figures; one naming a
 // lower or an incomparable tier is refused with 409 tier_mismatch, as
 // downgrades are for the upgrade route only. The upgrade route changes
-// the tier either way and updates the cached figures.
+// the tier either way and updates the cached figures. The rotate route
+// issues new credentials on JettyThunder (POST /api/agentcache/rotate)
+// and caches them: the way back after credentials_revoked, or after an
+// entry was lost.
 //
 // Guarantees:
 //
@@ -229,8 +232,8 @@ type entry struct {
 	CheckedAt time.Time `json:"checked_at"`
 }
 
-// Relay is the http.Handler of POST /api/webhooks/jettythunder/provision
-// and POST /api/webhooks/jettythunder/upgrade.
+// Relay is the http.Handler of POST /api/webhooks/jettythunder/provision,
+// /upgrade and /rotate.
 type Relay struct {
 	cfg          RelayConfig
 	base         string // UpstreamURL without its trailing slash
@@ -337,13 +340,17 @@ type request struct {
 	Tier   string
 }
 
-// ServeHTTP answers POST /api/webhooks/jettythunder/upgrade (UpgradePath)
-// and, on any other path, POST /api/webhooks/jettythunder/provision.
+// ServeHTTP answers POST /api/webhooks/jettythunder/upgrade (UpgradePath),
+// POST /api/webhooks/jettythunder/rotate (RotatePath) and, on any other
+// path, POST /api/webhooks/jettythunder/provision.
 func (rl *Relay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	op := "jettythunder provision"
-	if r.URL.Path == UpgradePath {
+	switch r.URL.Path {
+	case UpgradePath:
 		op = "jettythunder upgrade"
+	case RotatePath:
+		op = "jettythunder rotate"
 	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
@@ -355,8 +362,12 @@ func (rl *Relay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rl.answerError(w, r, op, start, "", err)
 		return
 	}
-	if r.URL.Path == UpgradePath {
+	switch r.URL.Path {
+	case UpgradePath:
 		rl.serveUpgrade(w, r, start)
+		return
+	case RotatePath:
+		rl.serveRotate(w, r, start)
 		return
 	}
 	req, err := readRequest(w, r)
@@ -790,7 +801,7 @@ func (rl *Relay) callUpstream(ctx context.Context, req request) (Credentials, er
 		}, nil
 	case http.StatusConflict:
 		return Credentials{}, fail(http.StatusConflict, server.EAccountExists,
-			"a JettyThunder storage account already exists for user %q, but its credentials are not cached here and the API secret cannot be recovered; rotate the account's credentials on JettyThunder to issue a new secret", req.UserID)
+			"a JettyThunder storage account already exists for user %q, but its credentials are not cached here and the API secret cannot be recovered; rotate them through the relay (POST %s), which issues a new secret and caches it", req.UserID, RotatePath)
 	case http.StatusBadRequest:
 		var ans struct {
 			Error   string `json:"error"`

@@ -126,11 +126,23 @@ func (rl *Relay) serveUpgrade(w http.ResponseWriter, r *http.Request, start time
 // upgradeUpstream calls POST /api/agentcache/upgrade (signed) and returns
 // the account it answers. A deleted account's cached entry is dropped.
 func (rl *Relay) upgradeUpstream(ctx context.Context, userID, tier string) (upstreamAccount, error) {
-	body, err := json.Marshal(map[string]string{"agentcache_user_id": userID, "tier": tier, "nonce": randomToken()})
+	a, err := rl.partnerCall(ctx, UpstreamUpgradePath, userID, map[string]any{"agentcache_user_id": userID, "tier": tier})
+	if err == nil && a.Tier == "" {
+		return upstreamAccount{}, unreachable(fmt.Sprintf("%s answered without the account's tier", UpstreamUpgradePath))
+	}
+	return a, err
+}
+
+// partnerCall makes a signed partner call about one user's account and
+// returns the account it answers. A deleted account's cached entry is
+// dropped.
+func (rl *Relay) partnerCall(ctx context.Context, path, userID string, payload map[string]any) (upstreamAccount, error) {
+	payload["nonce"] = randomToken()
+	body, err := json.Marshal(payload)
 	if err != nil {
 		return upstreamAccount{}, err
 	}
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, rl.base+UpstreamUpgradePath, bytes.NewReader(body))
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, rl.base+path, bytes.NewReader(body))
 	if err != nil {
 		return upstreamAccount{}, err
 	}
@@ -139,14 +151,14 @@ func (rl *Relay) upgradeUpstream(ctx context.Context, userID, tier string) (upst
 	hreq.Header.Set("Accept", "application/json")
 	resp, err := rl.cfg.HTTPClient.Do(hreq)
 	if err != nil {
-		e := unreachable("the upgrade request failed")
+		e := unreachable(path + ": the request failed")
 		e.cause = err
 		return upstreamAccount{}, e
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxUpstreamBody))
 	if err != nil {
-		e := unreachable("the upgrade answer could not be read")
+		e := unreachable(path + ": the answer could not be read")
 		e.cause = err
 		return upstreamAccount{}, e
 	}
@@ -158,27 +170,28 @@ func (rl *Relay) upgradeUpstream(ctx context.Context, userID, tier string) (upst
 			Success *bool           `json:"success"`
 			Account upstreamAccount `json:"account"`
 		}
-		if err := json.Unmarshal(raw, &ans); err != nil || (ans.Success != nil && !*ans.Success) || ans.Account.Tier == "" {
-			return upstreamAccount{}, unreachable(fmt.Sprintf("upgrade: HTTP %d without the account's tier", resp.StatusCode))
+		if err := json.Unmarshal(raw, &ans); err != nil || (ans.Success != nil && !*ans.Success) {
+			// Do not log raw: it may hold a secret.
+			return upstreamAccount{}, unreachable(fmt.Sprintf("%s: HTTP %d without an account", path, resp.StatusCode))
 		}
 		return ans.Account, nil
 	case resp.StatusCode == http.StatusBadRequest:
-		return upstreamAccount{}, fail(http.StatusBadRequest, ue.Code, "%s", cmp.Or(msg, "JettyThunder rejected the upgrade"))
+		return upstreamAccount{}, fail(http.StatusBadRequest, ue.Code, "%s", cmp.Or(msg, "JettyThunder rejected the request"))
 	case resp.StatusCode == http.StatusNotFound && ue.Code == server.ENotFound && strings.Contains(msg, "account"):
 		return upstreamAccount{}, fail(http.StatusNotFound, server.ENotFound,
 			"JettyThunder has no storage account for user %q; provision it first (POST %s)", userID, Path)
 	case resp.StatusCode == http.StatusForbidden && ue.Code == server.EAccountDeleted:
 		rl.drop(ctx, userID, server.EAccountDeleted)
 		return upstreamAccount{}, fail(http.StatusForbidden, server.EAccountDeleted,
-			"user %q's JettyThunder account was deleted; its tier cannot change and its cached credentials were dropped", userID)
+			"user %q's JettyThunder account was deleted; it cannot change and its cached credentials were dropped", userID)
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
 		return upstreamAccount{}, fail(http.StatusBadGateway, CodeUpstreamUnauthorized,
 			"JettyThunder refused the relay's webhook secret (HTTP %d): JETTYTHUNDER_WEBHOOK_SECRET here must equal AGENTCACHE_WEBHOOK_SECRET on JettyThunder", resp.StatusCode)
 	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusMethodNotAllowed:
-		return upstreamAccount{}, unreachable(fmt.Sprintf("HTTP %d from %s; check JETTYTHUNDER_API_URL", resp.StatusCode, UpstreamUpgradePath))
+		return upstreamAccount{}, unreachable(fmt.Sprintf("HTTP %d from %s; check JETTYTHUNDER_API_URL", resp.StatusCode, path))
 	case resp.StatusCode >= 300 && resp.StatusCode < 400:
 		return upstreamAccount{}, unreachable(fmt.Sprintf("HTTP %d redirect; set JETTYTHUNDER_API_URL to the final URL", resp.StatusCode))
 	default:
-		return upstreamAccount{}, unreachable(fmt.Sprintf("upgrade: HTTP %d", resp.StatusCode))
+		return upstreamAccount{}, unreachable(fmt.Sprintf("%s: HTTP %d", path, resp.StatusCode))
 	}
 }

@@ -276,6 +276,74 @@ func TestRelayRotatedAndRevoked(t *testing.T) {
 	})
 }
 
+// TestRelayRotateRoute: POST /api/webhooks/jettythunder/rotate is the
+// way back after credentials_revoked (or a lost entry): it rotates on
+// JettyThunder, caches the new pair and answers it; the next provision
+// call answers the same pair.
+func TestRelayRotateRoute(t *testing.T) {
+	eachRelay(t, func(t *testing.T, b backend, newCache func(*testing.T) server.Cache) {
+		re := newMountedRelay(t, b, newCache(t))
+		old := credsOf(t, re.provision("usr_rr", "pro"), 201)
+		re.partner("rotate", "usr_rr", "")
+		r := re.provision("usr_rr", "pro")
+		wantRefused(t, r, 409, "credentials_revoked", old.secret)
+		if msg, _ := r.body["error"].(string); !strings.Contains(msg, agentcache.RotatePath) {
+			t.Errorf("message %q does not point to the relay's rotate route", msg)
+		}
+
+		fresh := credsOf(t, re.relay(agentcache.RotatePath, `{"user_id":"usr_rr"}`), 200)
+		if fresh.key == old.key || !re.works(fresh) || fresh.tier != "pro" || fresh.quotaGB != 20 {
+			t.Fatalf("rotated: %+v", fresh)
+		}
+		if got := credsOf(t, re.provision("usr_rr", "pro"), 200); got != fresh {
+			t.Fatalf("provision after the relay's rotation: %+v, want %+v", got, fresh)
+		}
+		// With an overlap (seed 002's field name): both pairs work for now.
+		next := credsOf(t, re.relay(agentcache.RotatePath, `{"agentcache_user_id":"usr_rr","overlap_seconds":600}`), 200)
+		if !re.works(next) || !re.works(fresh) {
+			t.Fatal("an overlapping rotation: both pairs should work")
+		}
+		if got := credsOf(t, re.provision("usr_rr", "pro"), 200); got != next {
+			t.Fatalf("provision after the overlapping rotation: %+v, want the new pair %+v", got, next)
+		}
+
+		// A lost entry (an account provisioned elsewhere): 409 account_exists
+		// points to the rotate route, which recovers.
+		re.do("POST", "/api/agentcache/provision", `{"agentcache_user_id":"usr_lost","agentcache_email":"l@example.com","tier":"starter"}`, partnerHeaders())
+		r = re.provision("usr_lost", "starter")
+		wantRefused(t, r, 409, server.EAccountExists)
+		if msg, _ := r.body["error"].(string); !strings.Contains(msg, agentcache.RotatePath) {
+			t.Errorf("message %q does not point to the relay's rotate route", msg)
+		}
+		lost := credsOf(t, re.relay(agentcache.RotatePath, `{"user_id":"usr_lost"}`), 200)
+		if got := credsOf(t, re.provision("usr_lost", "starter"), 200); got != lost || !re.works(got) {
+			t.Fatalf("after recovering: %+v", got)
+		}
+
+		// Suspended: rotated and cached, with a message saying so.
+		re.partner("suspend", "usr_lost", "")
+		r = re.relay(agentcache.RotatePath, `{"user_id":"usr_lost"}`)
+		credsOf(t, r, 200)
+		if msg, _ := r.body["message"].(string); !strings.Contains(msg, "suspended") {
+			t.Errorf("message %q does not say the account is suspended", msg)
+		}
+
+		wantError(t, re.relay(agentcache.RotatePath, `{"user_id":"usr_nobody"}`), 404, server.ENotFound)
+		wantError(t, re.relay(agentcache.RotatePath, `{"user_id":"usr_rr","overlap_seconds":604801}`), 400, server.EInvalid)
+		wantError(t, re.relay(agentcache.RotatePath, `{"user_id":"usr_rr","overlap_seconds":"soon"}`), 400, server.EInvalid)
+		wantError(t, re.do("POST", agentcache.RotatePath, `{"user_id":"usr_rr"}`, partnerHeaders()), 401, server.EUnauthorized)
+		if !re.works(next) {
+			t.Fatal("a refused rotate call changed the credentials")
+		}
+		re.partner("delete", "usr_rr", "")
+		wantError(t, re.relay(agentcache.RotatePath, `{"user_id":"usr_rr"}`), 403, server.EAccountDeleted)
+		if re.cached("usr_rr") {
+			t.Fatal("a deleted account's entry survived a rotate call")
+		}
+		assertNoSecretLogged(t, re.logs.String(), old.secret, fresh.secret, next.secret, lost.secret, relaySecret, webhookSecret)
+	})
+}
+
 // TestRelaySuspendedThenReactivated: a suspended account is refused with
 // 403 account_suspended (no credentials); once reactivated, the same
 // credentials are handed out again.
