@@ -1,18 +1,44 @@
 // Package agentcache is the AgentCache side of provisioning, from seed 000:
-// the relay behind POST /api/webhooks/jettythunder/provision.
+// the relay behind POST /api/webhooks/jettythunder/provision, /upgrade
+// and /rotate.
 //
 // AgentCache's backend calls the relay with its INTERNAL_WEBHOOK_SECRET
 // when a user signs up. The relay calls the JettyThunder provisioning API
-// (POST {JETTYTHUNDER_API_URL}/api/agentcache/provision, authenticated with
+// (POST {JETTYTHUNDER_API_URL}/api/agentcache/provision, signed with
 // JETTYTHUNDER_WEBHOOK_SECRET) and caches the returned credentials for 30
 // days, so a repeated call answers from the cache instead of provisioning
-// twice.
+// twice: JettyThunder shows an API secret only once.
+//
+// A cached entry is never answered as it is. Every cache hit is checked
+// with JettyThunder first, using the cached credentials themselves
+// (GET /api/agentcache/quota): that proves they still work and gives the
+// account's current tier, status, storage quota and JettySpeed flag,
+// which replace the cached figures. Credentials JettyThunder refuses
+// (rotated, revoked) are dropped from the cache and answered 409
+// credentials_revoked; a deleted account's are dropped and answered 403
+// account_deleted; a suspended account is answered 403 account_suspended
+// (its entry is kept, so the same credentials are handed out again once
+// it is reactivated). When the check cannot be made (JettyThunder down,
+// rate-limited) the relay answers an error and keeps the entry: it never
+// hands out credentials or figures it could not check.
+//
+// A provision call naming a higher tier (free < starter < pro < business
+// < enterprise) than the account has upgrades it (POST
+// /api/agentcache/upgrade) and answers the upgraded figures; one naming a
+// lower or an incomparable tier is refused with 409 tier_mismatch, as
+// downgrades are for the upgrade route only. The upgrade route changes
+// the tier either way and updates the cached figures. The rotate route
+// issues new credentials on JettyThunder (POST /api/agentcache/rotate)
+// and caches them: the way back after credentials_revoked, or after an
+// entry was lost.
 //
 // Guarantees:
 //
-//   - One upstream call per user at a time, across every relay instance
-//     sharing the cache: a lock (Cache.SetNX "jettythunder:lock:<user_id>")
-//     elects one caller; the others poll the cache for its result.
+//   - One upstream call sequence per user at a time, across every relay
+//     instance sharing the cache: a lock (Cache.SetNX
+//     "jettythunder:lock:<user_id>") elects one caller; the others poll
+//     the cache, and take an entry checked with JettyThunder after they
+//     arrived (with the tier they asked for) as their answer.
 //   - The cache never holds plaintext credentials: entries are sealed with
 //     AES-256-GCM under a random nonce, with the user id as additional
 //     data, so an entry copied to another user's key does not open.
@@ -21,9 +47,13 @@
 //     treated as a miss. The upstream then answers 409 for the existing
 //     account, which the relay reports with rotation advice; it never
 //     panics and never serves data it cannot authenticate.
-//   - Once the relay has called upstream, the call and the caching of its
-//     result finish even when the client disconnects: JettyThunder shows
-//     an API secret once, and losing it would force a rotation.
+//   - Once the relay has called upstream, the calls and the caching of
+//     their result finish even when the client disconnects: JettyThunder
+//     shows an API secret once, and losing it would force a rotation.
+//   - An entry is only dropped on JettyThunder's word that its
+//     credentials are refused (codes unknown_api_key, wrong_api_secret,
+//     account_deleted), never on an outage or an answer the relay does
+//     not understand: a dropped secret cannot be recovered.
 //   - Nothing secret is logged: not the bearer tokens, not the API key or
 //     secret, not the e-mail address.
 package agentcache
@@ -57,9 +87,21 @@ import (
 // Path is where the relay is mounted (seed 000).
 const Path = "/api/webhooks/jettythunder/provision"
 
-// UpstreamPath is the JettyThunder provisioning endpoint, relative to
+// UpgradePath is the relay's tier-change route (seed 000's "webhook for
+// tier upgrades"). Relay.ServeHTTP answers it; mount the Relay there too.
+const UpgradePath = "/api/webhooks/jettythunder/upgrade"
+
+// JettyThunder endpoints the relay calls, relative to
 // RelayConfig.UpstreamURL.
-const UpstreamPath = "/api/agentcache/provision"
+const (
+	// UpstreamPath provisions an account (partner call, signed).
+	UpstreamPath = "/api/agentcache/provision"
+	// UpstreamUpgradePath changes an account's tier (partner call, signed).
+	UpstreamUpgradePath = "/api/agentcache/upgrade"
+	// UpstreamQuotaPath is called with the cached credentials to check
+	// them and read the account's current figures.
+	UpstreamQuotaPath = "/api/agentcache/quota"
+)
 
 // Defaults for RelayConfig.
 const (
@@ -85,6 +127,12 @@ const (
 	CodeUpstreamUnavailable = "upstream_unavailable"
 	// CodeMethodNotAllowed: the relay only answers POST.
 	CodeMethodNotAllowed = "method_not_allowed"
+	// CodeCredentialsRevoked (409): JettyThunder refused the cached
+	// credentials (rotated or revoked); the relay dropped them.
+	CodeCredentialsRevoked = "credentials_revoked"
+	// CodeTierMismatch (409): a provision call named a tier lower than
+	// (or not comparable with) the account's; nothing was changed.
+	CodeTierMismatch = "tier_mismatch"
 )
 
 // hkdfInfo binds keys derived from InternalSecret to this one use.
@@ -135,15 +183,18 @@ type RelayConfig struct {
 	// PollInterval is the mean pause between cache polls while waiting.
 	// Default: DefaultPollInterval (50ms).
 	PollInterval time.Duration
-	// UpstreamTimeout bounds one upstream call and the caching of its
-	// result, whatever HTTPClient's own timeout. Default: 30s.
+	// UpstreamTimeout bounds the upstream calls of one request (a check
+	// of the cached credentials, then an upgrade) and the caching of
+	// their result, whatever HTTPClient's own timeout. Default: 30s.
 	UpstreamTimeout time.Duration
 }
 
-// Credentials is what the relay returns and caches (seed 000's shape).
+// Credentials is what the relay returns and caches: seed 000's shape,
+// plus the account's tier.
 type Credentials struct {
 	APIKey            string `json:"api_key"`
 	APISecret         string `json:"api_secret"`
+	Tier              string `json:"tier,omitempty"`
 	StorageQuotaGB    int64  `json:"storage_quota_gb"`
 	JettySpeedEnabled bool   `json:"jetty_speed_enabled"`
 	S3Bucket          string `json:"s3_bucket"`
@@ -151,8 +202,9 @@ type Credentials struct {
 	ProvisionedAt     string `json:"provisioned_at"`
 }
 
-// Response is the body of a successful answer: 201 when the relay
-// provisioned the account, 200 when it answered from the cache.
+// Response is the body of a successful provision answer: 201 when the
+// relay provisioned the account, 200 when it answered from the cache
+// (after checking the credentials with JettyThunder) or upgraded it.
 type Response struct {
 	Success     bool        `json:"success"`
 	Message     string      `json:"message"`
@@ -167,14 +219,24 @@ type ErrorResponse struct {
 
 // Messages of successful answers.
 const (
-	MessageCreated = "JettyThunder storage account created"
-	MessageCached  = "JettyThunder storage account already provisioned (cached)"
+	MessageCreated  = "JettyThunder storage account created"
+	MessageCached   = "JettyThunder storage account already provisioned (cached credentials, checked with JettyThunder)"
+	MessageUpgraded = "JettyThunder storage account upgraded (cached credentials, checked with JettyThunder)"
 )
 
-// Relay is the http.Handler of POST /api/webhooks/jettythunder/provision.
+// entry is what a cache entry seals: the credentials, and when
+// JettyThunder last confirmed them (a waiter takes an entry confirmed
+// after it arrived as its answer).
+type entry struct {
+	Credentials
+	CheckedAt time.Time `json:"checked_at"`
+}
+
+// Relay is the http.Handler of POST /api/webhooks/jettythunder/provision,
+// /upgrade and /rotate.
 type Relay struct {
 	cfg          RelayConfig
-	upstream     string
+	base         string // UpstreamURL without its trailing slash
 	secretDigest [sha256.Size]byte
 	aead         cipher.AEAD
 	log          *slog.Logger
@@ -249,7 +311,7 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 
 	return &Relay{
 		cfg:          cfg,
-		upstream:     strings.TrimRight(cfg.UpstreamURL, "/") + UpstreamPath,
+		base:         strings.TrimRight(cfg.UpstreamURL, "/"),
 		secretDigest: sha256.Sum256([]byte(cfg.InternalSecret)),
 		aead:         aead,
 		log:          cfg.Logger,
@@ -258,10 +320,11 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 
 // relayError is an answer other than success.
 type relayError struct {
-	status  int
-	code    string
-	message string
-	cause   error // logged, never sent
+	status     int
+	code       string
+	message    string
+	retryAfter string // Retry-After, when set
+	cause      error  // logged, never sent
 }
 
 func (e *relayError) Error() string { return e.code + ": " + e.message }
@@ -277,9 +340,18 @@ type request struct {
 	Tier   string
 }
 
-// ServeHTTP answers POST /api/webhooks/jettythunder/provision.
+// ServeHTTP answers POST /api/webhooks/jettythunder/upgrade (UpgradePath),
+// POST /api/webhooks/jettythunder/rotate (RotatePath) and, on any other
+// path, POST /api/webhooks/jettythunder/provision.
 func (rl *Relay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	op := "jettythunder provision"
+	switch r.URL.Path {
+	case UpgradePath:
+		op = "jettythunder upgrade"
+	case RotatePath:
+		op = "jettythunder rotate"
+	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		writeJSON(w, http.StatusMethodNotAllowed, ErrorResponse{Error: "use POST", Code: CodeMethodNotAllowed})
@@ -287,35 +359,50 @@ func (rl *Relay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := rl.authorize(r); err != nil {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="agentcache"`)
-		rl.answerError(w, r, start, "", err)
+		rl.answerError(w, r, op, start, "", err)
+		return
+	}
+	switch r.URL.Path {
+	case UpgradePath:
+		rl.serveUpgrade(w, r, start)
+		return
+	case RotatePath:
+		rl.serveRotate(w, r, start)
 		return
 	}
 	req, err := readRequest(w, r)
 	if err != nil {
-		rl.answerError(w, r, start, "", err)
+		rl.answerError(w, r, op, start, "", err)
 		return
 	}
-	creds, created, err := rl.provision(r.Context(), req)
+	creds, outcome, err := rl.provision(r.Context(), req)
 	if err != nil {
-		rl.answerError(w, r, start, req.UserID, err)
+		rl.answerError(w, r, op, start, req.UserID, err)
 		return
 	}
-	status, msg, outcome := http.StatusOK, MessageCached, "cached"
-	if created {
-		status, msg, outcome = http.StatusCreated, MessageCreated, "created"
+	status, msg := http.StatusOK, MessageCached
+	switch outcome {
+	case outcomeCreated:
+		status, msg = http.StatusCreated, MessageCreated
+	case outcomeUpgraded:
+		msg = MessageUpgraded
 	}
 	writeJSON(w, status, Response{Success: true, Message: msg, Credentials: creds})
-	rl.log.LogAttrs(r.Context(), slog.LevelInfo, "jettythunder provision",
+	rl.log.LogAttrs(r.Context(), slog.LevelInfo, op,
 		slog.String("user_id", req.UserID),
-		slog.String("outcome", outcome),
+		slog.String("outcome", string(outcome)),
+		slog.String("tier", creds.Tier),
 		slog.Int("status", status),
 		slog.Duration("duration", time.Since(start)))
 }
 
-func (rl *Relay) answerError(w http.ResponseWriter, r *http.Request, start time.Time, userID string, err error) {
+func (rl *Relay) answerError(w http.ResponseWriter, r *http.Request, op string, start time.Time, userID string, err error) {
 	var re *relayError
 	if !errors.As(err, &re) {
 		re = &relayError{status: http.StatusInternalServerError, code: server.EInternal, message: "internal error", cause: err}
+	}
+	if re.retryAfter != "" {
+		w.Header().Set("Retry-After", re.retryAfter)
 	}
 	writeJSON(w, re.status, ErrorResponse{Error: re.message, Code: re.code})
 	level := slog.LevelInfo
@@ -334,7 +421,7 @@ func (rl *Relay) answerError(w http.ResponseWriter, r *http.Request, start time.
 	if re.cause != nil {
 		attrs = append(attrs, slog.String("cause", re.cause.Error()))
 	}
-	rl.log.LogAttrs(r.Context(), level, "jettythunder provision", attrs...)
+	rl.log.LogAttrs(r.Context(), level, op, attrs...)
 }
 
 // authorize checks the bearer token in constant time, comparing SHA-256
@@ -361,16 +448,9 @@ func (rl *Relay) authorize(r *http.Request) error {
 // user_id and email; the JettyThunder API's agentcache_user_id and
 // agentcache_email are accepted too. Unknown fields are ignored.
 func readRequest(w http.ResponseWriter, r *http.Request) (request, error) {
-	if r.ContentLength > MaxBodyBytes {
-		return request{}, fail(http.StatusRequestEntityTooLarge, server.ETooLarge, "request body is %d bytes; the limit is %d", r.ContentLength, MaxBodyBytes)
-	}
-	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	raw, err := readBody(w, r)
 	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return request{}, fail(http.StatusRequestEntityTooLarge, server.ETooLarge, "request body exceeds %d bytes", MaxBodyBytes)
-		}
-		return request{}, fail(http.StatusBadRequest, server.EInvalid, "could not read the request body")
+		return request{}, err
 	}
 	var body struct {
 		UserID           string `json:"user_id"`
@@ -403,6 +483,22 @@ func readRequest(w http.ResponseWriter, r *http.Request) (request, error) {
 	return req, nil
 }
 
+// readBody reads a request body of at most MaxBodyBytes.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if r.ContentLength > MaxBodyBytes {
+		return nil, fail(http.StatusRequestEntityTooLarge, server.ETooLarge, "request body is %d bytes; the limit is %d", r.ContentLength, MaxBodyBytes)
+	}
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, fail(http.StatusRequestEntityTooLarge, server.ETooLarge, "request body exceeds %d bytes", MaxBodyBytes)
+		}
+		return nil, fail(http.StatusBadRequest, server.EInvalid, "could not read the request body")
+	}
+	return raw, nil
+}
+
 // oneOf returns whichever of two alias fields is set; both set to
 // different values is an error.
 func oneOf(name, v, alias, av string) (string, error) {
@@ -433,26 +529,76 @@ func jsonProblem(err error) string {
 	return "malformed JSON"
 }
 
-// provision answers from the cache, or provisions under the user's lock, or
-// waits for whoever holds the lock. It reports whether it provisioned.
-func (rl *Relay) provision(ctx context.Context, req request) (Credentials, bool, error) {
+// outcome is how a provision call was answered.
+type outcome string
+
+const (
+	outcomeCreated  outcome = "created"
+	outcomeCached   outcome = "cached"
+	outcomeUpgraded outcome = "upgraded"
+)
+
+// provision answers under the user's lock: it provisions on a miss, and
+// on a hit checks the cached credentials with JettyThunder (and upgrades
+// when the request names a higher tier). While another caller holds the
+// lock it waits, and takes an entry checked after it arrived, for the
+// tier it asks for, as its answer.
+func (rl *Relay) provision(ctx context.Context, req request) (Credentials, outcome, error) {
+	arrived := time.Now()
+	var creds Credentials
+	var out outcome
+	peek := func(ctx context.Context) (bool, error) {
+		e, ok, err := rl.cached(ctx, req.UserID)
+		if err != nil || !ok || !fresh(e, arrived, req.Tier) {
+			return false, err
+		}
+		creds, out = e.Credentials, outcomeCached
+		return true, nil
+	}
+	err := rl.withLock(ctx, req.UserID, peek, func(ctx, uctx context.Context) error {
+		var err error
+		creds, out, err = rl.provisionLocked(ctx, uctx, req, arrived)
+		return err
+	})
+	return creds, out, err
+}
+
+// fresh reports whether e was confirmed by JettyThunder after a request
+// that arrived at arrived, for the tier it asks for: a request waiting
+// for the lock can take it as its own answer.
+func fresh(e entry, arrived time.Time, tier string) bool {
+	return !e.CheckedAt.Before(arrived) && e.Tier == tier
+}
+
+// withLock runs locked holding the user's lock. While another caller holds
+// it, peek (when not nil) is called between polls; when it reports done,
+// withLock returns without running locked. locked gets the caller's
+// context and one detached from the caller's cancellation, bounded by
+// UpstreamTimeout, for upstream calls and caching.
+func (rl *Relay) withLock(ctx context.Context, userID string, peek func(context.Context) (bool, error), locked func(ctx, uctx context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, rl.cfg.WaitTimeout)
 	defer cancel()
 	token := []byte(randomToken())
 	for {
-		creds, ok, err := rl.cached(ctx, req.UserID)
-		if err != nil {
-			return Credentials{}, false, cacheFailure(ctx, err)
+		if peek != nil {
+			done, err := peek(ctx)
+			if err != nil {
+				return cacheFailure(ctx, err)
+			}
+			if done {
+				return nil
+			}
 		}
-		if ok {
-			return creds, false, nil
-		}
-		won, err := rl.cfg.Cache.SetNX(ctx, LockKey(req.UserID), token, rl.cfg.LockTTL)
+		won, err := rl.cfg.Cache.SetNX(ctx, LockKey(userID), token, rl.cfg.LockTTL)
 		if err != nil {
-			return Credentials{}, false, cacheFailure(ctx, err)
+			return cacheFailure(ctx, err)
 		}
 		if won {
-			return rl.provisionLocked(ctx, req, token)
+			detached := context.WithoutCancel(ctx)
+			defer rl.unlock(detached, userID, token)
+			uctx, cancel := context.WithTimeout(detached, rl.cfg.UpstreamTimeout)
+			defer cancel()
+			return locked(ctx, uctx)
 		}
 		// Another caller holds the lock: wait for its result, or for the
 		// lock to go (it failed, or crashed and the lock expired).
@@ -460,7 +606,7 @@ func (rl *Relay) provision(ctx context.Context, req request) (Credentials, bool,
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return Credentials{}, false, busy()
+			return busy()
 		case <-t.C:
 		}
 	}
@@ -468,7 +614,7 @@ func (rl *Relay) provision(ctx context.Context, req request) (Credentials, bool,
 
 func busy() *relayError {
 	return fail(http.StatusServiceUnavailable, server.EUnavailable,
-		"another request is provisioning this user's JettyThunder account; retry shortly")
+		"another request is provisioning or upgrading this user's JettyThunder account; retry shortly")
 }
 
 func cacheFailure(ctx context.Context, err error) *relayError {
@@ -480,39 +626,44 @@ func cacheFailure(ctx context.Context, err error) *relayError {
 	return e
 }
 
-// provisionLocked runs with the user's lock held: it checks the cache once
-// more (the previous holder may have just finished), calls upstream and
-// caches the result, then releases the lock. From the upstream call on it
-// ignores the caller's cancellation.
-func (rl *Relay) provisionLocked(ctx context.Context, req request, token []byte) (Credentials, bool, error) {
-	detached := context.WithoutCancel(ctx)
-	defer rl.unlock(detached, req.UserID, token)
-
-	creds, ok, err := rl.cached(ctx, req.UserID)
+// provisionLocked runs with the user's lock held. It reads the cache once
+// more (the previous holder may have just answered for this request); on
+// a miss it provisions upstream and caches the result; on a hit it checks
+// the credentials (check) and reconciles the tier. From the first
+// upstream call on it runs on uctx, which ignores the caller's
+// cancellation.
+func (rl *Relay) provisionLocked(ctx, uctx context.Context, req request, arrived time.Time) (Credentials, outcome, error) {
+	e, ok, err := rl.cached(ctx, req.UserID)
 	if err != nil {
-		return Credentials{}, false, cacheFailure(ctx, err)
+		return Credentials{}, "", cacheFailure(ctx, err)
+	}
+	if ok && fresh(e, arrived, req.Tier) {
+		return e.Credentials, outcomeCached, nil
 	}
 	if ok {
-		return creds, false, nil
+		return rl.reconcile(uctx, req, e)
 	}
 
-	uctx, cancel := context.WithTimeout(detached, rl.cfg.UpstreamTimeout)
-	defer cancel()
-	creds, err = rl.callUpstream(uctx, req)
+	creds, err := rl.callUpstream(uctx, req)
 	if err != nil {
-		return Credentials{}, false, err
+		return Credentials{}, "", err
 	}
-	sealed, err := rl.seal(req.UserID, creds)
-	if err == nil {
-		err = rl.cfg.Cache.Set(uctx, CredentialsKey(req.UserID), sealed, rl.cfg.TTL)
-	}
-	if err != nil {
+	if err := rl.store(uctx, req.UserID, entry{Credentials: creds, CheckedAt: time.Now()}); err != nil {
 		// The account exists now and its secret is shown only once: hand
 		// it to the caller rather than fail, and say it was not cached.
 		rl.log.LogAttrs(ctx, slog.LevelError, "jettythunder credentials provisioned but not cached; a repeated call will get 409",
 			slog.String("user_id", req.UserID), slog.String("cause", err.Error()))
 	}
-	return creds, true, nil
+	return creds, outcomeCreated, nil
+}
+
+// store seals e into the user's cache entry for TTL.
+func (rl *Relay) store(ctx context.Context, userID string, e entry) error {
+	sealed, err := rl.seal(userID, e)
+	if err != nil {
+		return err
+	}
+	return rl.cfg.Cache.Set(ctx, CredentialsKey(userID), sealed, rl.cfg.TTL)
 }
 
 // unlock deletes the user's lock if it still holds this caller's token.
@@ -533,44 +684,44 @@ func (rl *Relay) unlock(ctx context.Context, userID string, token []byte) {
 
 // cached returns the user's cached credentials. An entry that does not
 // decrypt is logged and reported as a miss.
-func (rl *Relay) cached(ctx context.Context, userID string) (Credentials, bool, error) {
+func (rl *Relay) cached(ctx context.Context, userID string) (entry, bool, error) {
 	raw, ok, err := rl.cfg.Cache.Get(ctx, CredentialsKey(userID))
 	if err != nil || !ok {
-		return Credentials{}, false, err
+		return entry{}, false, err
 	}
-	creds, err := rl.open(userID, raw)
+	e, err := rl.open(userID, raw)
 	if err != nil {
 		rl.log.LogAttrs(ctx, slog.LevelWarn, "jettythunder cached credentials unreadable (tampered, or sealed under another key); treating as a miss",
 			slog.String("user_id", userID), slog.String("cause", err.Error()))
-		return Credentials{}, false, nil
+		return entry{}, false, nil
 	}
-	return creds, true, nil
+	return e, true, nil
 }
 
 // seal encrypts creds for the user's cache entry: version byte, then
 // AES-256-GCM with a random 12-byte nonce (prepended by the AEAD) and the
 // user id as additional data.
-func (rl *Relay) seal(userID string, creds Credentials) ([]byte, error) {
-	plain, err := json.Marshal(creds)
+func (rl *Relay) seal(userID string, e entry) ([]byte, error) {
+	plain, err := json.Marshal(e)
 	if err != nil {
 		return nil, err
 	}
 	return rl.aead.Seal([]byte{sealVersion}, nil, plain, []byte(userID)), nil
 }
 
-func (rl *Relay) open(userID string, sealed []byte) (Credentials, error) {
+func (rl *Relay) open(userID string, sealed []byte) (entry, error) {
 	if len(sealed) < 1+rl.aead.Overhead() || sealed[0] != sealVersion {
-		return Credentials{}, errors.New("not a sealed credentials entry")
+		return entry{}, errors.New("not a sealed credentials entry")
 	}
 	plain, err := rl.aead.Open(nil, nil, sealed[1:], []byte(userID))
 	if err != nil {
-		return Credentials{}, errors.New("authentication failed")
+		return entry{}, errors.New("authentication failed")
 	}
-	var creds Credentials
-	if err := json.Unmarshal(plain, &creds); err != nil || creds.APIKey == "" || creds.APISecret == "" {
-		return Credentials{}, errors.New("sealed entry holds no credentials")
+	var e entry
+	if err := json.Unmarshal(plain, &e); err != nil || e.APIKey == "" || e.APISecret == "" {
+		return entry{}, errors.New("sealed entry holds no credentials")
 	}
-	return creds, nil
+	return e, nil
 }
 
 // upstreamAccount is the "account" of a JettyThunder 201 answer (seed 002).
@@ -584,6 +735,7 @@ type upstreamAccount struct {
 	JettySpeedEnabled bool   `json:"jetty_speed_enabled"`
 	S3Bucket          string `json:"s3_bucket"`
 	S3Prefix          string `json:"s3_prefix"`
+	Status            string `json:"status"`
 	CreatedAt         string `json:"created_at"`
 }
 
@@ -593,11 +745,12 @@ func (rl *Relay) callUpstream(ctx context.Context, req request) (Credentials, er
 		"agentcache_user_id": req.UserID,
 		"agentcache_email":   req.Email,
 		"tier":               req.Tier,
+		"nonce":              randomToken(),
 	})
 	if err != nil {
 		return Credentials{}, err
 	}
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, rl.upstream, bytes.NewReader(body))
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, rl.base+UpstreamPath, bytes.NewReader(body))
 	if err != nil {
 		return Credentials{}, err
 	}
@@ -639,6 +792,7 @@ func (rl *Relay) callUpstream(ctx context.Context, req request) (Credentials, er
 		return Credentials{
 			APIKey:            a.APIKey,
 			APISecret:         a.APISecret,
+			Tier:              cmp.Or(a.Tier, req.Tier),
 			StorageQuotaGB:    a.StorageQuotaGB,
 			JettySpeedEnabled: a.JettySpeedEnabled,
 			S3Bucket:          a.S3Bucket,
@@ -647,7 +801,7 @@ func (rl *Relay) callUpstream(ctx context.Context, req request) (Credentials, er
 		}, nil
 	case http.StatusConflict:
 		return Credentials{}, fail(http.StatusConflict, server.EAccountExists,
-			"a JettyThunder storage account already exists for user %q, but its credentials are not cached here and the API secret cannot be recovered; rotate the account's credentials on JettyThunder to issue a new secret", req.UserID)
+			"a JettyThunder storage account already exists for user %q, but its credentials are not cached here and the API secret cannot be recovered; rotate them through the relay (POST %s), which issues a new secret and caches it", req.UserID, RotatePath)
 	case http.StatusBadRequest:
 		var ans struct {
 			Error   string `json:"error"`
@@ -703,7 +857,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// randomToken identifies one lock holder.
+// randomToken identifies one lock holder, or makes one signed upstream
+// call unlike any other: the body of every signed call carries a "nonce"
+// field (JettyThunder ignores unknown fields), so two identical calls in
+// the same second are not refused as a replay (server/webhooksig).
 func randomToken() string { return rand.Text() }
 
 // jitter returns d scaled by a random factor in [0.5, 1.5).

@@ -3,6 +3,8 @@ package agentcache_test
 import (
 	"bytes"
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
@@ -31,11 +33,18 @@ const (
 )
 
 // fakeUpstream is a JettyThunder provisioning endpoint that counts calls.
+// It answers GET /api/agentcache/quota for the accounts it provisioned
+// (calls counts provisioning only; quotaCalls the checks).
 type fakeUpstream struct {
-	t     *testing.T
-	srv   *httptest.Server
-	calls atomic.Int64
-	delay time.Duration
+	t          *testing.T
+	srv        *httptest.Server
+	calls      atomic.Int64
+	quotaCalls atomic.Int64
+	upgrades   atomic.Int64
+	delay      time.Duration
+	hold       chan struct{}                                    // when set, provisioning answers once it is closed
+	quotaHook  atomic.Pointer[func(w http.ResponseWriter) bool] // answers a check when it returns true
+	accounts   sync.Map                                         // api_key -> *fakeAccount
 
 	mu      sync.Mutex
 	bodies  []map[string]string
@@ -52,7 +61,90 @@ func newUpstream(t *testing.T) *fakeUpstream {
 	return u
 }
 
+type fakeAccount struct {
+	user, secret, tier, status string
+}
+
+// account returns the fake account of a user.
+func (u *fakeUpstream) account(userID string) *fakeAccount {
+	var found *fakeAccount
+	u.accounts.Range(func(_, v any) bool {
+		if a := v.(*fakeAccount); a.user == userID {
+			found = a
+		}
+		return true
+	})
+	return found
+}
+
+func (u *fakeUpstream) serveUpgrade(w http.ResponseWriter, r *http.Request) {
+	u.upgrades.Add(1)
+	raw, _ := io.ReadAll(r.Body)
+	if _, err := webhooksig.Verify(r.Header.Get(webhooksig.Header), []string{upstreamSecret}, time.Now(), r.Method, r.URL.EscapedPath(), raw); err != nil {
+		w.WriteHeader(http.StatusUnauthorized)
+		io.WriteString(w, `{"error":"Unauthorized","code":"unauthorized"}`)
+		return
+	}
+	var body map[string]string
+	json.Unmarshal(raw, &body)
+	w.Header().Set("Content-Type", "application/json")
+	a := u.account(body["agentcache_user_id"])
+	if a == nil {
+		w.WriteHeader(http.StatusNotFound)
+		io.WriteString(w, `{"error":"account not found","code":"not_found"}`)
+		return
+	}
+	a.tier = body["tier"]
+	json.NewEncoder(w).Encode(map[string]any{"success": true, "account": map[string]any{
+		"agentcache_user_id": a.user, "tier": a.tier, "status": a.status,
+		"storage_quota_gb": quotaFor(a.tier), "bandwidth_quota_gb": 100, "jetty_speed_enabled": a.tier != "free",
+	}})
+}
+
+// quotaFor is the fake's storage quota of a tier.
+func quotaFor(tier string) int64 {
+	return map[string]int64{"free": 0, "starter": 5, "pro": 20, "business": 100, "enterprise": 1000}[tier]
+}
+
+func (u *fakeUpstream) serveQuota(w http.ResponseWriter, r *http.Request) {
+	u.quotaCalls.Add(1)
+	w.Header().Set("Content-Type", "application/json")
+	if hook := u.quotaHook.Load(); hook != nil && (*hook)(w) {
+		return
+	}
+	key := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+	v, ok := u.accounts.Load(key)
+	if !ok {
+		w.WriteHeader(http.StatusUnauthorized)
+		io.WriteString(w, `{"error":"unknown API key","code":"unknown_api_key"}`)
+		return
+	}
+	a := v.(*fakeAccount)
+	if r.Header.Get("X-API-Secret") != a.secret {
+		w.WriteHeader(http.StatusUnauthorized)
+		io.WriteString(w, `{"error":"wrong API secret","code":"wrong_api_secret"}`)
+		return
+	}
+	if a.status != "active" {
+		w.WriteHeader(http.StatusForbidden)
+		fmt.Fprintf(w, `{"error":"account %s","code":"account_%s"}`, a.status, a.status)
+		return
+	}
+	json.NewEncoder(w).Encode(map[string]any{
+		"tier": a.tier, "status": a.status, "jetty_speed_enabled": a.tier != "free",
+		"storage": map[string]any{"quota_gb": quotaFor(a.tier)},
+	})
+}
+
 func (u *fakeUpstream) serve(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet && r.URL.Path == agentcache.UpstreamQuotaPath {
+		u.serveQuota(w, r)
+		return
+	}
+	if r.Method == http.MethodPost && r.URL.Path == agentcache.UpstreamUpgradePath {
+		u.serveUpgrade(w, r)
+		return
+	}
 	n := u.calls.Add(1)
 	u.entered <- struct{}{}
 	if r.Method != http.MethodPost || r.URL.Path != agentcache.UpstreamPath {
@@ -79,6 +171,9 @@ func (u *fakeUpstream) serve(w http.ResponseWriter, r *http.Request) {
 	if u.delay > 0 {
 		time.Sleep(u.delay)
 	}
+	if u.hold != nil {
+		<-u.hold
+	}
 	w.Header().Set("Content-Type", "application/json")
 	if respond != nil {
 		status, b := respond(n)
@@ -90,13 +185,14 @@ func (u *fakeUpstream) serve(w http.ResponseWriter, r *http.Request) {
 	u.mu.Lock()
 	u.issued = append(u.issued, key, secret)
 	u.mu.Unlock()
+	u.accounts.Store(key, &fakeAccount{user: body["agentcache_user_id"], secret: secret, tier: body["tier"], status: "active"})
 	uid := body["agentcache_user_id"]
 	w.WriteHeader(http.StatusCreated)
 	json.NewEncoder(w).Encode(map[string]any{
 		"success": true,
 		"account": map[string]any{
 			"id": "acc_" + uid, "api_key": key, "api_secret": secret, "tier": body["tier"],
-			"storage_quota_gb": 20, "bandwidth_quota_gb": 100, "jetty_speed_enabled": true,
+			"storage_quota_gb": quotaFor(body["tier"]), "bandwidth_quota_gb": 100, "jetty_speed_enabled": true,
 			"s3_bucket": "agentcache-assets", "s3_prefix": "users/" + uid, "created_at": createdAt,
 		},
 	})
@@ -219,7 +315,12 @@ func TestProvisionThenCached(t *testing.T) {
 		t.Errorf("Cache-Control %q, want no-store", got)
 	}
 	want := map[string]string{"agentcache_user_id": "usr_test_123", "agentcache_email": "test@example.com", "tier": "pro"}
-	if got := h.up.lastBody(); fmt.Sprint(got) != fmt.Sprint(want) {
+	got := h.up.lastBody()
+	if got["nonce"] == "" {
+		t.Errorf("upstream body %v without a nonce", got)
+	}
+	delete(got, "nonce")
+	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("upstream body %v, want %v", got, want)
 	}
 	// The seed's shape, field by field.
@@ -231,18 +332,29 @@ func TestProvisionThenCached(t *testing.T) {
 		}
 	}
 
-	// Again, and with the JettyThunder field names: cached, same answer.
+	// Again, and with the JettyThunder field names: cached (checked
+	// upstream each time), same answer.
 	for _, b := range []string{
 		body("usr_test_123"),
-		`{"agentcache_user_id":"usr_test_123","agentcache_email":"test@example.com","tier":"business","extra":{"x":1}}`,
+		`{"agentcache_user_id":"usr_test_123","agentcache_email":"test@example.com","tier":"pro","extra":{"x":1}}`,
 	} {
 		res2 := h.post(t, bearer(internalSecret), b)
 		if res2.status != http.StatusOK || res2.ok.Message != agentcache.MessageCached || res2.ok.Credentials != c {
 			t.Fatalf("repeated call: %d %s; want 200 with %+v", res2.status, res2.raw, c)
 		}
 	}
-	if n := h.up.calls.Load(); n != 1 {
-		t.Fatalf("%d upstream calls, want 1", n)
+	if n, q := h.up.calls.Load(), h.up.quotaCalls.Load(); n != 1 || q != 2 {
+		t.Fatalf("%d provisioning calls and %d checks upstream, want 1 and 2", n, q)
+	}
+	// A higher tier upgrades: same credentials, the new figures.
+	res3 := h.post(t, bearer(internalSecret), `{"agentcache_user_id":"usr_test_123","agentcache_email":"test@example.com","tier":"business"}`)
+	up := c
+	up.Tier, up.StorageQuotaGB = "business", 100
+	if res3.status != http.StatusOK || res3.ok.Message != agentcache.MessageUpgraded || res3.ok.Credentials != up {
+		t.Fatalf("higher tier: %d %s; want 200 upgraded with %+v", res3.status, res3.raw, up)
+	}
+	if n := h.up.upgrades.Load(); n != 1 {
+		t.Fatalf("%d upgrade calls upstream, want 1", n)
 	}
 	if _, ok, _ := h.cache.Get(context.Background(), agentcache.LockKey("usr_test_123")); ok {
 		t.Fatal("lock still held after provisioning")
@@ -542,6 +654,7 @@ func TestExplicitEncryptionKey(t *testing.T) {
 	h2 := newHarness(t, cache, func(c *agentcache.RelayConfig) {
 		c.EncryptionKey = key
 		c.InternalSecret = "rotated-internal-secret"
+		c.UpstreamURL = h.up.srv.URL
 	})
 	res2 := h2.post(t, bearer("rotated-internal-secret"), body("usr_k"))
 	if res2.status != http.StatusOK || res2.ok.Credentials != res.ok.Credentials {
@@ -616,35 +729,51 @@ func TestUpstreamWrongSecret(t *testing.T) {
 	wantError(t, h.post(t, bearer(internalSecret), body("usr_x")), http.StatusBadGateway, agentcache.CodeUpstreamUnauthorized)
 }
 
-// TestWaitsForLockHolder: a lock held by another instance makes the caller
-// wait; when the lock holder caches its result, the caller answers 200.
+// notifyCache reports each lock it failed to take.
+type notifyCache struct {
+	server.Cache
+	refused chan string
+}
+
+func (c notifyCache) SetNX(ctx context.Context, key string, v []byte, ttl time.Duration) (bool, error) {
+	ok, err := c.Cache.SetNX(ctx, key, v, ttl)
+	if err == nil && !ok {
+		select {
+		case c.refused <- key:
+		default:
+		}
+	}
+	return ok, err
+}
+
+// TestWaitsForLockHolder: while another instance provisions the user, a
+// caller waits; when the holder caches its result (confirmed after the
+// caller arrived), the caller answers 200 with it, calling nothing
+// upstream itself.
 func TestWaitsForLockHolder(t *testing.T) {
-	ctx := context.Background()
 	cache := memory.NewCache()
-	h := newHarness(t, cache)
-	other := newHarness(t, cache) // same cache, so it can seal for us
+	nc := notifyCache{Cache: cache, refused: make(chan string, 100)}
+	h := newHarness(t, nc)
+	other := newHarness(t, cache)
+	release := make(chan struct{})
+	other.up.hold = release
 
-	// Another instance provisions usr_w first, then we forge its lock.
-	first := other.post(t, bearer(internalSecret), body("usr_w"))
-	sealed, _, _ := cache.Get(ctx, agentcache.CredentialsKey("usr_w"))
-	cache.Delete(ctx, agentcache.CredentialsKey("usr_w"))
-	cache.Set(ctx, agentcache.LockKey("usr_w"), []byte("someone-else"), time.Minute)
-
+	firstDone := make(chan result)
+	go func() { firstDone <- other.post(t, bearer(internalSecret), body("usr_w")) }()
+	<-other.up.entered // the other instance holds the lock and is upstream
 	done := make(chan result)
 	go func() { done <- h.post(t, bearer(internalSecret), body("usr_w")) }()
-	time.Sleep(100 * time.Millisecond)
-	select {
-	case r := <-done:
-		t.Fatalf("answered while the lock was held: %d %s", r.status, r.raw)
-	default:
+	<-nc.refused // the caller arrived and found the lock taken
+	close(release)
+	first, r := <-firstDone, <-done
+	if first.status != http.StatusCreated {
+		t.Fatalf("holder: %d %s", first.status, first.raw)
 	}
-	cache.Set(ctx, agentcache.CredentialsKey("usr_w"), sealed, time.Hour)
-	r := <-done
 	if r.status != http.StatusOK || r.ok.Credentials != first.ok.Credentials {
-		t.Fatalf("after the holder cached: %d %s", r.status, r.raw)
+		t.Fatalf("waiter: %d %s; want 200 with the holder's credentials", r.status, r.raw)
 	}
-	if n := h.up.calls.Load(); n != 0 {
-		t.Fatalf("waiter called upstream %d times", n)
+	if n, q := h.up.calls.Load(), h.up.quotaCalls.Load(); n != 0 || q != 0 {
+		t.Fatalf("waiter called upstream %d+%d times", n, q)
 	}
 }
 
@@ -796,5 +925,164 @@ func TestNewRelayValidation(t *testing.T) {
 		if _, err := agentcache.NewRelay(c); err == nil {
 			t.Errorf("%s: NewRelay succeeded", name)
 		}
+	}
+}
+
+func (u *fakeUpstream) onQuota(f func(w http.ResponseWriter) bool) { u.quotaHook.Store(&f) }
+
+// TestCheckFailuresKeepTheEntry: when the cached credentials cannot be
+// checked (rate-limited, an error, a 401 or 403 the relay does not
+// recognise), nothing is handed out and the entry is kept; once the check
+// succeeds the same credentials are answered.
+func TestCheckFailuresKeepTheEntry(t *testing.T) {
+	h := newHarness(t, memory.NewCache())
+	first := h.post(t, bearer(internalSecret), body("usr_chk"))
+	if first.status != http.StatusCreated {
+		t.Fatalf("%d %s", first.status, first.raw)
+	}
+	for _, c := range []struct {
+		name       string
+		status     int
+		body       string
+		retryAfter string
+		want       int
+		code       string
+		wantRetry  string
+	}{
+		{"rate limited", 429, `{"error":"slow down","code":"rate_limited"}`, "17", 429, server.ERateLimited, "17"},
+		{"rate limited, odd Retry-After", 429, `{}`, "soon", 429, server.ERateLimited, "1"},
+		{"server error", 500, `{"error":"db down","code":"internal"}`, "", 502, agentcache.CodeUpstreamUnavailable, ""},
+		{"401 from a proxy", 401, `<html>login</html>`, "", 502, agentcache.CodeUpstreamUnavailable, ""},
+		{"403 other code", 403, `{"error":"no","code":"tier_lacks_feature"}`, "", 502, agentcache.CodeUpstreamUnavailable, ""},
+		{"200 without tier", 200, `{"status":"active"}`, "", 502, agentcache.CodeUpstreamUnavailable, ""},
+		{"404", 404, ``, "", 502, agentcache.CodeUpstreamUnavailable, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h.up.onQuota(func(w http.ResponseWriter) bool {
+				if c.retryAfter != "" {
+					w.Header().Set("Retry-After", c.retryAfter)
+				}
+				w.WriteHeader(c.status)
+				io.WriteString(w, c.body)
+				return true
+			})
+			res := h.post(t, bearer(internalSecret), body("usr_chk"))
+			wantError(t, res, c.want, c.code)
+			if strings.Contains(res.raw, first.ok.Credentials.APISecret) {
+				t.Fatalf("credentials handed out unchecked: %s", res.raw)
+			}
+			if got := res.header.Get("Retry-After"); got != c.wantRetry {
+				t.Errorf("Retry-After %q, want %q", got, c.wantRetry)
+			}
+			if _, ok, _ := h.cache.Get(context.Background(), agentcache.CredentialsKey("usr_chk")); !ok {
+				t.Fatal("the entry was dropped on a failed check")
+			}
+		})
+	}
+	h.up.onQuota(func(http.ResponseWriter) bool { return false })
+	res := h.post(t, bearer(internalSecret), body("usr_chk"))
+	if res.status != http.StatusOK || res.ok.Credentials != first.ok.Credentials {
+		t.Fatalf("after the failures: %d %s", res.status, res.raw)
+	}
+	if n := h.up.calls.Load(); n != 1 {
+		t.Fatalf("%d provisioning calls, want 1", n)
+	}
+}
+
+// TestTierMismatch: a provision call naming a lower tier, or a tier the
+// relay cannot rank, is refused with 409 tier_mismatch and upgrades
+// nothing.
+func TestTierMismatch(t *testing.T) {
+	h := newHarness(t, memory.NewCache())
+	if res := h.post(t, bearer(internalSecret), body("usr_tm")); res.status != http.StatusCreated {
+		t.Fatalf("%d %s", res.status, res.raw)
+	}
+	for tier, why := range map[string]string{"starter": "lower than", "custom_gold": "not comparable"} {
+		res := h.post(t, bearer(internalSecret), fmt.Sprintf(`{"user_id":"usr_tm","email":"a@b.co","tier":%q}`, tier))
+		wantError(t, res, http.StatusConflict, agentcache.CodeTierMismatch)
+		if !strings.Contains(res.err.Error, why) || !strings.Contains(res.err.Error, agentcache.UpgradePath) {
+			t.Errorf("%s: message %q", tier, res.err.Error)
+		}
+	}
+	if n := h.up.upgrades.Load(); n != 0 {
+		t.Fatalf("%d upgrade calls for refused tiers", n)
+	}
+}
+
+func upgradeBody(uid, tier string) string { return fmt.Sprintf(`{"user_id":%q,"tier":%q}`, uid, tier) }
+
+func (h *harness) postUpgrade(t *testing.T, auth, b string) (int, agentcache.UpgradeResponse, agentcache.ErrorResponse, string) {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodPost, agentcache.UpgradePath, strings.NewReader(b))
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	rec := httptest.NewRecorder()
+	h.relay.ServeHTTP(rec, req)
+	var ok agentcache.UpgradeResponse
+	var e agentcache.ErrorResponse
+	if rec.Code == http.StatusOK {
+		json.Unmarshal(rec.Body.Bytes(), &ok)
+	} else {
+		json.Unmarshal(rec.Body.Bytes(), &e)
+	}
+	return rec.Code, ok, e, rec.Body.String()
+}
+
+// TestUpgradeRouteUpdatesCache: the upgrade route changes the tier
+// upstream and the cached figures; a provision call naming the new tier
+// then upgrades nothing more.
+func TestUpgradeRouteUpdatesCache(t *testing.T) {
+	h := newHarness(t, memory.NewCache())
+	if res := h.post(t, bearer(internalSecret), body("usr_ur")); res.status != http.StatusCreated {
+		t.Fatalf("%d %s", res.status, res.raw)
+	}
+	status, ok, _, raw := h.postUpgrade(t, bearer(internalSecret), upgradeBody("usr_ur", "enterprise"))
+	if status != http.StatusOK || !ok.Success || ok.Account.Tier != "enterprise" || ok.Account.StorageQuotaGB != 1000 || ok.Account.UserID != "usr_ur" {
+		t.Fatalf("upgrade: %d %s", status, raw)
+	}
+	res := h.post(t, bearer(internalSecret), `{"user_id":"usr_ur","email":"a@b.co","tier":"enterprise"}`)
+	if res.status != http.StatusOK || res.ok.Message != agentcache.MessageCached || res.ok.Credentials.Tier != "enterprise" || res.ok.Credentials.StorageQuotaGB != 1000 {
+		t.Fatalf("after the upgrade route: %d %s", res.status, res.raw)
+	}
+	if n := h.up.upgrades.Load(); n != 1 {
+		t.Fatalf("%d upgrade calls, want 1", n)
+	}
+	// Unauthorized and malformed calls reach nothing upstream.
+	if status, _, e, _ := h.postUpgrade(t, bearer("nope"), upgradeBody("usr_ur", "free")); status != http.StatusUnauthorized || e.Code != server.EUnauthorized {
+		t.Fatalf("wrong secret: %d %+v", status, e)
+	}
+	if status, _, e, _ := h.postUpgrade(t, bearer(internalSecret), `{"user_id":"usr_ur","tier":"pro","new_tier":"free"}`); status != http.StatusBadRequest || e.Code != server.EInvalid {
+		t.Fatalf("tier and new_tier differ: %d %+v", status, e)
+	}
+	if n := h.up.upgrades.Load(); n != 1 {
+		t.Fatalf("%d upgrade calls, want 1", n)
+	}
+	// A user JettyThunder does not know.
+	if status, _, e, _ := h.postUpgrade(t, bearer(internalSecret), upgradeBody("usr_none", "pro")); status != http.StatusNotFound || e.Code != server.ENotFound {
+		t.Fatalf("unknown user: %d %+v", status, e)
+	}
+	assertNoSecrets(t, h.logs.String(), append(h.up.issuedSecrets(), internalSecret, upstreamSecret)...)
+}
+
+// TestEntryOfThePreviousVersion: an entry sealed before entries carried
+// a tier and a check time (credentials only) is still read, checked and
+// answered.
+func TestEntryOfThePreviousVersion(t *testing.T) {
+	key := bytes.Repeat([]byte{9}, 32)
+	cache := memory.NewCache()
+	h := newHarness(t, cache, func(c *agentcache.RelayConfig) { c.EncryptionKey = key })
+	first := h.post(t, bearer(internalSecret), body("usr_v0"))
+	c := first.ok.Credentials
+	old, _ := json.Marshal(map[string]any{
+		"api_key": c.APIKey, "api_secret": c.APISecret, "storage_quota_gb": 20, "jetty_speed_enabled": true,
+		"s3_bucket": c.S3Bucket, "s3_prefix": c.S3Prefix, "provisioned_at": c.ProvisionedAt,
+	})
+	block, _ := aes.NewCipher(key)
+	aead, _ := cipher.NewGCMWithRandomNonce(block)
+	cache.Set(context.Background(), agentcache.CredentialsKey("usr_v0"), aead.Seal([]byte{1}, nil, old, []byte("usr_v0")), time.Hour)
+	res := h.post(t, bearer(internalSecret), body("usr_v0"))
+	if res.status != http.StatusOK || res.ok.Credentials != c {
+		t.Fatalf("previous-version entry: %d %s; want %+v", res.status, res.raw, c)
 	}
 }

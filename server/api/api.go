@@ -55,8 +55,9 @@ type Config struct {
 	LiveKeys bool
 	// Bucket is the object-storage bucket named in provisioning answers.
 	Bucket string
-	// Relay, when set, serves POST /api/webhooks/jettythunder/provision
-	// (the AgentCache-side relay of seed 000).
+	// Relay, when set, serves POST /api/webhooks/jettythunder/provision,
+	// /upgrade and /rotate (the AgentCache-side relay of seed 000, which
+	// tells them apart by path).
 	Relay http.Handler
 	// Blobs is where object bytes live. Required for the storage API.
 	Blobs blob.Store
@@ -238,6 +239,8 @@ func New(cfg Config) *Server {
 
 	if s.relay != nil {
 		mux.Handle("POST /api/webhooks/jettythunder/provision", s.relay)
+		mux.Handle("POST /api/webhooks/jettythunder/upgrade", s.relay)
+		mux.Handle("POST /api/webhooks/jettythunder/rotate", s.relay)
 	}
 
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
