@@ -420,7 +420,7 @@ WHERE id = ? AND status = 'active'
 		return wrap("create asset", err)
 	}
 	if n == 1 {
-		return nil
+		return s.quotaTx(ctx, tx, accountID)
 	}
 	_, err = s.whyNoReservation(ctx, tx, server.Reservation{AccountID: accountID, Bytes: bytes}, false)
 	return err
@@ -629,6 +629,10 @@ RETURNING object_key, size_bytes, ref_count, account_id`), objectID.String).Scan
 SET storage_used_bytes = CASE WHEN storage_used_bytes > ? THEN storage_used_bytes - ? ELSE 0 END
 WHERE id = ?`), size, size, owner); err != nil {
 				return "", wrap(op, err)
+			}
+			// Usage fell: a quota threshold may be re-armed.
+			if err := s.quotaTx(ctx, tx, owner); err != nil {
+				return "", err
 			}
 			now := s.nowUTC()
 			if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO blob_garbage (object_key, upload_id, state, not_before, claimed_until, created_at)
