@@ -140,7 +140,10 @@ func New(cfg Config) *Worker {
 	if cfg.Retention == 0 {
 		cfg.Retention = DefaultRetention
 	}
-	w := &Worker{cfg: cfg, wake: make(chan struct{}, 1), lease: 2*cfg.Timeout + 30*time.Second}
+	// A claimed batch is sent defaultSenders at a time: the lease covers
+	// the last of them timing out, with a margin.
+	lease := time.Duration(defaultBatch/defaultSenders+1)*cfg.Timeout + 30*time.Second
+	w := &Worker{cfg: cfg, wake: make(chan struct{}, 1), lease: lease}
 	w.client = newClient(cfg.Timeout, cfg.AllowPrivate)
 	w.m = &metrics{
 		events: prometheus.NewGaugeVec(prometheus.GaugeOpts{
