@@ -110,7 +110,7 @@ func TestWebhookOutboxSurvivesRestart(t *testing.T) {
 				LiveKeys:      false,
 				Webhooks: WebhookConfig{
 					AllowHTTP: true, AllowPrivate: true,
-					Poll: 20 * time.Millisecond, RetryBase: 20 * time.Millisecond, RetryMax: 150 * time.Millisecond,
+					Poll: 20 * time.Millisecond, RetryBase: 20 * time.Millisecond, RetryMax: 150 * time.Millisecond, Timeout: 2 * time.Second,
 				},
 			}
 			start := func() (*App, func() error) {
@@ -144,13 +144,24 @@ func TestWebhookOutboxSurvivesRestart(t *testing.T) {
 				partnerCall(t, a2.URL(), "/api/agentcache/rotate", fmt.Sprintf(`{"user_id":%q}`, u))
 			}
 			rx.down.Store(false) // back up (/stuck answers 500 forever)
+			since := time.Now()
 
 			want := "[1:account.provisioned 2:account.tier_changed 3:account.suspended 4:account.reactivated 5:credentials.rotated]"
 			for _, u := range []string{"usr_a", "usr_b"} {
 				var got []server.WebhookEventBody
 				waitFor(t, u+"'s five events", func() bool {
 					got = dedup(rx.received(paths[u]))
-					return len(got) >= 5
+					if len(got) >= 5 {
+						return true
+					}
+					if time.Since(since) > 50*time.Second { // about to fail: say where they are
+						acct, _ := a2.Store().AccountByUserID(context.Background(), u)
+						evs, _ := a2.Store().WebhookEvents(context.Background(), acct.ID, 10)
+						for _, e := range evs {
+							t.Logf("%s event %d %s: %s attempts %d, next %s, last %d %q", u, e.Seq, e.Type, e.State, e.Attempts, e.NextAttemptAt, e.LastStatus, e.LastError)
+						}
+					}
+					return false
 				})
 				if s := seqs(got); s != want {
 					t.Fatalf("%s received %s (deduplicated, in arrival order), want %s", u, s, want)

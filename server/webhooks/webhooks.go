@@ -229,9 +229,17 @@ func (w *Worker) Run(ctx context.Context) {
 // account has at most one at a time) and records the outcomes. It reports
 // how many it sent.
 func (w *Worker) RunOnce(ctx context.Context) (int, error) {
+	if ctx.Err() != nil {
+		return 0, ctx.Err()
+	}
 	now := w.cfg.Now()
 	w.housekeeping(ctx, now)
-	evs, err := w.cfg.Store.ClaimWebhookEvents(ctx, w.cfg.Holder, now, w.lease, defaultBatch)
+	// The claim is not cut short by a shutdown: a claim committed but not
+	// read would leave its events leased, unsent, until the lease ran out.
+	// Every event claimed gets an attempt recorded, which ends its lease.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	evs, err := w.cfg.Store.ClaimWebhookEvents(cctx, w.cfg.Holder, now, w.lease, defaultBatch)
+	cancel()
 	if err != nil {
 		return 0, err
 	}
@@ -260,7 +268,7 @@ func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 // housekeeping refreshes the state gauges and prunes old events, now and
 // then.
 func (w *Worker) housekeeping(ctx context.Context, now time.Time) {
-	if now.Sub(w.lastCount) >= min(countEvery, max(w.cfg.Poll, time.Second)) {
+	if now.Sub(w.lastCount) >= min(countEvery, max(10*w.cfg.Poll, 500*time.Millisecond)) {
 		w.lastCount = now
 		if c, err := w.cfg.Store.CountWebhookEvents(ctx); err == nil {
 			for st, n := range c {
@@ -296,9 +304,14 @@ func (w *Worker) deliver(ctx context.Context, e server.WebhookEvent) error {
 		} else if errors.Is(sendErr, errRefusedAddr) {
 			result = "refused_address"
 		}
-		if now.Sub(e.CreatedAt) >= w.cfg.MaxAge {
+		switch {
+		case ctx.Err() != nil:
+			// This server is stopping: another instance (or the next
+			// start) may try again at once.
+			a.NextAttemptAt = now
+		case now.Sub(e.CreatedAt) >= w.cfg.MaxAge:
 			a.GiveUp = true
-		} else {
+		default:
 			a.NextAttemptAt = now.Add(w.backoff(e.Attempts + 1))
 		}
 	}
