@@ -9,7 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/jettythunder/jetty/internal/testenv"
 	"github.com/jettythunder/jetty/server"
+	"github.com/jettythunder/jetty/server/sqlstore"
 	"github.com/jettythunder/jetty/server/webhooksig"
 )
 
@@ -90,5 +94,64 @@ func TestSendBounds(t *testing.T) {
 	strict := New(Config{Secret: "whsec_0123456789abcdef"})
 	if st, err := strict.send(context.Background(), event(srv.URL+"/target")); st != 0 || err == nil || !strings.Contains(err.Error(), "not public") || followed.Load() {
 		t.Fatalf("private address: %d %v", st, err)
+	}
+}
+
+// TestGiveUp: an event older than MaxAge that fails again is marked
+// failed (visible, counted), and the account's next event goes out.
+func TestGiveUp(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlstore.Open(ctx, testenv.SQLitePath(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			http.Error(w, "down", 500)
+		}
+	}))
+	defer srv.Close()
+	acct, err := st.CreateAccount(ctx, server.NewAccount{UserID: "usr_giveup", Email: "g@example.com", Tier: "pro",
+		APIKey: "jt_test_giveup0123456789", SecretHash: strings.Repeat("ab", 32), S3Bucket: "b", S3Prefix: "users/usr_giveup/",
+		WebhookURL: srv.URL + "/h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.SetStatus(ctx, "usr_giveup", server.StatusSuspended); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	w := New(Config{Store: st, Secret: "whsec_0123456789abcdef", AllowPrivate: true, MaxAge: time.Nanosecond, Registerer: reg})
+	for range 2 {
+		if n, err := w.RunOnce(ctx); err != nil || n != 1 {
+			t.Fatalf("RunOnce: %d %v", n, err)
+		}
+	}
+	evs, err := st.WebhookEvents(ctx, acct.ID, 10)
+	if err != nil || len(evs) != 2 {
+		t.Fatalf("events %v %v", evs, err)
+	}
+	if first := evs[1]; first.State != server.WebhookFailed || first.Attempts != 1 || first.LastStatus != 500 || first.FailedAt.IsZero() {
+		t.Fatalf("first event %+v", first)
+	}
+	if second := evs[0]; second.State != server.WebhookDelivered {
+		t.Fatalf("second event %+v", second)
+	}
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range fams {
+		if f.GetName() == "jetty_webhook_attempts_total" {
+			for _, m := range f.GetMetric() {
+				got[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+			}
+		}
+	}
+	if got["gave_up"] != 1 || got["http_error"] != 1 || got["delivered"] != 1 {
+		t.Fatalf("jetty_webhook_attempts_total = %v", got)
 	}
 }
