@@ -87,6 +87,10 @@ type Account struct {
 	// until then). A purged account stays as a tombstone.
 	DeletedAt time.Time
 	PurgedAt  time.Time
+
+	// WebhookURL is where status events are sent (empty: none are
+	// recorded); see WebhookStore.
+	WebhookURL string
 }
 
 // MaxKeyOverlap is the longest overlap window a credential rotation may
@@ -110,6 +114,10 @@ type NewAccount struct {
 	SecretHash string
 	S3Bucket   string
 	S3Prefix   string
+	// WebhookURL, when set, receives the account's status events, the
+	// first being account.provisioned. The caller validates it
+	// (ValidateWebhookURL).
+	WebhookURL string
 }
 
 // Reservation holds quota bytes for an upload that has not finished yet.
@@ -144,6 +152,11 @@ type APIRequest struct {
 // Errors are *Error with the codes below: ENotFound for a missing row,
 // EAccountExists when the user id is taken, EUnknownTier for a tier not in
 // tier_configs, EQuotaExceeded when a reservation does not fit.
+//
+// Every change a partner hears about (provisioning, tier, status,
+// credentials, storage crossing a quota threshold) records its status
+// event (WebhookStore) in the same transaction, when the account has a
+// webhook_url.
 type Store interface {
 	Ping(ctx context.Context) error
 	Close() error
@@ -188,6 +201,7 @@ type Store interface {
 	EdgeStore
 	RetentionStore
 	UsageStore
+	WebhookStore
 
 	LogRequests(ctx context.Context, reqs []APIRequest) error
 	// RecentRequests lists the newest logged requests, newest first

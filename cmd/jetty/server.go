@@ -60,6 +60,10 @@ and object files under --data-dir, rate limits in memory. In production set:
   JETTY_REQUEST_LOG_RETENTION       keep api_requests rows this long (default 720h; 30d works; off: forever)
   JETTY_ANON_REQUEST_LOG_RETENTION  failed requests without an account: this long (default 168h)
   JETTY_DELETED_ACCOUNT_GRACE       purge a deleted account's objects this long after deletion (default 720h; off: never)
+  JETTY_WEBHOOK_ALLOW_HTTP     1: accept http:// webhook_url values (on in --dev)
+  JETTY_WEBHOOK_ALLOW_PRIVATE  1: send status events to loopback and private addresses (on in --dev; SSRF risk)
+  JETTY_WEBHOOK_TIMEOUT, JETTY_WEBHOOK_RETRY_BASE, JETTY_WEBHOOK_RETRY_MAX, JETTY_WEBHOOK_MAX_AGE,
+  JETTY_WEBHOOK_POLL, JETTY_WEBHOOK_RETENTION  delivery of status events (defaults 10s, 10s, 1h, 72h, 1s, 720h)
   PORT                       listen on :PORT when --listen is not given
 
 Every secret must be at least 32 characters of random text, without

@@ -99,6 +99,13 @@ type Config struct {
 	TierCacheTTL time.Duration
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+
+	// WebhookURLs says which webhook_url values partners may register
+	// (https only, public addresses only, unless it allows more).
+	WebhookURLs server.WebhookURLPolicy
+	// WebhookNotify, when set, is called after a partner call that may
+	// have recorded a status event (the delivery worker's Notify).
+	WebhookNotify func()
 }
 
 // Server is the HTTP API. Create it with New, serve Handler, and Close it
@@ -142,6 +149,9 @@ type Server struct {
 	tierTTL   time.Duration
 	closeOnce sync.Once
 	ownCache  *memory.Cache // closed by Close when New made it
+
+	webhookPolicy server.WebhookURLPolicy
+	webhookNotify func()
 }
 
 // New builds a Server.
@@ -169,6 +179,8 @@ func New(cfg Config) *Server {
 		minFree:    cfg.StorageMinFree,
 
 		completionLease: cfg.CompletionLease,
+		webhookPolicy:   cfg.WebhookURLs,
+		webhookNotify:   cfg.WebhookNotify,
 	}
 	if s.completionLease <= 0 {
 		s.completionLease = DefaultCompletionLease
@@ -206,6 +218,8 @@ func New(cfg Config) *Server {
 	mux.HandleFunc("POST /api/agentcache/rotate", s.partner(s.handleRotate))
 	mux.HandleFunc("POST /api/agentcache/revoke", s.partner(s.handleRevoke))
 	mux.HandleFunc("GET /api/agentcache/usage", s.partner(s.handleUsage))
+	mux.HandleFunc("POST /api/agentcache/webhook-url", s.partner(s.handleSetWebhookURL))
+	mux.HandleFunc("GET /api/agentcache/webhooks", s.partner(s.handleListWebhooks))
 
 	mux.HandleFunc("GET /api/agentcache/quota", s.user(s.handleQuota))
 	mux.HandleFunc("GET /api/whoami", s.user(s.handleWhoami))

@@ -21,6 +21,9 @@ type partnerRequest struct {
 	// OverlapSeconds (rotate only): how long the outgoing key and secret
 	// keep working, 0 to 604800; 0 or absent revokes them at once.
 	OverlapSeconds int64 `json:"overlap_seconds"`
+	// WebhookURL (provision and POST /api/agentcache/webhook-url)
+	// receives the account's status events; "" removes it.
+	WebhookURL *string `json:"webhook_url"`
 }
 
 // pick returns the one value given under either of two names.
@@ -75,6 +78,8 @@ type accountBody struct {
 	// JETTY_DELETED_ACCOUNT_GRACE later (PurgedAt), the row stays.
 	DeletedAt *time.Time `json:"deleted_at,omitempty"`
 	PurgedAt  *time.Time `json:"purged_at,omitempty"`
+	// WebhookURL receives the account's status events (absent: none).
+	WebhookURL string `json:"webhook_url,omitempty"`
 }
 
 func newAccountBody(a server.Account) accountBody {
@@ -89,6 +94,7 @@ func newAccountBody(a server.Account) accountBody {
 		S3Bucket:          a.S3Bucket,
 		S3Prefix:          a.S3Prefix,
 		CreatedAt:         a.CreatedAt.UTC(),
+		WebhookURL:        a.WebhookURL,
 	}
 	if !a.PrevKeyExpiresAt.IsZero() {
 		t := a.PrevKeyExpiresAt.UTC()
@@ -166,6 +172,13 @@ func (s *Server) provision(r *http.Request, w http.ResponseWriter) (server.Accou
 	if err := server.ValidateTierName(tier); err != nil {
 		return server.Account{}, "", err
 	}
+	var hook string
+	if req.WebhookURL != nil && *req.WebhookURL != "" {
+		if err := server.ValidateWebhookURL(*req.WebhookURL, s.webhookPolicy); err != nil {
+			return server.Account{}, "", err
+		}
+		hook = *req.WebhookURL
+	}
 	key, secret, err := s.newCredentials()
 	if err != nil {
 		return server.Account{}, "", err
@@ -178,10 +191,12 @@ func (s *Server) provision(r *http.Request, w http.ResponseWriter) (server.Accou
 		SecretHash: apikey.HashSecret(secret),
 		S3Bucket:   s.bucket,
 		S3Prefix:   server.S3PrefixFor(userID),
+		WebhookURL: hook,
 	})
 	if err != nil {
 		return server.Account{}, "", err
 	}
+	s.notifyWebhooks()
 	return acct, secret, nil
 }
 
@@ -206,6 +221,7 @@ func (s *Server) handleUpgrade(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	s.notifyWebhooks()
 	s.log.Info("changed tier", "account", acct.ID, "user_id", acct.UserID, "tier", acct.Tier)
 	writeJSON(w, http.StatusOK, accountResponse{Success: true, Message: "tier changed to " + acct.Tier, Account: newAccountBody(acct)})
 }
@@ -235,6 +251,7 @@ func (s *Server) handleStatus(status server.AccountStatus) http.HandlerFunc {
 			s.writeError(w, r, err)
 			return
 		}
+		s.notifyWebhooks()
 		s.log.Info("changed account status", "account", acct.ID, "user_id", acct.UserID, "status", acct.Status)
 		writeJSON(w, http.StatusOK, accountResponse{Success: true, Message: "account " + string(acct.Status), Account: newAccountBody(acct)})
 	}
@@ -269,6 +286,7 @@ func (s *Server) handleRotate(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	s.notifyWebhooks()
 	s.log.Info("rotated credentials", "account", acct.ID, "user_id", acct.UserID, "api_key", apikey.Redact(acct.APIKey), "previous_valid_until", acct.PrevKeyExpiresAt)
 	body := newAccountBody(acct)
 	body.APIKey, body.APISecret = acct.APIKey, secret
@@ -295,6 +313,7 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	s.notifyWebhooks()
 	s.log.Info("revoked previous credentials", "account", acct.ID, "user_id", acct.UserID)
 	writeJSON(w, http.StatusOK, accountResponse{Success: true, Message: "previous credentials revoked", Account: newAccountBody(acct)})
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/jettythunder/jetty/server/redis"
 	"github.com/jettythunder/jetty/server/sqlstore"
 	"github.com/jettythunder/jetty/server/uploadtoken"
+	"github.com/jettythunder/jetty/server/webhooks"
 )
 
 // App is a running companion server.
@@ -45,6 +46,7 @@ type App struct {
 	ln    net.Listener
 	guard *connguard.Guard
 	jobs  *jobs.Runner
+	hooks *webhooks.Worker // nil without AGENTCACHE_WEBHOOK_SECRET
 	// The metrics listener (JETTY_METRICS_LISTEN); nil when unset.
 	metricsHTTP *http.Server
 	metricsLn   net.Listener
@@ -321,6 +323,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	a.guard = connguard.New(a.cfg.Conns, log)
 	reg := prometheus.NewRegistry()
 	registerConnMetrics(reg, a.guard)
+	var notify func()
+	if a.cfg.WebhookSecret != "" {
+		a.hooks = newWebhookWorker(a.cfg, a.store, log, reg)
+		notify = a.hooks.Notify
+	}
 	a.api = api.New(api.Config{
 		Registry:              reg,
 		BodyIdleTimeout:       a.cfg.BodyTimeout,
@@ -344,6 +351,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		Relay:                 relay,
 		CompletionLease:       a.cfg.CompletionLease,
 		StorageMinFree:        a.cfg.minFree,
+		WebhookURLs:           server.WebhookURLPolicy{AllowHTTP: a.cfg.Webhooks.AllowHTTP, AllowPrivate: a.cfg.Webhooks.AllowPrivate},
+		WebhookNotify:         notify,
 	})
 	a.http = &http.Server{
 		Handler:           a.api.Handler(),
@@ -383,6 +392,13 @@ func (a *App) Serve(ctx context.Context) error {
 		defer close(jobsDone)
 		a.jobs.Loop(jobsCtx, a.cfg.JobsInterval)
 	}()
+	hooksDone := make(chan struct{})
+	go func() {
+		defer close(hooksDone)
+		if a.hooks != nil {
+			a.hooks.Run(jobsCtx)
+		}
+	}()
 
 	errc := make(chan error, 1)
 	go func() { errc <- a.http.Serve(a.ln) }()
@@ -412,6 +428,7 @@ func (a *App) Serve(ctx context.Context) error {
 	}
 	stopJobs()
 	<-jobsDone
+	<-hooksDone
 	a.api.Close()
 	a.closeParts()
 	if errors.Is(serveErr, http.ErrServerClosed) {
@@ -447,6 +464,27 @@ func (a *App) Close() {
 		a.api.Close()
 	}
 	a.closeParts()
+}
+
+// newWebhookWorker makes the sender of status events (server/webhooks).
+func newWebhookWorker(cfg Config, st server.Store, log *slog.Logger, reg prometheus.Registerer) *webhooks.Worker {
+	host, _ := os.Hostname()
+	w := cfg.Webhooks
+	return webhooks.New(webhooks.Config{
+		Store:          st,
+		Secret:         cfg.WebhookSecret,
+		PreviousSecret: cfg.PreviousWebhookSecret,
+		Log:            log,
+		Holder:         fmt.Sprintf("%s:%d:%s", host, os.Getpid(), randomSecret("")[:8]),
+		Registerer:     reg,
+		Poll:           w.Poll,
+		RetryBase:      w.RetryBase,
+		RetryMax:       w.RetryMax,
+		MaxAge:         w.MaxAge,
+		Timeout:        w.Timeout,
+		Retention:      w.Retention,
+		AllowPrivate:   w.AllowPrivate,
+	})
 }
 
 func newRunner(cfg Config, p *parts, log *slog.Logger) *jobs.Runner {

@@ -113,6 +113,10 @@ type Config struct {
 	// MetricsListen (JETTY_METRICS_LISTEN), when set, serves GET /metrics
 	// on its own listener (e.g. 127.0.0.1:9090) and not on the main one.
 	MetricsListen string
+	// Webhooks configures the delivery of status events to partners'
+	// webhook_url (JETTY_WEBHOOK_*; see WebhookConfig).
+	Webhooks WebhookConfig
+
 	// MetricsToken (JETTY_METRICS_TOKEN), when set, must be sent as
 	// Authorization: Bearer to read /metrics, wherever it is served.
 	// With neither set the main listener serves /metrics only in --dev.
@@ -170,6 +174,7 @@ func FromEnv(getenv func(string) string) Config {
 		}
 		c.BodyTimeout = d
 	}
+	c.Webhooks = webhooksFromEnv(getenv, &c.envErr)
 	c.MetricsListen = getenv("JETTY_METRICS_LISTEN")
 	c.MetricsToken = getenv("JETTY_METRICS_TOKEN")
 	if p := getenv("PORT"); p != "" {
@@ -281,6 +286,8 @@ func (c *Config) validate() error {
 	}
 	if c.Dev {
 		c.LiveKeys = false
+		// A developer's receiver is on this machine, over plain http.
+		c.Webhooks.AllowHTTP, c.Webhooks.AllowPrivate = true, true
 	}
 	if c.JobsInterval <= 0 {
 		c.JobsInterval = time.Minute
@@ -339,4 +346,58 @@ func (c *Config) checkSecrets() error {
 		}
 	}
 	return nil
+}
+
+// WebhookConfig is how status events are delivered (server/webhooks).
+// Zero durations take the package's defaults.
+type WebhookConfig struct {
+	// AllowHTTP (JETTY_WEBHOOK_ALLOW_HTTP=1; on in --dev) accepts http://
+	// webhook URLs; otherwise only https://.
+	AllowHTTP bool
+	// AllowPrivate (JETTY_WEBHOOK_ALLOW_PRIVATE=1; on in --dev) lets the
+	// server call loopback, private and link-local addresses. Off in
+	// production: a partner-supplied URL must not reach the server's own
+	// network (SSRF).
+	AllowPrivate bool
+	Poll         time.Duration // JETTY_WEBHOOK_POLL (1s)
+	RetryBase    time.Duration // JETTY_WEBHOOK_RETRY_BASE (10s): the first retry's delay, doubled each time
+	RetryMax     time.Duration // JETTY_WEBHOOK_RETRY_MAX (1h): the longest delay between attempts
+	MaxAge       time.Duration // JETTY_WEBHOOK_MAX_AGE (72h): then the event is marked failed
+	Timeout      time.Duration // JETTY_WEBHOOK_TIMEOUT (10s): each HTTP call
+	Retention    time.Duration // JETTY_WEBHOOK_RETENTION (720h, or off): delivered and failed events kept
+}
+
+// webhooksFromEnv reads JETTY_WEBHOOK_*; a malformed value is recorded in
+// *errp for validate.
+func webhooksFromEnv(getenv func(string) string, errp *error) WebhookConfig {
+	w := WebhookConfig{
+		AllowHTTP:    isTrue(getenv("JETTY_WEBHOOK_ALLOW_HTTP")),
+		AllowPrivate: isTrue(getenv("JETTY_WEBHOOK_ALLOW_PRIVATE")),
+	}
+	for _, d := range []struct {
+		name     string
+		dst      *time.Duration
+		min, max time.Duration
+	}{
+		{"JETTY_WEBHOOK_POLL", &w.Poll, 10 * time.Millisecond, time.Hour},
+		{"JETTY_WEBHOOK_RETRY_BASE", &w.RetryBase, 10 * time.Millisecond, 24 * time.Hour},
+		{"JETTY_WEBHOOK_RETRY_MAX", &w.RetryMax, 10 * time.Millisecond, 7 * 24 * time.Hour},
+		{"JETTY_WEBHOOK_MAX_AGE", &w.MaxAge, time.Second, 30 * 24 * time.Hour},
+		{"JETTY_WEBHOOK_TIMEOUT", &w.Timeout, 100 * time.Millisecond, 5 * time.Minute},
+	} {
+		v := strings.TrimSpace(getenv(d.name))
+		if v == "" {
+			continue
+		}
+		x, err := time.ParseDuration(v)
+		if err != nil || x < d.min || x > d.max {
+			if *errp == nil {
+				*errp = fmt.Errorf("%s must be a duration from %s to %s (got %q)", d.name, d.min, d.max, v)
+			}
+			continue
+		}
+		*d.dst = x
+	}
+	w.Retention = retentionEnv(getenv, "JETTY_WEBHOOK_RETENTION", errp)
+	return w
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/jettythunder/jetty/server"
+	"github.com/jettythunder/jetty/server/apikey"
 )
 
 const tierCols = `tier, storage_quota_gb, bandwidth_quota_gb, jetty_speed_enabled, rate_limit_per_minute, max_file_size_mb`
@@ -64,7 +65,7 @@ func scanTier(r scanner) (server.Tier, error) {
 const accountCols = `id, agentcache_user_id, agentcache_email, agentcache_tier, api_key, api_secret_hash,
   storage_quota_gb, bandwidth_quota_gb, jetty_speed_enabled, s3_bucket_name, s3_prefix, status,
   storage_used_bytes, storage_reserved_bytes, bandwidth_used_bytes, created_at, updated_at, last_accessed,
-  bandwidth_period, prev_api_key, prev_api_secret_hash, prev_key_expires_at, deleted_at, purged_at`
+  bandwidth_period, prev_api_key, prev_api_secret_hash, prev_key_expires_at, deleted_at, purged_at, webhook_url`
 
 // scanAccount scans a row of accountCols. BandwidthUsedBytes is the
 // current month's (by the store's clock): 0 when the counter belongs to an
@@ -80,11 +81,12 @@ func (s *Store) scanAccount(r scanner) (server.Account, error) {
 		prevE  sql.NullTime
 		delAt  sql.NullTime
 		purAt  sql.NullTime
+		hook   sql.NullString
 	)
 	err := r.Scan(&a.ID, &a.UserID, &a.Email, &a.Tier, &a.APIKey, &a.SecretHash,
 		&a.StorageQuotaGB, &a.BandwidthQuotaGB, &a.JettySpeedEnabled, &a.S3Bucket, &a.S3Prefix, &status,
 		&a.StorageUsedBytes, &a.StorageReservedBytes, &a.BandwidthUsedBytes, &a.CreatedAt, &a.UpdatedAt, &last,
-		&period, &prevK, &prevH, &prevE, &delAt, &purAt)
+		&period, &prevK, &prevH, &prevE, &delAt, &purAt, &hook)
 	if err != nil {
 		return server.Account{}, err
 	}
@@ -92,6 +94,7 @@ func (s *Store) scanAccount(r scanner) (server.Account, error) {
 		a.BandwidthUsedBytes = 0
 	}
 	a.Status = server.AccountStatus(status)
+	a.WebhookURL = hook.String
 	a.CreatedAt = a.CreatedAt.UTC()
 	a.UpdatedAt = a.UpdatedAt.UTC()
 	if last.Valid {
@@ -154,18 +157,29 @@ func (s *Store) CreateAccount(ctx context.Context, n server.NewAccount) (server.
 	if len(n.S3Bucket) > 255 || len(n.S3Prefix) > 1024 {
 		return server.Account{}, server.Errorf(server.EInvalid, "S3 bucket or prefix too long")
 	}
+	if err := validWebhookURL(n.WebhookURL); err != nil {
+		return server.Account{}, err
+	}
 	now := s.nowUTC()
-	a, err := s.scanAccount(s.db.QueryRowContext(ctx, s.q(`INSERT INTO agentcache_accounts (
+	var a server.Account
+	err := s.inTx(ctx, "create account", func(tx *sql.Tx) error {
+		var err error
+		a, err = s.scanAccount(tx.QueryRowContext(ctx, s.q(`INSERT INTO agentcache_accounts (
   id, agentcache_user_id, agentcache_email, agentcache_tier, api_key, api_secret_hash,
   storage_quota_gb, bandwidth_quota_gb, jetty_speed_enabled, s3_bucket_name, s3_prefix, status,
-  storage_used_bytes, storage_reserved_bytes, bandwidth_used_bytes, created_at, updated_at)
+  storage_used_bytes, storage_reserved_bytes, bandwidth_used_bytes, created_at, updated_at, webhook_url)
 SELECT ?, ?, ?, t.tier, ?, ?,
   t.storage_quota_gb, t.bandwidth_quota_gb, t.jetty_speed_enabled, ?, ?, 'active',
-  0, 0, 0, ?, ?
+  0, 0, 0, ?, ?, ?
 FROM tier_configs t WHERE t.tier = ?
 RETURNING `+accountCols),
-		uuid.NewString(), n.UserID, n.Email, n.APIKey, n.SecretHash,
-		n.S3Bucket, n.S3Prefix, now, now, n.Tier))
+			uuid.NewString(), n.UserID, n.Email, n.APIKey, n.SecretHash,
+			n.S3Bucket, n.S3Prefix, now, now, nullable(n.WebhookURL), n.Tier))
+		if err != nil {
+			return err
+		}
+		return s.emitTx(ctx, tx, a, server.EventAccountProvisioned, server.WebhookDataFor(a))
+	})
 	switch {
 	case err == nil:
 		return a, nil
@@ -176,7 +190,7 @@ RETURNING `+accountCols),
 	case isUniqueViolation(err, uniqueAPIKey):
 		return server.Account{}, wrap("create account", errors.New("api key already in use"))
 	}
-	return server.Account{}, wrap("create account", err)
+	return server.Account{}, wrapOnce("create account", err)
 }
 
 func (s *Store) accountBy(ctx context.Context, op, col, val string) (server.Account, error) {
@@ -236,7 +250,15 @@ func (s *Store) ChangeTier(ctx context.Context, userID, tier string) (server.Acc
 	if err := server.ValidateTierName(tier); err != nil {
 		return server.Account{}, err
 	}
-	a, err := s.scanAccount(s.db.QueryRowContext(ctx, s.q(`UPDATE agentcache_accounts SET
+	var a server.Account
+	err := s.inTx(ctx, "change tier", func(tx *sql.Tx) error {
+		var prev string
+		if err := tx.QueryRowContext(ctx, s.q(`SELECT agentcache_tier FROM agentcache_accounts
+WHERE agentcache_user_id = ? AND status <> 'deleted'`+s.forUpdate()), userID).Scan(&prev); err != nil {
+			return err
+		}
+		var err error
+		a, err = s.scanAccount(tx.QueryRowContext(ctx, s.q(`UPDATE agentcache_accounts SET
   agentcache_tier = ?,
   storage_quota_gb = (SELECT storage_quota_gb FROM tier_configs WHERE tier = ?),
   bandwidth_quota_gb = (SELECT bandwidth_quota_gb FROM tier_configs WHERE tier = ?),
@@ -245,12 +267,25 @@ func (s *Store) ChangeTier(ctx context.Context, userID, tier string) (server.Acc
 WHERE agentcache_user_id = ? AND status <> 'deleted'
   AND EXISTS (SELECT 1 FROM tier_configs WHERE tier = ?)
 RETURNING `+accountCols),
-		tier, tier, tier, tier, s.nowUTC(), userID, tier))
+			tier, tier, tier, tier, s.nowUTC(), userID, tier))
+		if err != nil {
+			return err
+		}
+		if prev != a.Tier {
+			d := server.WebhookDataFor(a)
+			d.PreviousTier = prev
+			if err := s.emitTx(ctx, tx, a, server.EventAccountTierChanged, d); err != nil {
+				return err
+			}
+		}
+		// A new quota may put the usage over a threshold, or below one.
+		return s.quotaTx(ctx, tx, a.ID)
+	})
 	if err == nil {
 		return a, nil
 	}
 	if !errors.Is(err, sql.ErrNoRows) {
-		return server.Account{}, wrap("change tier", err)
+		return server.Account{}, wrapOnce("change tier", err)
 	}
 	if _, err := s.Tier(ctx, tier); err != nil {
 		return server.Account{}, err
@@ -270,16 +305,36 @@ func (s *Store) SetStatus(ctx context.Context, userID string, status server.Acco
 		return server.Account{}, server.Errorf(server.EInvalid, "status must be active, suspended or deleted")
 	}
 	now := s.nowUTC()
-	a, err := s.scanAccount(s.db.QueryRowContext(ctx, s.q(`UPDATE agentcache_accounts SET status = ?, updated_at = ?,
+	var a server.Account
+	err := s.inTx(ctx, "set status", func(tx *sql.Tx) error {
+		var prev string
+		if err := tx.QueryRowContext(ctx, s.q(`SELECT status FROM agentcache_accounts
+WHERE agentcache_user_id = ? AND (status <> 'deleted' OR status = ?)`+s.forUpdate()), userID, string(status)).Scan(&prev); err != nil {
+			return err
+		}
+		var err error
+		a, err = s.scanAccount(tx.QueryRowContext(ctx, s.q(`UPDATE agentcache_accounts SET status = ?, updated_at = ?,
   deleted_at = CASE WHEN ? = 'deleted' AND deleted_at IS NULL THEN ? ELSE deleted_at END
 WHERE agentcache_user_id = ? AND (status <> 'deleted' OR status = ?)
 RETURNING `+accountCols),
-		string(status), now, string(status), now, userID, string(status)))
+			string(status), now, string(status), now, userID, string(status)))
+		if err != nil || server.AccountStatus(prev) == status {
+			return err
+		}
+		typ := map[server.AccountStatus]string{
+			server.StatusSuspended: server.EventAccountSuspended,
+			server.StatusActive:    server.EventAccountReactivated,
+			server.StatusDeleted:   server.EventAccountDeleted,
+		}[status]
+		d := server.WebhookDataFor(a)
+		d.PreviousStatus = prev
+		return s.emitTx(ctx, tx, a, typ, d)
+	})
 	if err == nil {
 		return a, nil
 	}
 	if !errors.Is(err, sql.ErrNoRows) {
-		return server.Account{}, wrap("set status", err)
+		return server.Account{}, wrapOnce("set status", err)
 	}
 	return server.Account{}, s.whyNoUpdate(ctx, "set status", userID)
 }
@@ -298,7 +353,15 @@ func (s *Store) RotateCredentials(ctx context.Context, userID, apiKey, secretHas
 	now := s.nowUTC()
 	keep := !prevUntil.IsZero()
 	until := prevUntil
-	a, err := s.scanAccount(s.db.QueryRowContext(ctx, s.q(`UPDATE agentcache_accounts SET
+	var a server.Account
+	err := s.inTx(ctx, "rotate credentials", func(tx *sql.Tx) error {
+		var old string
+		if err := tx.QueryRowContext(ctx, s.q(`SELECT api_key FROM agentcache_accounts
+WHERE agentcache_user_id = ? AND status <> 'deleted'`+s.forUpdate()), userID).Scan(&old); err != nil {
+			return err
+		}
+		var err error
+		a, err = s.scanAccount(tx.QueryRowContext(ctx, s.q(`UPDATE agentcache_accounts SET
   prev_api_key = CASE WHEN ? THEN api_key ELSE NULL END,
   prev_api_secret_hash = CASE WHEN ? THEN api_secret_hash ELSE NULL END,
   prev_key_expires_at = ?,
@@ -306,7 +369,18 @@ func (s *Store) RotateCredentials(ctx context.Context, userID, apiKey, secretHas
 WHERE agentcache_user_id = ? AND status <> 'deleted'
   AND NOT EXISTS (SELECT 1 FROM agentcache_accounts o WHERE o.prev_api_key = ?)
 RETURNING `+accountCols),
-		keep, keep, nullTime(until), apiKey, secretHash, now, userID, apiKey))
+			keep, keep, nullTime(until), apiKey, secretHash, now, userID, apiKey))
+		if err != nil {
+			return err
+		}
+		d := server.WebhookDataFor(a)
+		d.APIKeyPrefix, d.PreviousKeyPrefix = apikey.Redact(a.APIKey), apikey.Redact(old)
+		if !a.PrevKeyExpiresAt.IsZero() {
+			t := a.PrevKeyExpiresAt
+			d.PreviousKeyExpiresAt = &t
+		}
+		return s.emitTx(ctx, tx, a, server.EventCredentialsRotated, d)
+	})
 	switch {
 	case err == nil:
 		return a, nil
@@ -319,24 +393,39 @@ RETURNING `+accountCols),
 	case isUniqueViolation(err, uniqueAPIKey), isUniqueViolation(err, uniquePrevAPIKey):
 		return server.Account{}, wrap("rotate credentials", errors.New("api key already in use"))
 	}
-	return server.Account{}, wrap("rotate credentials", err)
+	return server.Account{}, wrapOnce("rotate credentials", err)
 }
 
 // RevokePreviousCredentials ends a rotation's overlap at once: the
 // previous key and secret of the account of userID stop working. Revoking
 // when there is none is a no-op. Errors: ENotFound, EAccountDeleted.
 func (s *Store) RevokePreviousCredentials(ctx context.Context, userID string) (server.Account, error) {
-	a, err := s.scanAccount(s.db.QueryRowContext(ctx, s.q(`UPDATE agentcache_accounts SET
+	var a server.Account
+	err := s.inTx(ctx, "revoke previous credentials", func(tx *sql.Tx) error {
+		var prev sql.NullString
+		if err := tx.QueryRowContext(ctx, s.q(`SELECT prev_api_key FROM agentcache_accounts
+WHERE agentcache_user_id = ? AND status <> 'deleted'`+s.forUpdate()), userID).Scan(&prev); err != nil {
+			return err
+		}
+		var err error
+		a, err = s.scanAccount(tx.QueryRowContext(ctx, s.q(`UPDATE agentcache_accounts SET
   prev_api_key = NULL, prev_api_secret_hash = NULL, prev_key_expires_at = NULL, updated_at = ?
 WHERE agentcache_user_id = ? AND status <> 'deleted'
 RETURNING `+accountCols), s.nowUTC(), userID))
+		if err != nil || !prev.Valid {
+			return err // nothing was revoked: no event
+		}
+		d := server.WebhookDataFor(a)
+		d.APIKeyPrefix, d.PreviousKeyPrefix = apikey.Redact(a.APIKey), apikey.Redact(prev.String)
+		return s.emitTx(ctx, tx, a, server.EventCredentialsRevoked, d)
+	})
 	switch {
 	case err == nil:
 		return a, nil
 	case errors.Is(err, sql.ErrNoRows):
 		return server.Account{}, s.whyNoUpdate(ctx, "revoke previous credentials", userID)
 	}
-	return server.Account{}, wrap("revoke previous credentials", err)
+	return server.Account{}, wrapOnce("revoke previous credentials", err)
 }
 
 // TouchAccount sets last_accessed to at (now when zero), unless it is

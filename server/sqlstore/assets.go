@@ -425,7 +425,7 @@ WHERE id = ? AND status = 'active'
 		return wrap("create asset", err)
 	}
 	if n == 1 {
-		return nil
+		return s.quotaTx(ctx, tx, accountID)
 	}
 	_, err = s.whyNoReservation(ctx, tx, server.Reservation{AccountID: accountID, Bytes: bytes}, false)
 	return err
@@ -634,6 +634,10 @@ RETURNING object_key, size_bytes, ref_count, account_id`), objectID.String).Scan
 SET storage_used_bytes = CASE WHEN storage_used_bytes > ? THEN storage_used_bytes - ? ELSE 0 END
 WHERE id = ?`), size, size, owner); err != nil {
 				return "", wrap(op, err)
+			}
+			// Usage fell: a quota threshold may be re-armed.
+			if err := s.quotaTx(ctx, tx, owner); err != nil {
+				return "", err
 			}
 			now := s.nowUTC()
 			if err := s.noteUsage(ctx, tx, owner, now, 0, 0, true); err != nil {

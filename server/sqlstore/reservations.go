@@ -250,5 +250,9 @@ WHERE id = ?`), bytes, actual, owner)
 	} else if n != 1 {
 		return wrap(op, fmt.Errorf("account %s of reservation %s: %d rows updated", owner, id, n))
 	}
+	if actual > 0 {
+		// Usage grew: a quota threshold may have been crossed.
+		return s.quotaTx(ctx, tx, owner)
+	}
 	return nil
 }

@@ -431,11 +431,13 @@ func TestMigrationVerifiedContent(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		a, err := old.CreateAccount(ctx, server.NewAccount{
-			UserID: "usr_mig", Email: "m@example.com", Tier: "pro", APIKey: "jt_key_mig",
-			SecretHash: strings.Repeat("ab", 32), S3Bucket: "b", S3Prefix: "users/usr_mig/",
-		})
-		if err != nil {
+		// The account row as that release wrote it (today's CreateAccount
+		// writes columns of later migrations).
+		a := server.Account{ID: "acct-mig"}
+		if _, err := old.db.ExecContext(ctx, old.q(`INSERT INTO agentcache_accounts (id, agentcache_user_id, agentcache_email, agentcache_tier,
+  api_key, api_secret_hash, storage_quota_gb, bandwidth_quota_gb, jetty_speed_enabled, s3_bucket_name, s3_prefix, status, created_at, updated_at)
+VALUES (?, 'usr_mig', 'm@example.com', 'pro', 'jt_key_mig', ?, 20, 50, true, 'b', 'users/usr_mig/', 'active', ?, ?)`),
+			a.ID, strings.Repeat("ab", 32), time.Now().UTC(), time.Now().UTC()); err != nil {
 			t.Fatal(err)
 		}
 		apiHash, chunkedHash := strings.Repeat("1a", 32), strings.Repeat("2b", 32)
