@@ -88,8 +88,14 @@ func TestMigrationUsageCosts(t *testing.T) {
 		}
 		created := time.Date(2031, 5, 20, 10, 0, 0, 0, time.UTC)
 		old.now = func() time.Time { return created }
-		a := newTestAccount(t, old, "usr_migusage")
-		if _, err := old.db.ExecContext(ctx, old.q(`UPDATE agentcache_accounts SET storage_used_bytes = 7 WHERE id = ?`), a.ID); err != nil {
+		// The account row as that release wrote it (today's CreateAccount
+		// writes columns of later migrations).
+		a := server.Account{ID: "acct-migusage"}
+		if _, err := old.db.ExecContext(ctx, old.q(`INSERT INTO agentcache_accounts (id, agentcache_user_id, agentcache_email, agentcache_tier,
+  api_key, api_secret_hash, storage_quota_gb, bandwidth_quota_gb, jetty_speed_enabled, s3_bucket_name, s3_prefix, status,
+  storage_used_bytes, created_at, updated_at)
+VALUES (?, 'usr_migusage', 'm@example.com', 'pro', 'jt_usr_migusage', ?, 20, 50, true, 'b', 'users/usr_migusage/', 'active', 7, ?, ?)`),
+			a.ID, strings.Repeat("ab", 32), created, created); err != nil {
 			t.Fatal(err)
 		}
 		for _, d := range []time.Time{created.AddDate(0, 0, -1), created} {
