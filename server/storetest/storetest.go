@@ -55,6 +55,7 @@ func Run(t *testing.T, open func(t *testing.T) server.Store) {
 	tests = append(tests, sessionTests...)
 	tests = append(tests, edgeTests...)
 	tests = append(tests, retentionTests...)
+	tests = append(tests, assetLookupTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t)
