@@ -186,7 +186,9 @@ func TestUploadFieldsAfterFile(t *testing.T) {
 					return a["cache_key"] == "k-big" && a["agentcache_pipeline_id"] == pipeA && expiresIn(a, time.Minute) && a["size"] == float64(len(big)) && a["hash"] == hexsum(big)
 				}},
 			{"split around the file", nil, []formPart{field("cache_key", "k-split"), filePart("f.bin", []byte("split")), field("agentcache_pipeline_id", pipeB)},
-				func(a map[string]any) bool { return a["cache_key"] == "k-split" && a["agentcache_pipeline_id"] == pipeB }},
+				func(a map[string]any) bool {
+					return a["cache_key"] == "k-split" && a["agentcache_pipeline_id"] == pipeB
+				}},
 			{"fields override headers", map[string]string{"X-Cache-Key": "k-header", "X-AgentCache-Pipeline-Id": pipeA, "X-TTL": "60"},
 				[]formPart{filePart("g.bin", []byte("override")), field("cache_key", "k-field"), field("agentcache_pipeline_id", pipeB)},
 				func(a map[string]any) bool {
@@ -265,7 +267,7 @@ func TestUploadFormRefusals(t *testing.T) {
 			{"bad ttl after", []formPart{filePart("a.bin", big), field("ttl", "soon")}, "ttl"},
 			{"zero ttl after", []formPart{filePart("a.bin", small), field("ttl", "0")}, "ttl"},
 			{"bad pipeline after", []formPart{filePart("a.bin", big), field("agentcache_pipeline_id", "pipeline-7")}, "agentcache_pipeline_id"},
-			{"bad pipeline alias before", []formPart{field("pipeline_id", "{" + pipeA + "}"), filePart("a.bin", small)}, "pipeline_id"},
+			{"bad pipeline alias before", []formPart{field("pipeline_id", "{"+pipeA+"}"), filePart("a.bin", small)}, "pipeline_id"},
 		}
 		for _, tc := range cases {
 			r := e.uploadForm(key, secret, nil, tc.parts...)
