@@ -535,16 +535,8 @@ func (s *Store) ListAssets(ctx context.Context, accountID string, f server.Asset
 	if !validKey(accountID) {
 		return server.AssetPage{Assets: []server.Asset{}}, nil
 	}
-	query := `SELECT ` + assetCols + ` FROM agentcache_assets WHERE account_id = ?`
-	args := []any{accountID}
-	if f.CacheKey != "" {
-		query += ` AND cache_key = ?`
-		args = append(args, f.CacheKey)
-	}
-	if pipeline != "" {
-		query += ` AND agentcache_pipeline_id = ?`
-		args = append(args, pipeline)
-	}
+	cond, args := assetFilterSQL(accountID, f.CacheKey, pipeline)
+	query := `SELECT ` + assetCols + ` FROM agentcache_assets WHERE ` + cond
 	if cursor != "" {
 		at, id, err := decodeCursor(cursor)
 		if err != nil {
@@ -577,6 +569,22 @@ func (s *Store) ListAssets(ctx context.Context, accountID string, f server.Asset
 		page.Next = encodeCursor(last.CreatedAt, last.ID)
 	}
 	return page, nil
+}
+
+// assetFilterSQL is the WHERE condition of a listing of accountID's
+// assets with that cache key and pipeline id (each "" for any) and its
+// arguments: the leading columns of the indexes of migration 0011.
+func assetFilterSQL(accountID, cacheKey, pipelineID string) (string, []any) {
+	cond, args := `account_id = ?`, []any{accountID}
+	if cacheKey != "" {
+		cond += ` AND cache_key = ?`
+		args = append(args, cacheKey)
+	}
+	if pipelineID != "" {
+		cond += ` AND agentcache_pipeline_id = ?`
+		args = append(args, pipelineID)
+	}
+	return cond, args
 }
 
 // encodeCursor makes the cursor of the page after the asset (at, id).
