@@ -36,7 +36,25 @@ func (c *Client) Quota(ctx context.Context) (protocol.Quota, error) {
 // List returns one page of assets, newest first: from cursor ("" for the
 // first page), at most limit (0: the server's default).
 func (c *Client) List(ctx context.Context, cursor string, limit int) (protocol.AssetList, error) {
+	return c.ListWhere(ctx, ListFilter{}, cursor, limit)
+}
+
+// ListFilter narrows a listing: assets with exactly this cache key, of
+// this AgentCache pipeline (a UUID); empty fields match everything.
+type ListFilter struct {
+	CacheKey   string
+	PipelineID string
+}
+
+// ListWhere returns a page of the assets matching f (newest first).
+func (c *Client) ListWhere(ctx context.Context, f ListFilter, cursor string, limit int) (protocol.AssetList, error) {
 	q := url.Values{}
+	if f.CacheKey != "" {
+		q.Set("cache_key", f.CacheKey)
+	}
+	if f.PipelineID != "" {
+		q.Set("pipeline_id", f.PipelineID)
+	}
 	if cursor != "" {
 		q.Set("cursor", cursor)
 	}
@@ -50,10 +68,15 @@ func (c *Client) List(ctx context.Context, cursor string, limit int) (protocol.A
 
 // ListAll returns every asset (following cursors).
 func (c *Client) ListAll(ctx context.Context) ([]protocol.Asset, error) {
+	return c.ListAllWhere(ctx, ListFilter{})
+}
+
+// ListAllWhere returns every asset matching f (following cursors).
+func (c *Client) ListAllWhere(ctx context.Context, f ListFilter) ([]protocol.Asset, error) {
 	var all []protocol.Asset
 	cursor := ""
 	for {
-		p, err := c.List(ctx, cursor, 1000)
+		p, err := c.ListWhere(ctx, f, cursor, 1000)
 		if err != nil {
 			return nil, err
 		}

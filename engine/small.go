@@ -139,6 +139,9 @@ func (u *uploader) doPostSmall(ctx context.Context, data []byte, sum, name strin
 	if u.opts.CacheKey != "" {
 		req.Header.Set(protocol.HeaderCacheKey, u.opts.CacheKey)
 	}
+	if u.opts.PipelineID != "" {
+		req.Header.Set(protocol.HeaderPipelineID, u.opts.PipelineID)
+	}
 	if u.opts.TTL > 0 {
 		req.Header.Set(protocol.HeaderTTL, strconv.FormatInt(int64((u.opts.TTL+time.Second-1)/time.Second), 10))
 	}

@@ -68,6 +68,9 @@ type Options struct {
 	ContentType string
 	CacheKey    string
 	TTL         time.Duration
+	// PipelineID is the AgentCache pipeline (a UUID) recorded with the
+	// asset; "" records none.
+	PipelineID string
 	// Retry is the retry policy.
 	Retry RetryPolicy
 	// Sleep waits between retries (tests replace it); nil waits for real.
@@ -186,7 +189,7 @@ func (u *uploader) onControlRetry(attempt int, err error, d time.Duration) {
 
 // open opens a session, with retries.
 func (u *uploader) open(ctx context.Context, req protocol.OpenRequest) (Opened, error) {
-	req.ContentType, req.CacheKey = u.opts.ContentType, u.opts.CacheKey
+	req.ContentType, req.CacheKey, req.PipelineID = u.opts.ContentType, u.opts.CacheKey, u.opts.PipelineID
 	if u.opts.TTL > 0 {
 		req.TTL = int64((u.opts.TTL + time.Second - 1) / time.Second)
 	}

@@ -14,11 +14,14 @@ type Asset struct {
 	// got Hash. When false, Hash is the uploader's declaration; every
 	// chunk was verified, and ContentID names the content
 	// (docs/protocol.md, "What the server verifies").
-	HashVerified    bool       `json:"hash_verified"`
-	ContentID       string     `json:"content_id,omitempty"`
-	Filename        string     `json:"filename"`
-	ContentType     string     `json:"content_type,omitempty"`
-	CacheKey        string     `json:"cache_key,omitempty"`
+	HashVerified bool   `json:"hash_verified"`
+	ContentID    string `json:"content_id,omitempty"`
+	Filename     string `json:"filename"`
+	ContentType  string `json:"content_type,omitempty"`
+	CacheKey     string `json:"cache_key,omitempty"`
+	// PipelineID is the AgentCache pipeline the asset belongs to
+	// (agentcache_pipeline_id): a lower-case UUID, absent when none.
+	PipelineID      string     `json:"agentcache_pipeline_id,omitempty"`
 	HitCount        int64      `json:"hit_count"`
 	LastAccessed    *time.Time `json:"last_accessed,omitempty"`
 	ExpiresAt       *time.Time `json:"expires_at,omitempty"`
@@ -42,6 +45,8 @@ type AssetResponse struct {
 
 // AssetList answers GET /api/storage/assets?limit=&cursor=: a page of
 // assets, newest first, and the cursor of the next page when there is one.
+// The query may narrow the list: cache_key (exact match) and pipeline_id
+// (a UUID); a cursor continues the listing of the same query.
 type AssetList struct {
 	Assets     []Asset `json:"assets"`
 	NextCursor string  `json:"next_cursor,omitempty"`
@@ -63,6 +68,12 @@ type OpenRequest struct {
 	CacheKey    string      `json:"cache_key,omitempty"`
 	// TTL is the asset's lifetime in seconds (0: no expiry).
 	TTL int64 `json:"ttl,omitempty"`
+	// PipelineID is the AgentCache pipeline (a UUID) the asset will
+	// belong to, recorded with it at completion (or at once when the
+	// open is answered by deduplication). Optional: a server that does
+	// not know the field ignores it, and a client that leaves it out
+	// records no pipeline.
+	PipelineID string `json:"agentcache_pipeline_id,omitempty"`
 }
 
 // StreamSpec opens a session whose manifest comes with the completion: a
@@ -95,6 +106,31 @@ func ValidClientRef(ref string) bool {
 		}
 	}
 	return true
+}
+
+// NormalizePipelineID returns an AgentCache pipeline id in canonical form
+// (the 36-character hyphenated UUID, lower case) and whether id is one:
+// 8-4-4-4-12 hex digits, either case. Other UUID spellings (braces,
+// "urn:uuid:", no hyphens) are not, so one pipeline has one spelling.
+func NormalizePipelineID(id string) (string, bool) {
+	if len(id) != 36 {
+		return "", false
+	}
+	b := []byte(id)
+	for i, c := range b {
+		switch {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return "", false
+			}
+		case c >= '0' && c <= '9' || c >= 'a' && c <= 'f':
+		case c >= 'A' && c <= 'F':
+			b[i] = c + ('a' - 'A')
+		default:
+			return "", false
+		}
+	}
+	return string(b), true
 }
 
 // OpenResponse answers a session open: either Deduplicated is true and

@@ -39,6 +39,10 @@ const (
 	HeaderFilename = "X-Filename"
 	HeaderCacheKey = "X-Cache-Key"
 	HeaderTTL      = "X-TTL"
+	// HeaderPipelineID names the AgentCache pipeline (a UUID) an asset
+	// belongs to, on a single-request upload (raw or multipart; the form
+	// field agentcache_pipeline_id overrides it).
+	HeaderPipelineID = "X-AgentCache-Pipeline-Id"
 	// HeaderRetryAfter says how long to wait: seconds or an HTTP date.
 	HeaderRetryAfter = "Retry-After"
 	// HeaderForwardedBy names the relay that forwarded a chunk.

@@ -31,8 +31,12 @@ type Asset struct {
 	// ContentID is the verified identity the account's object is found
 	// by for deduplication, and the ETag: SHA256 when verified, else the
 	// chunk-list id "m1-…".
-	ContentID       string
-	CacheKey        string
+	ContentID string
+	CacheKey  string
+	// PipelineID is the AgentCache pipeline the asset belongs to
+	// (agentcache_pipeline_id): a UUID in canonical form
+	// (NormalizePipelineID), "" when none.
+	PipelineID      string
 	HitCount        int64
 	LastAccessed    time.Time // zero when never downloaded
 	ExpiresAt       time.Time // zero when it never expires
@@ -55,8 +59,10 @@ type NewAsset struct {
 	// ContentID is the verified identity deduplication uses: SHA256 (then
 	// SHA256Verified must be set) or a chunk-list id "m1-" + 64 hex. Empty
 	// means SHA256, for callers that verified it.
-	ContentID       string
-	CacheKey        string
+	ContentID string
+	CacheKey  string
+	// PipelineID is "" or a UUID in canonical form (NormalizePipelineID).
+	PipelineID      string
 	ExpiresAt       time.Time
 	UploadedVia     string
 	UploadSpeedMbps float64
@@ -75,6 +81,17 @@ type GarbageObject struct {
 	ObjectKey string
 	UploadID  string // multipart upload to abort, when there is one
 	NotBefore time.Time
+}
+
+// AssetFilter narrows a listing to the assets matching every field set;
+// the zero value lists all of an account's assets.
+type AssetFilter struct {
+	// CacheKey, when set, matches assets recorded with exactly that cache
+	// key (byte for byte: no case folding, no trimming).
+	CacheKey string
+	// PipelineID, when set, matches assets of that pipeline: a UUID
+	// (NormalizePipelineID; either case).
+	PipelineID string
 }
 
 // AssetPage is one page of a listing.
@@ -124,10 +141,13 @@ type AssetStore interface {
 	// content id (a verified whole-file SHA-256 in hex, or a chunk-list id
 	// "m1-…"), or ENotFound.
 	AssetByContent(ctx context.Context, accountID, contentID string) (Asset, error)
-	// ListAssets lists an account's assets, newest first, limit per page
-	// (1..1000), continuing after cursor (empty for the first page). A
-	// malformed cursor is EInvalid.
-	ListAssets(ctx context.Context, accountID, cursor string, limit int) (AssetPage, error)
+	// ListAssets lists an account's assets matching f, newest first,
+	// limit per page (1..1000), continuing after cursor (empty for the
+	// first page; a cursor continues the listing it came from, so pass
+	// the same filter). A malformed cursor, or a filter value no asset
+	// could hold (a pipeline id that is not a UUID, a cache key longer
+	// than any stored), is EInvalid. Another account's assets never match.
+	ListAssets(ctx context.Context, accountID string, f AssetFilter, cursor string, limit int) (AssetPage, error)
 	// DeleteAsset removes an asset. When it was the last reference to its
 	// object, the object's bytes are freed from storage_used_bytes and the
 	// object key is returned as garbage due now (the caller deletes it and

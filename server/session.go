@@ -85,6 +85,9 @@ type UploadSession struct {
 	Stream                          bool
 	Filename, ContentType, CacheKey string
 	TTLSeconds                      int64 // asset TTL requested (0 = none)
+	// PipelineID is recorded with the asset at completion: "" or a UUID
+	// in canonical form (NormalizePipelineID); set at creation.
+	PipelineID                      string
 	ExpiresAt, CreatedAt, UpdatedAt time.Time
 	// LeaseUntil is when the completion's lease runs out (state
 	// completing); zero in other states.

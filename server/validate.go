@@ -3,6 +3,8 @@ package server
 import (
 	"net/mail"
 	"strings"
+
+	"github.com/jettythunder/jetty/protocol"
 )
 
 // MaxUserIDLen bounds agentcache_user_id. It becomes part of object keys
@@ -66,4 +68,21 @@ func ValidateTierName(tier string) error {
 		return Errorf(EUnknownTier, "unknown tier %q", tier[:20]+"...")
 	}
 	return nil
+}
+
+// NormalizePipelineID checks an AgentCache pipeline id
+// (agentcache_pipeline_id, a UUID in seed 002's schema) and returns it in
+// canonical form (protocol.NormalizePipelineID): the 36-character
+// hyphenated UUID in lower case. "" (none) stays "". Other spellings a
+// UUID parser would take (braces, "urn:uuid:", no hyphens) are EInvalid,
+// so one pipeline has one spelling and a lookup by it finds every asset.
+func NormalizePipelineID(id string) (string, error) {
+	if id == "" {
+		return "", nil
+	}
+	p, ok := protocol.NormalizePipelineID(id)
+	if !ok {
+		return "", Errorf(EInvalid, "pipeline id must be a UUID such as 123e4567-e89b-12d3-a456-426614174000 (36 characters: hex digits, hyphens after the 8th, 12th, 16th and 20th)")
+	}
+	return p, nil
 }

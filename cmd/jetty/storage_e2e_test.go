@@ -119,7 +119,7 @@ func TestServerKilledMidUpload(t *testing.T) {
 			if objs, _ := d.blobs.List(ctx, "users/usr_killed/"); len(objs) != 0 {
 				t.Fatalf("visible objects after the kill: %+v", objs)
 			}
-			if page, _ := d.store.ListAssets(ctx, acct.ID, "", 10); len(page.Assets) != 0 {
+			if page, _ := d.store.ListAssets(ctx, acct.ID, server.AssetFilter{}, "", 10); len(page.Assets) != 0 {
 				t.Fatalf("assets recorded after the kill: %+v", page.Assets)
 			}
 			ups, _ := d.blobs.ListUploads(ctx, "users/", time.Time{})

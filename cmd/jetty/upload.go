@@ -44,6 +44,7 @@ type UploadOptions struct {
 	ContentType string
 	CacheKey    string
 	TTL         time.Duration
+	PipelineID  string
 
 	// HashFirst hashes each file before sending (the manifest-first path);
 	// NoIndex neither uses nor updates the local upload index.
@@ -119,6 +120,7 @@ per file on stdout.`,
 	fl.StringVar(&opts.Name, "name", "", "file name to store (required for -, stdin; allowed with a single file)")
 	fl.StringVar(&opts.ContentType, "content-type", "", "content type to record, e.g. video/mp4")
 	fl.StringVar(&opts.CacheKey, "cache-key", "", "cache key to record with the file")
+	fl.StringVar(&opts.PipelineID, "pipeline-id", "", "AgentCache pipeline (a UUID) to record with the file; find its files with jetty ls --pipeline-id")
 	fl.BoolVar(&opts.HashFirst, "hash-first", false, "hash each file whole before sending any byte, so the server can skip content it already holds (default: hash while sending)")
 	fl.BoolVar(&opts.NoIndex, "no-index", false, "neither use nor update the local index of files uploaded from this machine (JETTY_INDEX_DIR sets where it lives)")
 	fl.DurationVar(&opts.TTL, "ttl", 0, "delete the file after this long, e.g. 24h (default: never)")
@@ -126,6 +128,13 @@ per file on stdout.`,
 }
 
 func (o *UploadOptions) parseFlags() error {
+	if o.PipelineID != "" {
+		p, ok := protocol.NormalizePipelineID(o.PipelineID)
+		if !ok {
+			return usageError("--pipeline-id %q is not a UUID (e.g. 123e4567-e89b-12d3-a456-426614174000)", o.PipelineID)
+		}
+		o.PipelineID = p
+	}
 	if o.chunkSizeFlag != "" {
 		n, err := parseSize(o.chunkSizeFlag)
 		if err != nil {
@@ -399,6 +408,7 @@ func uploadOne(ctx context.Context, ec *engine.Client, sel engine.EdgeSelector, 
 		ContentType: opts.ContentType,
 		CacheKey:    opts.CacheKey,
 		TTL:         opts.TTL,
+		PipelineID:  opts.PipelineID,
 		Edges:       sel,
 	}
 	if opts.Workers == 0 && workers == budget {

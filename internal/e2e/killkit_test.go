@@ -672,7 +672,7 @@ func (b *backend) assembledFunc(n int) func() bool {
 // storeAssets lists the account's assets from the database.
 func (b *backend) storeAssets(t testing.TB) []domain.Asset {
 	t.Helper()
-	page, err := b.store.ListAssets(context.Background(), b.account(t).ID, "", 1000)
+	page, err := b.store.ListAssets(context.Background(), b.account(t).ID, domain.AssetFilter{}, "", 1000)
 	if err != nil {
 		t.Fatal(err)
 	}

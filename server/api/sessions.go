@@ -165,6 +165,11 @@ func (s *Server) handleOpenSession(w http.ResponseWriter, r *http.Request, acct 
 		s.writeError(w, r, server.Errorf(server.EInvalid, "ttl must be 0..315360000 seconds"))
 		return
 	}
+	pipeline, err := server.NormalizePipelineID(req.PipelineID)
+	if err != nil {
+		s.writeError(w, r, server.Errorf(server.EInvalid, "agentcache_pipeline_id: %s", server.ErrorMessage(err)))
+		return
+	}
 	t, err := s.tier(ctx, acct.Tier)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -175,6 +180,7 @@ func (s *Server) handleOpenSession(w http.ResponseWriter, r *http.Request, acct 
 		ContentType: req.ContentType,
 		CacheKey:    req.CacheKey,
 		TTLSeconds:  req.TTL,
+		PipelineID:  pipeline,
 		ExpiresAt:   s.now().Add(sessionTTL),
 	}
 	var reserve int64
@@ -192,7 +198,7 @@ func (s *Server) handleOpenSession(w http.ResponseWriter, r *http.Request, acct 
 			linked, err := s.store.LinkAsset(ctx, server.NewAsset{
 				AccountID: acct.ID, Bucket: a.Bucket, Filename: server.CleanFilename(m.Name),
 				ContentType: req.ContentType, Size: m.Size, SHA256: m.SHA256, CacheKey: req.CacheKey,
-				ExpiresAt: s.expiry(req.TTL), UploadedVia: "jettyspeed",
+				PipelineID: pipeline, ExpiresAt: s.expiry(req.TTL), UploadedVia: "jettyspeed",
 				ContentID: a.ContentID, SHA256Verified: a.ContentID == m.SHA256,
 			})
 			if err != nil {
@@ -945,6 +951,7 @@ func (s *Server) complete(ctx context.Context, acct server.Account, sess server.
 		asset, dedup, err = s.store.CreateAsset(ctx, server.NewAsset{
 			AccountID: acct.ID, ObjectKey: sess.ObjectKey, Bucket: acct.S3Bucket, Filename: sess.Filename,
 			ContentType: sess.ContentType, Size: m.Size, SHA256: m.SHA256, CacheKey: sess.CacheKey,
+			PipelineID:     sess.PipelineID,
 			SHA256Verified: verified, ContentID: contentID,
 			ExpiresAt: s.expiry(sess.TTLSeconds), UploadedVia: "jettyspeed", UploadSpeedMbps: speed,
 			SessionID: sess.ID, // completed with the asset, atomically

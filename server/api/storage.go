@@ -8,7 +8,6 @@ import (
 	"io"
 	"math"
 	"mime"
-	"mime/multipart"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -43,6 +42,7 @@ func (s *Server) newAssetBody(r *http.Request, a server.Asset) protocol.Asset {
 		Filename:        a.Filename,
 		ContentType:     a.ContentType,
 		CacheKey:        a.CacheKey,
+		PipelineID:      a.PipelineID,
 		HitCount:        a.HitCount,
 		LastAccessed:    timePtr(a.LastAccessed),
 		ExpiresAt:       timePtr(a.ExpiresAt),
@@ -70,10 +70,14 @@ type uploadInput struct {
 	filename    string
 	contentType string
 	cacheKey    string
+	pipelineID  string // "" or a UUID in canonical form
 	ttl         time.Duration
 	body        io.Reader
-	size        int64 // exact size when known, else -1
-	declared    int64 // Content-Length of the request, -1 when absent
+	// form is the body of a multipart upload (also body): the fields
+	// after the file are known once it was read to its end (finish).
+	form     *formBody
+	size     int64 // exact size when known, else -1
+	declared int64 // Content-Length of the request, -1 when absent
 	// sha256 is the hash the client says the bytes have (X-Content-SHA256,
 	// lower-case hex; "" when not given): a mismatch stores nothing.
 	sha256 string
@@ -108,12 +112,17 @@ func checkCacheKey(k string) error {
 }
 
 // readUploadInput understands seed 000's raw body with X-Filename and seed
-// 002's multipart/form-data with "file" (and "cache_key", "ttl" fields
-// sent before it).
+// 002's multipart/form-data with "file" and the fields "cache_key", "ttl"
+// and "agentcache_pipeline_id" (or "pipeline_id") before or after it
+// (upload_form.go). Headers give the same values (X-Cache-Key, X-TTL,
+// X-AgentCache-Pipeline-Id); a form field overrides its header.
 func readUploadInput(r *http.Request) (uploadInput, error) {
 	in := uploadInput{declared: r.ContentLength, size: -1}
 	mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	in.cacheKey = r.Header.Get(protocol.HeaderCacheKey)
+	if err := checkCacheKey(in.cacheKey); err != nil {
+		return in, err
+	}
 	if h := r.Header.Get(protocol.HeaderContentSHA256); h != "" {
 		in.sha256 = strings.ToLower(h)
 		if !protocol.IsHex64(in.sha256) {
@@ -125,60 +134,23 @@ func readUploadInput(r *http.Request) (uploadInput, error) {
 		return in, err
 	}
 	in.ttl = ttl
-	if mt != "multipart/form-data" {
-		in.filename = r.Header.Get(protocol.HeaderFilename)
-		if in.filename == "" {
-			return in, server.Errorf(server.EInvalid, "missing X-Filename header: send the file name in X-Filename with the raw body, or use multipart/form-data with a \"file\" field")
-		}
-		if dec, err := url.PathUnescape(in.filename); err == nil && strings.Contains(in.filename, "%") {
-			in.filename = dec
-		}
-		in.contentType = mt
-		in.body = r.Body
-		in.size = r.ContentLength
-		return in, checkCacheKey(in.cacheKey)
+	if in.pipelineID, err = server.NormalizePipelineID(r.Header.Get(protocol.HeaderPipelineID)); err != nil {
+		return in, server.Errorf(server.EInvalid, "%s: %s", protocol.HeaderPipelineID, server.ErrorMessage(err))
 	}
-	if params["boundary"] == "" {
-		return in, server.Errorf(server.EInvalid, "multipart/form-data without a boundary")
+	if mt == "multipart/form-data" {
+		return readForm(in, r.Body, params["boundary"])
 	}
-	mr := multipart.NewReader(r.Body, params["boundary"])
-	for {
-		part, err := mr.NextPart()
-		if err == io.EOF {
-			return in, server.Errorf(server.EInvalid, "multipart body has no \"file\" field")
-		}
-		if err != nil {
-			return in, server.Errorf(server.EInvalid, "malformed multipart body: %v", err)
-		}
-		switch part.FormName() {
-		case "file":
-			in.filename = part.FileName()
-			if in.filename == "" {
-				in.filename = "upload"
-			}
-			in.contentType = part.Header.Get("Content-Type")
-			in.body = part
-			return in, checkCacheKey(in.cacheKey)
-		case "cache_key", "ttl":
-			v, err := io.ReadAll(io.LimitReader(part, maxCacheKeyLen+1))
-			if err != nil {
-				return in, server.Errorf(server.EInvalid, "malformed multipart body: %v", err)
-			}
-			if part.FormName() == "ttl" {
-				if in.ttl, err = parseTTL(string(v)); err != nil {
-					return in, err
-				}
-			} else {
-				in.cacheKey = string(v)
-			}
-		default:
-			// Unknown fields are skipped (their bytes are bounded by the
-			// request body limit like everything else).
-			if _, err := io.Copy(io.Discard, io.LimitReader(part, 1<<20)); err != nil {
-				return in, server.Errorf(server.EInvalid, "malformed multipart body: %v", err)
-			}
-		}
+	in.filename = r.Header.Get(protocol.HeaderFilename)
+	if in.filename == "" {
+		return in, server.Errorf(server.EInvalid, "missing X-Filename header: send the file name in X-Filename with the raw body, or use multipart/form-data with a \"file\" field")
 	}
+	if dec, err := url.PathUnescape(in.filename); err == nil && strings.Contains(in.filename, "%") {
+		in.filename = dec
+	}
+	in.contentType = mt
+	in.body = r.Body
+	in.size = r.ContentLength
+	return in, nil
 }
 
 // errBodyTooLarge is returned by capReader when the body goes past its cap.
@@ -379,10 +351,21 @@ func (s *Server) storeUpload(ctx context.Context, acct server.Account, in upload
 	}
 	body := &capReader{r: in.body, cap: min(reserve, maxSize)}
 	info, sum, err := s.blobs.Put(ctx, key, body, in.size, in.contentType)
+	if err == nil && in.form != nil {
+		// The fields after the file: read with its end, applied now,
+		// before anything is recorded.
+		if ferr := in.form.finish(&in); ferr != nil {
+			cleanup()
+			return server.Asset{}, false, ferr
+		}
+	}
 	if err != nil {
 		if !blob.IsUnavailable(err) {
 			cleanup()
 		} // else the delete would fail as slowly; the pending record has the collector remove the object
+		if in.form != nil && in.form.err != nil {
+			return server.Asset{}, false, in.form.err // a field after the file refused
+		}
 		if errors.Is(err, errBodyTooLarge) || errors.Is(body.err(), errBodyTooLarge) {
 			return server.Asset{}, false, errBodyTooLarge
 		}
@@ -417,6 +400,7 @@ func (s *Server) storeUpload(ctx context.Context, acct server.Account, in upload
 		SHA256:          hex.EncodeToString(sum),
 		SHA256Verified:  true, // hashed here, every byte in order
 		CacheKey:        in.cacheKey,
+		PipelineID:      in.pipelineID,
 		ExpiresAt:       expires,
 		UploadedVia:     "api",
 		UploadSpeedMbps: speed,
@@ -439,10 +423,48 @@ func (c *capReader) err() error {
 	return nil
 }
 
-// handleList answers GET /api/storage/assets?limit=&cursor=.
+// handleList answers GET /api/storage/assets?limit=&cursor=&cache_key=&pipeline_id=:
+// the account's assets newest first, narrowed to an exact cache key
+// and/or a pipeline when asked.
 func (s *Server) handleList(w http.ResponseWriter, r *http.Request, acct server.Account) {
+	q := r.URL.Query()
+	for name, vs := range q {
+		switch name {
+		case "limit", "cursor", "cache_key", "pipeline_id":
+			if len(vs) > 1 {
+				s.writeError(w, r, server.Errorf(server.EInvalid, "query parameter %s appears %d times; give it once", shortName(name), len(vs)))
+				return
+			}
+		default:
+			s.writeError(w, r, server.Errorf(server.EInvalid, "unknown query parameter %s: the list takes limit, cursor, cache_key and pipeline_id", shortName(name)))
+			return
+		}
+	}
+	var f server.AssetFilter
+	if vs, ok := q["cache_key"]; ok {
+		if vs[0] == "" {
+			s.writeError(w, r, server.Errorf(server.EInvalid, "cache_key is empty: give the cache key to look up, or leave the parameter out to list everything"))
+			return
+		}
+		if err := checkCacheKey(vs[0]); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		f.CacheKey = vs[0]
+	}
+	if vs, ok := q["pipeline_id"]; ok {
+		p, err := server.NormalizePipelineID(vs[0])
+		if err == nil && p == "" {
+			err = server.Errorf(server.EInvalid, "pipeline_id is empty: give the pipeline's UUID, or leave the parameter out to list everything")
+		}
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		f.PipelineID = p
+	}
 	limit := 100
-	if v := r.URL.Query().Get("limit"); v != "" {
+	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 1000 {
 			s.writeError(w, r, server.Errorf(server.EInvalid, "limit must be between 1 and 1000 (got %q)", v))
@@ -450,7 +472,7 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request, acct server.
 		}
 		limit = n
 	}
-	page, err := s.store.ListAssets(r.Context(), acct.ID, r.URL.Query().Get("cursor"), limit)
+	page, err := s.store.ListAssets(r.Context(), acct.ID, f, q.Get("cursor"), limit)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -328,7 +328,7 @@ func TestDeletedAccountPurge(t *testing.T) {
 			tomb.StorageReservedBytes != 0 || tomb.Email != "" || !tomb.DeletedAt.Equal(deleted.DeletedAt) {
 			t.Fatalf("tombstone %+v", tomb)
 		}
-		if page, err := f.store.ListAssets(ctx, victim.acct.ID, "", 100); err != nil || len(page.Assets) != 0 {
+		if page, err := f.store.ListAssets(ctx, victim.acct.ID, server.AssetFilter{}, "", 100); err != nil || len(page.Assets) != 0 {
 			t.Fatalf("victim's assets left: %+v, %v", page.Assets, err)
 		}
 		if _, err := f.store.SessionByID(ctx, victim.acct.ID, victim.session.ID); server.ErrorCode(err) != server.ENotFound {

@@ -46,22 +46,26 @@ var (
 )
 
 const assetCols = `id, account_id, s3_key, s3_bucket, filename, content_type, size_bytes, content_hash, cache_key,
-  hit_count, last_accessed, expires_at, uploaded_via, upload_speed_mbps, created_at, sha256_verified, content_id`
+  hit_count, last_accessed, expires_at, uploaded_via, upload_speed_mbps, created_at, sha256_verified, content_id,
+  agentcache_pipeline_id`
 
 func scanAsset(r scanner) (server.Asset, error) {
 	var (
 		a                       server.Asset
 		contentType, cacheKey   sql.NullString
+		pipelineID              sql.NullString
 		lastAccessed, expiresAt sql.NullTime
 		speed                   sql.NullFloat64
 	)
 	err := r.Scan(&a.ID, &a.AccountID, &a.ObjectKey, &a.Bucket, &a.Filename, &contentType, &a.Size, &a.SHA256, &cacheKey,
-		&a.HitCount, &lastAccessed, &expiresAt, &a.UploadedVia, &speed, &a.CreatedAt, &a.SHA256Verified, &a.ContentID)
+		&a.HitCount, &lastAccessed, &expiresAt, &a.UploadedVia, &speed, &a.CreatedAt, &a.SHA256Verified, &a.ContentID,
+		&pipelineID)
 	if err != nil {
 		return server.Asset{}, err
 	}
 	a.ContentType = contentType.String
 	a.CacheKey = cacheKey.String
+	a.PipelineID = pipelineID.String
 	if lastAccessed.Valid {
 		a.LastAccessed = lastAccessed.Time.UTC()
 	}
@@ -167,6 +171,11 @@ func checkNewAsset(n *server.NewAsset) error {
 	case n.SessionID != "" && !server.ValidSessionID(n.SessionID):
 		return server.Errorf(server.EInvalid, "malformed upload session id")
 	}
+	p, err := server.NormalizePipelineID(n.PipelineID)
+	if err != nil {
+		return err
+	}
+	n.PipelineID = p
 	switch n.UploadedVia {
 	case "":
 		n.UploadedVia = "api"
@@ -394,11 +403,13 @@ func (s *Store) insertAsset(ctx context.Context, tx *sql.Tx, n server.NewAsset, 
 	}
 	a, err := scanAsset(tx.QueryRowContext(ctx, s.q(`INSERT INTO agentcache_assets (
   id, account_id, object_id, s3_key, s3_bucket, filename, content_type, size_bytes, content_hash, cache_key,
-  hit_count, last_accessed, expires_at, uploaded_via, upload_speed_mbps, created_at, sha256_verified, content_id)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, ?, ?, ?, ?, ?, ?)
+  hit_count, last_accessed, expires_at, uploaded_via, upload_speed_mbps, created_at, sha256_verified, content_id,
+  agentcache_pipeline_id)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, ?, ?, ?, ?, ?, ?, ?)
 RETURNING `+assetCols),
 		uuid.NewString(), n.AccountID, obj.ID, obj.Key, obj.Bucket, n.Filename, nullable(n.ContentType), obj.Size, n.SHA256,
-		nullable(n.CacheKey), nullTime(n.ExpiresAt), n.UploadedVia, speed, now, n.SHA256Verified, n.ContentID))
+		nullable(n.CacheKey), nullTime(n.ExpiresAt), n.UploadedVia, speed, now, n.SHA256Verified, n.ContentID,
+		nullable(n.PipelineID)))
 	if isForeignKeyViolation(err) {
 		return server.Asset{}, server.Errorf(server.ENotFound, "account not found")
 	}
@@ -508,20 +519,29 @@ ORDER BY created_at DESC, id DESC LIMIT 1`), accountID, id))
 	return a, nil
 }
 
-// ListAssets lists an account's assets newest first (created_at, then id,
-// descending), limit (1..1000, else EInvalid) per page. The cursor is
-// opaque (base64url of the last asset's created_at and id); a malformed
-// one is EInvalid. Keyset pagination: assets added or deleted between
-// pages never make a page repeat or skip another asset.
-func (s *Store) ListAssets(ctx context.Context, accountID, cursor string, limit int) (server.AssetPage, error) {
+// ListAssets lists an account's assets matching f newest first
+// (created_at, then id, descending), limit (1..1000, else EInvalid) per
+// page. The cursor is opaque (base64url of the last asset's created_at and
+// id); a malformed one is EInvalid. Keyset pagination: assets added or
+// deleted between pages never make a page repeat or skip another asset.
+// A filter by cache key or pipeline is served by the indexes of migration
+// 0011 (account, value, created_at, id).
+func (s *Store) ListAssets(ctx context.Context, accountID string, f server.AssetFilter, cursor string, limit int) (server.AssetPage, error) {
 	if limit < minListLimit || limit > maxListLimit {
 		return server.AssetPage{}, server.Errorf(server.EInvalid, "limit must be between %d and %d, got %d", minListLimit, maxListLimit, limit)
+	}
+	if !validText(f.CacheKey, maxCacheKeyLen) {
+		return server.AssetPage{}, server.Errorf(server.EInvalid, "cache key must be at most %d bytes of UTF-8 without NUL", maxCacheKeyLen)
+	}
+	pipeline, err := server.NormalizePipelineID(f.PipelineID)
+	if err != nil {
+		return server.AssetPage{}, err
 	}
 	if !validKey(accountID) {
 		return server.AssetPage{Assets: []server.Asset{}}, nil
 	}
-	query := `SELECT ` + assetCols + ` FROM agentcache_assets WHERE account_id = ?`
-	args := []any{accountID}
+	cond, args := assetFilterSQL(accountID, f.CacheKey, pipeline)
+	query := `SELECT ` + assetCols + ` FROM agentcache_assets WHERE ` + cond
 	if cursor != "" {
 		at, id, err := decodeCursor(cursor)
 		if err != nil {
@@ -554,6 +574,22 @@ func (s *Store) ListAssets(ctx context.Context, accountID, cursor string, limit 
 		page.Next = encodeCursor(last.CreatedAt, last.ID)
 	}
 	return page, nil
+}
+
+// assetFilterSQL is the WHERE condition of a listing of accountID's
+// assets with that cache key and pipeline id (each "" for any) and its
+// arguments: the leading columns of the indexes of migration 0011.
+func assetFilterSQL(accountID, cacheKey, pipelineID string) (string, []any) {
+	cond, args := `account_id = ?`, []any{accountID}
+	if cacheKey != "" {
+		cond += ` AND cache_key = ?`
+		args = append(args, cacheKey)
+	}
+	if pipelineID != "" {
+		cond += ` AND agentcache_pipeline_id = ?`
+		args = append(args, pipelineID)
+	}
+	return cond, args
 }
 
 // encodeCursor makes the cursor of the page after the asset (at, id).

@@ -30,7 +30,7 @@ const (
 
 const sessionCols = `id, account_id, object_key, upload_id, manifest, content_hash, size_bytes, chunk_size, chunk_count,
   stream, reservation_id, reserved_bytes, state, asset_id, deduplicated, filename, content_type, cache_key,
-  ttl_seconds, expires_at, created_at, updated_at, lease_until, client_ref`
+  ttl_seconds, expires_at, created_at, updated_at, lease_until, client_ref, pipeline_id`
 
 // deadCompletion is the SQL condition of a completing session whose lease
 // ran out before the parameter (a NULL lease predates leases: dead too).
@@ -45,7 +45,7 @@ func scanSession(r scanner) (server.UploadSession, error) {
 	)
 	err := r.Scan(&u.ID, &u.AccountID, &u.ObjectKey, &u.UploadID, &manifest, &u.SHA256, &u.Size, &u.ChunkSize, &u.ChunkCount,
 		&u.Stream, &u.ReservationID, &u.Reserved, &state, &u.AssetID, &u.Deduplicated, &u.Filename, &u.ContentType, &u.CacheKey,
-		&u.TTLSeconds, &u.ExpiresAt, &u.CreatedAt, &u.UpdatedAt, &lease, &u.ClientRef)
+		&u.TTLSeconds, &u.ExpiresAt, &u.CreatedAt, &u.UpdatedAt, &lease, &u.ClientRef, &u.PipelineID)
 	if err != nil {
 		return server.UploadSession{}, err
 	}
@@ -133,6 +133,11 @@ func checkNewSession(u *server.UploadSession) error {
 	case u.ExpiresAt.IsZero():
 		return server.Errorf(server.EInvalid, "upload session needs an expiry")
 	}
+	p, err := server.NormalizePipelineID(u.PipelineID)
+	if err != nil {
+		return err
+	}
+	u.PipelineID = p
 	return nil
 }
 
@@ -157,10 +162,10 @@ func (s *Store) CreateSession(ctx context.Context, u server.UploadSession) (serv
 	u.ExpiresAt = ts(u.ExpiresAt)
 	u.CreatedAt, u.UpdatedAt = now, now
 	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO upload_sessions (`+sessionCols+`)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)`),
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)`),
 		u.ID, u.AccountID, u.ObjectKey, u.UploadID, manifestParam(u.Manifest), u.SHA256, u.Size, u.ChunkSize, u.ChunkCount,
 		u.Stream, u.ReservationID, u.Reserved, string(u.State), u.AssetID, u.Deduplicated, u.Filename, u.ContentType, u.CacheKey,
-		u.TTLSeconds, u.ExpiresAt, u.CreatedAt, u.UpdatedAt, u.ClientRef)
+		u.TTLSeconds, u.ExpiresAt, u.CreatedAt, u.UpdatedAt, u.ClientRef, u.PipelineID)
 	if isForeignKeyViolation(err) {
 		return server.UploadSession{}, server.Errorf(server.ENotFound, "account not found")
 	}

@@ -215,7 +215,7 @@ func testAssetRoundTrip(t *testing.T, s server.Store) {
 	if _, err := s.AssetByContent(ctx, a.ID, n.SHA256); server.ErrorCode(err) != server.ENotFound {
 		t.Errorf("AssetByContent(unverified SHA-256) = %v; want not found", err)
 	}
-	page, err := s.ListAssets(ctx, a.ID, "", 10)
+	page, err := s.ListAssets(ctx, a.ID, server.AssetFilter{}, "", 10)
 	if err != nil || len(page.Assets) != 1 || !sameAsset(page.Assets[0], got) || page.Next != "" {
 		t.Errorf("ListAssets = %+v, %v", page, err)
 	}
@@ -281,7 +281,7 @@ func testAssetValidation(t *testing.T, s server.Store) {
 			t.Errorf("%s: got %v, want %s", c.name, err, server.EInvalid)
 		}
 	}
-	if page, err := s.ListAssets(ctx, a.ID, "", 100); err != nil || len(page.Assets) != 0 {
+	if page, err := s.ListAssets(ctx, a.ID, server.AssetFilter{}, "", 100); err != nil || len(page.Assets) != 0 {
 		t.Fatalf("invalid uploads were recorded: %+v, %v", page, err)
 	}
 	wantUsage(t, s, a.ID, 0, 0)
@@ -615,7 +615,7 @@ func testCreateAssetAfterDeadline(t *testing.T, s server.Store) {
 
 	// Nothing was recorded, and the reservation is still open.
 	wantUsage(t, s, a.ID, 0, size)
-	if page, err := s.ListAssets(ctx, a.ID, "", 10); err != nil || len(page.Assets) != 0 {
+	if page, err := s.ListAssets(ctx, a.ID, server.AssetFilter{}, "", 10); err != nil || len(page.Assets) != 0 {
 		t.Fatalf("ListAssets = %+v, %v; want nothing", page, err)
 	}
 	_, err = s.AssetByContent(ctx, a.ID, hashOf(content))
@@ -709,7 +709,7 @@ func testCreateAssetWithoutReservation(t *testing.T, s server.Store) {
 	_, _, err := s.CreateAsset(ctx, n, "")
 	wantCode(t, err, server.EQuotaExceeded)
 	wantUsage(t, s, free.ID, 0, 0)
-	if page, err := s.ListAssets(ctx, free.ID, "", 10); err != nil || len(page.Assets) != 0 {
+	if page, err := s.ListAssets(ctx, free.ID, server.AssetFilter{}, "", 10); err != nil || len(page.Assets) != 0 {
 		t.Fatalf("refused upload recorded: %+v, %v", page, err)
 	}
 	if _, err := s.ChangeTier(ctx, free.UserID, "starter"); err != nil {
@@ -793,7 +793,7 @@ func testAssetIsolation(t *testing.T, s server.Store) {
 	_, err = s.DeleteAsset(ctx, b.ID, asset.ID)
 	wantCode(t, err, server.ENotFound)
 	wantCode(t, s.RecordDownload(ctx, b.ID, asset.ID, 100, time.Now()), server.ENotFound)
-	page, err := s.ListAssets(ctx, b.ID, "", 100)
+	page, err := s.ListAssets(ctx, b.ID, server.AssetFilter{}, "", 100)
 	if err != nil || len(page.Assets) != 0 {
 		t.Fatalf("ListAssets(b) = %+v, %v", page, err)
 	}
@@ -851,7 +851,7 @@ func testListAssets(t *testing.T, s server.Store) {
 		var sizes []int
 		cursor := ""
 		for range n + 2 {
-			page, err := s.ListAssets(ctx, a.ID, cursor, limit)
+			page, err := s.ListAssets(ctx, a.ID, server.AssetFilter{}, cursor, limit)
 			if err != nil {
 				t.Fatalf("ListAssets(limit %d): %v", limit, err)
 			}
@@ -890,14 +890,14 @@ func testListAssets(t *testing.T, s server.Store) {
 	}
 
 	// Keyset: deleting an asset of the first page does not shift the next.
-	p1, err := s.ListAssets(ctx, a.ID, "", 10)
+	p1, err := s.ListAssets(ctx, a.ID, server.AssetFilter{}, "", 10)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.DeleteAsset(ctx, a.ID, p1.Assets[3].ID); err != nil {
 		t.Fatal(err)
 	}
-	p2, err := s.ListAssets(ctx, a.ID, p1.Next, 10)
+	p2, err := s.ListAssets(ctx, a.ID, server.AssetFilter{}, p1.Next, 10)
 	if err != nil || len(p2.Assets) != 10 || p2.Assets[0].ID != want[10] {
 		t.Fatalf("page 2 after a deletion = %d assets starting %v, %v; want %s", len(p2.Assets), p2.Assets, err, want[10])
 	}
@@ -909,14 +909,14 @@ func testListAssets(t *testing.T, s server.Store) {
 		base64.RawURLEncoding.EncodeToString([]byte("2024-13-45T00:00:00Z " + want[0])),
 		base64.RawURLEncoding.EncodeToString([]byte(time.Now().Format(time.RFC3339Nano) + " ")),
 	} {
-		_, err := s.ListAssets(ctx, a.ID, bad, 10)
+		_, err := s.ListAssets(ctx, a.ID, server.AssetFilter{}, bad, 10)
 		wantCode(t, err, server.EInvalid)
 	}
 	for _, limit := range []int{0, -1, 1001} {
-		_, err := s.ListAssets(ctx, a.ID, "", limit)
+		_, err := s.ListAssets(ctx, a.ID, server.AssetFilter{}, "", limit)
 		wantCode(t, err, server.EInvalid)
 	}
-	if page, err := s.ListAssets(ctx, mustCreate(t, s, "pro").ID, "", 10); err != nil || len(page.Assets) != 0 || page.Next != "" {
+	if page, err := s.ListAssets(ctx, mustCreate(t, s, "pro").ID, server.AssetFilter{}, "", 10); err != nil || len(page.Assets) != 0 || page.Next != "" {
 		t.Errorf("empty account: %+v, %v", page, err)
 	}
 }
@@ -945,7 +945,7 @@ func testDeleteExpiredAssets(t *testing.T, s server.Store) {
 	if err != nil || n != 3 {
 		t.Fatalf("DeleteExpiredAssets = %d, %v; want 3", n, err)
 	}
-	page, err := s.ListAssets(ctx, a.ID, "", 100)
+	page, err := s.ListAssets(ctx, a.ID, server.AssetFilter{}, "", 100)
 	if err != nil || len(page.Assets) != 2 {
 		t.Fatalf("left %+v, %v; want 2 assets", page, err)
 	}

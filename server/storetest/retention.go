@@ -327,7 +327,7 @@ func testPurgeAccount(t *testing.T, s server.Store) {
 			t.Fatalf("session %s: upload id %q, want %q (only an open session has an upload to abort)", it.SessionID, it.UploadID, want)
 		}
 	}
-	if page, err := s.ListAssets(ctx, a.ID, "", 100); err != nil || len(page.Assets) != 0 {
+	if page, err := s.ListAssets(ctx, a.ID, server.AssetFilter{}, "", 100); err != nil || len(page.Assets) != 0 {
 		t.Fatalf("assets left: %d, %v", len(page.Assets), err)
 	}
 	if _, err := s.SessionByID(ctx, a.ID, aOpen.ID); server.ErrorCode(err) != server.ENotFound {
@@ -381,7 +381,7 @@ func testPurgeAccount(t *testing.T, s server.Store) {
 	for _, k := range bKeys {
 		wantKnown(t, s, k, true)
 	}
-	if page, err := s.ListAssets(ctx, b.ID, "", 100); err != nil || len(page.Assets) != 4 {
+	if page, err := s.ListAssets(ctx, b.ID, server.AssetFilter{}, "", 100); err != nil || len(page.Assets) != 4 {
 		t.Fatalf("b's assets: %d, %v; want 4", len(page.Assets), err)
 	}
 	wantState(t, s, b.ID, bOpen.ID, server.SessionOpen)
