@@ -98,6 +98,18 @@ type Config struct {
 	TierCacheTTL time.Duration
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+
+	// CORSOrigins are the browser origins allowed to call the user API
+	// (JETTY_CORS_ORIGINS, as ParseCORSOrigins answers them); none: no
+	// CORS at all (cors.go).
+	CORSOrigins []string
+	// RateCeiling is the server-wide ceiling beside the tiers' limits
+	// (RATE_LIMIT_MAX_REQUESTS per RATE_LIMIT_WINDOW_MS; ceiling.go).
+	RateCeiling RateCeiling
+	// JettySpeedDisabled (JETTYSPEED_ENABLED=false) turns chunked uploads
+	// off: opening a session answers 403 jettyspeed_disabled, and quota,
+	// whoami and optimal-edges report JettySpeed off.
+	JettySpeedDisabled bool
 }
 
 // Server is the HTTP API. Create it with New, serve Handler, and Close it
@@ -141,6 +153,9 @@ type Server struct {
 	tierTTL   time.Duration
 	closeOnce sync.Once
 	ownCache  *memory.Cache // closed by Close when New made it
+
+	rateCeiling   RateCeiling
+	jettySpeedOff bool
 }
 
 // New builds a Server.
@@ -168,6 +183,8 @@ func New(cfg Config) *Server {
 		minFree:    cfg.StorageMinFree,
 
 		completionLease: cfg.CompletionLease,
+		rateCeiling:     cfg.RateCeiling,
+		jettySpeedOff:   cfg.JettySpeedDisabled,
 	}
 	if s.completionLease <= 0 {
 		s.completionLease = DefaultCompletionLease
@@ -256,7 +273,11 @@ func New(cfg Config) *Server {
 		s.writeError(w, r, server.Errorf(server.ENotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
 
-	s.handler = s.observe(mux)
+	var h http.Handler = mux
+	if len(cfg.CORSOrigins) > 0 {
+		h = s.cors(cfg.CORSOrigins, mux, mux)
+	}
+	s.handler = s.observe(h)
 	return s
 }
 
