@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jettythunder/jetty/server"
@@ -45,7 +46,7 @@ func (s *Server) ceiling(ctx context.Context, w http.ResponseWriter, key string)
 	}
 	s.metrics.rateLimited.Inc()
 	return &rateLimitError{
-		err:        server.Errorf(server.ERateLimited, "this server's rate limit of %d requests per %v reached (RATE_LIMIT_MAX_REQUESTS): retry after the Retry-After seconds", c.Max, c.Window),
+		err:        server.Errorf(server.ERateLimited, "this server's rate limit of %d requests per %s reached (RATE_LIMIT_MAX_REQUESTS): retry after the Retry-After seconds", c.Max, windowText(c.Window)),
 		retryAfter: res.RetryAfter,
 	}
 }
@@ -59,4 +60,16 @@ func authFailure(err error) bool {
 		return true
 	}
 	return false
+}
+
+// windowText is a window as people write it: 1m, 90s, 1h30m.
+func windowText(d time.Duration) string {
+	t := d.String()
+	if strings.HasSuffix(t, "m0s") {
+		t = strings.TrimSuffix(t, "0s")
+	}
+	if strings.HasSuffix(t, "h0m") {
+		t = strings.TrimSuffix(t, "0m")
+	}
+	return t
 }
