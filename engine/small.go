@@ -117,9 +117,14 @@ func (u *uploader) postSmall(ctx context.Context, data []byte, sum, name string)
 }
 
 func (u *uploader) doPostSmall(ctx context.Context, data []byte, sum, name string, brp **bodyReader) (protocol.Asset, bool, error) {
+	return u.doPost(ctx, bytes.NewReader(data), int64(len(data)), sum, name, brp)
+}
+
+// doPost makes one single-request upload of n bytes read from src.
+func (u *uploader) doPost(ctx context.Context, src io.Reader, n int64, sum, name string, brp **bodyReader) (protocol.Asset, bool, error) {
 	var body io.Reader = http.NoBody
-	if len(data) > 0 {
-		*brp = newBodyReader(ctx, bytes.NewReader(data), u.lim, u.hub)
+	if n > 0 {
+		*brp = newBodyReader(ctx, src, u.lim, u.hub)
 		body = *brp
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.c.endpoint(uploadPath), body)
@@ -127,7 +132,7 @@ func (u *uploader) doPostSmall(ctx context.Context, data []byte, sum, name strin
 		closeBody(body)
 		return protocol.Asset{}, false, err
 	}
-	req.ContentLength = int64(len(data))
+	req.ContentLength = n
 	req.GetBody = nil // the engine retries itself, counting every byte
 	req.Header.Set(protocol.HeaderFilename, url.PathEscape(name))
 	req.Header.Set(protocol.HeaderContentSHA256, sum)

@@ -51,6 +51,9 @@ func (u *uploader) uploadStream(ctx context.Context, r io.Reader, name string) (
 		return res, fmt.Errorf("chunk size %d is outside %d..%d bytes (5 MiB..512 MiB)", cs, protocol.MinChunkSize, protocol.MaxChunkSize)
 	}
 	resp, err := u.open(ctx, protocol.OpenRequest{Stream: &protocol.StreamSpec{Name: name, ChunkSize: cs}})
+	if IsJettySpeedOff(err) {
+		return res, errStreamNoSessions(err)
+	}
 	if err != nil {
 		return res, err
 	}

@@ -730,13 +730,20 @@ func (u *uploader) uploadAny(ctx context.Context, f fileUpload) (*Result, error)
 		if errors.Is(err, ErrFileChanged) && f.drop != nil {
 			f.drop()
 		}
+		if IsJettySpeedOff(err) {
+			return u.uploadWholeInstead(ctx, f, err)
+		}
 		if !errors.Is(err, errNoPipeline) {
 			return res, err
 		}
 		u.hub.warn(fmt.Errorf("the server does not take sized sessions (an older server): hashing the file first (%w)", err))
 		f.pipe, f.session = nil, ""
 	}
-	return u.uploadFile(ctx, f)
+	res, err := u.uploadFile(ctx, f)
+	if IsJettySpeedOff(err) {
+		return u.uploadWholeInstead(ctx, f, err)
+	}
+	return res, err
 }
 
 func (u *uploader) uploadFile(ctx context.Context, f fileUpload) (*Result, error) {

@@ -34,6 +34,13 @@ const (
 	CodeTooLarge      = "too_large"
 	CodeRateLimited   = "rate_limited"
 	CodeFeatureTier   = "tier_lacks_feature"
+	// CodeJettySpeedOff (403): the server has chunked uploads turned off
+	// (JETTYSPEED_ENABLED=false): send the file in one request to
+	// PathUpload instead.
+	CodeJettySpeedOff = "jettyspeed_disabled"
+	// CodeCORSOrigin (403): a CORS preflight from a browser origin the
+	// server's JETTY_CORS_ORIGINS does not list.
+	CodeCORSOrigin = "cors_origin_not_allowed"
 	// CodeUnavailable (503, with Retry-After): a part the server depends
 	// on is down for the moment; the same call may succeed later.
 	CodeUnavailable = "unavailable"
@@ -86,6 +93,8 @@ var statusByCode = map[string]int{
 	CodeAccountSuspended:    http.StatusForbidden,
 	CodeAccountDeleted:      http.StatusForbidden,
 	CodeFeatureTier:         http.StatusForbidden,
+	CodeJettySpeedOff:       http.StatusForbidden,
+	CodeCORSOrigin:          http.StatusForbidden,
 	CodeQuotaExceeded:       http.StatusRequestEntityTooLarge,
 	CodeTooLarge:            http.StatusRequestEntityTooLarge,
 	CodeRateLimited:         http.StatusTooManyRequests,

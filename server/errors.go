@@ -29,6 +29,8 @@ const (
 	ETooLarge            = protocol.CodeTooLarge
 	ERateLimited         = protocol.CodeRateLimited
 	EFeatureTier         = protocol.CodeFeatureTier
+	EJettySpeedOff       = protocol.CodeJettySpeedOff
+	ECORSOrigin          = protocol.CodeCORSOrigin
 	EUnavailable         = protocol.CodeUnavailable
 	EBandwidthExceeded   = protocol.CodeBandwidthExceeded
 	EInvalidRange        = protocol.CodeInvalidRange

@@ -19,6 +19,8 @@ type ServerOptions struct {
 	Dev     bool
 	// PublicURL overrides JETTY_PUBLIC_URL.
 	PublicURL string
+	// CORSOrigins overrides JETTY_CORS_ORIGINS.
+	CORSOrigins string
 	// Ready, when set, is called with the running app (tests use it).
 	Ready func(*app.App)
 }
@@ -64,7 +66,15 @@ and object files under --data-dir, rate limits in memory. In production set:
   JETTY_WEBHOOK_ALLOW_PRIVATE  1: send status events to loopback and private addresses (on in --dev; SSRF risk)
   JETTY_WEBHOOK_TIMEOUT, JETTY_WEBHOOK_RETRY_BASE, JETTY_WEBHOOK_RETRY_MAX, JETTY_WEBHOOK_MAX_AGE,
   JETTY_WEBHOOK_POLL, JETTY_WEBHOOK_RETENTION  delivery of status events (defaults 10s, 10s, 1h, 72h, 1s, 720h)
+  JETTY_CORS_ORIGINS         browser origins allowed to call the user API, comma-separated exact origins
+                             (https://agentcache.ai,http://localhost:5173); default none: no CORS
+  RATE_LIMIT_MAX_REQUESTS    server-wide ceiling beside the tiers' limits: calls per account (and per
+                             address for refused credentials) in each RATE_LIMIT_WINDOW_MS (default 60000)
+  JETTYSPEED_ENABLED         false: no chunked upload sessions; files go in one request (default true)
   PORT                       listen on :PORT when --listen is not given
+
+Seed variables that mean nothing here (JETTYSPEED_CDN_URL, AGENTCACHE_API_URL,
+NODE_ENV, LYVE_* without LYVE_ENDPOINT) are named in a warning at start.
 
 Every secret must be at least 32 characters of random text, without
 surrounding spaces or repetition (make one with openssl rand -hex 32); the
@@ -89,6 +99,7 @@ how to use it.`,
 	cmd.Flags().StringVar(&opts.Listen, "listen", "", "address to listen on (default "+app.DefaultListen+", or :$PORT)")
 	cmd.Flags().StringVar(&opts.DataDir, "data-dir", "", "directory for the embedded database and files (default $XDG_DATA_HOME/jetty/server, or .../jetty/dev with --dev)")
 	cmd.Flags().StringVar(&opts.PublicURL, "public-url", "", "base URL clients are told to use, when a proxy or load balancer is in front (env JETTY_PUBLIC_URL)")
+	cmd.Flags().StringVar(&opts.CORSOrigins, "cors-origins", "", "browser origins allowed to call the user API, comma-separated, such as https://agentcache.ai (env JETTY_CORS_ORIGINS)")
 	cmd.AddCommand(NewCmdServerJobs(f, nil))
 	cmd.Flags().BoolVar(&opts.Dev, "dev", false, "development mode: generate secrets, provision a demo account, issue jt_test_ keys")
 	return cmd
@@ -104,6 +115,9 @@ func serverRun(ctx context.Context, opts *ServerOptions) error {
 	}
 	if opts.PublicURL != "" {
 		cfg.PublicURL = opts.PublicURL
+	}
+	if opts.CORSOrigins != "" {
+		cfg.CORSOrigins = opts.CORSOrigins
 	}
 	cfg.Dev = opts.Dev
 	format := cfg.LogFormat

@@ -106,6 +106,17 @@ type Config struct {
 	// WebhookNotify, when set, is called after a partner call that may
 	// have recorded a status event (the delivery worker's Notify).
 	WebhookNotify func()
+	// CORSOrigins are the browser origins allowed to call the user API
+	// (JETTY_CORS_ORIGINS, as ParseCORSOrigins answers them); none: no
+	// CORS at all (cors.go).
+	CORSOrigins []string
+	// RateCeiling is the server-wide ceiling beside the tiers' limits
+	// (RATE_LIMIT_MAX_REQUESTS per RATE_LIMIT_WINDOW_MS; ceiling.go).
+	RateCeiling RateCeiling
+	// JettySpeedDisabled (JETTYSPEED_ENABLED=false) turns chunked uploads
+	// off: opening a session answers 403 jettyspeed_disabled, and quota,
+	// whoami and optimal-edges report JettySpeed off.
+	JettySpeedDisabled bool
 }
 
 // Server is the HTTP API. Create it with New, serve Handler, and Close it
@@ -152,6 +163,8 @@ type Server struct {
 
 	webhookPolicy server.WebhookURLPolicy
 	webhookNotify func()
+	rateCeiling   RateCeiling
+	jettySpeedOff bool
 }
 
 // New builds a Server.
@@ -181,6 +194,8 @@ func New(cfg Config) *Server {
 		completionLease: cfg.CompletionLease,
 		webhookPolicy:   cfg.WebhookURLs,
 		webhookNotify:   cfg.WebhookNotify,
+		rateCeiling:     cfg.RateCeiling,
+		jettySpeedOff:   cfg.JettySpeedDisabled,
 	}
 	if s.completionLease <= 0 {
 		s.completionLease = DefaultCompletionLease
@@ -274,7 +289,11 @@ func New(cfg Config) *Server {
 		s.writeError(w, r, server.Errorf(server.ENotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
 
-	s.handler = s.observe(mux)
+	var h http.Handler = mux
+	if len(cfg.CORSOrigins) > 0 {
+		h = s.cors(cfg.CORSOrigins, mux, mux)
+	}
+	s.handler = s.observe(h)
 	return s
 }
 

@@ -230,6 +230,13 @@ func (s *Server) user(h func(http.ResponseWriter, *http.Request, server.Account)
 		ctx := r.Context()
 		acct, err := s.authenticate(ctx, r)
 		if err != nil {
+			if authFailure(err) {
+				// Refused credentials count against the server's ceiling
+				// per client address (ceiling.go).
+				if lerr := s.ceiling(ctx, w, "ip:"+clientIP(r)); lerr != nil {
+					err = lerr
+				}
+			}
 			s.writeError(w, r, err)
 			return
 		}
@@ -238,6 +245,10 @@ func (s *Server) user(h func(http.ResponseWriter, *http.Request, server.Account)
 			info.accountID = acct.ID
 		}
 		if err := s.rateLimit(ctx, w, acct); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if err := s.ceiling(ctx, w, "acct:"+acct.ID); err != nil {
 			s.writeError(w, r, err)
 			return
 		}

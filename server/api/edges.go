@@ -193,11 +193,11 @@ func (s *Server) handleOptimalEdges(w http.ResponseWriter, r *http.Request, acct
 	}
 	origin := protocol.Candidate{ID: protocol.KindOrigin, Kind: protocol.KindOrigin, URL: s.baseURL(r), Weight: 1}
 	out := protocol.OptimalResponse{
-		JettySpeed: t.JettySpeedEnabled,
+		JettySpeed: t.JettySpeedEnabled && !s.jettySpeedOff,
 		Edges:      []protocol.Candidate{origin},
 		Strategy:   protocol.EdgeStrategy{ChunkSize: chunk, Workers: workers, MaxWorkers: ceiling},
 	}
-	if t.JettySpeedEnabled {
+	if out.JettySpeed {
 		if s.presigner() != nil && s.directURL != "" {
 			out.Edges = append(out.Edges, protocol.Candidate{ID: protocol.KindDirect, Kind: protocol.KindDirect, URL: s.directURL, Weight: 1})
 		}

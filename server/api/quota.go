@@ -51,7 +51,7 @@ func (s *Server) handleQuota(w http.ResponseWriter, r *http.Request, acct server
 	var q protocol.Quota
 	q.Tier = acct.Tier
 	q.Status = string(acct.Status)
-	q.JettySpeedEnabled = acct.JettySpeedEnabled
+	q.JettySpeedEnabled = acct.JettySpeedEnabled && !s.jettySpeedOff
 	q.Storage = usage(acct.StorageUsedBytes, acct.StorageReservedBytes, acct.StorageQuotaBytes(), acct.StorageQuotaGB)
 	q.Bandwidth = usage(acct.BandwidthUsedBytes, 0, acct.BandwidthQuotaBytes(), acct.BandwidthQuotaGB)
 	q.Limits.MaxFileSizeMB = t.MaxFileSizeMB
@@ -68,7 +68,7 @@ func (s *Server) handleWhoami(w http.ResponseWriter, r *http.Request, acct serve
 		Email:             acct.Email,
 		Tier:              acct.Tier,
 		Status:            string(acct.Status),
-		JettySpeedEnabled: acct.JettySpeedEnabled,
+		JettySpeedEnabled: acct.JettySpeedEnabled && !s.jettySpeedOff,
 		S3Prefix:          acct.S3Prefix,
 		CreatedAt:         acct.CreatedAt.UTC(),
 	})

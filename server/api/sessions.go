@@ -144,6 +144,10 @@ func (c *manifestCache) get(s server.UploadSession) (*protocol.Manifest, error) 
 
 // handleOpenSession answers POST /api/jetty/sessions.
 func (s *Server) handleOpenSession(w http.ResponseWriter, r *http.Request, acct server.Account) {
+	if s.jettySpeedOff {
+		s.writeError(w, r, errJettySpeedOff)
+		return
+	}
 	ctx := r.Context()
 	var req protocol.OpenRequest
 	// A manifest (up to 4 MiB) may come slowly: after authentication its

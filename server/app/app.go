@@ -244,6 +244,16 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 			a.cfg.EdgeSecret = randomSecret("edge_")
 		}
 	}
+	a.cfg.warnUnused(log)
+	if a.cfg.JettySpeedDisabled {
+		log.Info("chunked uploads (JettySpeed) are turned off (JETTYSPEED_ENABLED=false): files go in one request")
+	}
+	if len(a.cfg.corsOrigins) > 0 {
+		log.Info("CORS on for the user API", "origins", strings.Join(a.cfg.corsOrigins, ","))
+	}
+	if a.cfg.RateLimitMax > 0 {
+		log.Info("server-wide rate limit ceiling", "max_requests", a.cfg.RateLimitMax, "window", a.cfg.RateLimitWindow.String())
+	}
 	if a.cfg.WebhookSecret == "" {
 		log.Warn("AGENTCACHE_WEBHOOK_SECRET is not set: partner calls (provision, upgrade, suspend, delete) will be refused")
 	}
@@ -353,6 +363,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		StorageMinFree:        a.cfg.minFree,
 		WebhookURLs:           server.WebhookURLPolicy{AllowHTTP: a.cfg.Webhooks.AllowHTTP, AllowPrivate: a.cfg.Webhooks.AllowPrivate},
 		WebhookNotify:         notify,
+		CORSOrigins:           a.cfg.corsOrigins,
+		RateCeiling:           api.RateCeiling{Max: a.cfg.RateLimitMax, Window: a.cfg.RateLimitWindow},
+		JettySpeedDisabled:    a.cfg.JettySpeedDisabled,
 	})
 	a.http = &http.Server{
 		Handler:           a.api.Handler(),

@@ -121,6 +121,21 @@ type Config struct {
 	// Authorization: Bearer to read /metrics, wherever it is served.
 	// With neither set the main listener serves /metrics only in --dev.
 	MetricsToken string
+
+	// CORSOrigins (JETTY_CORS_ORIGINS, --cors-origins) lists the browser
+	// origins allowed to call the user API, comma-separated; empty: no
+	// CORS (see api.ParseCORSOrigins).
+	CORSOrigins string
+	corsOrigins []string // parsed by validate
+	// RateLimitMax (RATE_LIMIT_MAX_REQUESTS) calls per RateLimitWindow
+	// (RATE_LIMIT_WINDOW_MS, default 1m) is a server-wide ceiling beside
+	// the tiers' limits (api.RateCeiling); 0: none.
+	RateLimitMax    int
+	RateLimitWindow time.Duration
+	// JettySpeedDisabled (JETTYSPEED_ENABLED=false) turns chunked uploads
+	// off server-wide: files go in one request.
+	JettySpeedDisabled bool
+	unusedEnv          []unusedVar // seed variables set but without effect (seedenv.go)
 }
 
 // FromEnv reads the configuration from getenv (os.Getenv in production).
@@ -177,6 +192,8 @@ func FromEnv(getenv func(string) string) Config {
 	c.Webhooks = webhooksFromEnv(getenv, &c.envErr)
 	c.MetricsListen = getenv("JETTY_METRICS_LISTEN")
 	c.MetricsToken = getenv("JETTY_METRICS_TOKEN")
+	c.CORSOrigins = getenv("JETTY_CORS_ORIGINS")
+	c.seedEnv(getenv)
 	if p := getenv("PORT"); p != "" {
 		c.Listen = ":" + p
 	}
@@ -296,6 +313,9 @@ func (c *Config) validate() error {
 		c.OrphanAge = 24 * time.Hour
 	}
 	if err := c.retention(); err != nil {
+		return err
+	}
+	if err := c.checkSeedEnv(); err != nil {
 		return err
 	}
 	if c.S3 != nil && c.S3.Bucket != "" {
