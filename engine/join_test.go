@@ -61,6 +61,9 @@ type slowSelector struct {
 	delay  time.Duration
 	routes func(s *protocol.Session) []Route
 	err    error
+	// gate, when set, ends the wait early once closed: delay is then
+	// the longest wait (a test waiting for an event, not for a time).
+	gate <-chan struct{}
 
 	mu       sync.Mutex
 	returned time.Time
@@ -71,6 +74,7 @@ func (sl *slowSelector) Select(ctx context.Context, s *protocol.Session, cs int6
 	defer t.Stop()
 	select {
 	case <-t.C:
+	case <-sl.gate: // nil: never
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
@@ -109,11 +113,32 @@ func (g growingSelector) AdviseWorkers(suggested, ceiling int) int { return g.ad
 type putLog struct {
 	mu    sync.Mutex
 	times []time.Time
+	gates map[int]chan struct{}
+}
+
+func newPutLog() *putLog { return &putLog{gates: map[int]chan struct{}{}} }
+
+// reached is closed when the n-th request begins.
+func (l *putLog) reached(n int) <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c, ok := l.gates[n]
+	if !ok {
+		c = make(chan struct{})
+		l.gates[n] = c
+		if len(l.times) >= n {
+			close(c)
+		}
+	}
+	return c
 }
 
 func (l *putLog) add() {
 	l.mu.Lock()
 	l.times = append(l.times, time.Now())
+	if c, ok := l.gates[len(l.times)]; ok {
+		close(c)
+	}
 	l.mu.Unlock()
 }
 
@@ -133,7 +158,7 @@ func (l *putLog) split(t time.Time) (before, after int) {
 
 // slowOrigin makes the origin's own chunk PUTs take d, and logs them.
 func slowOrigin(f *fakeServer, d time.Duration) *putLog {
-	l := &putLog{}
+	l := newPutLog()
 	f.setPutHook(func(w http.ResponseWriter, r *http.Request, index, attempt int) bool {
 		if r.Header.Get("X-Forwarded-For") == "" { // not through a relay
 			l.add()
@@ -146,7 +171,7 @@ func slowOrigin(f *fakeServer, d time.Duration) *putLog {
 
 // loggedRelay logs a relay's requests, each taking d.
 func loggedRelay(rl *fakeRelay, d time.Duration) *putLog {
-	l := &putLog{}
+	l := newPutLog()
 	rl.setHook(func(w http.ResponseWriter, r *http.Request, index, n int) bool {
 		l.add()
 		time.Sleep(d)
@@ -155,15 +180,19 @@ func loggedRelay(rl *fakeRelay, d time.Duration) *putLog {
 	return l
 }
 
-// TestJoinSlowSelector: with a selector that takes 2 s, the origin gets
-// chunk PUTs before Select returns; the relay it chose joins then and
-// takes the rest (the origin, not named, stays as a reserve).
+// TestJoinSlowSelector: with a selector that does not answer until the
+// origin has begun its third chunk PUT (so, with 2 workers, one PUT was
+// answered), or 30 s (an engine waiting for the selector sends its first
+// PUT only after that, and fails), the origin gets chunk PUTs before
+// Select returns; the relay it chose joins then and takes the rest (the
+// origin, not named, stays as a reserve). (It waited a fixed 2 s, which a
+// loaded machine could spend before the first PUT was answered.)
 func TestJoinSlowSelector(t *testing.T) {
 	f := newFake(t)
 	a := newRelay(f, "edge-a")
 	origin := slowOrigin(f, 500*time.Millisecond)
 	relay := loggedRelay(a, 0)
-	sel := &slowSelector{delay: 2 * time.Second, routes: func(s *protocol.Session) []Route { return []Route{a.route(s, 1)} }}
+	sel := &slowSelector{delay: 30 * time.Second, gate: origin.reached(3), routes: func(s *protocol.Session) []Route { return []Route{a.route(s, 1)} }}
 	began := time.Now()
 	res, rec := joinUpload(t, f, sel, 90, 16, 2)
 	ret := sel.returnedAt()
