@@ -153,7 +153,7 @@ func (rl *Relay) check(ctx context.Context, userID string, c Credentials) (figur
 			return figures{}, rl.statusRefusal(ctx, userID, q.Status)
 		}
 		return figures{Tier: q.Tier, Status: q.Status, StorageQuotaGB: q.Storage.QuotaGB, JettySpeedEnabled: q.JettySpeedEnabled}, nil
-	case resp.StatusCode == http.StatusUnauthorized && (ue.Code == server.EUnknownAPIKey || ue.Code == server.EWrongAPISecret):
+	case resp.StatusCode == http.StatusUnauthorized && credentialsRefused(ue.Code):
 		rl.drop(ctx, userID, ue.Code)
 		return figures{}, fail(http.StatusConflict, CodeCredentialsRevoked,
 			"JettyThunder refused user %q's cached credentials (%s: they were rotated or revoked); the relay dropped them and hands them out no more. Issue new ones with POST %s (the relay rotates on JettyThunder and caches the new pair)",
@@ -204,4 +204,14 @@ func (rl *Relay) statusRefusal(ctx context.Context, userID, status string) *rela
 func uncheckable(detail string) *relayError {
 	return fail(http.StatusBadGateway, CodeUpstreamUnavailable,
 		"Failed to connect to JettyThunder to check the cached credentials (%s); they are kept but not handed out until JettyThunder confirms them; retry shortly", detail)
+}
+
+// credentialsRefused reports whether an error code (not a secret) says
+// the credentials themselves were refused: rotated away or revoked.
+func credentialsRefused(code string) bool {
+	switch code {
+	case server.EUnknownAPIKey, server.EWrongAPISecret:
+		return true
+	}
+	return false
 }
