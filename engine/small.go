@@ -55,6 +55,18 @@ func (u *uploader) uploadSmall(ctx context.Context, r io.ReaderAt, size int64, n
 	}
 	h := sha256.Sum256(data)
 	sum := hex.EncodeToString(h[:])
+	return u.sendOneRequest(ctx, res, size, sum, name, func() (protocol.Asset, bool, error) {
+		return u.postSmall(ctx, data, sum, name)
+	})
+}
+
+// sendOneRequest sends a file of size bytes whose SHA-256 is sum in one
+// verified request (post), retrying as chunk PUTs do: a checksum mismatch
+// (the hashed bytes changed on the way) a couple more times, other
+// retryable failures up to the policy's attempts. It checks the hash the
+// server recorded and fills res. Small files and whole files (uploadWhole)
+// both go this way.
+func (u *uploader) sendOneRequest(ctx context.Context, res *Result, size int64, sum, name string, post func() (protocol.Asset, bool, error)) (*Result, error) {
 	u.hub.plan(size, size)
 	u.hub.start(size, 0, 1, 0, 1)
 	edge := edgeOf(u.c.endpoint(uploadPath))
@@ -63,15 +75,13 @@ func (u *uploader) uploadSmall(ctx context.Context, r io.ReaderAt, size int64, n
 	mismatches := 0
 	for attempt := 1; ; attempt++ {
 		var err error
-		asset, dedup, err = u.postSmall(ctx, data, sum, name)
+		asset, dedup, err = post()
 		if err == nil {
 			break
 		}
 		if ctx.Err() != nil {
 			return res, ctx.Err()
 		}
-		// The bytes in memory are the ones hashed: a mismatch happened on
-		// the way, worth a couple more tries.
 		retry := Retryable(err) || (isChecksumMismatch(err) && mismatches < checksumRetries)
 		if isChecksumMismatch(err) {
 			mismatches++

@@ -70,47 +70,9 @@ func (u *uploader) uploadWhole(ctx context.Context, r io.ReaderAt, size int64, n
 		u.hub.plan(off, size)
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
-	u.hub.plan(size, size)
-	u.hub.start(size, 0, 1, 0, 1)
-	edge := edgeOf(u.c.endpoint(uploadPath))
-	var asset protocol.Asset
-	var dedup bool
-	mismatches := 0
-	for attempt := 1; ; attempt++ {
-		var err error
-		asset, dedup, err = u.postWhole(ctx, r, size, sum, name)
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			return res, ctx.Err()
-		}
-		retry := Retryable(err) || (isChecksumMismatch(err) && mismatches < checksumRetries)
-		if isChecksumMismatch(err) {
-			mismatches++
-		}
-		if !retry || attempt >= u.policy.MaxAttempts {
-			if attempt > 1 {
-				err = fmt.Errorf("gave up after %d attempts: %w", attempt, err)
-			}
-			return res, err
-		}
-		d := u.policy.backoff(attempt, err)
-		u.hub.retry(0, attempt+1, err, d)
-		if err := u.sleep(ctx, d); err != nil {
-			return res, err
-		}
-	}
-	if asset.Hash != "" && asset.Hash != sum {
-		return res, fmt.Errorf("the server recorded %s with SHA-256 %s, the file has %s", name, asset.Hash, sum)
-	}
-	u.sent.Add(1)
-	u.hub.chunkDone(0, size, RouteOrigin, RouteOrigin, edge)
-	res.Asset, res.Deduplicated = asset, dedup
-	if dedup {
-		res.DedupAt = DedupAtComplete
-	}
-	return res, nil
+	return u.sendOneRequest(ctx, res, size, sum, name, func() (protocol.Asset, bool, error) {
+		return u.postWhole(ctx, r, size, sum, name)
+	})
 }
 
 // postWhole makes one attempt. Its deadline is the chunk timeout plus

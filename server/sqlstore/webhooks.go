@@ -248,16 +248,8 @@ WHERE e.id IN (`+inList(len(ids))+`) ORDER BY e.next_attempt_at, e.seq`), ids...
 	if err != nil {
 		return nil, wrap(op, err)
 	}
-	defer rows.Close()
-	var evs []server.WebhookEvent
-	for rows.Next() {
-		e, err := scanWebhookEvent(rows)
-		if err != nil {
-			return nil, wrap(op, err)
-		}
-		evs = append(evs, e)
-	}
-	if err := rows.Err(); err != nil {
+	evs, err := scanWebhookEvents(rows)
+	if err != nil {
 		return nil, wrap(op, err)
 	}
 	return evs, nil
@@ -335,16 +327,8 @@ WHERE e.account_id = ? ORDER BY e.seq DESC LIMIT ?`), accountID, limit)
 	if err != nil {
 		return nil, wrap(op, err)
 	}
-	defer rows.Close()
-	var evs []server.WebhookEvent
-	for rows.Next() {
-		e, err := scanWebhookEvent(rows)
-		if err != nil {
-			return nil, wrap(op, err)
-		}
-		evs = append(evs, e)
-	}
-	if err := rows.Err(); err != nil {
+	evs, err := scanWebhookEvents(rows)
+	if err != nil {
 		return nil, wrap(op, err)
 	}
 	return evs, nil
@@ -388,4 +372,19 @@ func (s *Store) PruneWebhookEvents(ctx context.Context, before time.Time, limit 
 		return 0, wrap("prune webhook events", err)
 	}
 	return int(n), nil
+}
+
+// scanWebhookEvents reads every row of rows (selected with webhookCols)
+// and closes them.
+func scanWebhookEvents(rows *sql.Rows) ([]server.WebhookEvent, error) {
+	defer rows.Close()
+	var evs []server.WebhookEvent
+	for rows.Next() {
+		e, err := scanWebhookEvent(rows)
+		if err != nil {
+			return nil, err
+		}
+		evs = append(evs, e)
+	}
+	return evs, rows.Err()
 }
