@@ -43,7 +43,8 @@ func sideOf(rel string) side {
 		return client
 	case rel == "internal/units", rel == "internal/connguard", rel == "internal/idleread", rel == "internal/secrets":
 		return neutral
-	case rel == "internal/e2e", rel == "internal/testenv", rel == "internal/seclint", rel == "internal/importrule", rel == "bench":
+	case rel == "internal/e2e", rel == "internal/testenv", rel == "internal/seclint", rel == "internal/importrule", rel == "bench",
+		under("scripts"): // tests of the tooling and docs, the terminal captures
 		return harness
 	case rel == "cmd/jetty":
 		return binary
