@@ -94,3 +94,9 @@ build:
 
 clean:
 	rm -rf bin dist dist-assets
+
+## cli-captures: what a person sees, from a real terminal: builds jetty, starts a dev
+## server and types an upload (mid-way and done), Ctrl-C and resume, ls, a download and
+## some errors in a private tmux session; writes docs/cli/captures/ (not part of make test)
+cli-captures:
+	$(GO) run ./scripts/clicaptures
