@@ -68,7 +68,7 @@ type options struct {
 // finished.
 type capture struct {
 	file, what, command string
-	status             string // "" while the command still runs
+	status              string // "" while the command still runs
 }
 
 func logf(format string, a ...any) { fmt.Fprintf(os.Stderr, "cli-captures: "+format+"\n", a...) }
