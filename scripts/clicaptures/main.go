@@ -125,6 +125,13 @@ func run(o options) error {
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		return err
 	}
+	// The previous set goes: a capture no longer made must not linger.
+	old, _ := filepath.Glob(filepath.Join(o.out, "[0-9][0-9]-*.txt"))
+	for _, f := range old {
+		if err := os.Remove(f); err != nil {
+			return err
+		}
+	}
 	// finished types cmd on a clear screen, waits for the prompt and
 	// captures the screen.
 	finished := func(file, what, cmd string) error {
@@ -162,6 +169,9 @@ func run(o options) error {
 		return shot(capture{file, what, cmd, status}, t.screen())
 	}
 
+	if err := finished("00-whoami.txt", "who jetty is logged in as (credentials from the environment)", "jetty whoami"); err != nil {
+		return err
+	}
 	up := "jetty upload big.bin --bwlimit " + o.bwlimit
 	if err := midway("01-upload-midway.txt", "an upload on a slow link, part way", up, 25, 75); err != nil {
 		return err
@@ -199,24 +209,27 @@ func run(o options) error {
 	if err := finished("06-ls.txt", "the files on the server", "jetty ls"); err != nil {
 		return err
 	}
+	if err := finished("07-quota.txt", "the account's quota after the uploads", "jetty quota"); err != nil {
+		return err
+	}
 	id, err := o.assetID("big.bin")
 	if err != nil {
 		return err
 	}
-	if err := finished("07-download.txt", "a download, verified", "jetty download "+id+" -o copy.bin"); err != nil {
+	if err := finished("08-download.txt", "a download, verified", "jetty download "+id+" -o copy.bin"); err != nil {
 		return err
 	}
-	if err := finished("08-error-missing-file.txt", "an upload of a file that is not there", "jetty upload nope.bin"); err != nil {
+	if err := finished("09-error-missing-file.txt", "an upload of a file that is not there", "jetty upload nope.bin"); err != nil {
 		return err
 	}
 	wrong := "jts_" + randomSecretBody()
-	if err := finished("09-error-bad-credentials.txt", "a wrong API secret (a made-up one, in the environment)",
+	if err := finished("10-error-bad-credentials.txt", "a wrong API secret (a made-up one, in the environment)",
 		"JETTY_API_SECRET="+wrong+" jetty ls"); err != nil {
 		return err
 	}
 	logf("stopping the server")
 	o.stopServer()
-	if err := finished("10-error-server-down.txt", "the server is not running", "jetty ls"); err != nil {
+	if err := finished("11-error-server-down.txt", "the server is not running", "jetty ls"); err != nil {
 		return err
 	}
 	return writeIndex(o, caps)
@@ -457,24 +470,21 @@ func after(s, cmd string) string {
 
 var percentRE = regexp.MustCompile(`([0-9]{1,3})(?:\.[0-9]+)?%`)
 
-// progress is the highest percentage on the last line of s that shows one
-// and does not speak of hashing (-1 when none does): where the upload's
-// progress stands, whatever the bar looks like.
+// progress is where the upload's progress stands on screen s, whatever
+// the bar looks like: the lowest percentage on the last line that shows
+// one (when a line shows two, say hashed and sent, sending is the one
+// behind), or -1 when no line does.
 func progress(s string) int {
 	lines := strings.Split(s, "\n")
 	for i := len(lines) - 1; i >= 0; i-- {
-		l := lines[i]
-		if strings.Contains(strings.ToLower(l), "hash") {
-			continue
-		}
-		best := -1
-		for _, m := range percentRE.FindAllStringSubmatch(l, -1) {
-			if v, err := strconv.Atoi(m[1]); err == nil && v > best {
-				best = v
+		low := -1
+		for _, m := range percentRE.FindAllStringSubmatch(lines[i], -1) {
+			if v, err := strconv.Atoi(m[1]); err == nil && (low < 0 || v < low) {
+				low = v
 			}
 		}
-		if best >= 0 {
-			return best
+		if low >= 0 {
+			return low
 		}
 	}
 	return -1
