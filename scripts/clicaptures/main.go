@@ -535,9 +535,9 @@ Uploads use ` + "`--bwlimit " + o.bwlimit + "`" + ` to behave like a slow link, 
 bar can be caught part way: a "mid-way" capture is the first screen whose
 progress line shows a percentage in a range; Ctrl-C is sent once the
 interrupted upload shows 40% or more. The harness waits on the shell's
-prompt (a tmux channel signalled by PROMPT_COMMAND), never on sleeps, and
-checks nothing else, so rerun it after changing the output:
-the captures and this index are rewritten. Flags: ` + "`-size-mib`, `-bwlimit`, `-width`, `-height`, `-keep`" + `.
+prompt (a tmux channel signalled by PROMPT_COMMAND) and watches the screen
+for what it awaits, never a fixed sleep. It checks nothing else, so rerun
+it after changing the output: the captures and this index are rewritten. Flags: ` + "`-size-mib`, `-bwlimit`, `-width`, `-height`, `-keep`" + `.
 
 | capture | what it shows | command typed | exit status |
 | --- | --- | --- | --- |
