@@ -205,6 +205,9 @@ func readDir(dir string) (map[string][]byte, error) {
 	}
 	m := map[string][]byte{}
 	for _, e := range ents {
+		if e.IsDir() { // docs/cli/captures: written by make cli-captures
+			continue
+		}
 		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
 		if err != nil {
 			return nil, err
