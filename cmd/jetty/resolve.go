@@ -40,11 +40,14 @@ const (
 var idPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
 // resolveFiles finds the stored files arg names. An argument of the form
-// of an id that is the id of one of the account's files is that file;
-// anything else (and an id-shaped argument that is no file's id) is a
-// file name, matched exactly (case and all; a name may hold '/', the
-// folder path of a directory upload) through the server's name lookup.
-// One match is the answer. Several are refused with a usage error that
+// of an id (a UUID) that is the id of one of the account's files is that
+// file; anything else (and an id-shaped argument that is no file's id)
+// is a file name, matched exactly (case and all; a name may hold '/', the
+// folder path of a directory upload) through the server's name lookup
+// (GET /api/storage/assets?name=, one request for a name of a few
+// versions). One match is the answer. When no name matches an argument
+// not shaped like a UUID, it is tried as an id last (one more request,
+// only then). Several are refused with a usage error that
 // lists them and says how to pick one (its id, or flag), unless v picks
 // the newest or all of them; the list is newest first. None is an error
 // that says so and points at `jetty ls`.
@@ -65,6 +68,19 @@ func resolveFiles(ctx context.Context, c *engine.Client, arg string, v versions,
 	as, err := c.ListAllWhere(ctx, engine.ListFilter{Name: arg})
 	if err != nil {
 		return nil, err
+	}
+	if len(as) == 0 && !idPattern.MatchString(arg) {
+		// Ids are the server's to choose: the form of a UUID only makes
+		// them tried first. Asked when no name matched, another form
+		// still finds its file.
+		a, err := c.Asset(ctx, arg)
+		if err == nil {
+			return []protocol.Asset{a}, nil
+		}
+		var ae *engine.APIError
+		if !errors.As(err, &ae) || ae.Status != 404 {
+			return nil, err
+		}
 	}
 	switch {
 	case len(as) == 0 && idPattern.MatchString(arg):
