@@ -36,15 +36,16 @@ func NewCmdLs(f *Factory, runF func(*LsOptions) error) *cobra.Command {
 SHA-256 and names (sizes in IEC units: KiB, MiB, GiB).
 
 With an argument, only some names are listed. An argument with a glob
-character (*, ? or [...]) is a glob matched against the whole name, folder
-path included, as Go's path.Match does: * and ? never match a /, so
-'photos/*.jpg' lists photos/a.jpg but not photos/sub/q.jpg ('photos/*/*.jpg'
-does); ** is no different from *. Quote a glob, or your shell expands it
-against your local files. Any other argument is a prefix of the name,
-byte for byte: 'jetty ls photos/' lists everything under photos/ at any
-depth, 'jetty ls photo' also lists photo.jpg and photos.txt. The server
-filters by the prefix (for a glob, the part before its first wildcard);
-jetty matches the rest of a glob.`,
+character (*, ?, [...], or the \ that escapes one) is a glob matched
+against the whole name, folder path included, as Go's path.Match does:
+* and ? never match a /, so 'photos/*.jpg' lists photos/a.jpg but not
+photos/sub/q.jpg ('photos/*/*.jpg' does); ** is no different from *.
+Quote a glob, or your shell expands it against your local files. Any
+other argument is a prefix of the name, byte for byte: 'jetty ls
+photos/' lists everything under photos/ at any depth, 'jetty ls photo'
+also lists photo.jpg and photos.txt. The server filters by the prefix
+(for a glob, the part before its first wildcard); jetty matches the
+rest of a glob.`,
 		Example: `  jetty ls
   jetty ls photos/
   jetty ls 'photos/*.jpg'

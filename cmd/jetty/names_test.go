@@ -214,8 +214,8 @@ func TestCompleteFiles(t *testing.T) {
 		t.Errorf("no description (size) with the candidates:\n%s", r.out)
 	}
 	// rm takes several: the second completes too.
-	if got, _, _ := completions(t, c, "rm", "big.bin", "b"); !slices.Equal(got, []string{"big.bin"}) {
-		t.Errorf("__complete rm big.bin b = %v", got)
+	if got, _, _ := completions(t, c, "rm", "big.bin", "bi"); !slices.Equal(got, []string{"big.bin"}) {
+		t.Errorf("__complete rm big.bin bi = %v", got)
 	}
 	got, _, _ = completions(t, c, "download", "")
 	slices.Sort(got)

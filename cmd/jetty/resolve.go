@@ -185,13 +185,20 @@ func completeFiles(f *Factory, o *ClientOptions, one bool) func(*cobra.Command, 
 }
 
 // quietFactory is f for completion: nothing it does may print, so the
-// credential store's warnings are dropped.
+// credential store's warnings are dropped. The store is still built only
+// when credentials are not in the environment.
 func quietFactory(f *Factory) *Factory {
 	q := *f
-	if ks, ok := f.store().(*keychain.Store); ok {
-		quiet := *ks
-		quiet.Warn = nil
-		q.Credentials = func() CredentialStore { return &quiet }
+	if f.Credentials != nil {
+		q.Credentials = lazyStore(func() CredentialStore {
+			s := f.Credentials()
+			if ks, ok := s.(*keychain.Store); ok {
+				quiet := *ks
+				quiet.Warn = nil
+				return &quiet
+			}
+			return s
+		})
 	}
 	return &q
 }
