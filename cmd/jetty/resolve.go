@@ -45,45 +45,37 @@ var idPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4
 // is a file name, matched exactly (case and all; a name may hold '/', the
 // folder path of a directory upload) through the server's name lookup
 // (GET /api/storage/assets?name=, one request for a name of a few
-// versions). One match is the answer. When no name matches an argument
-// not shaped like a UUID, it is tried as an id last (one more request,
-// only then). Several are refused with a usage error that
-// lists them and says how to pick one (its id, or flag), unless v picks
-// the newest or all of them; the list is newest first. None is an error
-// that says so and points at `jetty ls`.
+// versions). One match is the answer. Several are refused with a usage
+// error that lists them and says how to pick one (its id, or flag),
+// unless v picks the newest or all of them; the list is newest first.
+// None is an error that says so and points at `jetty ls`, after one more
+// try of an argument without '/' as an id: ids are the server's to
+// choose, the form of a UUID only makes them tried first.
 func resolveFiles(ctx context.Context, c *engine.Client, arg string, v versions, flag string) ([]protocol.Asset, error) {
 	if arg == "" {
 		return nil, usageError("an empty argument: give a file's name or id (see `jetty ls`)")
 	}
-	if idPattern.MatchString(arg) {
-		a, err := c.Asset(ctx, arg)
-		if err == nil {
-			return []protocol.Asset{a}, nil
-		}
-		var ae *engine.APIError
-		if !errors.As(err, &ae) || ae.Status != 404 {
+	uuid := idPattern.MatchString(arg)
+	if uuid {
+		if a, ok, err := assetByID(ctx, c, arg); err != nil {
 			return nil, err
+		} else if ok {
+			return []protocol.Asset{a}, nil
 		}
 	}
 	as, err := c.ListAllWhere(ctx, engine.ListFilter{Name: arg})
 	if err != nil {
 		return nil, err
 	}
-	if len(as) == 0 && !idPattern.MatchString(arg) {
-		// Ids are the server's to choose: the form of a UUID only makes
-		// them tried first. Asked when no name matched, another form
-		// still finds its file.
-		a, err := c.Asset(ctx, arg)
-		if err == nil {
-			return []protocol.Asset{a}, nil
-		}
-		var ae *engine.APIError
-		if !errors.As(err, &ae) || ae.Status != 404 {
+	if len(as) == 0 && !uuid && !strings.Contains(arg, "/") {
+		if a, ok, err := assetByID(ctx, c, arg); err != nil {
 			return nil, err
+		} else if ok {
+			return []protocol.Asset{a}, nil
 		}
 	}
 	switch {
-	case len(as) == 0 && idPattern.MatchString(arg):
+	case len(as) == 0 && uuid:
 		return nil, &ExitError{Code: ExitFailure, Err: fmt.Errorf("no file with id or name %s\n(run `jetty ls` to list your files' names and ids)", arg)}
 	case len(as) == 0:
 		return nil, &ExitError{Code: ExitFailure, Err: fmt.Errorf("no file named %s\n(names are matched exactly, with their folders; run `jetty ls` to list your files' names and ids)", quoteName(arg))}
@@ -96,6 +88,19 @@ func resolveFiles(ctx context.Context, c *engine.Client, arg string, v versions,
 	fmt.Fprintf(&b, "%d files are named %s: give the id of the one you mean, or %s\n", len(as), quoteName(arg), flag)
 	writeCandidates(&b, as)
 	return nil, &ExitError{Code: ExitUsage, Err: errors.New(strings.TrimRight(b.String(), "\n"))}
+}
+
+// assetByID looks id up: ok is false when the account has no such file.
+func assetByID(ctx context.Context, c *engine.Client, id string) (protocol.Asset, bool, error) {
+	a, err := c.Asset(ctx, id)
+	var ae *engine.APIError
+	switch {
+	case err == nil:
+		return a, true, nil
+	case errors.As(err, &ae) && ae.Status == 404:
+		return a, false, nil
+	}
+	return a, false, err
 }
 
 // writeCandidates lists files sharing a name, as `jetty ls` does, newest
