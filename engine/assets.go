@@ -40,10 +40,14 @@ func (c *Client) List(ctx context.Context, cursor string, limit int) (protocol.A
 }
 
 // ListFilter narrows a listing: assets with exactly this cache key, of
-// this AgentCache pipeline (a UUID); empty fields match everything.
+// this AgentCache pipeline (a UUID), with exactly this file name, with a
+// file name beginning with this prefix (byte for byte); empty fields
+// match everything.
 type ListFilter struct {
 	CacheKey   string
 	PipelineID string
+	Name       string
+	Prefix     string
 }
 
 // ListWhere returns a page of the assets matching f (newest first).
@@ -54,6 +58,12 @@ func (c *Client) ListWhere(ctx context.Context, f ListFilter, cursor string, lim
 	}
 	if f.PipelineID != "" {
 		q.Set("pipeline_id", f.PipelineID)
+	}
+	if f.Name != "" {
+		q.Set("name", f.Name)
+	}
+	if f.Prefix != "" {
+		q.Set("prefix", f.Prefix)
 	}
 	if cursor != "" {
 		q.Set("cursor", cursor)

@@ -92,6 +92,12 @@ type AssetFilter struct {
 	// PipelineID, when set, matches assets of that pipeline: a UUID
 	// (NormalizePipelineID; either case).
 	PipelineID string
+	// Name, when set, matches assets whose file name is exactly Name
+	// (byte for byte, as CacheKey), the names the command line resolves.
+	Name string
+	// NamePrefix, when set, matches assets whose file name begins with it
+	// (byte for byte: no case folding, no wildcards).
+	NamePrefix string
 }
 
 // AssetPage is one page of a listing.
@@ -145,8 +151,8 @@ type AssetStore interface {
 	// limit per page (1..1000), continuing after cursor (empty for the
 	// first page; a cursor continues the listing it came from, so pass
 	// the same filter). A malformed cursor, or a filter value no asset
-	// could hold (a pipeline id that is not a UUID, a cache key longer
-	// than any stored), is EInvalid. Another account's assets never match.
+	// could hold (a pipeline id that is not a UUID, a cache key or name
+	// longer than any stored), is EInvalid. Another account's assets never match.
 	ListAssets(ctx context.Context, accountID string, f AssetFilter, cursor string, limit int) (AssetPage, error)
 	// DeleteAsset removes an asset. When it was the last reference to its
 	// object, the object's bytes are freed from storage_used_bytes and the

@@ -24,9 +24,12 @@ import (
 
 // DownloadOptions are the inputs of `jetty download`.
 type DownloadOptions struct {
-	F          *Factory
-	Client     ClientOptions
-	AssetID    string
+	F      *Factory
+	Client ClientOptions
+	// File is an id or a name (resolveFiles).
+	File string
+	// Latest picks the newest of the files that share File's name.
+	Latest     bool
 	Output     string
 	Force      bool
 	Workers    int
@@ -39,11 +42,20 @@ type DownloadOptions struct {
 func NewCmdDownload(f *Factory, runF func(*DownloadOptions) error) *cobra.Command {
 	opts := &DownloadOptions{F: f}
 	cmd := &cobra.Command{
-		Use:   "download ASSET_ID",
+		Use:   "download FILE",
 		Short: "Download a stored file",
-		Long: `Download a stored file by asset id (see 'jetty ls') with parallel ranged
-requests. The bytes go to a hidden .NAME.jetty-part file next to the target;
-its SHA-256 is checked against the stored hash before it is renamed into
+		Long: `Download a stored file, given by name or by id (see 'jetty ls'), with
+parallel ranged requests.
+
+A FILE that is the id of one of your files is that file; anything else is
+a file name, matched exactly (case and all) with its folder path as 'jetty
+ls' shows it (photos/sub/q.jpg). When several files share the name (the
+same name uploaded again with other content), jetty lists them and stops:
+give the id of the one you mean, or --latest for the newest. Names and ids
+complete in the shell (see 'jetty completion --help').
+
+The bytes go to a hidden .NAME.jetty-part file next to the target; its
+SHA-256 is checked against the stored hash before it is renamed into
 place, so a finished download is always complete and verified.
 
 An interrupted download resumes when you run the same command again: the
@@ -61,14 +73,16 @@ those names (a symbolic or hard link, a named pipe, a directory, a file of
 another user's), jetty neither writes through it nor resumes from it: it
 stops and names it. Remove it, or pass --force to have jetty remove it
 (the entry itself, never what a link points to) and start over.`,
-		Example: `  jetty download 0b5e8a7c-7f1e-4a53-9d7e-4c1f0d2b1a11
-  jetty download 0b5e8a7c-7f1e-4a53-9d7e-4c1f0d2b1a11 -o ~/Downloads/
+		Example: `  jetty download big.bin
+  jetty download photos/sub/q.jpg -o ~/Downloads/
+  jetty download --latest report.pdf
   jetty download 0b5e8a7c-7f1e-4a53-9d7e-4c1f0d2b1a11 -o copy.bin --force`,
+		ValidArgsFunction: completeFiles(f, &opts.Client, true),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
-				return usageError("jetty download needs exactly one ASSET_ID (see `jetty ls`), got %d arguments", len(args))
+				return usageError("jetty download needs exactly one FILE: a name or an id (see `jetty ls`), got %d arguments", len(args))
 			}
-			opts.AssetID = args[0]
+			opts.File = args[0]
 			if opts.Workers < 1 {
 				return usageError("--workers must be at least 1")
 			}
@@ -86,6 +100,7 @@ stops and names it. Remove it, or pass --force to have jetty remove it
 	fl.BoolVar(&opts.JSON, "json", false, "print the result as a JSON object on stdout")
 	fl.BoolVarP(&opts.Quiet, "quiet", "q", false, "print nothing but errors (and the JSON with --json)")
 	fl.BoolVar(&opts.NoProgress, "no-progress", false, "do not show progress")
+	fl.BoolVar(&opts.Latest, "latest", false, "when several files share the name, download the newest")
 	return cmd
 }
 
@@ -106,10 +121,15 @@ func downloadRun(ctx context.Context, opts *DownloadOptions) error {
 	if err != nil {
 		return err
 	}
-	a, err := c.Asset(ctx, opts.AssetID)
-	if err != nil {
-		return downloadFailure(ctx, opts.AssetID, err)
+	v := oneVersion
+	if opts.Latest {
+		v = newestVersion
 	}
+	as, err := resolveFiles(ctx, c, opts.File, v, "--latest for the newest")
+	if err != nil {
+		return downloadFailure(ctx, opts.File, err)
+	}
+	a := as[0]
 	dir, name, err := downloadTarget(opts.Output, a)
 	if err != nil {
 		return err

@@ -110,6 +110,11 @@ func checkDownloadName(t *testing.T, what, name string) {
 func fakeAssets(t *testing.T, assets map[string]struct{ name, content string }) string {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/storage/assets" { // the name lookup: names are not ids here
+			w.Header().Set("Content-Type", "application/json")
+			w.Write([]byte(`{"assets":[]}`))
+			return
+		}
 		rest, ok := strings.CutPrefix(r.URL.Path, "/api/storage/assets/")
 		id, download := strings.CutSuffix(rest, "/download")
 		a, found := assets[id]

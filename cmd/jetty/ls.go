@@ -21,20 +21,49 @@ type LsOptions struct {
 	// CacheKey and PipelineID narrow the list (exact match).
 	CacheKey   string
 	PipelineID string
+	// Pattern narrows the list to names beginning with it, or matching
+	// it when it is a glob (namePattern).
+	Pattern string
 }
 
 // NewCmdLs builds `jetty ls`.
 func NewCmdLs(f *Factory, runF func(*LsOptions) error) *cobra.Command {
 	opts := &LsOptions{F: f}
 	cmd := &cobra.Command{
-		Use:   "ls",
+		Use:   "ls [PREFIX | 'GLOB']",
 		Short: "List your stored files, newest first",
+		Long: `List your stored files, newest first, with their ids, sizes, upload times,
+SHA-256 and names (sizes in IEC units: KiB, MiB, GiB).
+
+With an argument, only some names are listed. An argument with a glob
+character (*, ?, [...], or the \ that escapes one) is a glob matched
+against the whole name, folder path included, as Go's path.Match does:
+* and ? never match a /, so 'photos/*.jpg' lists photos/a.jpg but not
+photos/sub/q.jpg ('photos/*/*.jpg' does); ** is no different from *.
+Quote a glob, or your shell expands it against your local files. Any
+other argument is a prefix of the name, byte for byte: 'jetty ls
+photos/' lists everything under photos/ at any depth, 'jetty ls photo'
+also lists photo.jpg and photos.txt. The server filters by the prefix
+(for a glob, the part before its first wildcard); jetty matches the
+rest of a glob.`,
 		Example: `  jetty ls
+  jetty ls photos/
+  jetty ls 'photos/*.jpg'
+  jetty ls '*.bin'
   jetty ls --json | jq -r '.[].id'
   jetty ls --cache-key dalle_image_sunset_beach --json
   jetty ls --pipeline-id 123e4567-e89b-12d3-a456-426614174000`,
-		Args: noArgs,
+		ValidArgsFunction: completeFiles(f, &opts.Client, true),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return usageError("jetty ls takes one prefix or glob, got %d arguments: quote a glob so that your shell does not expand it, e.g. jetty ls 'photos/*.jpg'", len(args))
+			}
+			if len(args) == 1 {
+				if err := checkNamePattern(args[0]); err != nil {
+					return err
+				}
+				opts.Pattern = args[0]
+			}
 			if opts.Limit < 0 {
 				return usageError("--limit must be positive")
 			}
@@ -68,8 +97,9 @@ func lsRun(ctx context.Context, opts *LsOptions) error {
 		return err
 	}
 	var assets []protocol.Asset
-	filter := engine.ListFilter{CacheKey: opts.CacheKey, PipelineID: opts.PipelineID}
-	if opts.Limit > 0 {
+	filter := engine.ListFilter{CacheKey: opts.CacheKey, PipelineID: opts.PipelineID, Prefix: patternPrefix(opts.Pattern)}
+	glob := isGlob(opts.Pattern)
+	if opts.Limit > 0 && !glob {
 		page, err := c.ListWhere(ctx, filter, "", min(opts.Limit, 1000))
 		if err != nil {
 			return apiFailure(err)
@@ -78,6 +108,9 @@ func lsRun(ctx context.Context, opts *LsOptions) error {
 	} else if assets, err = c.ListAllWhere(ctx, filter); err != nil {
 		return apiFailure(err)
 	}
+	if glob {
+		assets = matchGlob(assets, opts.Pattern, opts.Limit)
+	}
 	out := opts.F.IO.Out
 	if opts.JSON {
 		if assets == nil {
@@ -85,7 +118,7 @@ func lsRun(ctx context.Context, opts *LsOptions) error {
 		}
 		return writeJSON(out, assets)
 	}
-	if len(assets) == 0 && filter != (engine.ListFilter{}) {
+	if len(assets) == 0 && (filter != (engine.ListFilter{}) || opts.Pattern != "") {
 		fmt.Fprintln(out, "No files match.")
 		return nil
 	}

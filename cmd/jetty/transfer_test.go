@@ -440,6 +440,8 @@ func TestDownloadTraversalNameStaysInside(t *testing.T) {
 	sum := sha256.Sum256(content)
 	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
+		case "/api/storage/assets": // the name lookup: names are not ids here
+			w.Write([]byte(`{"assets":[]}`))
 		case "/api/storage/assets/a1":
 			json.NewEncoder(w).Encode(map[string]any{"asset": map[string]any{"id": "a1", "filename": "../../evil.txt", "size": len(content), "hash": hex.EncodeToString(sum[:])}})
 		case "/api/storage/assets/a2":

@@ -97,16 +97,24 @@ func parseTTL(v string) (time.Duration, error) {
 	return time.Duration(n) * time.Second, nil
 }
 
-func checkCacheKey(k string) error {
-	if len(k) > maxCacheKeyLen {
-		return server.Errorf(server.EInvalid, "cache_key is %d bytes; the limit is %d", len(k), maxCacheKeyLen)
+func checkCacheKey(k string) error { return checkText("cache_key", k, maxCacheKeyLen) }
+
+// maxNameFilterLen bounds the name and prefix filters of the list: the
+// store holds no longer file name.
+const maxNameFilterLen = 1024
+
+// checkText checks a text field: at most max bytes of UTF-8 without
+// control characters.
+func checkText(field, v string, max int) error {
+	if len(v) > max {
+		return server.Errorf(server.EInvalid, "%s is %d bytes; the limit is %d", field, len(v), max)
 	}
-	if strings.ContainsFunc(k, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		return server.Errorf(server.EInvalid, "cache_key contains control characters")
+	if strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return server.Errorf(server.EInvalid, "%s contains control characters", field)
 	}
 	// The store refuses it too, but only after the body was stored.
-	if !utf8.ValidString(k) {
-		return server.Errorf(server.EInvalid, "cache_key is not valid UTF-8")
+	if !utf8.ValidString(v) {
+		return server.Errorf(server.EInvalid, "%s is not valid UTF-8", field)
 	}
 	return nil
 }
@@ -423,34 +431,46 @@ func (c *capReader) err() error {
 	return nil
 }
 
-// handleList answers GET /api/storage/assets?limit=&cursor=&cache_key=&pipeline_id=:
-// the account's assets newest first, narrowed to an exact cache key
-// and/or a pipeline when asked.
+// handleList answers GET /api/storage/assets?limit=&cursor=&cache_key=&pipeline_id=&name=&prefix=:
+// the account's assets newest first, narrowed to an exact cache key, a
+// pipeline, an exact file name and/or a file name prefix when asked.
 func (s *Server) handleList(w http.ResponseWriter, r *http.Request, acct server.Account) {
 	q := r.URL.Query()
 	for name, vs := range q {
 		switch name {
-		case "limit", "cursor", "cache_key", "pipeline_id":
+		case "limit", "cursor", "cache_key", "pipeline_id", "name", "prefix":
 			if len(vs) > 1 {
 				s.writeError(w, r, server.Errorf(server.EInvalid, "query parameter %s appears %d times; give it once", shortName(name), len(vs)))
 				return
 			}
 		default:
-			s.writeError(w, r, server.Errorf(server.EInvalid, "unknown query parameter %s: the list takes limit, cursor, cache_key and pipeline_id", shortName(name)))
+			s.writeError(w, r, server.Errorf(server.EInvalid, "unknown query parameter %s: the list takes limit, cursor, cache_key, pipeline_id, name and prefix", shortName(name)))
 			return
 		}
 	}
 	var f server.AssetFilter
-	if vs, ok := q["cache_key"]; ok {
+	for _, p := range []struct {
+		param, what string
+		max         int
+		to          *string
+	}{
+		{"cache_key", "the cache key to look up", maxCacheKeyLen, &f.CacheKey},
+		{"name", "the file name to look up", maxNameFilterLen, &f.Name},
+		{"prefix", "the beginning of the file names to list", maxNameFilterLen, &f.NamePrefix},
+	} {
+		vs, ok := q[p.param]
+		if !ok {
+			continue
+		}
 		if vs[0] == "" {
-			s.writeError(w, r, server.Errorf(server.EInvalid, "cache_key is empty: give the cache key to look up, or leave the parameter out to list everything"))
+			s.writeError(w, r, server.Errorf(server.EInvalid, "%s is empty: give %s, or leave the parameter out to list everything", p.param, p.what))
 			return
 		}
-		if err := checkCacheKey(vs[0]); err != nil {
+		if err := checkText(p.param, vs[0], p.max); err != nil {
 			s.writeError(w, r, err)
 			return
 		}
-		f.CacheKey = vs[0]
+		*p.to = vs[0]
 	}
 	if vs, ok := q["pipeline_id"]; ok {
 		p, err := server.NormalizePipelineID(vs[0])

@@ -525,13 +525,17 @@ ORDER BY created_at DESC, id DESC LIMIT 1`), accountID, id))
 // id); a malformed one is EInvalid. Keyset pagination: assets added or
 // deleted between pages never make a page repeat or skip another asset.
 // A filter by cache key or pipeline is served by the indexes of migration
-// 0011 (account, value, created_at, id).
+// 0011 (account, value, created_at, id), one by name or name prefix by
+// that of migration 0013 (account, filename, created_at, id).
 func (s *Store) ListAssets(ctx context.Context, accountID string, f server.AssetFilter, cursor string, limit int) (server.AssetPage, error) {
 	if limit < minListLimit || limit > maxListLimit {
 		return server.AssetPage{}, server.Errorf(server.EInvalid, "limit must be between %d and %d, got %d", minListLimit, maxListLimit, limit)
 	}
 	if !validText(f.CacheKey, maxCacheKeyLen) {
 		return server.AssetPage{}, server.Errorf(server.EInvalid, "cache key must be at most %d bytes of UTF-8 without NUL", maxCacheKeyLen)
+	}
+	if !validText(f.Name, maxFilenameLen) || !validText(f.NamePrefix, maxFilenameLen) {
+		return server.AssetPage{}, server.Errorf(server.EInvalid, "file name must be at most %d bytes of UTF-8 without NUL", maxFilenameLen)
 	}
 	pipeline, err := server.NormalizePipelineID(f.PipelineID)
 	if err != nil {
@@ -540,7 +544,8 @@ func (s *Store) ListAssets(ctx context.Context, accountID string, f server.Asset
 	if !validKey(accountID) {
 		return server.AssetPage{Assets: []server.Asset{}}, nil
 	}
-	cond, args := assetFilterSQL(accountID, f.CacheKey, pipeline)
+	f.PipelineID = pipeline
+	cond, args := s.assetFilterSQL(accountID, f)
 	query := `SELECT ` + assetCols + ` FROM agentcache_assets WHERE ` + cond
 	if cursor != "" {
 		at, id, err := decodeCursor(cursor)
@@ -577,19 +582,66 @@ func (s *Store) ListAssets(ctx context.Context, accountID string, f server.Asset
 }
 
 // assetFilterSQL is the WHERE condition of a listing of accountID's
-// assets with that cache key and pipeline id (each "" for any) and its
-// arguments: the leading columns of the indexes of migration 0011.
-func assetFilterSQL(accountID, cacheKey, pipelineID string) (string, []any) {
+// assets matching f (its pipeline id in canonical form; each field "" for
+// any) and its arguments: the leading columns of the indexes of
+// migrations 0011 and 0013.
+//
+// A name prefix is a range of the byte order, [prefix, successor), where
+// the successor is the prefix with its last character incremented: every
+// string of valid UTF-8 in that range begins with the prefix, and both
+// bounds are valid UTF-8. SQLite compares text byte by byte (BINARY);
+// PostgreSQL's ~>=~ and ~<~ do whatever the database's collation, and
+// are served by the text_pattern_ops index of migration 0013. No LIKE:
+// its wildcards would need escaping, SQLite's is case-insensitive, and a
+// bound pattern gives PostgreSQL's generic plans no index range.
+func (s *Store) assetFilterSQL(accountID string, f server.AssetFilter) (string, []any) {
 	cond, args := `account_id = ?`, []any{accountID}
-	if cacheKey != "" {
+	if f.CacheKey != "" {
 		cond += ` AND cache_key = ?`
-		args = append(args, cacheKey)
+		args = append(args, f.CacheKey)
 	}
-	if pipelineID != "" {
+	if f.PipelineID != "" {
 		cond += ` AND agentcache_pipeline_id = ?`
-		args = append(args, pipelineID)
+		args = append(args, f.PipelineID)
+	}
+	if f.Name != "" {
+		cond += ` AND filename = ?`
+		args = append(args, f.Name)
+	}
+	if f.NamePrefix != "" {
+		ge, lt := ">=", "<"
+		if s.dialect == Postgres {
+			ge, lt = "~>=~", "~<~"
+		}
+		cond += ` AND filename ` + ge + ` ?`
+		args = append(args, f.NamePrefix)
+		if next, ok := prefixSuccessor(f.NamePrefix); ok {
+			cond += ` AND filename ` + lt + ` ?`
+			args = append(args, next)
+		}
 	}
 	return cond, args
+}
+
+// prefixSuccessor returns the least string of valid UTF-8 greater, in
+// byte order, than every string that begins with p: p with its last
+// character replaced by the next one (skipping surrogates), dropping
+// trailing U+10FFFF characters. ok is false when there is none (p is
+// all U+10FFFF): every string from p on begins with it.
+func prefixSuccessor(p string) (string, bool) {
+	for p != "" {
+		r, n := utf8.DecodeLastRuneInString(p)
+		p = p[:len(p)-n]
+		if r == utf8.MaxRune {
+			continue
+		}
+		r++
+		if r == 0xD800 {
+			r = 0xE000
+		}
+		return p + string(r), true
+	}
+	return "", false
 }
 
 // encodeCursor makes the cursor of the page after the asset (at, id).

@@ -15,6 +15,8 @@ var assetLookupTests = []storeTest{
 	{"ListAssetsByPipeline", testListAssetsByPipeline},
 	{"AssetPipelineID", testAssetPipelineID},
 	{"SessionPipelineID", testSessionPipelineID},
+	{"ListAssetsByName", testListAssetsByName},
+	{"ListAssetsByNamePrefix", testListAssetsByNamePrefix},
 }
 
 const (
@@ -172,6 +174,76 @@ func testListAssetsByPipeline(t *testing.T, s server.Store) {
 		_, err := s.ListAssets(ctxFor(t), a.ID, server.AssetFilter{PipelineID: bad}, "", 10)
 		wantCode(t, err, server.EInvalid)
 	}
+}
+
+// namedUploads records one asset of a per name in names, in order (so
+// the last is the newest), and one of b per name.
+func namedUploads(t *testing.T, s server.Store, a, b server.Account, names []string) {
+	t.Helper()
+	for i, name := range names {
+		mustUpload(t, s, a, "named "+randHex(4)+string(rune('a'+i)), "", func(n *server.NewAsset) { n.Filename = name })
+		mustUpload(t, s, b, "theirs "+randHex(4)+string(rune('a'+i)), "", func(n *server.NewAsset) { n.Filename = name })
+	}
+}
+
+// Issue 20: the command line resolves a name given where an id is
+// expected: an exact match, byte for byte, newest first, of the account's
+// assets only.
+func testListAssetsByName(t *testing.T, s server.Store) {
+	a := mustCreate(t, s, "pro")
+	b := mustCreate(t, s, "pro")
+	names := []string{"photos/sub/q.jpg", "big.bin", "photos/sub/q.jpg", "Photos/sub/q.jpg", "photos/sub/q.jpg ", "photos/sub/q.jpg.bak", "photos/sub/q.jpg"}
+	namedUploads(t, s, a, b, names)
+	for _, name := range []string{"photos/sub/q.jpg", "big.bin", "Photos/sub/q.jpg"} {
+		want := wantIDs(t, s, a.ID, func(x server.Asset) bool { return x.Filename == name })
+		for _, limit := range []int{1, 2, 1000} {
+			if got := listIDs(t, s, a.ID, server.AssetFilter{Name: name}, limit); !sameIDs(got, want) || len(got) == 0 {
+				t.Fatalf("ListAssets(name %q, limit %d) = %v, want (exact match, newest first) %v", name, limit, got, want)
+			}
+		}
+	}
+	if got := listIDs(t, s, a.ID, server.AssetFilter{Name: "photos/sub/q.jpg"}, 10); len(got) != 3 {
+		t.Fatalf("ListAssets(name) = %v, want the 3 versions", got)
+	}
+	for _, other := range []string{"q.jpg", "photos/sub", "PHOTOS/SUB/Q.JPG", "photos/sub/q.jp", "photos/sub/_.jpg", "photos/sub/%"} {
+		if got := listIDs(t, s, a.ID, server.AssetFilter{Name: other}, 10); len(got) != 0 {
+			t.Errorf("ListAssets(name %q) = %v, want none", other, got)
+		}
+	}
+	_, err := s.ListAssets(ctxFor(t), a.ID, server.AssetFilter{Name: strings.Repeat("n", 1025)}, "", 10)
+	wantCode(t, err, server.EInvalid)
+	_, err = s.ListAssets(ctxFor(t), a.ID, server.AssetFilter{Name: "bad\x00name"}, "", 10)
+	wantCode(t, err, server.EInvalid)
+}
+
+// Issue 20: `jetty ls photos/` lists the names that begin with a prefix:
+// byte for byte (no case folding, no wildcards), at any depth.
+func testListAssetsByNamePrefix(t *testing.T, s server.Store) {
+	a := mustCreate(t, s, "pro")
+	b := mustCreate(t, s, "pro")
+	names := []string{
+		"photos/a.jpg", "photos/sub/q.jpg", "photos", "photos0", "photos.txt", "Photos/x.jpg",
+		"photosé/y.jpg", "photos/é.jpg", "ph%tos/z.jpg", "ph_tos/z.jpg", "pho\U0010fffftos", "pho\U0010ffff\U0010ffff", "pho\U0010ffff",
+		"photos/", "x/photos/a.jpg",
+	}
+	namedUploads(t, s, a, b, names)
+	for _, prefix := range []string{"photos/", "photos", "photos/sub/", "ph%", "ph_", "pho\U0010ffff", "pho\U0010ffff\U0010ffff", "p", "Photos/", "photosé", "nothing", "photos/sub/q.jpg"} {
+		want := wantIDs(t, s, a.ID, func(x server.Asset) bool { return strings.HasPrefix(x.Filename, prefix) })
+		for _, limit := range []int{1, 3, 1000} {
+			if got := listIDs(t, s, a.ID, server.AssetFilter{NamePrefix: prefix}, limit); !sameIDs(got, want) {
+				t.Fatalf("ListAssets(prefix %q, limit %d) = %v\nwant (newest first) %v", prefix, limit, got, want)
+			}
+		}
+	}
+	if got := listIDs(t, s, a.ID, server.AssetFilter{NamePrefix: "photos/"}, 10); len(got) != 4 {
+		t.Fatalf("ListAssets(prefix photos/) = %v, want 4", got)
+	}
+	// With the exact name too, both must match.
+	if got := listIDs(t, s, a.ID, server.AssetFilter{NamePrefix: "photos/", Name: "photos0"}, 10); len(got) != 0 {
+		t.Fatalf("ListAssets(prefix photos/, name photos0) = %v, want none", got)
+	}
+	_, err := s.ListAssets(ctxFor(t), a.ID, server.AssetFilter{NamePrefix: "bad\xffprefix"}, "", 10)
+	wantCode(t, err, server.EInvalid)
 }
 
 func testAssetPipelineID(t *testing.T, s server.Store) {

@@ -1,0 +1,9 @@
+-- Lookups of assets by file name (issue 20): the command line resolves a
+-- name given where an id is expected (GET /api/storage/assets?name=N) and
+-- `jetty ls photos/` lists the names under a prefix (?prefix=P, a range
+-- of the byte order: ~>=~ and ~<~). Both list an account's assets newest
+-- first, so the index leads with the account and the name and ends in the
+-- listing's order (keyset pagination). text_pattern_ops compares bytes
+-- whatever the database's collation, so the one index serves the exact
+-- name (=) and the prefix range.
+CREATE INDEX idx_assets_account_filename ON agentcache_assets(account_id, filename text_pattern_ops, created_at DESC, id DESC);
