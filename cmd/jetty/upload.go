@@ -186,6 +186,7 @@ func (o *UploadOptions) parseFlags() error {
 // uploadJob is one file (or stdin) to upload.
 type uploadJob struct {
 	path  string // as given or found by the walk; "-" for stdin
+	name  string // the name to store, for a file found in a directory ("" otherwise: its base name)
 	size  int64  // -1 for stdin
 	err   error  // the walk could not read it
 	stdin bool
@@ -417,6 +418,9 @@ func uploadOne(ctx context.Context, ec *engine.Client, sel engine.EdgeSelector, 
 	if opts.BWLimit > 0 {
 		eo.BandwidthLimit = max(opts.BWLimit*int64(workers)/int64(budget), 1)
 	}
+	if eo.Name == "" {
+		eo.Name = j.name
+	}
 	name := j.path
 	if j.stdin {
 		name = opts.Name
@@ -579,7 +583,7 @@ func collectUploads(paths []string) ([]uploadJob, []string) {
 				jobs = append(jobs, uploadJob{path: path, err: err})
 				return nil
 			}
-			jobs = append(jobs, uploadJob{path: path, size: info.Size()})
+			jobs = append(jobs, uploadJob{path: path, name: dirUploadName(root, path), size: info.Size()})
 			return nil
 		})
 		if err != nil {
@@ -587,4 +591,22 @@ func collectUploads(paths []string) ([]uploadJob, []string) {
 		}
 	}
 	return jobs, notes
+}
+
+// dirUploadName is the name a file found in the directory root is stored
+// under: its path from root's parent, the directory's own name included,
+// with / between the elements on every OS (photos/sub/q.jpg for
+// photos/sub/q.jpg found in ./photos or ./photos/; for ".", the current
+// directory's name). A root with no name of its own (/) adds none.
+func dirUploadName(root, path string) string {
+	rel, err := filepath.Rel(root, path)
+	if err != nil {
+		return "" // stored under its base name
+	}
+	if abs, err := filepath.Abs(root); err == nil {
+		if top := filepath.Base(abs); top != "." && top != "/" && top != string(filepath.Separator) {
+			rel = filepath.Join(top, rel)
+		}
+	}
+	return filepath.ToSlash(rel)
 }
