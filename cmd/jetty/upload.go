@@ -75,7 +75,10 @@ of several chunks is verified chunk by chunk only: its --json result says
 
 PATH may be a file, a directory (uploaded recursively: regular files only,
 symbolic links inside it are skipped, not followed) or - for stdin (needs
---name). All the files of one command share one budget of --workers chunk
+--name). A file found in a directory keeps its folders: it is stored under
+its path from the directory's parent, with / on every OS (jetty upload
+./photos stores photos/sub/q.jpg); a file named on the command line is
+stored under its base name, or --name. All the files of one command share one budget of --workers chunk
 uploads: small files go several at a time, a big file gets all the workers.
 
 An interrupted upload (Ctrl-C, crash, network loss) resumes where it
@@ -86,6 +89,11 @@ by a local index without reading it, and nothing is sent; other content is
 found when the upload completes (the copy sent is dropped), or before any
 byte is sent with --hash-first. --json says which ("dedup_at": "open" or
 "complete", "index": "hit", "miss", ...).
+
+The same file uploaded again (same name, content, --cache-key and
+--pipeline-id) is the same entry: jetty ls shows one row, the existing id
+is returned and --json says "deduplicated": true. Other content under the
+same name is a new version: a new row, the older ones marked in jetty ls.
 
 A progress bar is drawn on stderr when it is a terminal; otherwise a plain
 progress line is printed every few seconds. --json prints one JSON object

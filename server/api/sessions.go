@@ -221,7 +221,7 @@ func (s *Server) handleOpenSession(w http.ResponseWriter, r *http.Request, acct 
 		// completion died with its server): resume it. Only the same chunk
 		// list resumes; a session that declared the same whole-file hash
 		// for other chunks is not this upload's.
-		if existing, err := s.resumableSession(ctx, acct.ID, m); err == nil {
+		if existing, err := s.resumableSession(ctx, acct.ID, m, req.CacheKey, pipeline); err == nil {
 			body, err := s.sessionBody(ctx, r, existing, t)
 			if err != nil {
 				s.writeError(w, r, err)
@@ -413,11 +413,16 @@ func (s *Server) heldContent(ctx context.Context, accountID string, m *protocol.
 }
 
 // resumableSession finds a session of the account that can take this
-// upload on: the same size and whole-file hash, and the same chunk list.
-func (s *Server) resumableSession(ctx context.Context, accountID string, m *protocol.Manifest) (server.UploadSession, error) {
+// upload on: the same size and whole-file hash, and the same chunk list,
+// for the same entry (file name, cache key and pipeline: the same file
+// under another name is another file, with a row of its own).
+func (s *Server) resumableSession(ctx context.Context, accountID string, m *protocol.Manifest, cacheKey, pipeline string) (server.UploadSession, error) {
 	sess, err := s.store.OpenSessionFor(ctx, accountID, m.SHA256, m.Size, s.now())
 	if err != nil {
 		return sess, err
+	}
+	if sess.Filename != server.CleanPath(m.Name) || sess.CacheKey != cacheKey || sess.PipelineID != pipeline {
+		return sess, server.Errorf(server.ENotFound, "no resumable session for this name")
 	}
 	theirs, err := s.manifests.get(sess)
 	if err != nil {
