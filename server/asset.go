@@ -125,6 +125,12 @@ type AssetStore interface {
 	//     reservation is committed with 0 bytes, and n.ObjectKey becomes
 	//     garbage due now: deduplicated is true and the caller should
 	//     delete that object and call ObjectCollected;
+	//     When that object already has an asset of the same entry (the
+	//     same Filename, SHA256, CacheKey and PipelineID), no asset is
+	//     added: that asset is returned (its expiry becomes the later of
+	//     the two, none when either has none) and the reference taken is
+	//     given back; the reservation, garbage and session are handled
+	//     as for any deduplicated upload;
 	//   - otherwise n.ObjectKey becomes the account's object for that
 	//     content id and the reservation is committed with n.Size bytes.
 	// With n.SessionID set, that session of the account moves from
@@ -136,8 +142,9 @@ type AssetStore interface {
 	CreateAsset(ctx context.Context, n NewAsset, reservationID string) (a Asset, deduplicated bool, err error)
 
 	// LinkAsset records a new asset for content the account already holds
-	// (an upload answered by deduplication before any byte moved). It
-	// fails with ENotFound when the account has no object with n.ContentID.
+	// (an upload answered by deduplication before any byte moved), or
+	// returns the asset of the same entry as CreateAsset does. It fails
+	// with ENotFound when the account has no object with n.ContentID.
 	LinkAsset(ctx context.Context, n NewAsset) (Asset, error)
 
 	// AssetByID returns an asset of accountID; another account's asset is

@@ -25,6 +25,17 @@ func CleanFilename(name string) string {
 	if i := strings.LastIndexAny(name, `/\`); i >= 0 {
 		name = name[i+1:]
 	}
+	if name = cleanElement(name); name == "" {
+		return "upload"
+	}
+	return name
+}
+
+// cleanElement cleans one path element of valid UTF-8 without
+// separators: control and format characters removed, surrounding spaces
+// and dots trimmed, at most MaxFilenameLen bytes (keeping a short
+// extension). It returns "" when nothing is left.
+func cleanElement(name string) string {
 	name = strings.Map(func(r rune) rune {
 		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
 			return -1
@@ -40,10 +51,63 @@ func CleanFilename(name string) string {
 		// Trim again: the cut may leave spaces or dots at the end.
 		name = strings.TrimRight(truncateUTF8(name[:len(name)-len(ext)], MaxFilenameLen-len(ext)), " .") + ext
 	}
-	if name == "" {
+	return name
+}
+
+// Bounds of a stored name that keeps its folders (CleanPath).
+const (
+	// MaxPathLen bounds the whole relative path, in bytes.
+	MaxPathLen = 1024
+	// MaxPathSegments bounds its elements (folders and the file name).
+	MaxPathSegments = 32
+)
+
+// CleanPath turns whatever name a client sent into a safe relative path
+// of '/'-separated elements, so that a file uploaded from a folder keeps
+// its place in it ("photos/sub/q.jpg"): both / and \ separate; empty,
+// "." and ".." elements are dropped (so a ".." never survives and an
+// absolute path becomes relative: "/etc/passwd" is "etc/passwd",
+// "../../x" is "x"); a leading Windows drive ("C:") is dropped; every
+// element is cleaned as CleanFilename cleans a name (controls and format
+// characters removed, spaces and dots trimmed, at most MaxFilenameLen
+// bytes), and elements left empty are dropped. A path of more than
+// MaxPathSegments elements or MaxPathLen bytes keeps its last elements
+// (the file name always survives). A name with nothing left is "upload".
+// The result never starts or ends with '/', never holds "//", a '\', a
+// "." or ".." element, and cleaning it again changes nothing.
+func CleanPath(name string) string {
+	name = strings.ToValidUTF8(name, "\uFFFD")
+	raw := strings.FieldsFunc(name, func(r rune) bool { return r == '/' || r == '\\' })
+	segs := make([]string, 0, len(raw))
+	for _, r := range raw {
+		if c := cleanElement(r); c != "" {
+			segs = append(segs, c)
+		}
+	}
+	if len(segs) == 0 {
 		return "upload"
 	}
-	return name
+	if len(segs) > MaxPathSegments {
+		segs = segs[len(segs)-MaxPathSegments:]
+	}
+	n := len(segs) - 1 // the separators
+	for _, s := range segs {
+		n += len(s)
+	}
+	for n > MaxPathLen && len(segs) > 1 {
+		n -= len(segs[0]) + 1
+		segs = segs[1:]
+	}
+	// Last, so that what is left never starts with a drive either.
+	for len(segs) > 1 && isDrive(segs[0]) {
+		segs = segs[1:]
+	}
+	return strings.Join(segs, "/")
+}
+
+// isDrive reports whether s is a Windows drive ("C:").
+func isDrive(s string) bool {
+	return len(s) == 2 && s[1] == ':' && (s[0] >= 'a' && s[0] <= 'z' || s[0] >= 'A' && s[0] <= 'Z')
 }
 
 func truncateUTF8(s string, n int) string {

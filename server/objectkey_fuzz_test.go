@@ -2,6 +2,7 @@ package server
 
 import (
 	"path"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -50,6 +51,7 @@ func FuzzCleanFilenameProperties(f *testing.F) {
 		"a\x00b.txt", "line\r\nbreak.txt", "\x1b[2Jclear", "\xff\xfe", "ok\xc3", "evil\u202egnp.exe",
 		"a\uff0fb", "..", "...", " . . ", "", strings.Repeat("x", 10<<10), strings.Repeat("é", 300) + ".mp4",
 		"x" + strings.Repeat(" ", 300) + "y", strings.Repeat("a", 254) + ". b", "\u2028\u2029", "a..b",
+		`a\..\b`, "a//b", "./a", "/abs/x", "photos/sub/q.jpg", ". . /..",
 	} {
 		f.Add(s)
 	}
@@ -113,6 +115,64 @@ func FuzzObjectKey(f *testing.F) {
 		}
 		if !last.MatchString(rest) || !strings.HasSuffix(rest, keyExt(filename)) {
 			t.Fatalf("key %q: unexpected last element", key)
+		}
+	})
+}
+
+// checkCleanPath fails t unless c is what CleanPath may return: valid
+// UTF-8 of 1..MaxPathLen bytes, 1..MaxPathSegments elements separated by
+// single '/', each of them a clean name (checkCleanName: no "." or "..",
+// no '\'), relative and lexically local, already in canonical form, not
+// starting with a Windows drive unless it is the only element.
+func checkCleanPath(t *testing.T, in, c string) {
+	t.Helper()
+	bad := func(why string) { t.Fatalf("CleanPath(%q) = %q: %s", in, c, why) }
+	switch {
+	case c == "" || len(c) > MaxPathLen:
+		bad("length outside 1..MaxPathLen")
+	case !utf8.ValidString(c):
+		bad("invalid UTF-8")
+	case strings.Contains(c, `\`):
+		bad("contains a backslash")
+	case path.IsAbs(c) || strings.HasSuffix(c, "/") || strings.Contains(c, "//"):
+		bad("absolute, or an empty element")
+	case path.Clean(c) != c || !filepath.IsLocal(c):
+		bad("not a canonical local path")
+	}
+	els := strings.Split(c, "/")
+	if len(els) > MaxPathSegments {
+		bad("too many elements")
+	}
+	if len(els) > 1 && isDrive(els[0]) {
+		bad("starts with a drive")
+	}
+	for _, e := range els {
+		checkCleanName(t, in, e)
+	}
+}
+
+// FuzzCleanPathProperties: whatever a client sends, the stored path is
+// safe (checkCleanPath), cleaning it again changes nothing, its last
+// element is what CleanFilename makes of the name's last non-empty
+// element when one survives, and a path that is already clean is kept.
+func FuzzCleanPathProperties(f *testing.F) {
+	for _, s := range []string{
+		"photos/sub/q.jpg", "../../etc/passwd", `..\..\x`, "/etc/shadow", "/abs/x", `C:\x`, `C:\Windows\system32\cmd.exe`,
+		`a\..\b`, "a//b", "./a", "..", "...", ". . /..", "", "////", `\\server\share\f.txt`, "C:", "C:/C:/x", "./C:/y",
+		"a/\x00/b", "a/..\x00/b", "dir/", "evil\u202e/gnp.exe", "a\uff0fb", strings.Repeat("d/", 100) + "f",
+		strings.Repeat(strings.Repeat("x", 250)+"/", 10) + "f.txt", strings.Repeat("é", 300) + "/x.mp4", "a/ . /b",
+		"\xff/\xfe", "x/" + strings.Repeat("C:/", 40) + "y",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		c := CleanPath(s)
+		checkCleanPath(t, s, c)
+		if again := CleanPath(c); again != c {
+			t.Fatalf("not idempotent: CleanPath(%q) = %q, then %q", s, c, again)
+		}
+		if n := CleanFilename(s); !strings.ContainsAny(s, `/\`) && c != n {
+			t.Fatalf("a name without separators: CleanPath(%q) = %q, CleanFilename = %q", s, c, n)
 		}
 	})
 }

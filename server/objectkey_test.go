@@ -67,3 +67,51 @@ func TestNewObjectKey(t *testing.T) {
 		t.Fatalf("bad user id accepted: %v", err)
 	}
 }
+
+func TestCleanPath(t *testing.T) {
+	cases := map[string]string{
+		"photos/sub/q.jpg":                     "photos/sub/q.jpg",
+		`photos\sub\q.jpg`:                     "photos/sub/q.jpg",
+		"q.jpg":                                "q.jpg",
+		"../../etc/passwd":                     "etc/passwd",
+		`..\..\boot.ini`:                       "boot.ini",
+		"/abs/x":                               "abs/x",
+		`a\..\b`:                               "a/b",
+		"a//b":                                 "a/b",
+		"./a":                                  "a",
+		"a/./b/":                               "a/b",
+		"..":                                   "upload",
+		"....":                                 "upload",
+		". . /../ .. /":                        "upload",
+		"":                                     "upload",
+		"/":                                    "upload",
+		`C:\Users\x\evil.txt`:                  "Users/x/evil.txt",
+		"C:":                                   "C:",
+		"C:/C:/x":                              "x",
+		`\\server\share\f.txt`:                 "server/share/f.txt",
+		"a/\x00/b\r\n.txt":                     "a/b.txt",
+		" dir /  .hidden ":                     "dir/hidden",
+		"dir\u202e/x\u200b.txt":                "dir/x.txt",
+		"a\uff0fb":                             "a\uff0fb", // a fullwidth solidus is no separator
+		"\xff/\xfe":                            "\uFFFD/\uFFFD",
+		strings.Repeat("d/", 40) + "f":         strings.Repeat("d/", MaxPathSegments-1) + "f",
+		"résumé/2024/cv.doc":                   "résumé/2024/cv.doc",
+		"x/" + strings.Repeat("C:/", 40) + "y": "y",
+	}
+	for in, want := range cases {
+		if got := CleanPath(in); got != want {
+			t.Errorf("CleanPath(%q) = %q, want %q", in, got, want)
+		}
+	}
+	// Too long as a whole: the leading folders go, the name stays.
+	seg := strings.Repeat("x", 250)
+	long := strings.Repeat(seg+"/", 10) + "f.txt"
+	got := CleanPath(long)
+	if len(got) > MaxPathLen || !strings.HasSuffix(got, "/f.txt") || strings.Count(got, "/") != 4 { // 4 × 251 + 5 bytes
+		t.Fatalf("long path cleaned to %d bytes, %d folders", len(got), strings.Count(got, "/"))
+	}
+	// A long last element is cut as CleanFilename cuts it.
+	if got, want := CleanPath("dir/"+strings.Repeat("é", 2000)+".mp4"), "dir/"+CleanFilename(strings.Repeat("é", 2000)+".mp4"); got != want {
+		t.Fatalf("long name in a folder: %q, want %q", got, want)
+	}
+}

@@ -64,7 +64,8 @@ fetched twice.
 
 Without -o the file is written to the current directory under the stored
 name, made safe for the local file system (no path separators, no "..",
-no control or reserved characters or device names). -o DIR/ writes into a
+no control or reserved characters or device names): a file stored as
+photos/sub/q.jpg is written as q.jpg, and no folder is created. -o DIR/ writes into a
 directory, -o PATH to that path. An existing file is only replaced with
 --force (the name is replaced: a symbolic link there is not followed).
 

@@ -33,7 +33,12 @@ func NewCmdLs(f *Factory, runF func(*LsOptions) error) *cobra.Command {
 		Use:   "ls [PREFIX | 'GLOB']",
 		Short: "List your stored files, newest first",
 		Long: `List your stored files, newest first, with their ids, sizes, upload times,
-SHA-256 and names (sizes in IEC units: KiB, MiB, GiB).
+SHA-256 and names.
+
+NAME is the name a file was stored under, with the folders of a directory
+upload (photos/sub/q.jpg). The same file uploaded again under the same name
+is one entry; other content under the same name is a new version, and the
+older rows are marked "(older)".
 
 With an argument, only some names are listed. An argument with a glob
 character (*, ?, [...], or the \ that escapes one) is a glob matched
@@ -45,7 +50,12 @@ other argument is a prefix of the name, byte for byte: 'jetty ls
 photos/' lists everything under photos/ at any depth, 'jetty ls photo'
 also lists photo.jpg and photos.txt. The server filters by the prefix
 (for a glob, the part before its first wildcard); jetty matches the
-rest of a glob.`,
+rest of a glob.
+
+The last line adds up the sizes listed (IEC units: KiB, MiB, GiB) and, when
+files share content, what they take in storage: the account keeps each
+content once. For the whole, unfiltered list that is the used storage
+jetty quota shows.`,
 		Example: `  jetty ls
   jetty ls photos/
   jetty ls 'photos/*.jpg'
@@ -84,7 +94,7 @@ rest of a glob.`,
 		},
 	}
 	cmd.Flags().StringVar(&opts.Client.Server, "server", "", "server URL (default: JETTY_SERVER or the one you logged in to)")
-	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print a JSON array of assets")
+	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print a JSON array of files (\"older_version\": true on older versions)")
 	cmd.Flags().IntVar(&opts.Limit, "limit", 0, "list at most this many (default: all)")
 	cmd.Flags().StringVar(&opts.CacheKey, "cache-key", "", "only files recorded with exactly this cache key")
 	cmd.Flags().StringVar(&opts.PipelineID, "pipeline-id", "", "only files of this AgentCache pipeline (a UUID)")
@@ -112,11 +122,9 @@ func lsRun(ctx context.Context, opts *LsOptions) error {
 		assets = matchGlob(assets, opts.Pattern, opts.Limit)
 	}
 	out := opts.F.IO.Out
+	listed := markVersions(assets)
 	if opts.JSON {
-		if assets == nil {
-			assets = []protocol.Asset{}
-		}
-		return writeJSON(out, assets)
+		return writeJSON(out, listed)
 	}
 	if len(assets) == 0 && (filter != (engine.ListFilter{}) || opts.Pattern != "") {
 		fmt.Fprintln(out, "No files match.")
@@ -129,15 +137,40 @@ func lsRun(ctx context.Context, opts *LsOptions) error {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSIZE\tUPLOADED\tSHA-256\tNAME")
 	var total int64
-	for _, a := range assets {
+	older := 0
+	for _, a := range listed {
 		total += a.Size
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.12s\t%s\n", a.ID, units.HumanBytes(a.Size), a.CreatedAt.Local().Format("2006-01-02 15:04"), a.Hash, a.Filename)
+		name := a.Filename
+		if a.OlderVersion {
+			name += " (older)"
+			older++
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.12s\t%s\n", a.ID, units.HumanBytes(a.Size), a.CreatedAt.Local().Format("2006-01-02 15:04"), a.Hash, name)
 	}
 	tw.Flush()
+	fmt.Fprintln(out, lsSummary(len(assets), older, total, storedBytes(assets)))
+	return nil
+}
+
+// lsSummary is the line under the table: "3 files, 900 MiB (600 MiB
+// stored after deduplication)", the older versions counted when there
+// are any. The stored figure counts each content once, as `jetty quota`
+// does.
+func lsSummary(files, older int, total, stored int64) string {
 	noun := "files"
-	if len(assets) == 1 {
+	if files == 1 {
 		noun = "file"
 	}
-	fmt.Fprintf(out, "%d %s, %s\n", len(assets), noun, units.HumanBytes(total))
-	return nil
+	line := fmt.Sprintf("%d %s", files, noun)
+	switch {
+	case older == 1:
+		line += " (1 older version)"
+	case older > 1:
+		line += fmt.Sprintf(" (%d older versions)", older)
+	}
+	line += ", " + units.HumanBytes(total)
+	if stored != total {
+		line += fmt.Sprintf(" (%s stored after deduplication)", units.HumanBytes(stored))
+	}
+	return line
 }

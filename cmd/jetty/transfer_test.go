@@ -174,7 +174,8 @@ func TestUploadFileDirectoryStdin(t *testing.T) {
 	for _, l := range lines {
 		names[l.Asset.Filename] = true
 	}
-	if len(lines) != 4 || !names["a.txt"] || !names["b.txt"] || !names["c.txt"] || !names["big.bin"] {
+	// Stored under their paths from the directory's parent (issue 20).
+	if len(lines) != 4 || !names["tree/a.txt"] || !names["tree/sub/b.txt"] || !names["tree/sub/deeper/c.txt"] || !names["tree/big.bin"] {
 		t.Fatalf("directory upload: %d lines %v\n%s", len(lines), names, r.out)
 	}
 	if !strings.Contains(r.err, "skipping symbolic link") {

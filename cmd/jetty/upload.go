@@ -75,7 +75,10 @@ of several chunks is verified chunk by chunk only: its --json result says
 
 PATH may be a file, a directory (uploaded recursively: regular files only,
 symbolic links inside it are skipped, not followed) or - for stdin (needs
---name). All the files of one command share one budget of --workers chunk
+--name). A file found in a directory keeps its folders: it is stored under
+its path from the directory's parent, with / on every OS (jetty upload
+./photos stores photos/sub/q.jpg); a file named on the command line is
+stored under its base name, or --name. All the files of one command share one budget of --workers chunk
 uploads: small files go several at a time, a big file gets all the workers.
 
 An interrupted upload (Ctrl-C, crash, network loss) resumes where it
@@ -86,6 +89,11 @@ by a local index without reading it, and nothing is sent; other content is
 found when the upload completes (the copy sent is dropped), or before any
 byte is sent with --hash-first. --json says which ("dedup_at": "open" or
 "complete", "index": "hit", "miss", ...).
+
+The same file uploaded again (same name, content, --cache-key and
+--pipeline-id) is the same entry: jetty ls shows one row, the existing id
+is returned and --json says "deduplicated": true. Other content under the
+same name is a new version: a new row, the older ones marked in jetty ls.
 
 A progress bar is drawn on stderr when it is a terminal; otherwise a plain
 progress line is printed every few seconds. --json prints one JSON object
@@ -186,6 +194,7 @@ func (o *UploadOptions) parseFlags() error {
 // uploadJob is one file (or stdin) to upload.
 type uploadJob struct {
 	path  string // as given or found by the walk; "-" for stdin
+	name  string // the name to store, for a file found in a directory ("" otherwise: its base name)
 	size  int64  // -1 for stdin
 	err   error  // the walk could not read it
 	stdin bool
@@ -417,6 +426,9 @@ func uploadOne(ctx context.Context, ec *engine.Client, sel engine.EdgeSelector, 
 	if opts.BWLimit > 0 {
 		eo.BandwidthLimit = max(opts.BWLimit*int64(workers)/int64(budget), 1)
 	}
+	if eo.Name == "" {
+		eo.Name = j.name
+	}
 	name := j.path
 	if j.stdin {
 		name = opts.Name
@@ -579,7 +591,7 @@ func collectUploads(paths []string) ([]uploadJob, []string) {
 				jobs = append(jobs, uploadJob{path: path, err: err})
 				return nil
 			}
-			jobs = append(jobs, uploadJob{path: path, size: info.Size()})
+			jobs = append(jobs, uploadJob{path: path, name: dirUploadName(root, path), size: info.Size()})
 			return nil
 		})
 		if err != nil {
@@ -587,4 +599,22 @@ func collectUploads(paths []string) ([]uploadJob, []string) {
 		}
 	}
 	return jobs, notes
+}
+
+// dirUploadName is the name a file found in the directory root is stored
+// under: its path from root's parent, the directory's own name included,
+// with / between the elements on every OS (photos/sub/q.jpg for
+// photos/sub/q.jpg found in ./photos or ./photos/; for ".", the current
+// directory's name). A root with no name of its own (/) adds none.
+func dirUploadName(root, path string) string {
+	rel, err := filepath.Rel(root, path)
+	if err != nil {
+		return "" // stored under its base name
+	}
+	if abs, err := filepath.Abs(root); err == nil {
+		if top := filepath.Base(abs); top != "." && top != "/" && top != string(filepath.Separator) {
+			rel = filepath.Join(top, rel)
+		}
+	}
+	return filepath.ToSlash(rel)
 }

@@ -44,7 +44,10 @@ func TestLoadConcurrentIdentical(t *testing.T) {
 			for k := range copies {
 				wg.Go(func() {
 					time.Sleep(time.Duration(k) * 150 * time.Millisecond)
-					res[k], errs[k] = engine.UploadReader(ctx, c, g, g.n, fmt.Sprintf("same-%d-%d.bin", round, k),
+					// One name: the same file, so the copies share a
+					// session (the same content under another name is
+					// another file, with a session and an asset of its own).
+					res[k], errs[k] = engine.UploadReader(ctx, c, g, g.n, fmt.Sprintf("same-%d.bin", round),
 						engine.Options{ChunkSize: protocol.MinChunkSize, Workers: 2})
 				})
 			}

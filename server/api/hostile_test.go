@@ -22,18 +22,26 @@ import (
 )
 
 // hostileNames are file names a client may send. want, when set, is the
-// name the server must store; otherwise it is whatever CleanFilename
-// makes of what the server received (CleanFilename itself is fuzzed in
-// package server), and the stored name must be safe either way.
+// name the server must store; otherwise it is whatever CleanPath makes of
+// what the server received (CleanPath itself is fuzzed in package
+// server), and the stored name must be safe either way: a relative path
+// whose folders are kept, without "..", "." or empty elements.
 var hostileNames = []struct{ desc, name, want string }{
-	{"unix traversal", "../../etc/passwd", "passwd"},
+	{"unix traversal", "../../etc/passwd", "etc/passwd"},
 	{"windows traversal", `..\..\x`, "x"},
 	{"mixed traversal", `../..\..\boot.ini`, "boot.ini"},
-	{"absolute unix path", "/etc/passwd", "passwd"},
+	{"absolute unix path", "/etc/passwd", "etc/passwd"},
+	{"absolute path", "/abs/x", "abs/x"},
+	{"windows traversal inside", `a\..\b`, "a/b"},
+	{"double slash", "a//b", "a/b"},
+	{"dot slash", "./a", "a"},
+	{"folders kept", "photos/sub/q.jpg", "photos/sub/q.jpg"},
+	{"only traversal", "../../..", "upload"},
+	{"dots as folders", ". /.. /.../x", "x"},
 	{"windows drive", `C:\x`, "x"},
-	{"windows system path", `C:\Windows\System32\drivers\etc\hosts`, "hosts"},
-	{"UNC path", `\\server\share\f.txt`, "f.txt"},
-	{"trailing separator", "dir/", "upload"},
+	{"windows system path", `C:\Windows\System32\drivers\etc\hosts`, "Windows/System32/drivers/etc/hosts"},
+	{"UNC path", `\\server\share\f.txt`, "server/share/f.txt"},
+	{"trailing separator", "dir/", "dir"},
 	{"NUL", "a\x00b.txt", "ab.txt"},
 	{"NUL before extension", "movie.mp4\x00.exe", "movie.mp4.exe"},
 	{"CR LF", "line\r\nbreak.txt", "linebreak.txt"},
@@ -58,30 +66,37 @@ var hostileNames = []struct{ desc, name, want string }{
 
 var storedKey = regexp.MustCompile(`^users/([A-Za-z0-9_.-]+)/\d{13}-[a-z2-7]{12}(\.[a-z0-9]{1,10})?$`)
 
-// checkSafeName fails unless name is a safe stored file name: one
-// non-empty path element of valid UTF-8, at most MaxFilenameLen bytes,
-// without control or format characters.
+// checkSafeName fails unless name is a safe stored file name: a relative
+// path of valid UTF-8, at most MaxPathLen bytes, of at most
+// MaxPathSegments '/'-separated elements, each non-empty, at most
+// MaxFilenameLen bytes, not "." or "..", without '\', control or format
+// characters, leading or trailing spaces or dots.
 func checkSafeName(t *testing.T, what, name string) {
 	t.Helper()
 	switch {
-	case name == "" || len(name) > server.MaxFilenameLen:
+	case name == "" || len(name) > server.MaxPathLen:
 		t.Errorf("%s: stored name %q has %d bytes", what, name, len(name))
 	case !utf8.ValidString(name):
 		t.Errorf("%s: stored name %q is not UTF-8", what, name)
-	case strings.ContainsAny(name, `/\`) || name == "." || name == ".." || path.Base(name) != name:
-		t.Errorf("%s: stored name %q is a path", what, name)
+	case path.IsAbs(name) || path.Clean(name) != name || !filepath.IsLocal(name) || strings.Contains(name, `\`):
+		t.Errorf("%s: stored name %q is not a clean relative path", what, name)
+	case strings.Count(name, "/") >= server.MaxPathSegments:
+		t.Errorf("%s: stored name %q has too many folders", what, name)
 	case strings.ContainsFunc(name, func(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) }):
 		t.Errorf("%s: stored name %q has control or format characters", what, name)
-	case strings.Trim(name, " .") != name:
-		t.Errorf("%s: stored name %q starts or ends with a space or a dot", what, name)
+	}
+	for _, el := range strings.Split(name, "/") {
+		if el == "" || el == "." || el == ".." || len(el) > server.MaxFilenameLen || strings.Trim(el, " .") != el {
+			t.Errorf("%s: stored name %q has the element %q", what, name, el)
+		}
 	}
 }
 
 // checkAsset checks an asset the API returned for userID: the stored
 // name is want (and safe), the object key is users/{userID}/{ms}-{rand}
 // {.ext} and valid for the blob store; the asset reads back the same by
-// id, and downloads with a Content-Disposition that carries the name
-// percent-encoded.
+// id, and downloads with a Content-Disposition that carries the file
+// name (the last element, never a folder) percent-encoded.
 func (e *env) checkAsset(t *testing.T, what, userID, key, secret string, asset map[string]any, want, content string) {
 	t.Helper()
 	name, _ := asset["filename"].(string)
@@ -103,7 +118,7 @@ func (e *env) checkAsset(t *testing.T, what, userID, key, secret string, asset m
 		t.Errorf("%s: download: %d, %d bytes", what, st, n)
 	}
 	cd := h.Get("Content-Disposition")
-	if cd != "attachment; filename*=UTF-8''"+url.PathEscape(name) || strings.ContainsFunc(cd, func(r rune) bool { return r < 0x20 || r >= 0x7f }) {
+	if cd != "attachment; filename*=UTF-8''"+url.PathEscape(path.Base(name)) || strings.Contains(cd, "/") || strings.ContainsFunc(cd, func(r rune) bool { return r < 0x20 || r >= 0x7f }) {
 		t.Errorf("%s: Content-Disposition %q", what, cd)
 	}
 }
@@ -212,7 +227,7 @@ func TestHostileNamesSingleRequest(t *testing.T) {
 				}
 				want := c.want
 				if want == "" {
-					want = server.CleanFilename(c.name)
+					want = server.CleanPath(c.name)
 				}
 				e.checkAsset(t, what, user, key, secret, r.asset, want, content)
 				stored++
@@ -226,13 +241,11 @@ func TestHostileNamesSingleRequest(t *testing.T) {
 				checkRefused(t, what, st, raw)
 				refused++
 			} else {
-				// mime/multipart hands out filepath.Base of the name (an
-				// empty name is "upload").
+				// The name as sent, folders kept (an empty name is
+				// "upload").
 				want := c.want
-				if base := filepath.Base(c.name); c.name == "" || base == "." {
-					want = "upload"
-				} else if want == "" || base != c.name {
-					want = server.CleanFilename(base)
+				if want == "" {
+					want = server.CleanPath(c.name)
 				}
 				e.checkAsset(t, what, user, key, secret, asset, want, content)
 				stored++
@@ -241,9 +254,11 @@ func TestHostileNamesSingleRequest(t *testing.T) {
 		// Quoted filename parameters, as browsers send them (a backslash
 		// not before a special character stays literal).
 		for i, q := range []struct{ param, want string }{
-			{`filename="../../etc/passwd"`, "passwd"},
-			{`filename="..\..\windows\win.ini"`, "win.ini"},
-			{`filename="C:\Users\x\evil.txt"`, "evil.txt"},
+			{`filename="../../etc/passwd"`, "etc/passwd"},
+			{`filename="..\..\windows\win.ini"`, "windows/win.ini"},
+			{`filename="C:\Users\x\evil.txt"`, "Users/x/evil.txt"},
+			{`filename="photos/sub/q.jpg"`, "photos/sub/q.jpg"},
+			{`filename="a//b/./c"`, "a/b/c"},
 			{`filename="\"quoted\".txt"`, `"quoted".txt`},
 			{`filename=""`, "upload"},
 			{`filename="..."`, "upload"},
@@ -358,7 +373,7 @@ func TestHostileNamesSessions(t *testing.T) {
 		stored, refused := 0, 0
 		for i, c := range hostileNames {
 			lit := jsonString(c.name)
-			want := server.CleanFilename(decodedName(t, lit))
+			want := server.CleanPath(decodedName(t, lit))
 			if c.want != "" && utf8.ValidString(c.name) {
 				want = c.want
 			}

@@ -105,7 +105,8 @@ func FuzzServerManifest(f *testing.F) {
 		} else if len(missing) != len(m.Chunks) {
 			t.Fatalf("nothing held, %d of %d chunks missing", len(missing), len(m.Chunks))
 		}
-		if name := server.CleanFilename(m.Name); name == "" || len(name) > server.MaxFilenameLen || strings.ContainsAny(name, "/\\\x00") || name == ".." {
+		if name := server.CleanPath(m.Name); name == "" || len(name) > server.MaxPathLen || strings.ContainsAny(name, "\\\x00") ||
+			strings.HasPrefix(name, "/") || name == ".." || strings.HasPrefix(name, "../") || strings.Contains(name, "/../") || strings.HasSuffix(name, "/..") {
 			t.Fatalf("manifest name %q cleaned to %q", m.Name, name)
 		}
 	})

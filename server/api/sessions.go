@@ -200,7 +200,7 @@ func (s *Server) handleOpenSession(w http.ResponseWriter, r *http.Request, acct 
 		// Content the account already holds: a new asset, no byte moves.
 		if a, err := s.heldContent(ctx, acct.ID, m); err == nil {
 			linked, err := s.store.LinkAsset(ctx, server.NewAsset{
-				AccountID: acct.ID, Bucket: a.Bucket, Filename: server.CleanFilename(m.Name),
+				AccountID: acct.ID, Bucket: a.Bucket, Filename: server.CleanPath(m.Name),
 				ContentType: req.ContentType, Size: m.Size, SHA256: m.SHA256, CacheKey: req.CacheKey,
 				PipelineID: pipeline, ExpiresAt: s.expiry(req.TTL), UploadedVia: "jettyspeed",
 				ContentID: a.ContentID, SHA256Verified: a.ContentID == m.SHA256,
@@ -221,7 +221,7 @@ func (s *Server) handleOpenSession(w http.ResponseWriter, r *http.Request, acct 
 		// completion died with its server): resume it. Only the same chunk
 		// list resumes; a session that declared the same whole-file hash
 		// for other chunks is not this upload's.
-		if existing, err := s.resumableSession(ctx, acct.ID, m); err == nil {
+		if existing, err := s.resumableSession(ctx, acct.ID, m, req.CacheKey, pipeline); err == nil {
 			body, err := s.sessionBody(ctx, r, existing, t)
 			if err != nil {
 				s.writeError(w, r, err)
@@ -236,7 +236,7 @@ func (s *Server) handleOpenSession(w http.ResponseWriter, r *http.Request, acct 
 		raw, _ := jsonMarshal(m)
 		sess.Manifest, sess.SHA256, sess.Size = raw, m.SHA256, m.Size
 		sess.ChunkSize, sess.ChunkCount = m.ChunkSize, len(m.Chunks)
-		sess.Filename = server.CleanFilename(m.Name)
+		sess.Filename = server.CleanPath(m.Name)
 		reserve = m.Size
 		if reserve > acct.StorageQuotaBytes()-acct.StorageUsedBytes-acct.StorageReservedBytes {
 			s.writeError(w, r, s.overQuota(ctx, reserve, acct))
@@ -253,7 +253,7 @@ func (s *Server) handleOpenSession(w http.ResponseWriter, r *http.Request, acct 
 			return
 		}
 		sess.Size, sess.ChunkSize = -1, cs
-		sess.Filename = server.CleanFilename(req.Stream.Name)
+		sess.Filename = server.CleanPath(req.Stream.Name)
 		if ref := req.Stream.Ref; ref != "" {
 			if !protocol.ValidClientRef(ref) {
 				s.writeError(w, r, server.Errorf(server.EInvalid, "stream ref must be 16..64 characters of A-Z, a-z, 0-9, '-' and '_'"))
@@ -413,11 +413,16 @@ func (s *Server) heldContent(ctx context.Context, accountID string, m *protocol.
 }
 
 // resumableSession finds a session of the account that can take this
-// upload on: the same size and whole-file hash, and the same chunk list.
-func (s *Server) resumableSession(ctx context.Context, accountID string, m *protocol.Manifest) (server.UploadSession, error) {
+// upload on: the same size and whole-file hash, and the same chunk list,
+// for the same entry (file name, cache key and pipeline: the same file
+// under another name is another file, with a row of its own).
+func (s *Server) resumableSession(ctx context.Context, accountID string, m *protocol.Manifest, cacheKey, pipeline string) (server.UploadSession, error) {
 	sess, err := s.store.OpenSessionFor(ctx, accountID, m.SHA256, m.Size, s.now())
 	if err != nil {
 		return sess, err
+	}
+	if sess.Filename != server.CleanPath(m.Name) || sess.CacheKey != cacheKey || sess.PipelineID != pipeline {
+		return sess, server.Errorf(server.ENotFound, "no resumable session for this name")
 	}
 	theirs, err := s.manifests.get(sess)
 	if err != nil {

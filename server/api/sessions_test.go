@@ -205,10 +205,16 @@ func TestSessionFlow(t *testing.T) {
 		if a := e.account("usr_sess"); a.StorageUsedBytes != m.Size || a.StorageReservedBytes != 0 {
 			t.Fatalf("after complete: used %d reserved %d", a.StorageUsedBytes, a.StorageReservedBytes)
 		}
-		// The same content again: an asset at once, no session, no quota.
+		// The same file again: the same asset at once, no session, no quota.
 		d := e.open(key, secret, m)
-		if d.status != 200 || !d.Deduplicated || d.Session != nil || d.Asset["hash"] != m.SHA256 || d.Asset["id"] == c.Asset["id"] {
+		if d.status != 200 || !d.Deduplicated || d.Session != nil || d.Asset["hash"] != m.SHA256 || d.Asset["id"] != c.Asset["id"] {
 			t.Fatalf("dedup open: %d %s", d.status, d.raw)
+		}
+		// The same content under another name: an asset of its own.
+		renamed := m
+		renamed.Name = "copy of " + m.Name
+		if d := e.open(key, secret, renamed); d.status != 200 || !d.Deduplicated || d.Session != nil || d.Asset["id"] == c.Asset["id"] || d.Asset["filename"] != renamed.Name {
+			t.Fatalf("dedup open under another name: %d %s", d.status, d.raw)
 		}
 		if a := e.account("usr_sess"); a.StorageUsedBytes != m.Size {
 			t.Fatalf("dedup used quota: %d", a.StorageUsedBytes)

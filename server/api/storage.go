@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -336,7 +337,7 @@ func isMultipart(r *http.Request) bool {
 
 // storeUpload streams the body into a new object and records the asset.
 func (s *Server) storeUpload(ctx context.Context, acct server.Account, in uploadInput, resID string, reserve, maxSize int64, start time.Time) (server.Asset, bool, error) {
-	filename := server.CleanFilename(in.filename)
+	filename := server.CleanPath(in.filename)
 	key, err := server.NewObjectKey(acct.UserID, filename, s.now())
 	if err != nil {
 		return server.Asset{}, false, err
@@ -704,7 +705,9 @@ func (s *Server) handleDownload(w http.ResponseWriter, r *http.Request, acct ser
 	if a.SHA256Verified {
 		h.Set(protocol.HeaderContentSHA256, a.SHA256) // only a hash the server computed
 	}
-	h.Set("Content-Disposition", "attachment; filename*=UTF-8''"+url.PathEscape(a.Filename))
+	// The file name only: a stored name may keep its folders
+	// ("photos/sub/q.jpg"), which a browser must not be asked to create.
+	h.Set("Content-Disposition", "attachment; filename*=UTF-8''"+url.PathEscape(path.Base(a.Filename)))
 	h.Set("X-Content-Type-Options", "nosniff")
 	status := http.StatusOK
 	if partial {

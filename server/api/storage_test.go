@@ -258,8 +258,8 @@ func TestHostileFilenames(t *testing.T) {
 	eachStorage(t, func(t *testing.T, e *env) {
 		key, secret := e.provision("usr_names", "pro")
 		names := map[string]string{
-			"../../etc/passwd":        "passwd",
-			"a%00b.txt":               "ab.txt", // NUL, percent-encoded in the header
+			"../../etc/passwd":        "etc/passwd", // folders kept, ".." dropped
+			"a%00b.txt":               "ab.txt",     // NUL, percent-encoded in the header
 			"line%0D%0Abreak.txt":     "linebreak.txt",
 			strings.Repeat("n", 2048): strings.Repeat("n", server.MaxFilenameLen),
 			"bad%FF%FEname.txt":       "bad\uFFFDname.txt",

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"mime/multipart"
 	"time"
 
@@ -214,7 +215,7 @@ func readForm(in uploadInput, body io.Reader, boundary string) (uploadInput, err
 		if part.FormName() != fieldFile {
 			continue
 		}
-		in.filename = part.FileName()
+		in.filename = partFilename(part)
 		if in.filename == "" {
 			in.filename = "upload"
 		}
@@ -224,4 +225,16 @@ func readForm(in uploadInput, body io.Reader, boundary string) (uploadInput, err
 		in.body = in.form
 		return in, nil
 	}
+}
+
+// partFilename is the filename parameter of a file part as the client
+// sent it, folders included (a browser's folder upload sends
+// "photos/sub/q.jpg"; Part.FileName keeps only the base name): the
+// server cleans it (server.CleanPath). A Content-Disposition the mime
+// package cannot parse falls back to Part.FileName.
+func partFilename(part *multipart.Part) string {
+	if _, params, err := mime.ParseMediaType(part.Header.Get("Content-Disposition")); err == nil {
+		return params["filename"]
+	}
+	return part.FileName()
 }

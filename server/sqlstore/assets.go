@@ -286,9 +286,17 @@ RETURNING object_key`), n.ObjectKey, now).Scan(&claimed)
 		// The upload wrote over the account's own object: never make it garbage.
 		return server.Asset{}, false, wrap(op, errors.New("upload key is already the stored object of its hash"))
 	}
-	a, err := s.insertAsset(ctx, tx, n, obj, now)
-	if err != nil {
-		return server.Asset{}, false, err
+	var a server.Asset
+	found := false
+	if dedup {
+		if a, found, err = s.sameEntry(ctx, tx, n, obj); err != nil {
+			return server.Asset{}, false, err
+		}
+	}
+	if !found {
+		if a, err = s.insertAsset(ctx, tx, n, obj, now); err != nil {
+			return server.Asset{}, false, err
+		}
 	}
 
 	added := n.Size
@@ -471,14 +479,64 @@ func (s *Store) LinkAsset(ctx context.Context, n server.NewAsset) (server.Asset,
 	if o.Size != n.Size {
 		return server.Asset{}, sizeMismatch(n.Size, o.Size)
 	}
-	a, err := s.insertAsset(ctx, tx, n, o, s.nowUTC())
+	a, found, err := s.sameEntry(ctx, tx, n, o)
 	if err != nil {
 		return server.Asset{}, err
+	}
+	if !found {
+		if a, err = s.insertAsset(ctx, tx, n, o, s.nowUTC()); err != nil {
+			return server.Asset{}, err
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return server.Asset{}, wrap("link asset", err)
 	}
 	return a, nil
+}
+
+// sameEntry finds, after a reference to obj was taken for n, the asset of
+// the same entry: obj's asset of the same account with n's file name,
+// SHA-256, cache key and pipeline id (an upload of the same file again).
+// When there is one, the reference is given back (the upload adds no
+// asset), the asset's expiry becomes the later of its own and n's (none
+// when either has none: a file someone asked to keep is never deleted
+// earlier than asked), and the asset is returned with found true.
+//
+// It runs after the reference was taken on purpose: that UPDATE of obj's
+// row (or the INSERT of it) serialises uploads of one content on
+// PostgreSQL, so this read sees the asset a concurrent upload of the same
+// entry committed, and SQLite has one writer. Concurrent uploads of one
+// entry end with one asset.
+func (s *Store) sameEntry(ctx context.Context, tx *sql.Tx, n server.NewAsset, obj object) (server.Asset, bool, error) {
+	const op = "find same asset"
+	a, err := scanAsset(tx.QueryRowContext(ctx, s.q(`SELECT `+assetCols+` FROM agentcache_assets
+WHERE account_id = ? AND object_id = ? AND filename = ? AND content_hash = ?
+  AND COALESCE(cache_key, '') = ? AND COALESCE(agentcache_pipeline_id, '') = ?
+ORDER BY created_at DESC, id DESC LIMIT 1`), n.AccountID, obj.ID, n.Filename, n.SHA256, n.CacheKey, n.PipelineID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return server.Asset{}, false, nil
+	}
+	if err != nil {
+		return server.Asset{}, false, wrap(op, err)
+	}
+	if _, err := tx.ExecContext(ctx, s.q(`UPDATE stored_objects SET ref_count = ref_count - 1 WHERE id = ?`), obj.ID); err != nil {
+		return server.Asset{}, false, wrap(op, err)
+	}
+	expires := a.ExpiresAt
+	switch {
+	case n.ExpiresAt.IsZero():
+		expires = time.Time{}
+	case !expires.IsZero() && n.ExpiresAt.After(expires):
+		expires = n.ExpiresAt
+	}
+	if !expires.Equal(a.ExpiresAt) {
+		a, err = scanAsset(tx.QueryRowContext(ctx, s.q(`UPDATE agentcache_assets SET expires_at = ? WHERE id = ?
+RETURNING `+assetCols), nullTime(expires), a.ID))
+		if err != nil {
+			return server.Asset{}, false, wrap(op, err)
+		}
+	}
+	return a, true, nil
 }
 
 func assetNotFound() error { return server.Errorf(server.ENotFound, "asset not found") }

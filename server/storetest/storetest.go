@@ -58,6 +58,7 @@ func Run(t *testing.T, open func(t *testing.T) server.Store) {
 	tests = append(tests, usageTests...)
 	tests = append(tests, webhookTests...)
 	tests = append(tests, assetLookupTests...)
+	tests = append(tests, sameEntryTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t)
