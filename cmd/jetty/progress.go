@@ -3,13 +3,15 @@ package main
 import (
 	"fmt"
 	"io"
+	"math"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
 
-	"github.com/jettythunder/jetty/engine"
 	"github.com/jettythunder/jetty/internal/iostreams"
 	"github.com/jettythunder/jetty/internal/units"
 )
@@ -17,13 +19,19 @@ import (
 // progressUI shows the progress of a command's transfers on stderr. Three
 // renderers implement it (chosen by newProgressUI):
 //
-//   - barUI: one schollz/progressbar bar for all the transfers together
-//     (bytes, rate, ETA, the file and the edges in use), when stderr is a
-//     terminal;
+//   - barUI: one bar for all the transfers together, redrawn in place,
+//     when stderr is a terminal;
 //   - lineUI: a plain line per running transfer every few seconds and one
-//     when it ends ("name: 34% 120.0 MiB/350.0 MiB 45.2 MB/s"), with no
-//     control characters, for CI logs;
+//     when it ends, with no control characters, for CI logs;
 //   - nopUI: nothing, for --quiet and --no-progress.
+//
+// Both renderers count the same way (docs/decisions.md, "Issue 20:
+// progress"): progress is the bytes the receiver confirmed (whole chunks
+// stored), never bytes merely sent; bytes it held before this run (a
+// resume, deduplicated content) count toward the total but never toward
+// the speed; the speed and the ETA come from a smoothed rate of the bytes
+// confirmed in this run. Sizes and speeds are in binary units (KiB, MiB,
+// GiB; MiB/s).
 //
 // All methods are safe for concurrent use.
 type progressUI interface {
@@ -38,12 +46,19 @@ type progressUI interface {
 
 // transfer is the progress of one file.
 type transfer interface {
-	// Hashing reports done of total bytes hashed before an upload.
+	// Hashing reports done of total bytes read to hash the file before
+	// any is sent (--hash-first, a file sent whole).
 	Hashing(done, total int64)
-	// Update reports done of total bytes moved (total -1: unknown) and
-	// how many edges are in use.
-	Update(done, total int64, edges int)
-	// Finish ends the transfer.
+	// Start says the transfer of total bytes (-1: unknown) begins, with
+	// held bytes already at the receiver (an earlier run's): they count
+	// as done, never toward the speed.
+	Start(total, held int64)
+	// Update reports the bytes the receiver confirmed (held ones
+	// included) and those sent in this run and not confirmed yet, of
+	// total (-1: unknown; a stream's total grows).
+	Update(total, confirmed, inflight int64)
+	// Finish ends the transfer. On success what was not confirmed (the
+	// server found the content it already held) counts as held.
 	Finish(err error)
 }
 
@@ -58,10 +73,20 @@ func newProgressUI(ios *iostreams.IOStreams, quiet, noProgress bool, total int64
 	case quiet || noProgress:
 		return nopUI{}
 	case ios.StderrTTY:
-		return newBarUI(ios.ErrOut, total, count)
+		return newBarUI(ios.ErrOut, total, count, termWidth(ios.ErrOut), time.Now)
 	default:
 		return newLineUI(ios.ErrOut, progressInterval)
 	}
+}
+
+// termWidth is the width of the terminal w writes to (80 when unknown).
+func termWidth(w io.Writer) int {
+	if f, ok := w.(*os.File); ok {
+		if cols, _, err := term.GetSize(int(f.Fd())); err == nil && cols > 0 {
+			return cols
+		}
+	}
+	return 80
 }
 
 // nopUI shows nothing.
@@ -73,9 +98,110 @@ func (nopUI) Close(bool)                 {}
 
 type nopTransfer struct{}
 
-func (nopTransfer) Hashing(int64, int64)     {}
-func (nopTransfer) Update(int64, int64, int) {}
-func (nopTransfer) Finish(error)             {}
+func (nopTransfer) Hashing(int64, int64)       {}
+func (nopTransfer) Start(int64, int64)         {}
+func (nopTransfer) Update(int64, int64, int64) {}
+func (nopTransfer) Finish(error)               {}
+
+// tally is the figures of one transfer, as both renderers count them.
+type tally struct {
+	hashing   bool
+	hashed    int64
+	total     int64 // -1: unknown
+	held      int64 // at the receiver before this run, or found there (dedup)
+	confirmed int64 // held included
+	inflight  int64
+	done      bool
+}
+
+// moved is the bytes confirmed in this run: what the speed counts.
+func (t *tally) moved() int64 { return t.confirmed - t.held }
+
+func (t *tally) start(total, held int64) {
+	t.hashing = false
+	t.total, t.held, t.confirmed, t.inflight = total, held, held, 0
+}
+
+func (t *tally) update(total, confirmed, inflight int64) {
+	t.hashing = false
+	t.total = total
+	if total >= 0 {
+		confirmed = min(confirmed, total)
+		inflight = min(inflight, total-confirmed)
+	}
+	t.confirmed, t.inflight = max(confirmed, t.held), max(inflight, 0)
+}
+
+func (t *tally) finish(err error) {
+	t.done, t.inflight, t.hashing = true, 0, false
+	if err == nil && t.total > t.confirmed {
+		t.held += t.total - t.confirmed
+		t.confirmed = t.total
+	}
+}
+
+// confirmedRate estimates the speed of the confirmed bytes: the first
+// estimate is the average since the start (confirmations come a whole
+// chunk at a time, so there is none before the first), then an
+// exponentially weighted moving average with a 5-second half-life.
+type confirmedRate struct {
+	t0, lastT time.Time
+	lastN     int64
+	rate      float64
+	has       bool
+}
+
+// rateHalfLife is how long until an old measurement weighs half.
+const rateHalfLife = 5 * time.Second
+
+// reset starts measuring at t, with nothing moved.
+func (r *confirmedRate) reset(t time.Time) { *r = confirmedRate{t0: t, lastT: t} }
+
+// observe records that n bytes had been moved at t.
+func (r *confirmedRate) observe(t time.Time, n int64) {
+	if !r.has {
+		if n > 0 && t.Sub(r.t0) > 0 {
+			r.rate, r.has = float64(n)/t.Sub(r.t0).Seconds(), true
+			r.lastT, r.lastN = t, n
+		}
+		return
+	}
+	dt := t.Sub(r.lastT).Seconds()
+	if dt < 0.05 { // too close to measure; keep accumulating
+		return
+	}
+	inst := float64(n-r.lastN) / dt
+	alpha := 1 - math.Exp2(-dt/rateHalfLife.Seconds())
+	r.rate += alpha * (inst - r.rate)
+	r.lastT, r.lastN = t, n
+}
+
+// bytesPerSecond is the estimate (0 before the first confirmed bytes).
+func (r *confirmedRate) bytesPerSecond() float64 { return max(r.rate, 0) }
+
+// humanETA formats the time left: "ETA 1m23s", "ETA --" without a rate;
+// never 0s while bytes remain.
+func humanETA(remaining int64, bps float64) string {
+	if remaining <= 0 {
+		return "ETA 0s"
+	}
+	if bps <= 0 {
+		return "ETA --"
+	}
+	secs := math.Ceil(float64(remaining) / bps)
+	if secs > 99*3600 {
+		return "ETA --"
+	}
+	d := time.Duration(max(secs, 1)) * time.Second
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("ETA %ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("ETA %dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
+	default:
+		return fmt.Sprintf("ETA %dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+	}
+}
 
 // lineUI prints plain progress lines.
 type lineUI struct {
@@ -85,11 +211,12 @@ type lineUI struct {
 	stop     chan struct{}
 	stopped  chan struct{}
 	interval time.Duration
+	now      func() time.Time
 	closed   bool
 }
 
 func newLineUI(w io.Writer, interval time.Duration) *lineUI {
-	u := &lineUI{w: w, stop: make(chan struct{}), stopped: make(chan struct{}), interval: interval}
+	u := &lineUI{w: w, stop: make(chan struct{}), stopped: make(chan struct{}), interval: interval, now: time.Now}
 	go u.loop()
 	return u
 }
@@ -103,17 +230,22 @@ func (u *lineUI) loop() {
 		case <-u.stop:
 			return
 		case <-t.C:
-			u.mu.Lock()
-			for _, lt := range u.active {
-				fmt.Fprintln(u.w, lt.lineLocked(false))
-			}
-			u.mu.Unlock()
+			u.tick()
 		}
 	}
 }
 
+// tick prints a line for every running transfer.
+func (u *lineUI) tick() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, lt := range u.active {
+		fmt.Fprintln(u.w, lt.lineLocked(false))
+	}
+}
+
 func (u *lineUI) Add(name string, total int64) transfer {
-	lt := &lineTransfer{u: u, name: name, total: total, start: time.Now()}
+	lt := &lineTransfer{u: u, name: name, t: tally{total: total}, start: u.now()}
 	u.mu.Lock()
 	u.active = append(u.active, lt)
 	u.mu.Unlock()
@@ -139,31 +271,35 @@ func (u *lineUI) Close(bool) {
 }
 
 type lineTransfer struct {
-	u       *lineUI
-	name    string
-	hashing bool
-	done    int64
-	total   int64
-	rate    engine.Rate
-	start   time.Time
-	first   int64 // done at the first update: bytes from an earlier run
-	seen    bool
+	u     *lineUI
+	name  string
+	t     tally
+	rate  confirmedRate
+	start time.Time // of the transfer (Start), for the final average
+	began bool      // hashing or sending began
 }
 
 func (t *lineTransfer) Hashing(done, total int64) {
 	t.u.mu.Lock()
 	defer t.u.mu.Unlock()
-	t.hashing, t.done, t.total = true, done, total
+	t.t.hashing, t.t.hashed, t.t.total = true, done, total
+	t.began = true
 }
 
-func (t *lineTransfer) Update(done, total int64, _ int) {
+func (t *lineTransfer) Start(total, held int64) {
 	t.u.mu.Lock()
 	defer t.u.mu.Unlock()
-	if !t.seen {
-		t.seen, t.first, t.start = true, done, time.Now()
-	}
-	t.hashing, t.done, t.total = false, done, total
-	t.rate.Update(time.Now(), done)
+	t.t.start(total, held)
+	t.began = true
+	t.start = t.u.now()
+	t.rate.reset(t.start)
+}
+
+func (t *lineTransfer) Update(total, confirmed, inflight int64) {
+	t.u.mu.Lock()
+	defer t.u.mu.Unlock()
+	t.t.update(total, confirmed, inflight)
+	t.rate.observe(t.u.now(), t.t.moved())
 }
 
 func (t *lineTransfer) Finish(err error) {
@@ -176,9 +312,10 @@ func (t *lineTransfer) Finish(err error) {
 			break
 		}
 	}
-	if err == nil && t.total >= 0 {
-		t.hashing, t.done = false, t.total
+	if err != nil && !t.began {
+		return // refused before it began: the error says it all
 	}
+	t.t.finish(err)
 	line := t.lineLocked(true)
 	if err != nil {
 		line += " (stopped)"
@@ -186,21 +323,26 @@ func (t *lineTransfer) Finish(err error) {
 	fmt.Fprintln(u.w, line)
 }
 
-// lineLocked is "name: 34% 120.0 MiB/350.0 MiB 45.2 MB/s"; final lines
-// give the average rate of this run.
+// lineLocked is "name: 34% 120.0 MiB of 350.0 MiB stored, 45.2 MiB/s,
+// ETA 5s"; the final line gives the average speed of this run.
 func (t *lineTransfer) lineLocked(final bool) string {
 	name := safeName(t.name)
-	if t.hashing {
-		return fmt.Sprintf("%s: hashing %d%% of %s", name, percent(t.done, t.total), units.HumanBytes(t.total))
+	c := &t.t
+	if c.hashing {
+		return fmt.Sprintf("%s: hashing %d%% (%s of %s)", name, percent(c.hashed, c.total), units.HumanBytes(c.hashed), units.HumanBytes(c.total))
 	}
-	bps := t.rate.BytesPerSecond()
+	bps := t.rate.bytesPerSecond()
 	if final {
-		bps = rateOf(t.done-t.first, time.Since(t.start))
+		bps = rateOf(c.moved(), t.u.now().Sub(t.start))
 	}
-	if t.total < 0 {
-		return fmt.Sprintf("%s: %s %s", name, units.HumanBytes(t.done), humanRate(bps))
+	if c.total < 0 {
+		return fmt.Sprintf("%s: %s stored, %s", name, units.HumanBytes(c.confirmed), humanRate(bps))
 	}
-	return fmt.Sprintf("%s: %d%% %s/%s %s", name, percent(t.done, t.total), units.HumanBytes(t.done), units.HumanBytes(t.total), humanRate(bps))
+	s := fmt.Sprintf("%s: %d%% %s of %s stored, %s", name, percent(c.confirmed, c.total), units.HumanBytes(c.confirmed), units.HumanBytes(c.total), humanRate(bps))
+	if !final {
+		s += ", " + humanETA(c.total-c.confirmed, bps)
+	}
+	return s
 }
 
 func percent(done, total int64) int {
@@ -222,54 +364,65 @@ func safeName(s string) string {
 	return string(b)
 }
 
-// barUI draws one bar for all transfers together.
+// elide shortens s to at most n runes, keeping its end ("…" first).
+func elide(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	if n <= 1 {
+		return string(r[len(r)-max(n, 0):])
+	}
+	return "…" + string(r[len(r)-n+1:])
+}
+
+// barUI draws one bar for all transfers together, redrawn in place:
+//
+//	big.bin  37% |███████▒▒░░░░░░░░░░░| 140.0 MiB/380.0 MiB  45.2 MiB/s  ETA 5s
+//
+// █ is confirmed by the receiver, ▒ sent and not confirmed yet.
 type barUI struct {
 	mu       sync.Mutex
 	w        io.Writer
-	bar      *progressbar.ProgressBar
-	max      int64 // the bar's maximum, -1 for a spinner
-	shown    int64 // the value last given to the bar
+	width    int
+	now      func() time.Time
+	total    int64 // all transfers' sizes, -1: unknown
 	count    int   // transfers expected
-	started  int
+	list     []*barTransfer
+	cur      *barTransfer // the transfer last heard of, named on the bar
 	finished int
+	rate     confirmedRate // of the bytes moved in this run, all transfers
+	lastDraw time.Time
+	drawn    bool // the bar is on the screen
 	closed   bool
-	rendered bool
 }
 
-func newBarUI(w io.Writer, total int64, count int) *barUI {
-	limit := total
-	if limit <= 0 {
-		limit = -1
-	}
-	bar := progressbar.NewOptions64(limit,
-		progressbar.OptionSetWriter(w),
-		progressbar.OptionShowBytes(true),
-		progressbar.OptionShowTotalBytes(true),
-		progressbar.OptionSetWidth(30),
-		progressbar.OptionThrottle(100*time.Millisecond),
-		progressbar.OptionShowCount(),
-		progressbar.OptionSetPredictTime(true),
-		progressbar.OptionSpinnerType(14),
-		progressbar.OptionSetRenderBlankState(false),
-		progressbar.OptionUseIECUnits(true),
-	)
-	return &barUI{w: w, bar: bar, max: limit, count: max(count, 1)}
+// barThrottle is the least time between two redraws.
+const barThrottle = 100 * time.Millisecond
+
+// barCells is the bar's width in cells.
+const barCells = 20
+
+func newBarUI(w io.Writer, total int64, count, width int, now func() time.Time) *barUI {
+	u := &barUI{w: w, width: max(width, 40), now: now, total: total, count: max(count, 1)}
+	u.rate.reset(now())
+	return u
 }
 
 func (u *barUI) Add(name string, total int64) transfer {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	u.started++
-	return &barTransfer{u: u, name: name, total: total, index: u.started}
+	t := &barTransfer{u: u, name: name, t: tally{total: total}}
+	u.list = append(u.list, t)
+	return t
 }
 
 func (u *barUI) Print(fn func()) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if !u.closed {
-		u.bar.Clear()
-	}
+	u.clearLocked()
 	fn()
+	u.drawLocked(true)
 }
 
 func (u *barUI) Close(ok bool) {
@@ -278,86 +431,146 @@ func (u *barUI) Close(ok bool) {
 	if u.closed {
 		return
 	}
-	u.closed = true
-	if !u.rendered {
-		return
-	}
 	if ok {
 		// The summary lines tell the outcome: the bar goes away.
-		u.bar.Clear()
-		u.bar.Exit()
-		return
+		u.clearLocked()
+	} else if u.drawn {
+		// Stopped: leave the bar where it was, so the user sees how far
+		// it got (confirmed bytes only).
+		u.drawLocked(true)
+		fmt.Fprintln(u.w)
+		u.drawn = false
 	}
-	// Stopped: leave the bar where it was, so the user sees how far it got.
-	u.bar.Exit()
-	fmt.Fprintln(u.w)
+	u.closed = true
 }
 
-// setLocked moves the bar by delta and describes it.
-func (u *barUI) setLocked(delta int64, desc string) {
+func (u *barUI) clearLocked() {
+	if u.drawn {
+		fmt.Fprint(u.w, "\r\x1b[K")
+		u.drawn = false
+	}
+}
+
+// sumsLocked adds up the transfers.
+func (u *barUI) sumsLocked() (confirmed, inflight, moved int64) {
+	for _, t := range u.list {
+		confirmed += t.t.confirmed
+		inflight += t.t.inflight
+		moved += t.t.moved()
+	}
+	return
+}
+
+// changedLocked records the figures and redraws (at most every
+// barThrottle unless force).
+func (u *barUI) changedLocked(t *barTransfer, force bool) {
 	if u.closed {
 		return
 	}
-	u.rendered = true
-	u.shown += delta
-	v := u.shown
-	if u.max > 0 {
-		v = min(max(v, 0), u.max)
+	u.cur = t
+	_, _, moved := u.sumsLocked()
+	u.rate.observe(u.now(), moved)
+	u.drawLocked(force)
+}
+
+func (u *barUI) drawLocked(force bool) {
+	if u.closed || u.cur == nil {
+		return
 	}
-	u.bar.Describe(desc)
-	u.bar.Set64(v)
+	now := u.now()
+	if !force && u.drawn && now.Sub(u.lastDraw) < barThrottle {
+		return
+	}
+	u.lastDraw = now
+	fmt.Fprint(u.w, "\r\x1b[K"+u.lineLocked())
+	u.drawn = true
+}
+
+// lineLocked is the bar's text, at most u.width-1 columns.
+func (u *barUI) lineLocked() string {
+	c := u.cur
+	name := safeName(filepath.Base(c.name))
+	if u.count > 1 {
+		name = fmt.Sprintf("[%d/%d] %s", min(u.finished+1, u.count), u.count, name)
+	}
+	if u.count == 1 && c.t.hashing {
+		// The one file is being read to hash it: that is the bar.
+		rest := fmt.Sprintf(" hashing %3d%% %s %s/%s", percent(c.t.hashed, c.t.total), bar(c.t.hashed, 0, c.t.total), units.HumanBytes(c.t.hashed), units.HumanBytes(c.t.total))
+		return elide(name, max(u.width-1-len([]rune(rest)), 8)) + rest
+	}
+	if c.t.hashing {
+		name += " (hashing)"
+	}
+	confirmed, inflight, _ := u.sumsLocked()
+	total := u.total
+	if total >= 0 {
+		total = 0
+		for _, t := range u.list {
+			if t.t.total < 0 {
+				total = -1
+				break
+			}
+			total += t.t.total
+		}
+		// Files not started yet count with their sizes from the walk.
+		total = max(total, u.total)
+	}
+	bps := u.rate.bytesPerSecond()
+	var rest string
+	if total < 0 {
+		rest = fmt.Sprintf("  %s stored  %s", units.HumanBytes(confirmed), humanRate(bps))
+	} else {
+		rest = fmt.Sprintf(" %3d%% %s %s/%s  %s  %s", percent(confirmed, total), bar(confirmed, inflight, total),
+			units.HumanBytes(confirmed), units.HumanBytes(total), humanRate(bps), humanETA(total-confirmed, bps))
+	}
+	return elide(name, max(u.width-1-len([]rune(rest)), 8)) + rest
+}
+
+// bar draws done (█) and then pending (▒) of total in barCells cells.
+func bar(done, pending, total int64) string {
+	full, part := barCells, 0
+	if total > 0 {
+		full = int(min(done, total) * barCells / total)
+		part = int(min(done+pending, total)*barCells/total) - full
+	}
+	return "|" + strings.Repeat("█", full) + strings.Repeat("▒", part) + strings.Repeat("░", barCells-full-part) + "|"
 }
 
 type barTransfer struct {
-	u     *barUI
-	name  string
-	index int
-	total int64
-	done  int64 // what this transfer added to the bar
-}
-
-func (t *barTransfer) prefix() string {
-	name := []rune(safeName(filepath.Base(t.name)))
-	if len(name) > 40 {
-		name = append([]rune("…"), name[len(name)-39:]...)
-	}
-	if t.u.count > 1 {
-		return fmt.Sprintf("[%d/%d] %s", t.u.finished+1, t.u.count, string(name))
-	}
-	return string(name)
+	u    *barUI
+	name string
+	t    tally
 }
 
 func (t *barTransfer) Hashing(done, total int64) {
 	t.u.mu.Lock()
 	defer t.u.mu.Unlock()
-	t.u.setLocked(0, fmt.Sprintf("%s hashing %d%%", t.prefix(), percent(done, total)))
+	t.t.hashing, t.t.hashed, t.t.total = true, done, total
+	t.u.changedLocked(t, false)
 }
 
-func (t *barTransfer) Update(done, total int64, edges int) {
+func (t *barTransfer) Start(total, held int64) {
 	t.u.mu.Lock()
 	defer t.u.mu.Unlock()
-	if total >= 0 {
-		done = min(done, total)
-	}
-	delta := done - t.done
-	t.done = done
-	desc := t.prefix()
-	if edges > 0 {
-		desc += fmt.Sprintf(" (%d edge%s)", edges, plural(edges))
-	}
-	t.u.setLocked(delta, desc)
+	// held is not speed: the rate's baseline moves with it (moved does
+	// not include it).
+	t.t.start(total, held)
+	t.u.changedLocked(t, true)
+}
+
+func (t *barTransfer) Update(total, confirmed, inflight int64) {
+	t.u.mu.Lock()
+	defer t.u.mu.Unlock()
+	t.t.update(total, confirmed, inflight)
+	t.u.changedLocked(t, false)
 }
 
 func (t *barTransfer) Finish(err error) {
 	t.u.mu.Lock()
 	defer t.u.mu.Unlock()
 	t.u.finished++
-	if err == nil && t.total > t.done {
-		// Counts a deduplicated file, or the chunks an earlier run sent.
-		delta := t.total - t.done
-		t.done = t.total
-		t.u.setLocked(delta, t.prefix())
-	}
+	t.t.finish(err)
+	t.u.changedLocked(t, true)
 }
 
 func plural(n int) string {
