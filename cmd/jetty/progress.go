@@ -140,44 +140,115 @@ func (t *tally) finish(err error) {
 	}
 }
 
-// confirmedRate estimates the speed of the confirmed bytes: the first
-// estimate is the average since the start (confirmations come a whole
-// chunk at a time, so there is none before the first), then an
-// exponentially weighted moving average with a 5-second half-life.
-type confirmedRate struct {
-	t0, lastT time.Time
-	lastN     int64
-	rate      float64
-	has       bool
+// windowRate estimates a speed from running totals, smoothed over the
+// last rateWindow: the bytes moved since the oldest sample in it, over
+// the time since. A stall shows as a falling rate, and a rate is there
+// as soon as bytes moved (confirmations come a whole chunk at a time:
+// the first is measured from the start).
+type windowRate struct {
+	samples []rateSample // oldest first; the last is the latest figure
 }
 
-// rateHalfLife is how long until an old measurement weighs half.
-const rateHalfLife = 5 * time.Second
+type rateSample struct {
+	t time.Time
+	n int64
+}
+
+// rateWindow is the time a rate is measured over; rateStep the least
+// time between two kept samples (later figures replace the last one).
+const (
+	rateWindow = 5 * time.Second
+	rateStep   = 50 * time.Millisecond
+)
 
 // reset starts measuring at t, with nothing moved.
-func (r *confirmedRate) reset(t time.Time) { *r = confirmedRate{t0: t, lastT: t} }
+func (r *windowRate) reset(t time.Time) { r.samples = append(r.samples[:0], rateSample{t, 0}) }
 
 // observe records that n bytes had been moved at t.
-func (r *confirmedRate) observe(t time.Time, n int64) {
-	if !r.has {
-		if n > 0 && t.Sub(r.t0) > 0 {
-			r.rate, r.has = float64(n)/t.Sub(r.t0).Seconds(), true
-			r.lastT, r.lastN = t, n
-		}
+func (r *windowRate) observe(t time.Time, n int64) {
+	k := len(r.samples)
+	switch {
+	case k == 0:
+		r.samples = append(r.samples, rateSample{t, n})
 		return
-	}
-	dt := t.Sub(r.lastT).Seconds()
-	if dt < 0.05 { // too close to measure; keep accumulating
+	case !t.After(r.samples[k-1].t):
+		r.samples[k-1].n = n
 		return
+	case k >= 2 && t.Sub(r.samples[k-2].t) < rateStep:
+		r.samples[k-1] = rateSample{t, n}
+	default:
+		r.samples = append(r.samples, rateSample{t, n})
 	}
-	inst := float64(n-r.lastN) / dt
-	alpha := 1 - math.Exp2(-dt/rateHalfLife.Seconds())
-	r.rate += alpha * (inst - r.rate)
-	r.lastT, r.lastN = t, n
+	for len(r.samples) > 2 && !r.samples[1].t.After(t.Add(-rateWindow)) {
+		r.samples = r.samples[1:]
+	}
 }
 
-// bytesPerSecond is the estimate (0 before the first confirmed bytes).
-func (r *confirmedRate) bytesPerSecond() float64 { return max(r.rate, 0) }
+// bytesPerSecond is the estimate; has says whether there is one (bytes
+// moved within the window's time).
+func (r *windowRate) bytesPerSecond() (bps float64, has bool) {
+	if len(r.samples) < 2 {
+		return 0, false
+	}
+	first, last := r.samples[0], r.samples[len(r.samples)-1]
+	dt := last.t.Sub(first.t).Seconds()
+	if dt <= 0 {
+		return 0, false
+	}
+	return max(float64(last.n-first.n), 0) / dt, true
+}
+
+// speeds are the two rates a display shows, of this run's bytes only
+// (never those the server held before it): the speed on the wire (bytes
+// sent, measured from the first byte) and the speed of the bytes
+// confirmed (measured from the start), which the ETA comes from (from
+// the wire's until the first chunk is confirmed: with big chunks the
+// first round takes a while).
+type speeds struct {
+	sent, confirmed windowRate
+	sending         bool // the first byte was sent
+}
+
+func (s *speeds) reset(t time.Time) {
+	s.sent.reset(t)
+	s.confirmed.reset(t)
+	s.sending = false
+}
+
+// observe records the bytes confirmed (moved) and sent in this run at t.
+func (s *speeds) observe(t time.Time, moved, sent int64) {
+	sent = max(sent, moved)
+	if !s.sending {
+		if sent <= 0 {
+			return
+		}
+		// The time before the first byte (opening the session) is not
+		// the wire's.
+		s.sending = true
+		s.sent.samples = s.sent.samples[:0]
+	}
+	s.sent.observe(t, sent)
+	s.confirmed.observe(t, moved)
+}
+
+// speed is the wire's speed for people: "45.2 MiB/s", "-- MiB/s" before
+// there is one.
+func (s *speeds) speed() string {
+	bps, ok := s.sent.bytesPerSecond()
+	if !ok {
+		return "-- MiB/s"
+	}
+	return humanRate(bps)
+}
+
+// eta is the time left for remaining unconfirmed bytes.
+func (s *speeds) eta(remaining int64) string {
+	bps, ok := s.confirmed.bytesPerSecond()
+	if !ok || bps == 0 {
+		bps, _ = s.sent.bytesPerSecond()
+	}
+	return humanETA(remaining, bps)
+}
 
 // humanETA formats the time left: "ETA 1m23s", "ETA --" without a rate;
 // never 0s while bytes remain.
@@ -274,7 +345,7 @@ type lineTransfer struct {
 	u     *lineUI
 	name  string
 	t     tally
-	rate  confirmedRate
+	rate  speeds
 	start time.Time // of the transfer (Start), for the final average
 	began bool      // hashing or sending began
 }
@@ -299,7 +370,7 @@ func (t *lineTransfer) Update(total, confirmed, inflight int64) {
 	t.u.mu.Lock()
 	defer t.u.mu.Unlock()
 	t.t.update(total, confirmed, inflight)
-	t.rate.observe(t.u.now(), t.t.moved())
+	t.rate.observe(t.u.now(), t.t.moved(), t.t.moved()+t.t.inflight)
 }
 
 func (t *lineTransfer) Finish(err error) {
@@ -331,18 +402,17 @@ func (t *lineTransfer) lineLocked(final bool) string {
 	if c.hashing {
 		return fmt.Sprintf("%s: hashing %d%% (%s of %s)", name, percent(c.hashed, c.total), units.HumanBytes(c.hashed), units.HumanBytes(c.total))
 	}
-	bps := t.rate.bytesPerSecond()
 	if final {
-		bps = rateOf(c.moved(), t.u.now().Sub(t.start))
+		bps := rateOf(c.moved(), t.u.now().Sub(t.start))
+		if c.total < 0 {
+			return fmt.Sprintf("%s: %s stored, %s", name, units.HumanBytes(c.confirmed), humanRate(bps))
+		}
+		return fmt.Sprintf("%s: %d%% %s of %s stored, %s", name, percent(c.confirmed, c.total), units.HumanBytes(c.confirmed), units.HumanBytes(c.total), humanRate(bps))
 	}
 	if c.total < 0 {
-		return fmt.Sprintf("%s: %s stored, %s", name, units.HumanBytes(c.confirmed), humanRate(bps))
+		return fmt.Sprintf("%s: %s stored, %s", name, units.HumanBytes(c.confirmed), t.rate.speed())
 	}
-	s := fmt.Sprintf("%s: %d%% %s of %s stored, %s", name, percent(c.confirmed, c.total), units.HumanBytes(c.confirmed), units.HumanBytes(c.total), humanRate(bps))
-	if !final {
-		s += ", " + humanETA(c.total-c.confirmed, bps)
-	}
-	return s
+	return fmt.Sprintf("%s: %d%% %s of %s stored, %s, %s", name, percent(c.confirmed, c.total), units.HumanBytes(c.confirmed), units.HumanBytes(c.total), t.rate.speed(), t.rate.eta(c.total-c.confirmed))
 }
 
 func percent(done, total int64) int {
@@ -391,9 +461,10 @@ type barUI struct {
 	list     []*barTransfer
 	cur      *barTransfer // the transfer last heard of, named on the bar
 	finished int
-	rate     confirmedRate // of the bytes moved in this run, all transfers
+	rate     speeds // of the bytes of this run, all transfers
 	lastDraw time.Time
 	drawn    bool // the bar is on the screen
+	stopped  bool // the last frame: no speed, no ETA
 	closed   bool
 }
 
@@ -437,6 +508,7 @@ func (u *barUI) Close(ok bool) {
 	} else if u.drawn {
 		// Stopped: leave the bar where it was, so the user sees how far
 		// it got (confirmed bytes only).
+		u.stopped = true
 		u.drawLocked(true)
 		fmt.Fprintln(u.w)
 		u.drawn = false
@@ -468,8 +540,8 @@ func (u *barUI) changedLocked(t *barTransfer, force bool) {
 		return
 	}
 	u.cur = t
-	_, _, moved := u.sumsLocked()
-	u.rate.observe(u.now(), moved)
+	_, inflight, moved := u.sumsLocked()
+	u.rate.observe(u.now(), moved, moved+inflight)
 	u.drawLocked(force)
 }
 
@@ -515,13 +587,16 @@ func (u *barUI) lineLocked() string {
 		// Files not started yet count with their sizes from the walk.
 		total = max(total, u.total)
 	}
-	bps := u.rate.bytesPerSecond()
+	speed, eta := u.rate.speed(), "  "+u.rate.eta(total-confirmed)
+	if u.stopped {
+		speed, eta = "stopped", ""
+	}
 	var rest string
 	if total < 0 {
-		rest = fmt.Sprintf("  %s stored  %s", units.HumanBytes(confirmed), humanRate(bps))
+		rest = fmt.Sprintf("  %s stored  %s", units.HumanBytes(confirmed), speed)
 	} else {
-		rest = fmt.Sprintf(" %3d%% %s %s/%s  %s  %s", percent(confirmed, total), bar(confirmed, inflight, total),
-			units.HumanBytes(confirmed), units.HumanBytes(total), humanRate(bps), humanETA(total-confirmed, bps))
+		rest = fmt.Sprintf(" %3d%% %s %s/%s  %s%s", percent(confirmed, total), bar(confirmed, inflight, total),
+			units.HumanBytes(confirmed), units.HumanBytes(total), speed, eta)
 	}
 	return elide(name, max(u.width-1-len([]rune(rest)), 8)) + rest
 }

@@ -44,22 +44,27 @@ func TestBarCountsConfirmedBytes(t *testing.T) {
 	// A resume: 16 chunks of 10 MiB (160 MiB) were on the server.
 	tr.Start(380*mib, 160*mib)
 	f := lastFrame(&buf)
-	if !strings.Contains(f, " 42% ") || !strings.Contains(f, "160.0 MiB/380.0 MiB") || !strings.Contains(f, "ETA --") {
+	if !strings.Contains(f, " 42% ") || !strings.Contains(f, "160.0 MiB/380.0 MiB") || !strings.Contains(f, "-- MiB/s  ETA --") {
 		t.Fatalf("after the start: %q", f)
 	}
-	// 15 MiB sent, none confirmed: still 42%, the sent part is pending.
+	// 15 MiB more sent in a second, none confirmed: still 42%, the sent
+	// part is pending; the speed is the wire's (not the 160 MiB the
+	// server held), and until a chunk is confirmed the ETA comes from it
+	// too: 220 MiB at 15 MiB/s.
+	clk.add(time.Second / 2)
+	tr.Update(380*mib, 160*mib, 5*mib)
 	clk.add(time.Second)
-	tr.Update(380*mib, 160*mib, 15*mib)
+	tr.Update(380*mib, 160*mib, 20*mib)
 	f = lastFrame(&buf)
-	if !strings.Contains(f, " 42% ") || !strings.Contains(f, "▒") || !strings.Contains(f, "ETA --") {
+	if !strings.Contains(f, " 42% ") || !strings.Contains(f, "▒") || !strings.Contains(f, "15.0 MiB/s") || !strings.Contains(f, "ETA 15s") {
 		t.Fatalf("sent but not confirmed counted as done: %q", f)
 	}
-	// One chunk confirmed two seconds after the start: 5 MiB/s, not the
-	// 170 MiB the server holds; 210 MiB left at 5 MiB/s is 42s.
+	// A chunk confirmed 2.5s after the start: the ETA now comes from the
+	// confirmed bytes, 4 MiB/s: 210 MiB left is 53s.
 	clk.add(time.Second)
-	tr.Update(380*mib, 170*mib, 5*mib)
+	tr.Update(380*mib, 170*mib, 10*mib)
 	f = lastFrame(&buf)
-	if !strings.Contains(f, " 44% ") || !strings.Contains(f, "5.0 MiB/s") || !strings.Contains(f, "ETA 42s") {
+	if !strings.Contains(f, " 44% ") || !strings.Contains(f, "7.5 MiB/s") || !strings.Contains(f, "ETA 53s") {
 		t.Fatalf("after a chunk: %q", f)
 	}
 	// Nearly done at a high rate: the ETA never says 0s while bytes remain.
@@ -101,7 +106,7 @@ func TestBarInterruptedShowsKeptChunks(t *testing.T) {
 	u.Close(false)
 	out := buf.String()
 	last := strings.TrimSuffix(out[strings.LastIndex(out, "\r\x1b[K")+4:], "\n")
-	if !strings.Contains(last, "  2% ") || !strings.Contains(last, "10.0 MiB/380.0 MiB") {
+	if !strings.Contains(last, "  2% ") || !strings.HasSuffix(last, "10.0 MiB/380.0 MiB  stopped") {
 		t.Fatalf("the bar left after an interruption: %q", last)
 	}
 }
@@ -130,10 +135,12 @@ func TestBarSeveralFilesDedup(t *testing.T) {
 	a.Finish(nil) // deduplicated: no start, nothing sent
 	b := u.Add("b.bin", 100<<20)
 	b.Start(100<<20, 0)
-	clk.add(time.Second)
+	clk.add(time.Second / 2)
+	b.Update(100<<20, 0, 2<<20)
+	clk.add(time.Second / 2)
 	b.Update(100<<20, 5<<20, 0)
 	f := lastFrame(&buf)
-	if !strings.Contains(f, "[2/2] b.bin") || !strings.Contains(f, " 52% ") || !strings.Contains(f, "5.0 MiB/s") {
+	if !strings.Contains(f, "[2/2] b.bin") || !strings.Contains(f, " 52% ") || !strings.Contains(f, "6.0 MiB/s") || !strings.Contains(f, "ETA 19s") {
 		t.Fatalf("frame %q", f)
 	}
 }
@@ -269,5 +276,29 @@ func TestRoutesLine(t *testing.T) {
 		if got := routesLine(tc.edges); got != tc.want {
 			t.Errorf("routesLine(%v) = %q, want %q", tc.edges, got, tc.want)
 		}
+	}
+}
+
+// TestSpeedsStall: the speed is measured over the last seconds, so a
+// stall shows (the ETA goes back to --) instead of an old average.
+func TestSpeedsStall(t *testing.T) {
+	clk := newFakeClock()
+	var s speeds
+	s.reset(clk.now())
+	var n int64
+	for range 20 { // 10 MiB/s for 10 s
+		clk.add(500 * time.Millisecond)
+		n += 5 << 20
+		s.observe(clk.now(), n, n)
+	}
+	if got := s.speed(); got != "10.0 MiB/s" {
+		t.Fatalf("steady speed %q", got)
+	}
+	for range 12 { // then nothing for 6 s
+		clk.add(500 * time.Millisecond)
+		s.observe(clk.now(), n, n)
+	}
+	if got, eta := s.speed(), s.eta(1<<20); got != "0 B/s" || eta != "ETA --" {
+		t.Fatalf("after a stall: %q %q", got, eta)
 	}
 }

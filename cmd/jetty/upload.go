@@ -278,7 +278,13 @@ func uploadRun(ctx context.Context, opts *UploadOptions) error {
 
 	ix := openUploadIndex(opts)
 
-	ui := newProgressUI(ios, opts.Quiet, opts.NoProgress, total, len(jobs))
+	ready := 0 // the files that can start (not refused already)
+	for _, j := range jobs {
+		if j.err == nil {
+			ready++
+		}
+	}
+	ui := newProgressUI(ios, opts.Quiet, opts.NoProgress, total, ready)
 	sem := semaphore.NewWeighted(int64(budget))
 	var (
 		wg      sync.WaitGroup
@@ -567,15 +573,19 @@ func uploadSummary(j uploadJob, storedName string, res *engine.Result, st upload
 	var how string
 	switch {
 	case res.Deduplicated && res.BytesSent == 0:
-		how = fmt.Sprintf("%s already stored (deduplicated), nothing sent", units.HumanBytes(a.Size))
+		how = fmt.Sprintf("%s deduplicated", units.HumanBytes(a.Size))
 	default:
 		how = fmt.Sprintf("%s in %s (%s)", units.HumanBytes(a.Size), humanDuration(res.Duration), humanRate(rateOf(stored, res.Duration)))
-		if res.Deduplicated {
-			how += ", deduplicated"
-		}
 	}
 	tail := fmt.Sprintf(": %s, id %s", how, a.ID)
-	lines := []string{"uploaded " + elide(name, max(summaryWidth-len("uploaded ")-len([]rune(tail)), 12)) + tail}
+	lines := []string{"uploaded " + elide(name, max(summaryWidth-len("uploaded ")-len([]rune(tail)), 8)) + tail}
+	if res.Deduplicated {
+		if res.BytesSent > 0 {
+			lines = append(lines, "  the server already held this content: the copy sent was dropped")
+		} else {
+			lines = append(lines, "  nothing sent: the server already held this content")
+		}
+	}
 	if st.chunks > 0 && res.ChunksTotal > 0 {
 		lines = append(lines, fmt.Sprintf("  resumed: sent %d of %d chunks (%s), %d (%s) were already on the server",
 			res.ChunksSent, res.ChunksTotal, units.HumanBytes(stored), st.chunks, units.HumanBytes(st.bytes)))
