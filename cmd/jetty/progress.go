@@ -67,15 +67,20 @@ const progressInterval = 5 * time.Second
 
 // newProgressUI picks the renderer: nothing with quiet or noProgress, a
 // bar when stderr is a terminal, plain lines otherwise. total is the sum
-// of the sizes to move (-1: unknown), count the number of transfers.
-func newProgressUI(ios *iostreams.IOStreams, quiet, noProgress bool, total int64, count int) progressUI {
+// of the sizes to move (-1: unknown), count the number of transfers,
+// verb what happened to the bytes counted ("stored", "fetched").
+func newProgressUI(ios *iostreams.IOStreams, quiet, noProgress bool, total int64, count int, verb string) progressUI {
 	switch {
 	case quiet || noProgress:
 		return nopUI{}
 	case ios.StderrTTY:
-		return newBarUI(ios.ErrOut, total, count, termWidth(ios.ErrOut), time.Now)
+		u := newBarUI(ios.ErrOut, total, count, termWidth(ios.ErrOut), time.Now)
+		u.verb = verb
+		return u
 	default:
-		return newLineUI(ios.ErrOut, progressInterval)
+		u := newLineUI(ios.ErrOut, progressInterval)
+		u.verb = verb
+		return u
 	}
 }
 
@@ -283,11 +288,12 @@ type lineUI struct {
 	stopped  chan struct{}
 	interval time.Duration
 	now      func() time.Time
+	verb     string // what the counted bytes are: "stored", "fetched"
 	closed   bool
 }
 
 func newLineUI(w io.Writer, interval time.Duration) *lineUI {
-	u := &lineUI{w: w, stop: make(chan struct{}), stopped: make(chan struct{}), interval: interval, now: time.Now}
+	u := &lineUI{w: w, stop: make(chan struct{}), stopped: make(chan struct{}), interval: interval, now: time.Now, verb: "stored"}
 	go u.loop()
 	return u
 }
@@ -342,12 +348,13 @@ func (u *lineUI) Close(bool) {
 }
 
 type lineTransfer struct {
-	u     *lineUI
-	name  string
-	t     tally
-	rate  speeds
-	start time.Time // of the transfer (Start), for the final average
-	began bool      // hashing or sending began
+	u       *lineUI
+	name    string
+	t       tally
+	rate    speeds
+	start   time.Time // of the transfer (Start), for the final average
+	began   bool      // hashing or sending began
+	sending bool      // sending began (Start)
 }
 
 func (t *lineTransfer) Hashing(done, total int64) {
@@ -361,7 +368,7 @@ func (t *lineTransfer) Start(total, held int64) {
 	t.u.mu.Lock()
 	defer t.u.mu.Unlock()
 	t.t.start(total, held)
-	t.began = true
+	t.began, t.sending = true, true
 	t.start = t.u.now()
 	t.rate.reset(t.start)
 }
@@ -388,6 +395,10 @@ func (t *lineTransfer) Finish(err error) {
 	}
 	t.t.finish(err)
 	line := t.lineLocked(true)
+	if err == nil && !t.sending && t.t.total >= 0 {
+		// Nothing to send: the server held the content.
+		line = fmt.Sprintf("%s: %s already on the server", safeName(t.name), units.HumanBytes(t.t.total))
+	}
 	if err != nil {
 		line += " (stopped)"
 	}
@@ -405,14 +416,14 @@ func (t *lineTransfer) lineLocked(final bool) string {
 	if final {
 		bps := rateOf(c.moved(), t.u.now().Sub(t.start))
 		if c.total < 0 {
-			return fmt.Sprintf("%s: %s stored, %s", name, units.HumanBytes(c.confirmed), humanRate(bps))
+			return fmt.Sprintf("%s: %s %s, %s", name, units.HumanBytes(c.confirmed), t.u.verb, humanRate(bps))
 		}
-		return fmt.Sprintf("%s: %d%% %s of %s stored, %s", name, percent(c.confirmed, c.total), units.HumanBytes(c.confirmed), units.HumanBytes(c.total), humanRate(bps))
+		return fmt.Sprintf("%s: %d%% %s of %s %s, %s", name, percent(c.confirmed, c.total), units.HumanBytes(c.confirmed), units.HumanBytes(c.total), t.u.verb, humanRate(bps))
 	}
 	if c.total < 0 {
-		return fmt.Sprintf("%s: %s stored, %s", name, units.HumanBytes(c.confirmed), t.rate.speed())
+		return fmt.Sprintf("%s: %s %s, %s", name, units.HumanBytes(c.confirmed), t.u.verb, t.rate.speed())
 	}
-	return fmt.Sprintf("%s: %d%% %s of %s stored, %s, %s", name, percent(c.confirmed, c.total), units.HumanBytes(c.confirmed), units.HumanBytes(c.total), t.rate.speed(), t.rate.eta(c.total-c.confirmed))
+	return fmt.Sprintf("%s: %d%% %s of %s %s, %s, %s", name, percent(c.confirmed, c.total), units.HumanBytes(c.confirmed), units.HumanBytes(c.total), t.u.verb, t.rate.speed(), t.rate.eta(c.total-c.confirmed))
 }
 
 func percent(done, total int64) int {
@@ -463,8 +474,9 @@ type barUI struct {
 	finished int
 	rate     speeds // of the bytes of this run, all transfers
 	lastDraw time.Time
-	drawn    bool // the bar is on the screen
-	stopped  bool // the last frame: no speed, no ETA
+	drawn    bool   // the bar is on the screen
+	stopped  bool   // the last frame: no speed, no ETA
+	verb     string // what the counted bytes are: "stored", "fetched"
 	closed   bool
 }
 
@@ -475,7 +487,7 @@ const barThrottle = 100 * time.Millisecond
 const barCells = 20
 
 func newBarUI(w io.Writer, total int64, count, width int, now func() time.Time) *barUI {
-	u := &barUI{w: w, width: max(width, 40), now: now, total: total, count: max(count, 1)}
+	u := &barUI{w: w, width: max(width, 40), now: now, total: total, count: max(count, 1), verb: "stored"}
 	u.rate.reset(now())
 	return u
 }
@@ -593,7 +605,7 @@ func (u *barUI) lineLocked() string {
 	}
 	var rest string
 	if total < 0 {
-		rest = fmt.Sprintf("  %s stored  %s", units.HumanBytes(confirmed), speed)
+		rest = fmt.Sprintf("  %s %s  %s", units.HumanBytes(confirmed), u.verb, speed)
 	} else {
 		rest = fmt.Sprintf(" %3d%% %s %s/%s  %s%s", percent(confirmed, total), bar(confirmed, inflight, total),
 			units.HumanBytes(confirmed), units.HumanBytes(total), speed, eta)

@@ -192,6 +192,13 @@ func TestLinesCountLikeTheBar(t *testing.T) {
 	if final != "data.bin: 100% 40.0 MiB of 40.0 MiB stored, 10.0 MiB/s" {
 		t.Fatalf("final line %q", final)
 	}
+	// Hashed, then found on the server: nothing to send.
+	d := u.Add("dup.bin", 10<<20)
+	d.Hashing(10<<20, 10<<20)
+	d.Finish(nil)
+	if !strings.HasSuffix(buf.String(), "\ndup.bin: 10.0 MiB already on the server\n") {
+		t.Fatalf("deduplicated file's line:\n%s", buf.String())
+	}
 	assertNoControl(t, "plain lines", buf.String())
 	noSI(t, buf.String())
 }

@@ -284,7 +284,7 @@ func uploadRun(ctx context.Context, opts *UploadOptions) error {
 			ready++
 		}
 	}
-	ui := newProgressUI(ios, opts.Quiet, opts.NoProgress, total, ready)
+	ui := newProgressUI(ios, opts.Quiet, opts.NoProgress, total, ready, "stored")
 	sem := semaphore.NewWeighted(int64(budget))
 	var (
 		wg      sync.WaitGroup
