@@ -279,6 +279,7 @@ func TestRoutesLine(t *testing.T) {
 		{[]engine.EdgeStat{{ID: "origin", Chunks: 3, Bytes: 30}}, "via origin"},
 		{[]engine.EdgeStat{{ID: "fra1", Chunks: 1, Bytes: 1}, {ID: "origin", Chunks: 1, Bytes: 1}, {ID: "direct", Chunks: 1, Bytes: 1}}, "via 3 edges: fra1 34%, origin 33%, direct 33%"},
 		{[]engine.EdgeStat{{ID: "origin", Chunks: 1, Bytes: 1}, {ID: "ams1", Chunks: 199, Bytes: 199}}, "via 2 edges: ams1 99%, origin 1%"},
+		{[]engine.EdgeStat{{ID: "edge_3fa9", Location: "fra", Chunks: 6, Bytes: 60}, {ID: "origin", Chunks: 4, Bytes: 40}}, "via 2 edges: fra 60%, origin 40%"},
 	} {
 		if got := routesLine(tc.edges); got != tc.want {
 			t.Errorf("routesLine(%v) = %q, want %q", tc.edges, got, tc.want)

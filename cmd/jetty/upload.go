@@ -102,7 +102,7 @@ count as done, but never toward the speed or the ETA. Sizes and speeds are
 in binary (IEC) units: KiB, MiB, GiB (1 MiB = 1,048,576 bytes) and MiB/s.
 Each file ends with a summary line (size, time, speed, id; the storage key
 and the SHA-256 are in --json) and the routes that took its chunks ("via
-origin", "via 2 edges: fra1 60%, origin 40%"). --json prints one JSON
+origin", "via 2 edges: fra 60%, origin 40%"). --json prints one JSON
 object per file on stdout.`,
 		Example: `  jetty upload big.mp4
   jetty upload ./photos --workers 32
@@ -597,8 +597,9 @@ func uploadSummary(j uploadJob, storedName string, res *engine.Result, st upload
 }
 
 // routesLine says which routes stored the chunks of this run and their
-// shares of the bytes: "via origin", "via fra1", "via 2 edges: fra1 60%,
-// origin 40%" ("" when nothing was stored).
+// shares of the bytes: "via origin", "via fra", "via 2 edges: fra 60%,
+// origin 40%" (a relay by the location it serves, else by its id; ""
+// when nothing was stored).
 func routesLine(edges []engine.EdgeStat) string {
 	type share struct {
 		name  string
@@ -613,7 +614,11 @@ func routesLine(edges []engine.EdgeStat) string {
 			continue
 		}
 		total += e.Bytes
-		list = append(list, share{name: safeName(e.ID), bytes: e.Bytes})
+		name := e.ID
+		if e.Location != "" {
+			name = e.Location // "fra", not the relay's id
+		}
+		list = append(list, share{name: safeName(name), bytes: e.Bytes})
 	}
 	switch {
 	case len(list) == 0:
