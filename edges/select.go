@@ -434,6 +434,9 @@ func routes(s *protocol.Session, scored []Scored, maxEdges int) []engine.Route {
 				Label:    label(c.Candidate),
 				ChunkURL: relayChunkURL(c.Candidate.URL, s),
 			}
+			if l := c.Candidate.Location; l != nil {
+				r.Location = l.ID
+			}
 		case protocol.KindDirect:
 			base := originBase(s)
 			if base == "" {

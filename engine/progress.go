@@ -116,9 +116,12 @@ type EdgeStat struct {
 	Kind string `json:"kind"`
 	// URL is the receiver's scheme and host, e.g. "https://jetty.example"
 	// (for a direct route, the storage's host).
-	URL    string `json:"url"`
-	Chunks int    `json:"chunks"`
-	Bytes  int64  `json:"bytes"`
+	URL string `json:"url"`
+	// Location is the edge catalogue location of a relay ("fra"), if
+	// it names one: what `jetty upload` shows for it.
+	Location string `json:"location,omitempty"`
+	Chunks   int    `json:"chunks"`
+	Bytes    int64  `json:"bytes"`
 }
 
 // Rate estimates a throughput from running totals with an exponentially
@@ -246,14 +249,14 @@ func (h *hub) grow(bytes int64, chunks int) { // a stream read more
 
 // chunkDone records that chunk index was stored through the route id (of
 // that kind, at url): the figures are kept per route id.
-func (h *hub) chunkDone(index int, size int64, id, kind, url string) {
+func (h *hub) chunkDone(index int, size int64, id, kind, url, location string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.done += size
 	h.chunksDone++
 	es := h.edges[id]
 	if es == nil {
-		es = &EdgeStat{ID: id, Kind: kind, URL: url}
+		es = &EdgeStat{ID: id, Kind: kind, URL: url, Location: location}
 		h.edges[id] = es
 		h.edgeOrder = append(h.edgeOrder, id)
 	}

@@ -29,6 +29,9 @@ type Route struct {
 	Kind string `json:"kind"`
 	// Label is a human description (location, host).
 	Label string `json:"label,omitempty"`
+	// Location is the edge catalogue location a relay serves (e.g.
+	// "fra"), "" when it names none.
+	Location string `json:"location,omitempty"`
 	// ChunkURL is the PUT address of chunks, "{index}" standing for the
 	// chunk index (origin and relay routes).
 	ChunkURL string `json:"chunk_url,omitempty"`

@@ -1275,7 +1275,8 @@ func (u *uploader) selected(routes []Route, err error, stream bool) bool {
 		}
 		return false
 	case len(routes) == 0:
-		u.hub.warn(errors.New("edge selection found no route (sending through the origin only)"))
+		// No relay, no direct route, or a file too small to spread: the
+		// origin alone is the normal case, not worth a warning.
 		return false
 	}
 	u.rt.join(u.checkRoutes(routes, stream), u.hub.warn)

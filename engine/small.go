@@ -102,7 +102,7 @@ func (u *uploader) sendOneRequest(ctx context.Context, res *Result, size int64, 
 		return res, fmt.Errorf("the server recorded %s with SHA-256 %s, the file has %s", name, asset.Hash, sum)
 	}
 	u.sent.Add(1)
-	u.hub.chunkDone(0, size, RouteOrigin, RouteOrigin, edge)
+	u.hub.chunkDone(0, size, RouteOrigin, RouteOrigin, edge, "")
 	res.Asset, res.Deduplicated = asset, dedup
 	if dedup {
 		res.DedupAt = DedupAtComplete // the bytes were sent with the request

@@ -387,7 +387,7 @@ func (u *uploader) sendChunk(ctx context.Context, w *worker, q *chunkQueue, inde
 				rt.pc.drop(index)
 			}
 			u.sent.Add(1)
-			u.hub.chunkDone(index, data.size(), rt.ID, rt.Kind, edge)
+			u.hub.chunkDone(index, data.size(), rt.ID, rt.Kind, edge, rt.Location)
 			return false, clean, nil
 		}
 		if ctx.Err() != nil {

@@ -303,4 +303,14 @@ type Quota struct {
 	Storage           Usage  `json:"storage"`
 	Bandwidth         Usage  `json:"bandwidth"`
 	Limits            Limits `json:"limits"`
+	// Tiers are the limits of every tier, smallest quota first, so that a
+	// client can say which tier takes a file too large for this one.
+	Tiers []TierLimits `json:"tiers,omitempty"`
+}
+
+// TierLimits are one tier's storage quota and largest file.
+type TierLimits struct {
+	Tier              string `json:"tier"`
+	StorageQuotaBytes int64  `json:"storage_quota_bytes"`
+	MaxFileSizeBytes  int64  `json:"max_file_size_bytes"`
 }

@@ -205,10 +205,11 @@ func newDownloadProgress(opts *DownloadOptions, name string, size int64) *downlo
 // goroutine, then from its workers.
 func (p *downloadProgress) update(done int64) {
 	p.once.Do(func() {
-		p.ui = newProgressUI(p.opts.F.IO, p.opts.Quiet, p.opts.NoProgress, p.size, 1)
+		p.ui = newProgressUI(p.opts.F.IO, p.opts.Quiet, p.opts.NoProgress, p.size, 1, "fetched")
 		p.t = p.ui.Add(p.name, p.size)
+		p.t.Start(p.size, done) // what an earlier run fetched: not speed
 	})
-	p.t.Update(done, p.size, 1)
+	p.t.Update(p.size, done, 0)
 }
 
 // warn is engine.DownloadOptions.Warn (the download's goroutine only).

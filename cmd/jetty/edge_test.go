@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -125,6 +126,15 @@ func TestEdgeAndEdgesCommands(t *testing.T) {
 		t.Fatalf("edges %+v: %d chunks, %d bytes", res.Edges, chunks, bytes)
 	}
 	t.Logf("upload done %v", time.Since(t0))
+	// Without --json, one line names the routes, a relay by its location.
+	other := filepath.Join(t.TempDir(), "other.bin")
+	testenv.WriteRandFile(t, other, 10, 40<<20)
+	out, errOut, code = runJetty(t, env, "", "upload", other, "--chunk-size", "5MiB", "--workers", "8")
+	via := regexp.MustCompile(`(?m)^  via (origin|fra|2 edges: (fra|origin) \d+%, (fra|origin) \d+%)$`)
+	t.Logf("routes: %s", via.FindString(out))
+	if code != 0 || !via.MatchString(out) || strings.Contains(out, "edge_cmd") || strings.Contains(errOut, "no route") {
+		t.Fatalf("upload's routes line: %d\n%s\n%s", code, out, errOut)
+	}
 	// --edges origin sends everything to the server.
 	os.WriteFile(path, []byte(strings.Repeat("z", 11<<20)), 0o600)
 	out, _, code = runJetty(t, env, "", "upload", path, "--json", "--chunk-size", "5MiB", "--edges", "origin")

@@ -85,7 +85,10 @@ func apiFailure(err error) error {
 		return &ExitError{Code: ExitAuth, Err: fmt.Errorf("%w\n(run `jetty login` again, or check JETTY_API_KEY and JETTY_API_SECRET)", err)}
 	case ae.Code == "account_suspended" || ae.Code == "account_deleted":
 		return &ExitError{Code: ExitAuth, Err: err}
-	case ae.Status == 413 || ae.Code == "quota_exceeded" || ae.Code == "too_large" || ae.Code == "bandwidth_quota_exceeded" || ae.Code == "tier_lacks_feature":
+	case ae.Code == "too_large":
+		// A per-file limit: deleting files cannot help.
+		return &ExitError{Code: ExitQuota, Err: fmt.Errorf("%w\n(see `jetty quota` for your tier; split the file or upgrade the tier)", err)}
+	case ae.Status == 413 || ae.Code == "quota_exceeded" || ae.Code == "bandwidth_quota_exceeded" || ae.Code == "tier_lacks_feature":
 		return &ExitError{Code: ExitQuota, Err: fmt.Errorf("%w\n(see `jetty quota`; delete files with `jetty rm` or upgrade the tier)", err)}
 	}
 	return err

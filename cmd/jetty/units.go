@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/jettythunder/jetty/internal/units"
 )
 
 // parseSize reads a byte count for flags like --chunk-size: a number with
@@ -71,22 +73,15 @@ func parseRate(s string) (int64, error) {
 	}
 	n, err := parseSize(t)
 	if err != nil {
-		return 0, fmt.Errorf("invalid rate %q: want bytes per second, e.g. 20MB/s, 10M or 512KiB/s", s)
+		return 0, fmt.Errorf("invalid rate %q: want bytes per second, e.g. 20MiB/s, 10M or 512KiB/s", s)
 	}
 	return n, nil
 }
 
-// humanRate formats bytes per second in decimal megabytes, the unit
-// network speeds are quoted in: "45.2 MB/s".
+// humanRate formats bytes per second in binary units, as sizes are
+// (units.HumanBytes): "45.2 MiB/s", "1.4 GiB/s".
 func humanRate(bps float64) string {
-	switch {
-	case bps >= 1e9:
-		return fmt.Sprintf("%.2f GB/s", bps/1e9)
-	case bps >= 1e6:
-		return fmt.Sprintf("%.1f MB/s", bps/1e6)
-	default:
-		return fmt.Sprintf("%.1f kB/s", bps/1e3)
-	}
+	return units.HumanBytes(int64(math.Round(max(bps, 0)))) + "/s"
 }
 
 // humanDuration rounds d for people: 850ms, 12.3s, 4m05s.

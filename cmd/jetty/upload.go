@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -95,13 +97,26 @@ The same file uploaded again (same name, content, --cache-key and
 is returned and --json says "deduplicated": true. Other content under the
 same name is a new version: a new row, the older ones marked in jetty ls.
 
-A progress bar is drawn on stderr when it is a terminal; otherwise a plain
-progress line is printed every few seconds. --json prints one JSON object
-per file on stdout.`,
+
+A file larger than your tier takes, or than your storage quota has left,
+is refused before any byte of it is read (exit code 4; jetty quota shows
+your tier and its limits).
+
+Progress goes to stderr: a bar when it is a terminal, otherwise a plain
+line every few seconds. It counts the bytes the server confirmed (whole
+chunks stored); on the bar, bytes sent but not confirmed yet show as ▒.
+Chunks an interrupted run left on the server are announced when the upload
+starts ("resuming: 16 of 38 chunks (160.0 MiB) already on the server") and
+count as done, but never toward the speed or the ETA. Sizes and speeds are
+in binary (IEC) units: KiB, MiB, GiB (1 MiB = 1,048,576 bytes) and MiB/s.
+Each file ends with a summary line (size, time, speed, id; the storage key
+and the SHA-256 are in --json) and the routes that took its chunks ("via
+origin", "via 2 edges: fra 60%, origin 40%"). --json prints one JSON
+object per file on stdout.`,
 		Example: `  jetty upload big.mp4
   jetty upload ./photos --workers 32
   tar c dir | jetty upload - --name dir.tar
-  jetty upload data.bin --json --bwlimit 20MB/s`,
+  jetty upload data.bin --json --bwlimit 20MiB/s`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return usageError("jetty upload needs at least one PATH (a file, a directory, or - for stdin)\nRun 'jetty upload --help' for usage.")
@@ -120,7 +135,7 @@ per file on stdout.`,
 	fl.StringVar(&opts.Client.Server, "server", "", "server URL (default: JETTY_SERVER or the one you logged in to)")
 	fl.IntVarP(&opts.Workers, "workers", "w", 0, "parallel chunk uploads for the whole command (default: the server's suggestion, 16 at most across files)")
 	fl.StringVar(&opts.chunkSizeFlag, "chunk-size", "", "chunk size, 5MiB to 512MiB, e.g. 64MiB or 8M (default: chosen from the file size)")
-	fl.StringVar(&opts.bwLimitFlag, "bwlimit", "", "limit the upload rate of the whole command, e.g. 20MB/s or 10M (M = MiB, MB = 10^6 bytes)")
+	fl.StringVar(&opts.bwLimitFlag, "bwlimit", "", "limit the upload rate of the whole command, e.g. 20MiB/s or 10M (M = MiB = 2^20 bytes; MB = 10^6 bytes)")
 	fl.BoolVar(&opts.JSON, "json", false, "print one JSON object per file on stdout")
 	fl.StringVar(&opts.Edges, "edges", "auto", "auto: send chunks through the best edges the server offers (see jetty edges); origin: to the server only")
 	fl.BoolVarP(&opts.Quiet, "quiet", "q", false, "print nothing but errors (and the JSON with --json)")
@@ -230,6 +245,7 @@ func uploadRun(ctx context.Context, opts *UploadOptions) error {
 	if err != nil {
 		return err
 	}
+	checkLimits(ctx, ec, jobs)
 	var selector engine.EdgeSelector
 	if opts.Edges != "origin" {
 		// One probe for the whole command: later files reuse its scores.
@@ -272,7 +288,13 @@ func uploadRun(ctx context.Context, opts *UploadOptions) error {
 
 	ix := openUploadIndex(opts)
 
-	ui := newProgressUI(ios, opts.Quiet, opts.NoProgress, total, len(jobs))
+	ready := 0 // the files that can start (not refused already)
+	for _, j := range jobs {
+		if j.err == nil {
+			ready++
+		}
+	}
+	ui := newProgressUI(ios, opts.Quiet, opts.NoProgress, total, ready, "stored")
 	sem := semaphore.NewWeighted(int64(budget))
 	var (
 		wg      sync.WaitGroup
@@ -319,7 +341,7 @@ func uploadRun(ctx context.Context, opts *UploadOptions) error {
 		go func(j uploadJob, weight int64) {
 			defer wg.Done()
 			defer sem.Release(weight)
-			res, err := uploadOne(ctx, ec, selector, j, opts, int(weight), budget, journalDir, ix, ui)
+			res, st, err := uploadOne(ctx, ec, selector, j, opts, int(weight), budget, journalDir, ix, ui)
 			if err != nil {
 				fail(j, err)
 				return
@@ -327,7 +349,7 @@ func uploadRun(ctx context.Context, opts *UploadOptions) error {
 			mu.Lock()
 			okCount++
 			mu.Unlock()
-			ui.Print(func() { printUploadResult(opts, j, res) })
+			ui.Print(func() { printUploadResult(opts, j, res, st) })
 		}(j, weight)
 	}
 	wg.Wait()
@@ -406,7 +428,7 @@ func chunkSizeFor(flag, size int64) int64 {
 
 // uploadOne uploads one job with workers chunk uploads and its share of
 // the bandwidth limit.
-func uploadOne(ctx context.Context, ec *engine.Client, sel engine.EdgeSelector, j uploadJob, opts *UploadOptions, workers, budget int, journalDir string, ix *upindex.Index, ui progressUI) (*engine.Result, error) {
+func uploadOne(ctx context.Context, ec *engine.Client, sel engine.EdgeSelector, j uploadJob, opts *UploadOptions, workers, budget int, journalDir string, ix *upindex.Index, ui progressUI) (*engine.Result, uploadStart, error) {
 	eo := engine.Options{
 		HashFirst:   opts.HashFirst,
 		Index:       ix,
@@ -434,9 +456,17 @@ func uploadOne(ctx context.Context, ec *engine.Client, sel engine.EdgeSelector, 
 		name = opts.Name
 	}
 	t := ui.Add(name, j.size)
+	var st uploadStart
 	eo.Progress = uploadProgress(t, func(err error) {
 		if !opts.Quiet {
 			ui.Print(func() { fmt.Fprintf(opts.F.IO.ErrOut, "jetty: warning: %s: %v\n", safeName(name), err) })
+		}
+	}, func(e engine.Event) {
+		st = uploadStart{chunks: e.ChunksDone, bytes: e.Done}
+		if e.ChunksDone > 0 && !opts.Quiet {
+			ui.Print(func() {
+				fmt.Fprintf(opts.F.IO.ErrOut, "jetty: resuming %s: %d of %d chunks (%s) already on the server\n", safeName(name), e.ChunksDone, e.Chunks, units.HumanBytes(e.Done))
+			})
 		}
 	})
 	var res *engine.Result
@@ -447,30 +477,37 @@ func uploadOne(ctx context.Context, ec *engine.Client, sel engine.EdgeSelector, 
 		res, err = engine.Upload(ctx, ec, j.path, eo)
 	}
 	t.Finish(err)
-	return res, err
+	return res, st, err
 }
 
-// uploadProgress turns engine events into transfer updates. The bar moves
-// with the bytes sent (smooth) from what the server already held.
-func uploadProgress(t transfer, warn func(error)) engine.Progress {
-	var base int64
-	edges := map[string]bool{}
+// uploadStart is what the server held of a file when its session opened
+// (an earlier run's chunks).
+type uploadStart struct {
+	chunks int
+	bytes  int64
+}
+
+// uploadProgress turns engine events into transfer updates: progress
+// is the bytes the server confirmed (whole chunks stored), with the bytes
+// sent and not confirmed yet as a secondary figure; what the server held
+// before this run counts as done from the start, never as speed. started
+// is called once the session is open (EventStart).
+func uploadProgress(t transfer, warn func(error), started func(engine.Event)) engine.Progress {
+	var held int64
 	return engine.ProgressFunc(func(e engine.Event) {
 		switch e.Kind {
 		case engine.EventPlan:
 			t.Hashing(e.Done, e.Total)
 		case engine.EventStart:
-			base = e.Done
-			t.Update(e.Done, e.Total, 0)
+			held = e.Done
+			t.Start(e.Total, e.Done)
+			if started != nil {
+				started(e)
+			}
 		case engine.EventSent, engine.EventChunkDone:
-			if e.Kind == engine.EventChunkDone && e.Edge.URL != "" {
-				edges[e.Edge.URL] = true
-			}
-			done := base + e.Sent
-			if e.Total >= 0 {
-				done = min(done, e.Total)
-			}
-			t.Update(max(done, e.Done), e.Total, len(edges))
+			// Sent counts this run's payload (retries included); Done
+			// less held is what of it the server confirmed.
+			t.Update(e.Total, e.Done, e.Sent-(e.Done-held))
 		case engine.EventWarning:
 			warn(e.Err)
 		}
@@ -501,9 +538,14 @@ func uploadFailure(j uploadJob, err error) error {
 	}
 }
 
+// summaryWidth bounds an upload's summary line (columns).
+const summaryWidth = 99
+
 // printUploadResult prints one finished file: a JSON object with --json,
-// otherwise one summary line (unless --quiet).
-func printUploadResult(opts *UploadOptions, j uploadJob, res *engine.Result) {
+// otherwise (unless --quiet) a summary line under 100 columns, a line of
+// what an earlier run had sent when it resumed, and the routes that took
+// the chunks. st is what the server held when the session opened.
+func printUploadResult(opts *UploadOptions, j uploadJob, res *engine.Result, st uploadStart) {
 	out := opts.F.IO.Out
 	path := j.path
 	if j.stdin {
@@ -521,25 +563,106 @@ func printUploadResult(opts *UploadOptions, j uploadJob, res *engine.Result) {
 	if opts.Quiet {
 		return
 	}
+	for _, l := range uploadSummary(j, opts.Name, res, st) {
+		fmt.Fprintln(out, l)
+	}
+}
+
+// uploadSummary is the lines printUploadResult prints for a file:
+//
+//	uploaded big.bin: 380.0 MiB in 8.1s (26.9 MiB/s), id 0b5e8a7c-…
+//	  resumed: sent 22 of 38 chunks (220.0 MiB), 16 (160.0 MiB) were already on the server
+//	  via 2 edges: fra 60%, origin 40%
+func uploadSummary(j uploadJob, storedName string, res *engine.Result, st uploadStart) []string {
 	a := res.Asset
-	name := safeName(path)
+	name := safeName(j.path)
 	if j.stdin {
-		name = safeName(opts.Name) + " (stdin)"
+		name = safeName(storedName) + " (stdin)"
+	}
+	var stored int64 // bytes the routes stored in this run
+	for _, e := range res.Edges {
+		stored += e.Bytes
 	}
 	var how string
 	switch {
 	case res.Deduplicated && res.BytesSent == 0:
-		how = fmt.Sprintf("%s already stored (deduplicated, nothing sent)", units.HumanBytes(a.Size))
+		how = fmt.Sprintf("%s deduplicated", units.HumanBytes(a.Size))
 	default:
-		how = fmt.Sprintf("%s in %s (%s)", units.HumanBytes(a.Size), humanDuration(res.Duration), humanRate(rateOf(res.BytesSent, res.Duration)))
-		if res.Resumed || res.ChunksSent < res.ChunksTotal {
-			how += fmt.Sprintf(", resumed: sent %d of %d chunks", res.ChunksSent, res.ChunksTotal)
-		}
-		if res.Deduplicated {
-			how += ", deduplicated"
+		how = fmt.Sprintf("%s in %s (%s)", units.HumanBytes(a.Size), humanDuration(res.Duration), humanRate(rateOf(stored, res.Duration)))
+	}
+	tail := fmt.Sprintf(": %s, id %s", how, a.ID)
+	lines := []string{"uploaded " + elide(name, max(summaryWidth-len("uploaded ")-len([]rune(tail)), 8)) + tail}
+	if res.Deduplicated {
+		if res.BytesSent > 0 {
+			lines = append(lines, "  the server already held this content: the copy sent was dropped")
+		} else {
+			lines = append(lines, "  nothing sent: the server already held this content")
 		}
 	}
-	fmt.Fprintf(out, "uploaded %s: %s  id %s  key %s  sha256 %s\n", name, how, a.ID, a.Key, a.Hash)
+	if st.chunks > 0 && res.ChunksTotal > 0 {
+		lines = append(lines, fmt.Sprintf("  resumed: sent %d of %d chunks (%s), %d (%s) were already on the server",
+			res.ChunksSent, res.ChunksTotal, units.HumanBytes(stored), st.chunks, units.HumanBytes(st.bytes)))
+	}
+	if via := routesLine(res.Edges); via != "" {
+		lines = append(lines, "  "+via)
+	}
+	return lines
+}
+
+// routesLine says which routes stored the chunks of this run and their
+// shares of the bytes: "via origin", "via fra", "via 2 edges: fra 60%,
+// origin 40%" (a relay by the location it serves, else by its id; ""
+// when nothing was stored).
+func routesLine(edges []engine.EdgeStat) string {
+	type share struct {
+		name  string
+		bytes int64
+		pct   int
+		rem   int64
+	}
+	var total int64
+	var list []share
+	for _, e := range edges {
+		if e.Bytes <= 0 && e.Chunks <= 0 {
+			continue
+		}
+		total += e.Bytes
+		name := e.ID
+		if e.Location != "" {
+			name = e.Location // "fra", not the relay's id
+		}
+		list = append(list, share{name: safeName(name), bytes: e.Bytes})
+	}
+	switch {
+	case len(list) == 0:
+		return ""
+	case len(list) == 1:
+		return "via " + list[0].name
+	}
+	// Whole percents adding up to 100 (largest remainder).
+	sum := 0
+	for i := range list {
+		if total > 0 {
+			list[i].pct = int(list[i].bytes * 100 / total)
+			list[i].rem = list[i].bytes * 100 % total
+		}
+		sum += list[i].pct
+	}
+	order := make([]int, len(list))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return list[order[a]].rem > list[order[b]].rem })
+	for k := 0; sum < 100 && total > 0 && k < len(order); k++ {
+		list[order[k]].pct++
+		sum++
+	}
+	sort.SliceStable(list, func(a, b int) bool { return list[a].bytes > list[b].bytes })
+	parts := make([]string, len(list))
+	for i, sh := range list {
+		parts[i] = fmt.Sprintf("%s %d%%", sh.name, sh.pct)
+	}
+	return fmt.Sprintf("via %d edges: %s", len(list), strings.Join(parts, ", "))
 }
 
 // collectUploads expands the paths: files as given (a symbolic link on

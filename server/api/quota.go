@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"net/http"
+	"sort"
 	"time"
 
 	"github.com/jettythunder/jetty/protocol"
@@ -57,6 +58,12 @@ func (s *Server) handleQuota(w http.ResponseWriter, r *http.Request, acct server
 	q.Limits.MaxFileSizeMB = t.MaxFileSizeMB
 	q.Limits.MaxFileSizeBytes = t.MaxFileSizeBytes()
 	q.Limits.RateLimitPerMinute = t.RateLimitPerMinute
+	if tiers, err := s.store.Tiers(r.Context()); err == nil {
+		for _, c := range tiers {
+			q.Tiers = append(q.Tiers, protocol.TierLimits{Tier: c.Name, StorageQuotaBytes: c.StorageQuotaBytes(), MaxFileSizeBytes: c.MaxFileSizeBytes()})
+		}
+		sort.SliceStable(q.Tiers, func(i, j int) bool { return q.Tiers[i].StorageQuotaBytes < q.Tiers[j].StorageQuotaBytes })
+	}
 	writeJSON(w, http.StatusOK, q)
 }
 
