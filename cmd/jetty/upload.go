@@ -97,7 +97,6 @@ The same file uploaded again (same name, content, --cache-key and
 is returned and --json says "deduplicated": true. Other content under the
 same name is a new version: a new row, the older ones marked in jetty ls.
 
-
 A file larger than your tier takes, or than your storage quota has left,
 is refused before any byte of it is read (exit code 4; jetty quota shows
 your tier and its limits).
