@@ -1,8 +1,12 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/jettythunder/jetty/internal/testenv"
 )
 
 // TestVersionFlag: `jetty --version` prints what `jetty version` prints
@@ -32,4 +36,65 @@ func TestCompletionHelpSaysWhatEachShellNeeds(t *testing.T) {
 			t.Errorf("completion --help lacks %q:\n%s", want, r.out)
 		}
 	}
+}
+
+// withoutEnv returns c with the variables named removed from its
+// environment and extra added.
+func withoutEnv(c *cli, names []string, extra ...string) *cli {
+	var env []string
+	for _, kv := range c.env {
+		drop := false
+		for _, n := range names {
+			if strings.HasPrefix(kv, n+"=") {
+				drop = true
+			}
+		}
+		if !drop {
+			env = append(env, kv)
+		}
+	}
+	c.env = append(env, extra...)
+	return c
+}
+
+// TestNoKeychainSaidPlainly: with no D-Bus session bus (no
+// DBUS_SESSION_BUS_ADDRESS, no bus under XDG_RUNTIME_DIR, no dbus-launch
+// on PATH), login and logout say once, in plain words, that there is no
+// keychain and the credentials go to the 0600 file: no raw exec error.
+func TestNoKeychainSaidPlainly(t *testing.T) {
+	srv := testServer(t)
+	key, secret := testenv.Provision(t, srv, cmdSecret, "usr_nobus", "pro")
+	c := withoutEnv(newCLI(t), []string{"DBUS_SESSION_BUS_ADDRESS", "PATH"},
+		"PATH="+t.TempDir(), "XDG_RUNTIME_DIR="+t.TempDir())
+	r := c.must(key+":"+secret+"\n", "login", "--server", srv, "--with-token")
+	for _, bad := range []string{"exec:", "dbus-launch", "$PATH"} {
+		if strings.Contains(r.err, bad) {
+			t.Fatalf("login stderr has %q:\n%s", bad, r.err)
+		}
+	}
+	if n := strings.Count(r.err, "no OS keychain is available"); n != 1 || !strings.Contains(r.err, "mode 0600") {
+		t.Fatalf("login should say once that there is no keychain and where the credentials went:\n%s", r.err)
+	}
+	cred := filepath.Join(cliConfig(c), "jetty", "credentials.json")
+	if st, err := os.Stat(cred); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("credentials file: %v %v", st, err)
+	}
+	c.must("", "whoami")
+	r = c.must("", "logout")
+	if strings.Contains(r.err, "exec:") || strings.Contains(r.err, "dbus-launch") || strings.Count(r.err, "no OS keychain is available") > 1 {
+		t.Fatalf("logout stderr:\n%s", r.err)
+	}
+	if !strings.Contains(r.out, "Logged out") {
+		t.Fatalf("logout stdout: %s", r.out)
+	}
+}
+
+// cliConfig is the XDG_CONFIG_HOME of c.
+func cliConfig(c *cli) string {
+	for _, kv := range c.env {
+		if v, ok := strings.CutPrefix(kv, "XDG_CONFIG_HOME="); ok {
+			return v
+		}
+	}
+	return ""
 }
