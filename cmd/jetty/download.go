@@ -227,9 +227,8 @@ func downloadFailure(ctx context.Context, id string, err error) error {
 	if ctx.Err() != nil {
 		return &ExitError{Code: ExitInterrupted, Err: errors.New("interrupted; run the same command again to resume")}
 	}
-	var ae *engine.APIError
-	if errors.As(err, &ae) && ae.Status == 404 {
-		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("asset %s not found: %w\n(see `jetty ls` for your files' ids)", id, err)}
+	if fe := fileNotFound(err); fe != err {
+		return apiFailure(fmt.Errorf("download %s: %w", id, fe))
 	}
 	err = apiFailure(err)
 	var ee *ExitError

@@ -1,12 +1,16 @@
 package main
 
 import (
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/jettythunder/jetty/internal/testenv"
+	"github.com/jettythunder/jetty/keychain"
 )
 
 // TestVersionFlag: `jetty --version` prints what `jetty version` prints
@@ -97,4 +101,119 @@ func cliConfig(c *cli) string {
 		}
 	}
 	return ""
+}
+
+// closedURL is the URL of a port nothing listens on (a listener opened,
+// then closed).
+func closedURL(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := "http://" + l.Addr().String()
+	l.Close()
+	return u
+}
+
+// TestServerNotAnsweringSaysWhatToDo: connection refused names the
+// server, says it is not answering and what to do (through the binary),
+// for every command that talks to it; no "dial tcp".
+func TestServerNotAnsweringSaysWhatToDo(t *testing.T) {
+	srv := closedURL(t)
+	c := newCLI(t, "JETTY_SERVER="+srv, "JETTY_API_KEY=jt_test_"+strings.Repeat("a", 32), "JETTY_API_SECRET=jts_"+strings.Repeat("a", 43))
+	os.WriteFile(filepath.Join(c.dir, "f.txt"), []byte("hello"), 0o644)
+	for _, args := range [][]string{{"quota"}, {"ls"}, {"whoami"}, {"rm", "abc"}, {"download", "abc"}, {"upload", "f.txt", "--no-progress"}} {
+		r := c.run("", args...)
+		if r.code != ExitFailure {
+			t.Errorf("%v: exit %d, want %d\n%s", args, r.code, ExitFailure, r.err)
+		}
+		for _, want := range []string{"cannot reach " + srv, "not answering", "JETTY_SERVER", "jetty server"} {
+			if !strings.Contains(r.err, want) {
+				t.Errorf("%v: stderr lacks %q:\n%s", args, want, r.err)
+			}
+		}
+		if strings.Contains(r.err, "dial tcp") || strings.Count(r.err, "not answering") != 1 {
+			t.Errorf("%v: raw or repeated error:\n%s", args, r.err)
+		}
+	}
+}
+
+// TestNetworkFailureKinds: DNS, plain HTTP to https:// and TLS
+// failures each say what happened in plain words and what to do; the
+// mapping is reachFailure's alone.
+func TestNetworkFailureKinds(t *testing.T) {
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(200) }))
+	defer plain.Close()
+	tlsSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(200) }))
+	defer tlsSrv.Close()
+	for _, tc := range []struct {
+		server string
+		want   []string
+	}{
+		{"http://no-such-host.invalid", []string{"host name no-such-host.invalid was not found", "misspelt"}},
+		{strings.Replace(plain.URL, "http://", "https://", 1), []string{"plain HTTP", "use an http:// URL"}},
+		{tlsSrv.URL, []string{"authority this machine does not trust", "SSL_CERT_FILE"}},
+	} {
+		c := newCLI(t, "JETTY_SERVER="+tc.server, "JETTY_API_KEY=jt_test_"+strings.Repeat("a", 32), "JETTY_API_SECRET=jts_"+strings.Repeat("a", 43))
+		r := c.run("", "quota")
+		if r.code != ExitFailure {
+			t.Errorf("%s: exit %d\n%s", tc.server, r.code, r.err)
+		}
+		for _, want := range append(tc.want, "cannot reach "+tc.server) {
+			if !strings.Contains(r.err, want) {
+				t.Errorf("%s: stderr lacks %q:\n%s", tc.server, want, r.err)
+			}
+		}
+		for _, raw := range []string{"dial tcp", "x509:", "lookup ", `Get "`} {
+			if strings.Contains(r.err, raw) {
+				t.Errorf("%s: raw Go error %q:\n%s", tc.server, raw, r.err)
+			}
+		}
+	}
+}
+
+// TestLoginChecksTheServerBeforeAsking: on a terminal, login fails fast
+// when the server does not answer, before prompting for anything.
+func TestLoginChecksTheServerBeforeAsking(t *testing.T) {
+	e := &authEnv{t: t, env: map[string]string{}, kr: keychain.NewMemory()}
+	e.store = &keychain.Store{Keyring: e.kr, Dir: t.TempDir()}
+	p := &fakePrompter{answers: []string{"jt_test_" + strings.Repeat("a", 32), "jts_" + strings.Repeat("a", 43)}}
+	srv := closedURL(t)
+	r := e.run(e.login(p), true, "", "--server", srv)
+	if r.code != ExitFailure || len(p.asked) != 0 || !strings.Contains(r.err, "cannot reach "+srv) || !strings.Contains(r.err, "not answering") {
+		t.Fatalf("login to a server that does not answer: exit %d, asked %v\n%s", r.code, p.asked, r.err)
+	}
+	if strings.Contains(r.err, "Paste the API key") {
+		t.Fatalf("login asked before checking the server:\n%s", r.err)
+	}
+}
+
+// TestMissingFileSaysNoSuchFile: a path that does not exist is "no such
+// file: PATH" with a next step, not Go's "stat PATH: no such file or
+// directory".
+func TestMissingFileSaysNoSuchFile(t *testing.T) {
+	srv := testServer(t)
+	key, secret := testenv.Provision(t, srv, cmdSecret, "usr_nofile", "pro")
+	c := newCLI(t, "JETTY_SERVER="+srv, "JETTY_API_KEY="+key, "JETTY_API_SECRET="+secret)
+	r := c.run("", "upload", "../work/nope.bin")
+	if r.code != ExitFailure || !strings.Contains(r.err, "jetty: no such file: ../work/nope.bin\n") ||
+		!strings.Contains(r.err, "relative to the current directory") || strings.Contains(r.err, "stat ") {
+		t.Fatalf("upload of a missing file: exit %d\n%s", r.code, r.err)
+	}
+}
+
+// TestUnknownIDHintOnce: an unknown id says "no such file" and the next
+// step once (the server's message and the CLI both added one), for
+// download and rm; the noun is "file", not "asset".
+func TestUnknownIDHintOnce(t *testing.T) {
+	srv := testServer(t)
+	key, secret := testenv.Provision(t, srv, cmdSecret, "usr_noid", "pro")
+	c := newCLI(t, "JETTY_SERVER="+srv, "JETTY_API_KEY="+key, "JETTY_API_SECRET="+secret)
+	for _, args := range [][]string{{"download", "no-such-id"}, {"rm", "no-such-id"}} {
+		r := c.run("", args...)
+		if r.code != ExitFailure || strings.Count(r.err, "jetty ls") != 1 || !strings.Contains(r.err, "no such file") || strings.Contains(strings.ToLower(r.err), "asset") {
+			t.Errorf("%v: exit %d\n%s", args, r.code, r.err)
+		}
+	}
 }

@@ -55,7 +55,7 @@ func NewCmdLs(f *Factory, runF func(*LsOptions) error) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&opts.Client.Server, "server", "", "server URL (default: JETTY_SERVER or the one you logged in to)")
-	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print a JSON array of assets")
+	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print a JSON array of files")
 	cmd.Flags().IntVar(&opts.Limit, "limit", 0, "list at most this many (default: all)")
 	cmd.Flags().StringVar(&opts.CacheKey, "cache-key", "", "only files recorded with exactly this cache key")
 	cmd.Flags().StringVar(&opts.PipelineID, "pipeline-id", "", "only files of this AgentCache pipeline (a UUID)")

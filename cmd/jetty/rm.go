@@ -56,8 +56,8 @@ func rmRun(ctx context.Context, opts *RmOptions) error {
 				return &ExitError{Code: ExitInterrupted, Err: fmt.Errorf("interrupted")}
 			}
 			failed++
-			last = apiFailure(err)
-			fmt.Fprintf(opts.F.IO.ErrOut, "jetty: %s: %v\n", id, err)
+			last = apiFailure(fileNotFound(err))
+			fmt.Fprintf(opts.F.IO.ErrOut, "jetty: %s: %v\n", id, last)
 			continue
 		}
 		if opts.JSON {
