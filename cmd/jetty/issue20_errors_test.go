@@ -1,6 +1,9 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -215,5 +218,47 @@ func TestUnknownIDHintOnce(t *testing.T) {
 		if r.code != ExitFailure || strings.Count(r.err, "jetty ls") != 1 || !strings.Contains(r.err, "no such file") || strings.Contains(strings.ToLower(r.err), "asset") {
 			t.Errorf("%v: exit %d\n%s", args, r.code, r.err)
 		}
+	}
+}
+
+// TestDownloadToStdout: `jetty download ID -o - > f` gives the upload
+// byte for byte (several ranges, fetched in parallel, written in order),
+// the summary goes to stderr, no file "-" is created; --json with -o -
+// is a usage error.
+func TestDownloadToStdout(t *testing.T) {
+	srv := testServer(t)
+	key, secret := testenv.Provision(t, srv, cmdSecret, "usr_stdout", "pro")
+	c := newCLI(t, "JETTY_SERVER="+srv, "JETTY_API_KEY="+key, "JETTY_API_SECRET="+secret)
+	src := filepath.Join(c.dir, "src.bin")
+	f, _ := os.Create(src)
+	f.ReadFrom(testenv.NewRandReader(7, (12<<20)+12345))
+	f.Close()
+	r := c.must("", "upload", src, "--json")
+	var up struct {
+		Asset struct{ ID, Hash string }
+	}
+	if err := json.Unmarshal([]byte(strings.SplitN(r.out, "\n", 2)[0]), &up); err != nil || up.Asset.ID == "" {
+		t.Fatalf("upload: %v %s", err, r.out)
+	}
+	os.Remove(src) // the download must not come from here
+	r = c.must("", "download", up.Asset.ID, "-o", "-", "--workers", "4")
+	sum := sha256.Sum256([]byte(r.out))
+	if hex.EncodeToString(sum[:]) != up.Asset.Hash || len(r.out) != (12<<20)+12345 {
+		t.Fatalf("stdout is %d bytes, sha256 %x, want the upload's %s", len(r.out), sum, up.Asset.Hash)
+	}
+	if !strings.Contains(r.err, "downloaded "+up.Asset.ID+" to stdout") || !strings.Contains(r.err, "verified") {
+		t.Fatalf("stderr lacks the summary:\n%s", r.err)
+	}
+	if _, err := os.Lstat(filepath.Join(c.dir, "-")); err == nil {
+		t.Fatal(`a file named "-" was created`)
+	}
+	if names, _ := os.ReadDir(c.dir); len(names) != 0 {
+		t.Fatalf("left in the working directory: %v", names)
+	}
+	if r := c.run("", "download", up.Asset.ID, "-o", "-", "--json"); r.code != ExitUsage || r.out != "" || !strings.Contains(r.err, "--json") {
+		t.Fatalf("--json with -o -: exit %d stdout %q stderr %q", r.code, r.out, r.err)
+	}
+	if r := c.must("", "download", up.Asset.ID, "-o", "-", "-q"); r.err != "" || len(r.out) != (12<<20)+12345 {
+		t.Fatalf("-q: stderr %q, %d bytes", r.err, len(r.out))
 	}
 }
