@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -261,4 +263,78 @@ func TestDownloadToStdout(t *testing.T) {
 	if r := c.must("", "download", up.Asset.ID, "-o", "-", "-q"); r.err != "" || len(r.out) != (12<<20)+12345 {
 		t.Fatalf("-q: stderr %q, %d bytes", r.err, len(r.out))
 	}
+}
+
+// devServer runs `jetty server --dev` (the binary) on dataDir and a free
+// port, and returns its banner once printed; the server is stopped with
+// Ctrl-C (SIGINT) when the test ends or stop is called.
+func devServer(t *testing.T, c *cli, dataDir string) (banner string, stop func()) {
+	t.Helper()
+	cmd := c.cmd("", "server", "--dev", "--listen", "127.0.0.1:0", "--data-dir", dataDir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	stop = func() {
+		if !stopped {
+			stopped = true
+			cmd.Process.Signal(os.Interrupt)
+			cmd.Wait()
+		}
+	}
+	t.Cleanup(stop)
+	var b strings.Builder
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		b.WriteString(sc.Text() + "\n")
+		if strings.HasPrefix(sc.Text(), "Press Ctrl-C") {
+			go io.Copy(io.Discard, out)
+			return b.String(), stop
+		}
+	}
+	t.Fatalf("the dev server ended without its banner:\n%s", b.String())
+	return "", stop
+}
+
+// TestDevServerKeepsCredentials: two runs of `jetty server --dev` on one
+// data directory print the same demo key and secret, which work, and the
+// banner says how to log in with jetty at the address it listens on.
+func TestDevServerKeepsCredentials(t *testing.T) {
+	c := newCLI(t)
+	data := t.TempDir()
+	banner1, stop1 := devServer(t, c, data)
+	key1, secret1 := export(t, banner1, "JETTY_API_KEY"), export(t, banner1, "JETTY_API_SECRET")
+	stop1()
+	banner2, stop2 := devServer(t, c, data)
+	srv := export(t, banner2, "JETTY_SERVER")
+	key2, secret2 := export(t, banner2, "JETTY_API_KEY"), export(t, banner2, "JETTY_API_SECRET")
+	if key1 != key2 || secret1 != secret2 {
+		t.Fatalf("credentials changed across restarts of one data dir: %s → %s", key1, key2)
+	}
+	for _, want := range []string{"jetty login --server " + srv + "\n", "| jetty login --server " + srv + " --with-token", "JETTY_API_KEY", "JETTY_API_SECRET"} {
+		if !strings.Contains(banner2, want) {
+			t.Errorf("banner lacks %q:\n%s", want, banner2)
+		}
+	}
+	if st, err := os.Lstat(filepath.Join(data, "dev-credentials.json")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("kept credentials file: %v %v", st, err)
+	}
+	c.must(key2+":"+secret2+"\n", "login", "--server", srv, "--with-token", "--insecure-storage")
+	if r := c.must("", "whoami"); !strings.Contains(r.out, "demo") {
+		t.Fatalf("whoami with the kept credentials: %s", r.out)
+	}
+	// A kept secret that does not verify is replaced, not trusted.
+	stop2()
+	os.WriteFile(filepath.Join(data, "dev-credentials.json"), []byte(`{"api_key":"`+key2+`","api_secret":"jts_`+strings.Repeat("x", 43)+`"}`), 0o600)
+	banner3, _ := devServer(t, c, data)
+	key3, secret3 := export(t, banner3, "JETTY_API_KEY"), export(t, banner3, "JETTY_API_SECRET")
+	if key3 == key2 || secret3 == secret2 {
+		t.Fatal("a kept secret that does not verify was reused")
+	}
+	c3 := newCLI(t, "JETTY_SERVER="+export(t, banner3, "JETTY_SERVER"), "JETTY_API_KEY="+key3, "JETTY_API_SECRET="+secret3)
+	c3.must("", "whoami")
 }

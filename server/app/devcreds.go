@@ -1,0 +1,65 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/jettythunder/jetty/internal/safefile"
+	"github.com/jettythunder/jetty/server"
+	"github.com/jettythunder/jetty/server/apikey"
+)
+
+// DevCredentialsFile is where dev mode keeps the demo account's key and
+// secret, in the data directory (mode 0600, written atomically and never
+// through a link; read only when it is a regular file of the user's with
+// one link). Never written outside dev mode.
+const DevCredentialsFile = "dev-credentials.json"
+
+// devCredentials is DevCredentialsFile's content.
+type devCredentials struct {
+	APIKey    string `json:"api_key"`
+	APISecret string `json:"api_secret"`
+}
+
+// keptDemoAccount returns the demo account with the key and secret kept
+// by an earlier run, when the file is there, the account still has that
+// key, is active and the secret verifies (in constant time).
+func (a *App) keptDemoAccount(ctx context.Context) (server.Account, string, bool) {
+	path := filepath.Join(a.cfg.DataDir, DevCredentialsFile)
+	b, err := safefile.ReadFile(path)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			a.log.Warn("not using the kept demo credentials: issuing new ones", "path", path, "error", err)
+		}
+		return server.Account{}, "", false
+	}
+	var kept devCredentials
+	if err := json.Unmarshal(b, &kept); err != nil || kept.APIKey == "" || kept.APISecret == "" {
+		a.log.Warn("the kept demo credentials are not valid JSON: issuing new ones", "path", path)
+		return server.Account{}, "", false
+	}
+	acct, err := a.store.AccountByAPIKey(ctx, kept.APIKey)
+	if err != nil || acct.UserID != demoUser || acct.Status != server.StatusActive ||
+		!apikey.EqualConstantTime(kept.APIKey, acct.APIKey) || !apikey.SecretMatches(kept.APISecret, acct.SecretHash) {
+		return server.Account{}, "", false // gone, re-keyed or not this database's: provision again
+	}
+	return acct, kept.APISecret, true
+}
+
+// keepDevCredentials writes the demo account's key and secret to the
+// data directory for the next dev run.
+func keepDevCredentials(dataDir, key, secret string) error {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(devCredentials{APIKey: key, APISecret: secret}, "", "  ")
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(dataDir, DevCredentialsFile)
+	return safefile.WriteFile(path, append(b, '\n'), 0o600)
+}
