@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
-	"github.com/jettythunder/jetty/internal/safefile"
 	"github.com/jettythunder/jetty/server"
 	"github.com/jettythunder/jetty/server/apikey"
 )
@@ -30,7 +32,7 @@ type devCredentials struct {
 // key, is active and the secret verifies (in constant time).
 func (a *App) keptDemoAccount(ctx context.Context) (server.Account, string, bool) {
 	path := filepath.Join(a.cfg.DataDir, DevCredentialsFile)
-	b, err := safefile.ReadFile(path)
+	b, err := readOwnFile(path)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			a.log.Warn("not using the kept demo credentials: issuing new ones", "path", path, "error", err)
@@ -61,5 +63,53 @@ func keepDevCredentials(dataDir, key, secret string) error {
 		return err
 	}
 	path := filepath.Join(dataDir, DevCredentialsFile)
-	return safefile.WriteFile(path, append(b, '\n'), 0o600)
+	return writeNewFile(path, append(b, '\n'))
+}
+
+// readOwnFile reads path when it is a regular file (not a link, a pipe
+// or a directory) that no other user can read or write; the file opened
+// must be the one checked.
+func readOwnFile(path string) ([]byte, error) {
+	st, err := os.Lstat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() || st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("%s is not a private regular file (mode %s): not reading it", path, st.Mode())
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fst, err := f.Stat(); err != nil || !os.SameFile(st, fst) {
+		return nil, fmt.Errorf("%s changed while it was opened: not reading it", path)
+	}
+	return io.ReadAll(io.LimitReader(f, 64<<10))
+}
+
+// writeNewFile replaces path with data atomically: a new 0600 file
+// created next to it with O_EXCL (never through a link), written,
+// synced, then renamed over path (which replaces a link itself, never
+// what it points to).
+func writeNewFile(path string, data []byte) error {
+	tmp := fmt.Sprintf("%s.tmp-%d-%d", path, os.Getpid(), time.Now().UnixNano())
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
 }
