@@ -44,7 +44,7 @@ func downloadToStdout(ctx context.Context, opts *DownloadOptions, c *engine.Clie
 	}
 	if !opts.Quiet {
 		el := time.Since(started)
-		check := "sha256 " + a.Hash + " verified"
+		check := "SHA-256 verified" // the hash itself: jetty ls --json
 		if !res.Verified {
 			check = "no SHA-256 stored to verify"
 		}

@@ -248,7 +248,7 @@ func TestDownloadToStdout(t *testing.T) {
 	if hex.EncodeToString(sum[:]) != up.Asset.Hash || len(r.out) != (12<<20)+12345 {
 		t.Fatalf("stdout is %d bytes, sha256 %x, want the upload's %s", len(r.out), sum, up.Asset.Hash)
 	}
-	if !strings.Contains(r.err, "downloaded "+up.Asset.ID+" to stdout") || !strings.Contains(r.err, "verified") {
+	if !strings.Contains(r.err, "downloaded "+up.Asset.ID+" to stdout") || !strings.Contains(r.err, "SHA-256 verified") {
 		t.Fatalf("stderr lacks the summary:\n%s", r.err)
 	}
 	if _, err := os.Lstat(filepath.Join(c.dir, "-")); err == nil {
