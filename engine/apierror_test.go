@@ -219,7 +219,7 @@ func TestAnswerTimeout(t *testing.T) {
 	start := time.Now()
 	_, err := c.Whoami(ctx)
 	if err == nil || !Retryable(err) || errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "cannot reach "+srv.URL) ||
-		!strings.Contains(err.Error(), "timeout awaiting response headers") {
+		!errors.Is(err, errAwaitingAnswer) || !strings.Contains(err.Error(), "no answer in time") {
 		t.Fatalf("whoami of a server that never answers: %v", err)
 	}
 	if el := time.Since(start); el > 5*time.Second {

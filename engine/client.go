@@ -194,13 +194,13 @@ func (c *Client) setControlHeaders(req *http.Request) {
 }
 
 // roundTrip sends an authenticated request: a failure to get an answer
-// is "cannot reach" the server, an answer other than 2xx an *APIError
+// is a *ReachError ("cannot reach" the server), an answer other than 2xx an *APIError
 // (its body read and closed). A 2xx answer's body is the caller's to
 // close. headerTimeout > 0 bounds the wait for the answer to begin.
 func (c *Client) roundTrip(req *http.Request, headerTimeout time.Duration) (*http.Response, error) {
 	resp, err := c.send(req, headerTimeout)
 	if err != nil {
-		return nil, fmt.Errorf("cannot reach %s: %w", c.serverKey(), err)
+		return nil, &ReachError{Server: c.serverKey(), Err: err}
 	}
 	if resp.StatusCode/100 != 2 {
 		defer resp.Body.Close()

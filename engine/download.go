@@ -117,18 +117,8 @@ func PartPath(target string) string {
 // ErrRangeIgnored), the network's or ctx's, after which the progress is
 // recorded and the same call resumes.
 func Download(ctx context.Context, c *Client, a protocol.Asset, target string, opts DownloadOptions) (DownloadResult, error) {
-	warn := opts.Warn
-	if warn == nil {
-		warn = func(string) {}
-	}
-	progress := opts.Progress
-	if progress == nil {
-		progress = func(int64) {}
-	}
-	workers := opts.Workers
-	if workers < 1 {
-		workers = DefaultDownloadWorkers
-	}
+	opts = opts.withDefaults()
+	warn, progress, workers := opts.Warn, opts.Progress, opts.Workers
 	part := PartPath(target)
 	d, err := openPart(part, a, opts.Force, warn)
 	if err != nil {
@@ -154,6 +144,21 @@ func Download(ctx context.Context, c *Client, a protocol.Asset, target string, o
 	}
 	res.Verified = a.Hash != ""
 	return res, nil
+}
+
+// withDefaults fills in what was left unset: no-op Warn and Progress,
+// DefaultDownloadWorkers.
+func (o DownloadOptions) withDefaults() DownloadOptions {
+	if o.Warn == nil {
+		o.Warn = func(string) {}
+	}
+	if o.Progress == nil {
+		o.Progress = func(int64) {}
+	}
+	if o.Workers < 1 {
+		o.Workers = DefaultDownloadWorkers
+	}
+	return o
 }
 
 // partState is the record .NAME.jetty-part.json: which ranges of the
@@ -345,10 +350,17 @@ func (d *partFile) fetch(ctx context.Context, c *Client, workers int, progress f
 // server sent.
 func (d *partFile) fetchRange(ctx context.Context, c *Client, i int, buf []byte, report func(int64)) error {
 	off, n := d.rangeOf(i)
+	return retryRange(ctx, func() (int64, error) { return d.copyRange(ctx, c, off, n, buf, report) }, report)
+}
+
+// retryRange runs one range's attempt until it succeeds, up to
+// downloadAttempts times on network and server errors; the bytes a
+// failed attempt got are reported back (-got): they are fetched again.
+func retryRange(ctx context.Context, attemptOnce func() (int64, error), report func(int64)) error {
 	var err error
 	for attempt := 1; ; attempt++ {
 		var got int64
-		got, err = d.copyRange(ctx, c, off, n, buf, report)
+		got, err = attemptOnce()
 		if err == nil {
 			return nil
 		}
@@ -368,7 +380,19 @@ func (d *partFile) fetchRange(ctx context.Context, c *Client, i int, buf []byte,
 }
 
 func (d *partFile) copyRange(ctx context.Context, c *Client, off, n int64, buf []byte, report func(int64)) (int64, error) {
-	body, err := c.OpenRange(ctx, d.a.ID, off, n)
+	return copyRange(ctx, c, d.a.ID, off, n, buf, report, func(b []byte, at int64) error {
+		if _, err := d.f.WriteAt(b, at); err != nil {
+			return fmt.Errorf("write %s: %w", d.path, err)
+		}
+		return nil
+	})
+}
+
+// copyRange fetches n bytes of asset id from off, through buf, handing
+// each piece to put with its offset in the asset; report gets the bytes
+// as they arrive. A body shorter than n is io.ErrUnexpectedEOF.
+func copyRange(ctx context.Context, c *Client, id string, off, n int64, buf []byte, report func(int64), put func(b []byte, at int64) error) (int64, error) {
+	body, err := c.OpenRange(ctx, id, off, n)
 	if err != nil {
 		return 0, err
 	}
@@ -377,8 +401,8 @@ func (d *partFile) copyRange(ctx context.Context, c *Client, off, n int64, buf [
 	for got < n {
 		m, rerr := body.Read(buf[:min(int64(len(buf)), n-got)])
 		if m > 0 {
-			if _, werr := d.f.WriteAt(buf[:m], off+got); werr != nil {
-				return got, fmt.Errorf("write %s: %w", d.path, werr)
+			if werr := put(buf[:m], off+got); werr != nil {
+				return got, werr
 			}
 			got += int64(m)
 			report(int64(m))

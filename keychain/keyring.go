@@ -3,6 +3,7 @@ package keychain
 import (
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 
@@ -50,27 +51,41 @@ func System() Keyring { return WithTimeout(systemKeyring{}, DefaultTimeout) }
 type systemKeyring struct{}
 
 func (systemKeyring) Get(service, user string) (string, error) {
+	if e := sessionBusMissing(os.Getenv); e != nil {
+		return "", e
+	}
 	s, err := gokeyring.Get(service, user)
 	return s, systemErr(err)
 }
 
 func (systemKeyring) Set(service, user, secret string) error {
+	if e := sessionBusMissing(os.Getenv); e != nil {
+		return e
+	}
 	return systemErr(gokeyring.Set(service, user, secret))
 }
 
 func (systemKeyring) Delete(service, user string) error {
+	if e := sessionBusMissing(os.Getenv); e != nil {
+		return e
+	}
 	return systemErr(gokeyring.Delete(service, user))
 }
 
+// systemErr maps go-keyring's errors: not found is ErrNotFound; no
+// keychain at all (no bus, no Secret Service) a *NoKeychainError; any
+// other failure ErrUnavailable wrapping the cause.
 func systemErr(err error) error {
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, gokeyring.ErrNotFound):
 		return ErrNotFound
-	default:
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
+	if nk := noKeychain(err); nk != nil {
+		return nk
+	}
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }
 
 // WithTimeout bounds every call to k by d. A call that does not return

@@ -275,6 +275,8 @@ func (s *Store) Delete(server string) ([]Source, error) {
 	case kerr == nil:
 		removed = append(removed, keychainSource())
 	case errors.Is(kerr, ErrNotFound):
+	case errors.As(kerr, new(*NoKeychainError)):
+		s.warnf("%v; only the plain file was checked", kerr)
 	case errors.Is(kerr, ErrUnavailable):
 		s.warnf("%v; nothing was removed from it", kerr)
 	default:

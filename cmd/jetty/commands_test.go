@@ -125,7 +125,7 @@ func TestLsRmQuota(t *testing.T) {
 	}
 	// One good id and one unknown: partial failure.
 	out, errOut, code := runJetty(t, env, "", "rm", id2, "no-such-id")
-	if code != ExitPartial || !strings.Contains(out, "deleted "+id2) || !strings.Contains(errOut, "no file named no-such-id") {
+	if code != ExitPartial || !strings.Contains(out, "deleted "+id2) || !strings.Contains(errOut, "no file named no-such-id") || !strings.Contains(errOut, "jetty ls") {
 		t.Fatalf("rm partial: %d %q %q", code, out, errOut)
 	}
 	if _, _, code := runJetty(t, env, "", "rm"); code != ExitUsage {

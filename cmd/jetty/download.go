@@ -69,6 +69,13 @@ photos/sub/q.jpg is written as q.jpg, and no folder is created. -o DIR/ writes i
 directory, -o PATH to that path. An existing file is only replaced with
 --force (the name is replaced: a symbolic link there is not followed).
 
+-o - writes the bytes to stdout instead (for a pipe: jetty download ID -o - |
+tar x); progress and the summary then go to stderr. Ranges are still
+fetched in parallel and written in order, and the SHA-256 is still
+checked: the end of the file is held back until it matches, so a
+mismatch leaves the output short and the command fails. A download to
+stdout does not resume, and cannot be combined with --json.
+
 The part file and its record are jetty's own. If something else is at
 those names (a symbolic or hard link, a named pipe, a directory, a file of
 another user's), jetty neither writes through it nor resumes from it: it
@@ -77,7 +84,8 @@ stops and names it. Remove it, or pass --force to have jetty remove it
 		Example: `  jetty download big.bin
   jetty download photos/sub/q.jpg -o ~/Downloads/
   jetty download --latest report.pdf
-  jetty download 0b5e8a7c-7f1e-4a53-9d7e-4c1f0d2b1a11 -o copy.bin --force`,
+  jetty download 0b5e8a7c-7f1e-4a53-9d7e-4c1f0d2b1a11 -o copy.bin --force
+  jetty download big.bin -o - | sha256sum`,
 		ValidArgsFunction: completeFiles(f, &opts.Client, true),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
@@ -95,7 +103,7 @@ stops and names it. Remove it, or pass --force to have jetty remove it
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&opts.Client.Server, "server", "", "server URL (default: JETTY_SERVER or the one you logged in to)")
-	fl.StringVarP(&opts.Output, "output", "o", "", "write to this file, or into this directory when it ends in / or exists (default: the stored name in the current directory)")
+	fl.StringVarP(&opts.Output, "output", "o", "", "write to this file, or into this directory when it ends in / or exists, or - for stdout (default: the stored name in the current directory)")
 	fl.BoolVarP(&opts.Force, "force", "f", false, "overwrite an existing file, and remove a part file jetty did not make")
 	fl.IntVarP(&opts.Workers, "workers", "w", engine.DefaultDownloadWorkers, "parallel ranged requests")
 	fl.BoolVar(&opts.JSON, "json", false, "print the result as a JSON object on stdout")
@@ -118,6 +126,12 @@ type downloadResult struct {
 func downloadRun(ctx context.Context, opts *DownloadOptions) error {
 	ios := opts.F.IO
 	started := time.Now()
+	toStdout := opts.Output == "-"
+	if toStdout {
+		if err := checkStdoutOutput(opts); err != nil {
+			return err
+		}
+	}
 	c, _, err := opts.F.Client(opts.Client)
 	if err != nil {
 		return err
@@ -131,6 +145,9 @@ func downloadRun(ctx context.Context, opts *DownloadOptions) error {
 		return downloadFailure(ctx, opts.File, err)
 	}
 	a := as[0]
+	if toStdout {
+		return downloadToStdout(ctx, opts, c, a, started)
+	}
 	dir, name, err := downloadTarget(opts.Output, a)
 	if err != nil {
 		return err
@@ -249,9 +266,8 @@ func downloadFailure(ctx context.Context, id string, err error) error {
 	if ctx.Err() != nil {
 		return &ExitError{Code: ExitInterrupted, Err: errors.New("interrupted; run the same command again to resume")}
 	}
-	var ae *engine.APIError
-	if errors.As(err, &ae) && ae.Status == 404 {
-		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("asset %s not found: %w\n(see `jetty ls` for your files' ids)", id, err)}
+	if fe := fileNotFound(err); fe != err {
+		return apiFailure(fmt.Errorf("download %s: %w", id, fe))
 	}
 	err = apiFailure(err)
 	var ee *ExitError

@@ -7,6 +7,7 @@ import (
 
 	"github.com/jettythunder/jetty/engine"
 	"github.com/jettythunder/jetty/keychain"
+	"github.com/jettythunder/jetty/protocol"
 )
 
 // ClientOptions are the flags every command that talks to a server takes.
@@ -63,6 +64,16 @@ func authError(format string, args ...any) error {
 	return &ExitError{Code: ExitAuth, Err: fmt.Errorf(format, args...)}
 }
 
+// fileNotFound adds what to do to the server's 404 for a file id (of
+// download and rm): the one place this hint is added.
+func fileNotFound(err error) error {
+	var ae *engine.APIError
+	if errors.As(err, &ae) && ae.Status == 404 && ae.Code == protocol.CodeNotFound {
+		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("%w\n(run `jetty ls` to list your files and their ids)", err)}
+	}
+	return err
+}
+
 // apiFailure maps an error from the server or the engine to the exit
 // code scripts rely on, and adds what to do next.
 func apiFailure(err error) error {
@@ -72,6 +83,9 @@ func apiFailure(err error) error {
 	var ee *ExitError
 	if errors.As(err, &ee) {
 		return err
+	}
+	if rf := reachFailure(err); rf != nil {
+		return rf
 	}
 	if engine.IsStorageFull(err) {
 		return &ExitError{Code: ExitStorageFull, Err: fmt.Errorf("%w\n(the server cannot store more now: run the same command later, it resumes and sends only what is missing; tell the server's operator if it lasts)", err)}

@@ -93,6 +93,17 @@ func loginRun(ctx context.Context, opts *LoginOptions) error {
 			return err
 		}
 	case io.StdinTTY && io.StdoutTTY:
+		// Fail fast on a server that does not answer, before asking
+		// anything.
+		rctx, rcancel := context.WithTimeout(ctx, 15*time.Second)
+		err := (&engine.Client{BaseURL: server, UserAgent: userAgent()}).Reach(rctx)
+		rcancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return &ExitError{Code: ExitInterrupted, Err: errors.New("interrupted")}
+			}
+			return apiFailure(err)
+		}
 		fmt.Fprintf(io.ErrOut, "Logging in to %s. Paste the API key and secret from your account page.\n", server)
 		if key, err = opts.Prompter.Input("API key: "); err != nil {
 			return err

@@ -336,7 +336,7 @@ func TestLoginWithoutSessionBus(t *testing.T) {
 	if !strings.Contains(out.String(), "credentials stored in the plain file "+path) {
 		t.Fatalf("stdout: %q", out.String())
 	}
-	if w := errOut.String(); !strings.Contains(w, "warning: OS keychain unavailable") || !strings.Contains(w, path) {
+	if w := errOut.String(); !strings.Contains(w, "warning: no OS keychain is available: the D-Bus session bus") || !strings.Contains(w, path) {
 		t.Fatalf("stderr: %q", w)
 	}
 	if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o600 {

@@ -71,7 +71,7 @@ func rmRun(ctx context.Context, opts *RmOptions) error {
 	var last error
 	fail := func(arg string, err error) {
 		failed++
-		last = apiFailure(err)
+		last = apiFailure(fileNotFound(err))
 		fmt.Fprintf(opts.F.IO.ErrOut, "jetty: %s: %v\n", quoteName(arg), last)
 	}
 	for _, arg := range opts.Files {

@@ -92,7 +92,10 @@ It is also the companion server (jetty server) that provisions accounts,
 enforces quotas and stores the objects.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// --version (and -v) print what `jetty version` prints.
+		Version: version,
 	}
+	root.SetVersionTemplate(versionLine() + "\n")
 	root.SetOut(f.IO.Out)
 	root.SetErr(f.IO.ErrOut)
 	root.SetIn(f.IO.In)

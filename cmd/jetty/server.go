@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -84,7 +85,11 @@ never authenticated are closed first. When the database or the object store
 is down, calls answer 503 with Retry-After.
 
 --dev generates the secrets it lacks, provisions a demo account and prints
-how to use it.`,
+how to use it: the jetty login line for its address, and curl examples. The
+demo account's key and secret are kept in dev-credentials.json (mode 0600)
+in the data directory and reused when the same data directory is served
+again (new ones are issued when the account is gone or they no longer
+verify); nothing of this is written without --dev.`,
 		Example: `  jetty server --dev
   DATABASE_URL=postgres://jetty@db/jetty REDIS_URL=redis://cache:6379 \
     AGENTCACHE_WEBHOOK_SECRET=... jetty server --listen :3001`,
@@ -170,12 +175,20 @@ Secrets generated for this run (set them yourself to keep them stable):
   export INTERNAL_WEBHOOK_SECRET=%[4]s
   export JETTY_EDGE_SECRET=%[10]s   # for relays: jetty edge --origin %[1]s
 
-Demo account %[5]q (tier %[6]s), credentials shown once:
+Demo account %[5]q (tier %[6]s); its key and secret stay the same when this
+data directory is served again (kept in %[11]s, mode 0600):
   export JETTY_SERVER=%[1]s
   export JETTY_API_KEY=%[7]s
   export JETTY_API_SECRET=%[8]s
 
-Try it:
+Use it with jetty, in another terminal:
+  jetty login --server %[1]s
+      (paste the key and the secret above; or without prompts, after the exports:
+       echo "$JETTY_API_KEY:$JETTY_API_SECRET" | jetty login --server %[1]s --with-token)
+  or skip the login: with the three exports above set, every jetty command uses them.
+  echo "Hello JettyThunder!" > test.txt && jetty upload test.txt && jetty ls
+
+Or with curl:
   curl -s $JETTY_SERVER/api/agentcache/quota -H "Authorization: Bearer $JETTY_API_KEY" -H "X-API-Secret: $JETTY_API_SECRET"
   echo "Hello JettyThunder!" > test.txt
   curl -s -X POST $JETTY_SERVER/api/storage/upload -H "Authorization: Bearer $JETTY_API_KEY" -H "X-API-Secret: $JETTY_API_SECRET" \
@@ -185,6 +198,7 @@ Try it:
        -H "Content-Type: application/json" -d '{"agentcache_user_id":"usr_test_123","agentcache_email":"test@example.com","tier":"pro"}'
 
 Press Ctrl-C to stop.
-`, u, db, cfg.WebhookSecret, cfg.InternalSecret, acct.UserID, acct.Tier, acct.APIKey, secret, objects, cfg.EdgeSecret)
+`, u, db, cfg.WebhookSecret, cfg.InternalSecret, acct.UserID, acct.Tier, acct.APIKey, secret, objects, cfg.EdgeSecret,
+		filepath.Join(cfg.DataDir, app.DevCredentialsFile))
 	return err
 }

@@ -71,7 +71,7 @@ func serverJobsRun(ctx context.Context, opts *ServerJobsOptions) error {
 			return encErr
 		}
 	} else {
-		fmt.Fprintf(opts.F.IO.Out, "reservations released: %d\nassets expired:        %d\nobjects collected:     %d\norphans removed:       %d\nusage rows written:    %d\n"+
+		fmt.Fprintf(opts.F.IO.Out, "reservations released: %d\nfiles expired:         %d\nobjects collected:     %d\norphans removed:       %d\nusage rows written:    %d\n"+
 			"requests deleted:      %d\naccounts purged:       %d\npurged objects:        %d\n",
 			rep.ReservationsReleased, rep.AssetsExpired, rep.ObjectsCollected, rep.OrphansRemoved, rep.UsageRows,
 			rep.RequestsDeleted, rep.AccountsPurged, rep.PurgedObjects)

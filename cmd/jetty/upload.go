@@ -518,6 +518,8 @@ func uploadFailure(j uploadJob, err error) error {
 	name := j.path
 	if j.stdin {
 		name = "stdin"
+	} else if pf := pathFailure(j.path, err); pf != nil {
+		return pf
 	}
 	err = apiFailure(fmt.Errorf("%s: %w", name, err))
 	var ee *ExitError

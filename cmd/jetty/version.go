@@ -36,7 +36,12 @@ func NewCmdVersion(f *Factory, runF func(*VersionOptions) error) *cobra.Command 
 }
 
 func versionRun(opts *VersionOptions) error {
-	_, err := fmt.Fprintf(opts.F.IO.Out, "jetty %s (commit %s, built %s, %s/%s, %s)\n",
-		version, commit, date, runtime.GOOS, runtime.GOARCH, runtime.Version())
+	_, err := fmt.Fprintln(opts.F.IO.Out, versionLine())
 	return err
+}
+
+// versionLine is what `jetty version` and `jetty --version` print.
+func versionLine() string {
+	return fmt.Sprintf("jetty %s (commit %s, built %s, %s/%s, %s)",
+		version, commit, date, runtime.GOOS, runtime.GOARCH, runtime.Version())
 }

@@ -517,7 +517,7 @@ func (s *Server) handleGetAsset(w http.ResponseWriter, r *http.Request, acct ser
 
 func assetNotFound(err error) error {
 	if server.ErrorCode(err) == server.ENotFound {
-		return server.Errorf(server.ENotFound, "no such asset (run `jetty ls` to list your assets)")
+		return server.Errorf(server.ENotFound, "no such file (no file of this account has that id)")
 	}
 	return err
 }

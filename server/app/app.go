@@ -532,9 +532,35 @@ func RunJobs(ctx context.Context, cfg Config, log *slog.Logger) (jobs.Report, er
 // Blobs is the server's object store.
 func (a *App) Blobs() blob.Store { return a.blobs }
 
-// DemoAccount provisions (or, when it exists, re-keys) the dev demo
-// account and returns its key and secret.
+// DemoAccount returns the dev demo account and its key and secret: the
+// ones kept in the data directory by an earlier run when the account
+// still has that key and they verify (so a restart of the same data
+// directory keeps the credentials), else a new key and secret (the
+// account provisioned, or re-keyed when it exists), which are then kept
+// (devcreds.go). Only in dev mode.
 func (a *App) DemoAccount(ctx context.Context) (server.Account, string, error) {
+	if !a.cfg.Dev {
+		return server.Account{}, "", errors.New("the demo account exists only in dev mode (--dev)")
+	}
+	if acct, secret, ok := a.keptDemoAccount(ctx); ok {
+		return acct, secret, nil
+	}
+	acct, secret, err := a.newDemoAccount(ctx)
+	if err != nil {
+		return acct, secret, err
+	}
+	if err := keepDevCredentials(a.cfg.DataDir, acct.APIKey, secret); err != nil {
+		a.log.Warn("the demo account's credentials could not be kept for the next run", "error", err)
+	}
+	return acct, secret, nil
+}
+
+// demoUser is the dev demo account's user id.
+const demoUser = "demo"
+
+// newDemoAccount provisions (or, when it exists, re-keys) the demo
+// account with a new key and secret.
+func (a *App) newDemoAccount(ctx context.Context) (server.Account, string, error) {
 	key, err := apikey.NewKey(a.cfg.LiveKeys)
 	if err != nil {
 		return server.Account{}, "", err
@@ -543,7 +569,6 @@ func (a *App) DemoAccount(ctx context.Context) (server.Account, string, error) {
 	if err != nil {
 		return server.Account{}, "", err
 	}
-	const demoUser = "demo"
 	acct, err := a.store.CreateAccount(ctx, server.NewAccount{
 		UserID:     demoUser,
 		Email:      "demo@example.com",
