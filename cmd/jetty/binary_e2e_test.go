@@ -144,9 +144,14 @@ func TestBinaryEndToEnd(t *testing.T) {
 		}
 	}
 	out := filepath.Join(c.dir, "copy.bin")
-	c.must("", "download", res.Asset.ID, "-o", out)
+	r = c.must("", "download", res.Asset.ID, "-o", out)
 	if fileHash(t, out) != res.Asset.Hash {
 		t.Fatal("downloaded file differs")
+	}
+	// The summary names the file and stays under 100 columns besides
+	// the path given: the id and the hash are in --json.
+	if !strings.HasPrefix(r.out, "downloaded report.bin to ") || strings.Contains(r.out, res.Asset.Hash) || strings.Contains(r.out, res.Asset.ID) || len(strings.TrimSpace(r.out))-len(out) >= 100 {
+		t.Fatalf("download summary: %q", r.out)
 	}
 	if r := c.run("", "download", res.Asset.ID, "-o", out); r.code != ExitUsage || !strings.Contains(r.err, "--force") {
 		t.Fatalf("download over an existing file: exit %d %q", r.code, r.err)

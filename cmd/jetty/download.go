@@ -191,7 +191,7 @@ func downloadRun(ctx context.Context, opts *DownloadOptions) error {
 		if res.Resumed {
 			how += fmt.Sprintf(", resumed: fetched %s", units.HumanBytes(res.Fetched))
 		}
-		fmt.Fprintf(ios.Out, "downloaded %s to %s: %s, sha256 %s verified\n", a.ID, safeName(target), how, a.Hash)
+		fmt.Fprintf(ios.Out, "downloaded %s to %s: %s, SHA-256 verified\n", quoteName(a.Filename), safeName(target), how) // the id and the hash: --json
 	}
 	return nil
 }

@@ -48,7 +48,7 @@ func downloadToStdout(ctx context.Context, opts *DownloadOptions, c *engine.Clie
 		if !res.Verified {
 			check = "no SHA-256 stored to verify"
 		}
-		fmt.Fprintf(ios.ErrOut, "downloaded %s to stdout: %s in %s (%s), %s\n", a.ID, units.HumanBytes(a.Size), humanDuration(el), humanRate(rateOf(res.Fetched, el)), check)
+		fmt.Fprintf(ios.ErrOut, "downloaded %s to stdout: %s in %s (%s), %s\n", quoteName(a.Filename), units.HumanBytes(a.Size), humanDuration(el), humanRate(rateOf(res.Fetched, el)), check)
 	}
 	return nil
 }

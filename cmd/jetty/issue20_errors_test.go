@@ -208,16 +208,17 @@ func TestMissingFileSaysNoSuchFile(t *testing.T) {
 	}
 }
 
-// TestUnknownIDHintOnce: an unknown id says "no such file" and the next
-// step once (the server's message and the CLI both added one), for
+// TestUnknownIDHintOnce: an unknown id or name says "no file named X"
+// and the next step once (the server's message and the CLI both added one), for
 // download and rm; the noun is "file", not "asset".
 func TestUnknownIDHintOnce(t *testing.T) {
 	srv := testServer(t)
 	key, secret := testenv.Provision(t, srv, cmdSecret, "usr_noid", "pro")
 	c := newCLI(t, "JETTY_SERVER="+srv, "JETTY_API_KEY="+key, "JETTY_API_SECRET="+secret)
-	for _, args := range [][]string{{"download", "no-such-id"}, {"rm", "no-such-id"}} {
+	const unknownID = "0b5e8a7c-7f1e-4a53-9d7e-4c1f0d2b1a11"
+	for _, args := range [][]string{{"download", "no-such-id"}, {"rm", "no-such-id"}, {"download", unknownID}, {"rm", unknownID}} {
 		r := c.run("", args...)
-		if r.code != ExitFailure || strings.Count(r.err, "jetty ls") != 1 || !strings.Contains(r.err, "no such file") || strings.Contains(strings.ToLower(r.err), "asset") {
+		if r.code != ExitFailure || strings.Count(r.err, "jetty ls") != 1 || !strings.Contains(r.err, "no file") || !strings.Contains(r.err, args[1]) || strings.Contains(strings.ToLower(r.err), "asset") {
 			t.Errorf("%v: exit %d\n%s", args, r.code, r.err)
 		}
 	}
@@ -248,7 +249,7 @@ func TestDownloadToStdout(t *testing.T) {
 	if hex.EncodeToString(sum[:]) != up.Asset.Hash || len(r.out) != (12<<20)+12345 {
 		t.Fatalf("stdout is %d bytes, sha256 %x, want the upload's %s", len(r.out), sum, up.Asset.Hash)
 	}
-	if !strings.Contains(r.err, "downloaded "+up.Asset.ID+" to stdout") || !strings.Contains(r.err, "SHA-256 verified") {
+	if !strings.Contains(r.err, "downloaded "+"src.bin to stdout") || !strings.Contains(r.err, "SHA-256 verified") {
 		t.Fatalf("stderr lacks the summary:\n%s", r.err)
 	}
 	if _, err := os.Lstat(filepath.Join(c.dir, "-")); err == nil {

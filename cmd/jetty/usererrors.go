@@ -53,7 +53,7 @@ func reachFailure(err error) error {
 	var next string
 	switch kind, _ := engine.ClassifyNet(cause); kind {
 	case engine.NetRefused:
-		next = fmt.Sprintf("the server is not answering: %s and that `jetty server` is running there, %s", where, again)
+		next = "the server is not answering: is `jetty server` running there? Check --server or JETTY_SERVER,\nthen run the same command again (uploads and downloads resume where they stopped)"
 	case engine.NetDNS:
 		next = fmt.Sprintf("%s for a misspelt host name, and your network connection", where)
 	case engine.NetPlainHTTP:
