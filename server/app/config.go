@@ -143,8 +143,8 @@ type Config struct {
 	// the wait for requests in flight after that. See drain.go.
 	DrainDelay      time.Duration
 	ShutdownTimeout time.Duration
-	unusedEnv          []unusedVar // seed variables set but without effect (seedenv.go)
-	drainDelaySet      bool        // JETTY_DRAIN_DELAY was given
+	unusedEnv       []unusedVar // seed variables set but without effect (seedenv.go)
+	drainDelaySet   bool        // JETTY_DRAIN_DELAY was given
 }
 
 // FromEnv reads the configuration from getenv (os.Getenv in production).
