@@ -43,7 +43,7 @@ type drainTracker struct {
 	atDrain, putsAtDrain int
 	ok, failed           int
 
-	gauge prometheus.Gauge
+	gauge *prometheus.GaugeVec
 	ended *prometheus.CounterVec
 }
 
@@ -58,9 +58,9 @@ type DrainReport struct {
 
 func newDrainTracker(reg prometheus.Registerer) *drainTracker {
 	d := &drainTracker{
-		gauge: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "jetty_http_requests_in_flight", Help: "Requests being served by the main listener.",
-		}),
+		gauge: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "jetty_http_requests_in_flight", Help: "Requests being served by the main listener (health checks and metrics aside), by method: PUT (chunk uploads) or other.",
+		}, []string{"method"}),
 		ended: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jetty_drain_requests_total", Help: "Requests in flight when the drain began, by how they ended (ok: status below 400).",
 		}, []string{"outcome"}),
@@ -69,10 +69,22 @@ func newDrainTracker(reg prometheus.Registerer) *drainTracker {
 	return d
 }
 
-// wrap counts the requests next serves.
+// wrap counts the requests next serves, but for health checks and
+// metrics (a readiness check in flight at the drain answers "draining",
+// which is no failure).
 func (d *drainTracker) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/readyz", "/healthz", "/metrics":
+			next.ServeHTTP(w, r)
+			return
+		}
 		put := r.Method == http.MethodPut
+		method := "other"
+		if put {
+			method = "PUT"
+		}
+		gauge := d.gauge.WithLabelValues(method)
 		d.mu.Lock()
 		before := !d.draining
 		d.inflight++
@@ -80,10 +92,10 @@ func (d *drainTracker) wrap(next http.Handler) http.Handler {
 			d.puts++
 		}
 		d.mu.Unlock()
-		d.gauge.Inc()
+		gauge.Inc()
 		sw := &drainWriter{ResponseWriter: w}
 		defer func() {
-			d.gauge.Dec()
+			gauge.Dec()
 			d.mu.Lock()
 			defer d.mu.Unlock()
 			d.inflight--
