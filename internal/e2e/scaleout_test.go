@@ -529,7 +529,9 @@ func TestScaleOut(t *testing.T) {
 			}
 			rep := drainedLine(t, p.log.String())
 			t.Logf("instance %d drained: %+v (HAProxy marked it out before it exited: %v)", i+1, rep, sawDown)
-			if rep.Failed != 0 || rep.Unfinished != 0 || rep.OK != rep.InFlight {
+			// Gone: a chunk the client itself cut to send it on a faster
+			// route (the engine's choice), not the server's failure.
+			if rep.Failed != 0 || rep.Unfinished != 0 || rep.OK+rep.Gone != rep.InFlight {
 				t.Errorf("instance %d: requests in flight at SIGTERM did not all end well: %+v", i+1, rep)
 			}
 			if rep.Puts < 1 {
@@ -698,6 +700,7 @@ type drainReport struct {
 	Puts       int `json:"puts_in_flight_at_drain"`
 	OK         int `json:"ok"`
 	Failed     int `json:"failed"`
+	Gone       int `json:"client_gone"`
 	Unfinished int `json:"unfinished"`
 }
 

@@ -484,7 +484,7 @@ func (a *App) shutdown(errc chan error) {
 	}
 	rep := a.drain.report()
 	a.log.Info("drained", "in_flight_at_drain", rep.InFlight, "puts_in_flight_at_drain", rep.PutsInFlight,
-		"ok", rep.OK, "failed", rep.Failed, "unfinished", rep.Unfinished)
+		"ok", rep.OK, "failed", rep.Failed, "client_gone", rep.Gone, "unfinished", rep.Unfinished)
 }
 
 // EndDrainDelay cuts the drain delay short (tests; a second signal).

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"io"
 	"net/http"
 	"sync"
 	"time"
@@ -41,7 +42,7 @@ type drainTracker struct {
 	puts     int // of which PUTs (chunk uploads)
 	// Requests in flight when the drain began, and how they ended.
 	atDrain, putsAtDrain int
-	ok, failed           int
+	ok, failed, gone     int
 
 	gauge *prometheus.GaugeVec
 	ended *prometheus.CounterVec
@@ -49,11 +50,12 @@ type drainTracker struct {
 
 // DrainReport is what the drain tracker saw: the requests (and PUTs) in
 // flight when the drain began, and how many of them ended with a status
-// below 400 (OK) or not (Failed); Unfinished were still running when the
-// shutdown timeout ran out.
+// below 400 (OK) or not (Failed), or were abandoned by their client (Gone:
+// the body was cut, e.g. a chunk the client moved to a faster route);
+// Unfinished were still running when the shutdown timeout ran out.
 type DrainReport struct {
-	InFlight, PutsInFlight int
-	OK, Failed, Unfinished int
+	InFlight, PutsInFlight       int
+	OK, Failed, Gone, Unfinished int
 }
 
 func newDrainTracker(reg prometheus.Registerer) *drainTracker {
@@ -62,7 +64,7 @@ func newDrainTracker(reg prometheus.Registerer) *drainTracker {
 			Name: "jetty_http_requests_in_flight", Help: "Requests being served by the main listener (health checks and metrics aside), by method: PUT (chunk uploads) or other.",
 		}, []string{"method"}),
 		ended: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "jetty_drain_requests_total", Help: "Requests in flight when the drain began, by how they ended (ok: status below 400).",
+			Name: "jetty_drain_requests_total", Help: "Requests in flight when the drain began, by how they ended (ok: status below 400; client_gone: the client cut the body; failed).",
 		}, []string{"outcome"}),
 	}
 	reg.MustRegister(d.gauge, d.ended)
@@ -94,6 +96,8 @@ func (d *drainTracker) wrap(next http.Handler) http.Handler {
 		d.mu.Unlock()
 		gauge.Inc()
 		sw := &drainWriter{ResponseWriter: w}
+		body := &drainBody{ReadCloser: r.Body}
+		r.Body = body
 		defer func() {
 			gauge.Dec()
 			d.mu.Lock()
@@ -112,10 +116,14 @@ func (d *drainTracker) wrap(next http.Handler) http.Handler {
 				d.ended.WithLabelValues("failed").Inc()
 				panic(p)
 			}
-			if sw.status != 0 && sw.status < 400 {
+			switch {
+			case sw.status != 0 && sw.status < 400:
 				d.ok++
 				d.ended.WithLabelValues("ok").Inc()
-			} else {
+			case body.cut:
+				d.gone++
+				d.ended.WithLabelValues("client_gone").Inc()
+			default:
 				d.failed++
 				d.ended.WithLabelValues("failed").Inc()
 			}
@@ -149,8 +157,8 @@ func (d *drainTracker) inflightNow() int {
 func (d *drainTracker) report() DrainReport {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return DrainReport{InFlight: d.atDrain, PutsInFlight: d.putsAtDrain, OK: d.ok, Failed: d.failed,
-		Unfinished: d.atDrain - d.ok - d.failed}
+	return DrainReport{InFlight: d.atDrain, PutsInFlight: d.putsAtDrain, OK: d.ok, Failed: d.failed, Gone: d.gone,
+		Unfinished: d.atDrain - d.ok - d.failed - d.gone}
 }
 
 // drainWriter records the status a handler answered.
@@ -175,3 +183,17 @@ func (w *drainWriter) Write(b []byte) (int, error) {
 
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (w *drainWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// drainBody notes a body the client cut (a read error other than EOF).
+type drainBody struct {
+	io.ReadCloser
+	cut bool
+}
+
+func (b *drainBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		b.cut = true
+	}
+	return n, err
+}

@@ -5,12 +5,16 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/jettythunder/jetty/internal/testenv"
 	"github.com/jettythunder/jetty/protocol"
@@ -143,7 +147,7 @@ func TestGracefulDrain(t *testing.T) {
 		t.Fatalf("Serve: %v", err)
 	}
 	rep := a.DrainReport()
-	if rep.PutsInFlight != 1 || rep.Failed != 0 || rep.Unfinished != 0 || rep.OK != rep.InFlight {
+	if rep.PutsInFlight != 1 || rep.Failed != 0 || rep.Gone != 0 || rep.Unfinished != 0 || rep.OK != rep.InFlight {
 		t.Fatalf("drain report %+v", rep)
 	}
 }
@@ -175,5 +179,66 @@ func TestDrainConfig(t *testing.T) {
 		if err := c.validate(); err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("%s=%s: %v", name, v, err)
 		}
+	}
+}
+
+// TestDrainCountsOutcomes: of the requests in flight when the drain
+// began, one that ends well counts as ok, one whose client cut its body
+// as client_gone (not the server's failure), one answered 500 as failed;
+// requests that begin later are not counted.
+func TestDrainCountsOutcomes(t *testing.T) {
+	d := newDrainTracker(prometheus.NewRegistry())
+	srv := httptest.NewServer(d.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.Copy(io.Discard, r.Body); err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		if r.URL.Path == "/boom" {
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+	})))
+	defer srv.Close()
+	type call struct {
+		pw   *io.PipeWriter
+		done chan struct{}
+	}
+	start := func(path string) call {
+		pr, pw := io.Pipe()
+		c := call{pw: pw, done: make(chan struct{})}
+		req, _ := http.NewRequest("PUT", srv.URL+path, pr)
+		req.ContentLength = 10
+		go func() {
+			defer close(c.done)
+			if res, err := (&http.Client{Transport: &http.Transport{}}).Do(req); err == nil {
+				res.Body.Close()
+			}
+		}()
+		pw.Write([]byte("12345"))
+		return c
+	}
+	ok, gone, boom := start("/ok"), start("/gone"), start("/boom")
+	waitFor(t, "three PUTs in flight", func() bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return d.puts == 3
+	})
+	if n, puts := d.begin(); n != 3 || puts != 3 {
+		t.Fatalf("in flight at the drain: %d, %d PUTs", n, puts)
+	}
+	later := start("/ok")
+	later.pw.Write([]byte("67890"))
+	later.pw.Close()
+	<-later.done
+	ok.pw.Write([]byte("67890"))
+	ok.pw.Close()
+	gone.pw.CloseWithError(errors.New("the client gives up"))
+	boom.pw.Write([]byte("67890"))
+	boom.pw.Close()
+	for _, c := range []call{ok, gone, boom} {
+		<-c.done
+	}
+	waitFor(t, "the three ended", func() bool { return d.report().Unfinished == 0 })
+	if rep := d.report(); rep != (DrainReport{InFlight: 3, PutsInFlight: 3, OK: 1, Gone: 1, Failed: 1}) {
+		t.Fatalf("report %+v", rep)
 	}
 }
