@@ -4,7 +4,7 @@ PKGS    ?= ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(shell git rev-parse --short HEAD 2>/dev/null || echo none) -X main.date=$(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 
-.PHONY: run demo test test-deps cli-captures test-keyring services minio toxiproxy check build clean bench-server bench-client bench-engine bench-peers bench-peers-short release-check ci-smoke fuzz-short
+.PHONY: run demo test scale-out test-deps cli-captures test-keyring services minio toxiproxy check build clean bench-server bench-client bench-engine bench-peers bench-peers-short release-check ci-smoke fuzz-short
 
 ## demo: the main job on the embedded default, end to end: dev server, login, upload
 ## with progress, download, verify, logout, stop (all in a temporary directory)
@@ -17,12 +17,19 @@ run:
 
 ## test: start PostgreSQL and Redis if they are down, install the pinned MinIO and
 ## toxiproxy (the S3 and network-shaping tests start their own on free ports) and the
-## Debian packages the tests drive (tmux, gnome-keyring, dbus, libsecret-tools, xfsprogs),
+## Debian packages the tests drive (tmux, gnome-keyring, dbus, libsecret-tools, xfsprogs, haproxy),
 ## run every test with the race detector, then the keychain tests against a real Secret
 ## Service; both test steps run even when the first fails, and both results are reported
 ## (scripts/test.sh)
 test:
 	@GO="$(GO)" PKGS="$(PKGS)" ./scripts/test.sh
+
+## scale-out: just the scale-out test, verbosely (issue 21; also part of `make test`): three
+## `jetty server` processes on PostgreSQL + MinIO + Redis behind HAProxy with deploy/haproxy.cfg,
+## two relays; mixed uploads, an instance SIGKILLed mid-upload, a rolling restart, jobs done once;
+## prints the figures kept in docs/RELIABILITY.md (about a minute; installs haproxy if missing)
+scale-out: services minio test-deps
+	JETTY_REQUIRE_SERVICES=1 $(GO) test -race -count=1 -run '^TestScaleOut$$' -v -timeout 15m ./internal/e2e
 
 services:
 	@./scripts/services.sh

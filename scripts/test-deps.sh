@@ -2,7 +2,8 @@
 # Installs the Debian packages the tests drive for real when they are
 # missing: tmux (the progress bar on a real terminal), and gnome-keyring,
 # dbus, libsecret-tools (the keychain against a real Secret Service),
-# xfsprogs (mkfs.xfs: the file store's reflink clones on a loop-mounted XFS).
+# xfsprogs (mkfs.xfs: the file store's reflink clones on a loop-mounted XFS),
+# haproxy (the load balancer of the scale-out test, deploy/haproxy.cfg).
 # `apt-get update` once, then `apt-get install -y`; needs root or sudo only
 # when something is missing.
 set -euo pipefail
@@ -15,8 +16,9 @@ command -v dbus-run-session >/dev/null 2>&1 || missing+=(dbus)
 command -v dbus-daemon >/dev/null 2>&1 || missing+=(dbus)
 command -v secret-tool >/dev/null 2>&1 || missing+=(libsecret-tools)
 command -v mkfs.xfs >/dev/null 2>&1 || [ -x /usr/sbin/mkfs.xfs ] || [ -x /sbin/mkfs.xfs ] || missing+=(xfsprogs)
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || [ -x /sbin/haproxy ] || missing+=(haproxy)
 if [ ${#missing[@]} -eq 0 ]; then
-	log "tmux, gnome-keyring, dbus, libsecret-tools and xfsprogs are installed"
+	log "tmux, gnome-keyring, dbus, libsecret-tools, xfsprogs and haproxy are installed"
 	exit 0
 fi
 mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)

@@ -72,6 +72,10 @@ and object files under --data-dir, rate limits in memory. In production set:
   RATE_LIMIT_MAX_REQUESTS    server-wide ceiling beside the tiers' limits: calls per account (and per
                              address for refused credentials) in each RATE_LIMIT_WINDOW_MS (default 60000)
   JETTYSPEED_ENABLED         false: no chunked upload sessions; files go in one request (default true)
+  JETTY_DRAIN_DELAY          on SIGTERM, /readyz answers 503 "draining" while the server serves on this long,
+                             so a load balancer stops sending first (default 5s; none in --dev unless set;
+                             at least the balancer's check interval × fall count, see deploy/haproxy.cfg)
+  JETTY_SHUTDOWN_TIMEOUT     then how long it waits for requests in flight, chunk uploads included (default 30s)
   PORT                       listen on :PORT when --listen is not given
 
 Seed variables that mean nothing here (JETTYSPEED_CDN_URL, AGENTCACHE_API_URL,

@@ -146,6 +146,9 @@ type Server struct {
 	completionLease time.Duration
 	minFree         MinFree
 	fullUntil       atomic.Int64 // unix ns: a write was refused for lack of space (storage_full.go)
+	// draining: the server is shutting down (SetDraining); /readyz
+	// answers 503 so load balancers stop sending it new requests.
+	draining atomic.Bool
 
 	metrics       *metrics
 	promHandler   http.Handler

@@ -90,9 +90,19 @@ type pinger interface {
 	Ping(ctx context.Context) error
 }
 
+// SetDraining marks the server as shutting down: from then on /readyz
+// answers 503 with "draining" (the server still serves every request
+// while its load balancers take it out of rotation; see app.Serve).
+func (s *Server) SetDraining() { s.draining.Store(true) }
+
 // handleReadyz checks the database (and the limiter when it can be
-// pinged) within two seconds.
+// pinged) within two seconds. A draining server is not ready, whatever
+// its parts say.
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "status": "draining", "checks": map[string]string{"server": "draining"}})
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	checks := map[string]string{}

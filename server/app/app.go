@@ -47,6 +47,10 @@ type App struct {
 	guard *connguard.Guard
 	jobs  *jobs.Runner
 	hooks *webhooks.Worker // nil without AGENTCACHE_WEBHOOK_SECRET
+	drain *drainTracker
+	// endDelay, closed by EndDrainDelay, cuts the drain delay short.
+	endDelay     chan struct{}
+	endDelayOnce sync.Once
 	// The metrics listener (JETTY_METRICS_LISTEN); nil when unset.
 	metricsHTTP *http.Server
 	metricsLn   net.Listener
@@ -367,8 +371,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		RateCeiling:           api.RateCeiling{Max: a.cfg.RateLimitMax, Window: a.cfg.RateLimitWindow},
 		JettySpeedDisabled:    a.cfg.JettySpeedDisabled,
 	})
+	a.drain = newDrainTracker(reg)
+	a.endDelay = make(chan struct{})
 	a.http = &http.Server{
-		Handler:           a.api.Handler(),
+		Handler:           a.drain.wrap(a.api.Handler()),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
@@ -395,9 +401,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	return a, nil
 }
 
-// Serve serves HTTP until ctx ends, then shuts down gracefully: it stops
-// accepting, waits up to 30 seconds for requests in flight, flushes the
-// request log and closes the database.
+// Serve serves HTTP until ctx ends, then drains and shuts down
+// gracefully: /readyz answers 503 "draining" while it serves on for the
+// drain delay (JETTY_DRAIN_DELAY), then it stops accepting, waits up to
+// the shutdown timeout (JETTY_SHUTDOWN_TIMEOUT) for requests in flight,
+// flushes the request log and closes the database (drain.go).
 func (a *App) Serve(ctx context.Context) error {
 	jobsCtx, stopJobs := context.WithCancel(context.Background())
 	jobsDone := make(chan struct{})
@@ -428,12 +436,7 @@ func (a *App) Serve(ctx context.Context) error {
 	case err := <-errc:
 		serveErr = err
 	case <-ctx.Done():
-		a.log.Info("shutting down")
-		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		if err := a.http.Shutdown(sctx); err != nil {
-			a.log.Warn("graceful shutdown incomplete", "err", err)
-		}
-		cancel()
+		a.shutdown(errc)
 		<-errc
 	}
 	if a.metricsHTTP != nil {
@@ -449,6 +452,46 @@ func (a *App) Serve(ctx context.Context) error {
 	}
 	return serveErr
 }
+
+// shutdown drains the server (see drain.go): not ready at once, serving
+// on for the drain delay, then no new connections and a bounded wait for
+// the requests in flight. errc is Serve's: a listener failing during the
+// delay ends it.
+func (a *App) shutdown(errc chan error) {
+	inflight, puts := a.drain.begin()
+	a.api.SetDraining()
+	// Every answer from now on closes its connection, so clients and
+	// the balancer open their next one elsewhere.
+	a.http.SetKeepAlivesEnabled(false)
+	a.log.Info("draining: /readyz answers 503, serving on until the load balancer stops sending",
+		"drain_delay", a.cfg.DrainDelay.String(), "in_flight", inflight, "puts_in_flight", puts)
+	if a.cfg.DrainDelay > 0 {
+		t := time.NewTimer(a.cfg.DrainDelay)
+		select {
+		case <-t.C:
+		case <-a.endDelay:
+		case err := <-errc:
+			errc <- err
+		}
+		t.Stop()
+	}
+	a.log.Info("shutting down: no new connections, waiting for requests in flight",
+		"timeout", a.cfg.ShutdownTimeout.String(), "in_flight", a.drain.inflightNow())
+	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := a.http.Shutdown(sctx); err != nil {
+		a.log.Warn("graceful shutdown incomplete", "err", err)
+	}
+	rep := a.drain.report()
+	a.log.Info("drained", "in_flight_at_drain", rep.InFlight, "puts_in_flight_at_drain", rep.PutsInFlight,
+		"ok", rep.OK, "failed", rep.Failed, "client_gone", rep.Gone, "unfinished", rep.Unfinished)
+}
+
+// EndDrainDelay cuts the drain delay short (tests; a second signal).
+func (a *App) EndDrainDelay() { a.endDelayOnce.Do(func() { close(a.endDelay) }) }
+
+// DrainReport is how the requests in flight when the drain began ended.
+func (a *App) DrainReport() DrainReport { return a.drain.report() }
 
 // Start makes a server (New) and serves it in the background (Serve)
 // until stop is called; stop shuts it down gracefully and returns Serve's

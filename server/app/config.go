@@ -135,7 +135,16 @@ type Config struct {
 	// JettySpeedDisabled (JETTYSPEED_ENABLED=false) turns chunked uploads
 	// off server-wide: files go in one request.
 	JettySpeedDisabled bool
-	unusedEnv          []unusedVar // seed variables set but without effect (seedenv.go)
+	// DrainDelay (JETTY_DRAIN_DELAY; FromEnv's default DefaultDrainDelay,
+	// none in --dev unless set) is how long a stopping server keeps
+	// serving with /readyz answering 503 "draining", so that its load
+	// balancer takes it out of rotation first; 0: none. ShutdownTimeout
+	// (JETTY_SHUTDOWN_TIMEOUT, default DefaultShutdownTimeout) bounds
+	// the wait for requests in flight after that. See drain.go.
+	DrainDelay      time.Duration
+	ShutdownTimeout time.Duration
+	unusedEnv       []unusedVar // seed variables set but without effect (seedenv.go)
+	drainDelaySet   bool        // JETTY_DRAIN_DELAY was given
 }
 
 // FromEnv reads the configuration from getenv (os.Getenv in production).
@@ -193,6 +202,21 @@ func FromEnv(getenv func(string) string) Config {
 	c.MetricsListen = getenv("JETTY_METRICS_LISTEN")
 	c.MetricsToken = getenv("JETTY_METRICS_TOKEN")
 	c.CORSOrigins = getenv("JETTY_CORS_ORIGINS")
+	c.DrainDelay, c.ShutdownTimeout = DefaultDrainDelay, DefaultShutdownTimeout
+	if v := getenv("JETTY_DRAIN_DELAY"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 || d > 10*time.Minute {
+			c.envErr = fmt.Errorf("JETTY_DRAIN_DELAY must be a duration between 0s and 10m, such as 5s (got %q)", v)
+		}
+		c.DrainDelay, c.drainDelaySet = d, true
+	}
+	if v := getenv("JETTY_SHUTDOWN_TIMEOUT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Second || d > time.Hour {
+			c.envErr = fmt.Errorf("JETTY_SHUTDOWN_TIMEOUT must be a duration between 1s and 1h, such as 30s (got %q)", v)
+		}
+		c.ShutdownTimeout = d
+	}
 	c.seedEnv(getenv)
 	if p := getenv("PORT"); p != "" {
 		c.Listen = ":" + p
@@ -305,9 +329,16 @@ func (c *Config) validate() error {
 		c.LiveKeys = false
 		// A developer's receiver is on this machine, over plain http.
 		c.Webhooks.AllowHTTP, c.Webhooks.AllowPrivate = true, true
+		// No load balancer to wait for: Ctrl-C stops at once.
+		if !c.drainDelaySet {
+			c.DrainDelay = 0
+		}
 	}
 	if c.JobsInterval <= 0 {
 		c.JobsInterval = time.Minute
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = DefaultShutdownTimeout
 	}
 	if c.OrphanAge <= 0 {
 		c.OrphanAge = 24 * time.Hour
