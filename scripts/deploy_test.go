@@ -209,7 +209,7 @@ func TestDeployDocLoadBalancer(t *testing.T) {
 		t.Error("docs/deploy.md does not link ../deploy/haproxy.cfg")
 	}
 	vars := map[string]bool{}
-	for _, m := range regexp.MustCompile(`\$\{?([A-Z][A-Z0-9_]*)\}?|defined\(([A-Z][A-Z0-9_]*)\)`).FindAllStringSubmatch(string(b), -1) {
+	for _, m := range regexp.MustCompile(`\$\{?([A-Z][A-Z0-9_]*)\}?|defined\(([A-Z][A-Z0-9_]*)\)`).FindAllStringSubmatch(haproxyConfig(string(b)), -1) {
 		vars[m[1]+m[2]] = true
 	}
 	if len(vars) == 0 {
@@ -220,6 +220,27 @@ func TestDeployDocLoadBalancer(t *testing.T) {
 			t.Errorf("docs/deploy.md does not name %s, which deploy/haproxy.cfg reads", v)
 		}
 	}
+}
+
+// haproxyConfig is an HAProxy configuration without its comments: a #
+// outside double quotes starts one (the header names "${VAR}" as an
+// example, which is not a variable the file reads).
+func haproxyConfig(cfg string) string {
+	var b strings.Builder
+	for _, line := range strings.Split(cfg, "\n") {
+		quoted := false
+		for i, r := range line {
+			if r == '"' {
+				quoted = !quoted
+			}
+			if r == '#' && !quoted {
+				line = line[:i]
+				break
+			}
+		}
+		b.WriteString(line + "\n")
+	}
+	return b.String()
 }
 
 // TestDeployDocScansCatch: the scans find variables and metrics however
@@ -254,6 +275,10 @@ func f(getenv func(string) string) {
 	}
 	if mentions("AGENTCACHE_WEBHOOK_SECRET_PREVIOUS", "AGENTCACHE_WEBHOOK_SECRET") || !mentions("`PORT` is", "PORT") {
 		t.Error("mentions does not match whole words")
+	}
+	cfg := haproxyConfig("# expands \"${VAR}\" in quotes\n\tbind \"${JETTY_LB_BIND}\" # \"${NOT_THIS}\"\n.if defined(JETTY_LB_STATS)\n")
+	if strings.Contains(cfg, "VAR") || strings.Contains(cfg, "NOT_THIS") || !strings.Contains(cfg, "${JETTY_LB_BIND}") || !strings.Contains(cfg, "JETTY_LB_STATS") {
+		t.Errorf("haproxyConfig kept comments or lost settings: %q", cfg)
 	}
 	// A file that reads no environment contributes no names.
 	f, _ = parser.ParseFile(token.NewFileSet(), "y.go", "package y\nvar s = \"LOOKS_LIKE_ONE\"\n", 0)
