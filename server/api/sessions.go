@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -138,36 +139,50 @@ func (s *Server) renewStream(ctx context.Context, stop <-chan struct{}, tick <-c
 }
 
 // manifestCache keeps parsed manifests of recent sessions so chunk PUTs
-// do not parse up to a megabyte of JSON each.
+// do not parse up to a megabyte of JSON each. An entry is used only for
+// the very manifest it was parsed from (a keyed hash of the bytes the
+// store holds): a stream session's manifest is replaced when a failed
+// completion is tried again with another one (SetSessionManifest),
+// through whichever instance, so the session's id alone does not name
+// one manifest.
 type manifestCache struct {
-	mu sync.Mutex
-	m  map[string]*protocol.Manifest
+	mu   sync.Mutex
+	seed maphash.Seed
+	m    map[string]cachedManifest
+}
+
+type cachedManifest struct {
+	sum uint64 // maphash of the manifest's bytes
+	m   *protocol.Manifest
 }
 
 const manifestCacheSize = 256
 
 func (c *manifestCache) get(s server.UploadSession) (*protocol.Manifest, error) {
 	c.mu.Lock()
-	m, ok := c.m[s.ID]
+	if c.m == nil {
+		c.seed = maphash.MakeSeed()
+		c.m = map[string]cachedManifest{}
+	}
+	seed := c.seed
+	e, ok := c.m[s.ID]
 	c.mu.Unlock()
-	if ok {
-		return m, nil
+	sum := maphash.Bytes(seed, s.Manifest)
+	if ok && e.sum == sum {
+		return e.m, nil
 	}
 	m, err := protocol.ParseManifest(s.Manifest)
 	if err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
-	if c.m == nil {
-		c.m = map[string]*protocol.Manifest{}
-	}
-	if len(c.m) >= manifestCacheSize {
+	if _, ok := c.m[s.ID]; !ok && len(c.m) >= manifestCacheSize {
 		for k := range c.m { // evict one at random
 			delete(c.m, k)
 			break
 		}
 	}
-	c.m[s.ID] = m
+	c.m[s.ID] = cachedManifest{sum: sum, m: m}
 	c.mu.Unlock()
 	return m, nil
 }
