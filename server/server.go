@@ -1,7 +1,8 @@
 // Package server holds the domain of the jetty companion server: accounts,
 // tiers, quota reservations and request logs, the one error type the server
 // speaks, and the small interfaces its technology adapters implement
-// (Store for SQL, Limiter and Cache for Redis or in-process memory).
+// (Store for SQL; Limiter, Cache and Semaphore for Redis or in-process
+// memory).
 //
 // Adapters live in sub-packages, one per technology: server/sqlstore
 // (SQLite and PostgreSQL), server/redis and server/memory. The HTTP API is in
