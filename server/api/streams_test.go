@@ -6,16 +6,19 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"testing"
 	"time"
 
 	"github.com/jettythunder/jetty/internal/testenv"
+	"github.com/jettythunder/jetty/protocol/edgeauth"
 	"github.com/jettythunder/jetty/server"
 	"github.com/jettythunder/jetty/server/api"
 	"github.com/jettythunder/jetty/server/kvtest"
 	"github.com/jettythunder/jetty/server/memory"
 	"github.com/jettythunder/jetty/server/redis"
+	"github.com/jettythunder/jetty/server/relay"
 	"github.com/jettythunder/jetty/server/uploadtoken"
 )
 
@@ -103,7 +106,10 @@ type ceilingRig struct {
 
 const ceilingN = 3
 
-func newCeilingRig(t *testing.T, streams func(t *testing.T) [2]server.Semaphore, lease time.Duration) *ceilingRig {
+// tailChunk is the index of the rig's last chunk, of 1 KiB.
+const tailChunk = 2*ceilingN + 2
+
+func newCeilingRig(t *testing.T, streams func(t *testing.T) [2]server.Semaphore, lease time.Duration, edit ...func(*api.Config)) *ceilingRig {
 	b := backends()[1]
 	st := b.store(t)
 	blobs := minioBlobs(t)
@@ -113,13 +119,16 @@ func newCeilingRig(t *testing.T, streams func(t *testing.T) [2]server.Semaphore,
 		r.envs[i] = newEnvConfig(t, st, b.limit(t), blobs, nil, func(c *api.Config) {
 			c.Streams = sems[i]
 			c.StreamLease = lease
+			for _, f := range edit {
+				f(c)
+			}
 		})
 	}
 	user := fmt.Sprintf("usr_ceiling_%d", time.Now().UnixNano())
 	key, secret := r.envs[0].provision(user, "pro")
 	// Chunks of the smallest size a manifest allows, enough for 2N+2
-	// PUTs.
-	r.data = randBytes(21, (2*ceilingN+2)*5*mib)
+	// PUTs, and a small last one (tailChunk).
+	r.data = randBytes(21, (2*ceilingN+2)*5*mib+1024)
 	r.m = plan("ceiling.bin", r.data, 5*mib)
 	o := r.envs[0].open(key, secret, r.m)
 	if o.status != 201 {
@@ -153,9 +162,14 @@ type putReply struct {
 // start begins a PUT of chunk i on instance inst; its body is held until
 // finish.
 func (r *ceilingRig) start(inst, i int) *put {
+	return r.startAt(r.envs[inst].url, i)
+}
+
+// startAt begins a PUT of chunk i at base (an instance or a relay).
+func (r *ceilingRig) startAt(base string, i int) *put {
 	c := r.m.Chunks[i]
 	pr, pw := io.Pipe()
-	req, err := http.NewRequest("PUT", fmt.Sprintf("%s/api/jetty/sessions/%s/chunks/%d", r.envs[inst].url, r.id, i), pr)
+	req, err := http.NewRequest("PUT", fmt.Sprintf("%s/api/jetty/sessions/%s/chunks/%d", base, r.id, i), pr)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -384,5 +398,79 @@ func TestStreamSlotRenewed(t *testing.T) {
 	ev.waitRelease(t)
 	if got := r.start(1, 1).finish(t); got.status != 200 {
 		t.Fatalf("a chunk after the long one ended: %d %s", got.status, got.code)
+	}
+}
+
+// TestStreamCeilingThroughRelay: a relay that forwards chunks to the
+// origin (mode relay: no S3 settings) is held to the shared ceiling, by
+// the origin instance the chunk reaches; the relay passes the refusal on
+// as it is.
+func TestStreamCeilingThroughRelay(t *testing.T) {
+	const edgeSecret = "ceiling_test_edge_secret_7b1e04c2a9d35f86e1c0"
+	keys, err := edgeauth.NewKeys(edgeSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := newSlotEvents()
+	r := newCeilingRig(t, func(t *testing.T) [2]server.Semaphore {
+		c, prefix := testenv.Redis(t)
+		return [2]server.Semaphore{ev.watch(redis.NewSemaphore(c, prefix+"streams:")), ev.watch(redis.NewSemaphore(c, prefix+"streams:"))}
+	}, time.Hour, func(c *api.Config) {
+		c.EdgeKeys = keys
+		c.Backend = "s3"
+	})
+	rl, err := relay.New(context.Background(), relay.Config{Origin: r.envs[1].url, ID: "edge_ceiling", Secret: edgeSecret, Interval: 100 * time.Millisecond, DrainTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := rl.Start(ctx, ln); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); rl.Wait() })
+	edge := "http://" + ln.Addr().String()
+
+	// N-1 held on the instances, one through the relay.
+	var held []*put
+	for i := range ceilingN - 1 {
+		held = append(held, r.start(i%2, i))
+		if !ev.next(t) {
+			t.Fatalf("PUT %d refused under the ceiling", i+1)
+		}
+	}
+	viaRelay := r.startAt(edge, ceilingN-1)
+	if !ev.next(t) {
+		t.Fatal("the chunk through the relay was refused under the ceiling")
+	}
+	// The ceiling is held: through the relay and on an instance alike.
+	// (The chunk through the relay is sent whole at once: a small one,
+	// which the origin reads out after refusing it, so that its answer is
+	// the refusal and not a connection reset.)
+	got := r.startAt(edge, tailChunk).finish(t)
+	if ev.next(t) {
+		t.Fatal("the origin admitted a chunk over the ceiling through the relay")
+	}
+	wantTooMany(t, "a chunk over the ceiling through the relay", got)
+	over := r.start(0, ceilingN)
+	if ev.next(t) {
+		t.Fatal("an instance admitted a chunk over the ceiling")
+	}
+	wantTooMany(t, "a chunk over the ceiling on an instance", over.wait(t))
+	if got := viaRelay.finish(t); got.status != 200 {
+		t.Fatalf("the chunk through the relay: %d %s", got.status, got.code)
+	}
+	ev.waitRelease(t)
+	if got := r.startAt(edge, ceilingN).finish(t); got.status != 200 {
+		t.Fatalf("a chunk through the relay once a slot was free: %d %s", got.status, got.code)
+	}
+	for i, p := range held {
+		if got := p.finish(t); got.status != 200 {
+			t.Fatalf("held PUT %d: %d %s", i+1, got.status, got.code)
+		}
 	}
 }
