@@ -216,6 +216,28 @@ func (p *put) wait(t *testing.T) putReply {
 	}
 }
 
+// refused checks that p was refused a slot, and answered so.
+func (e *slotEvents) refused(t *testing.T, what string, p *put) {
+	t.Helper()
+	if e.next(t) {
+		t.Fatalf("%s: admitted over the ceiling", what)
+	}
+	wantTooMany(t, what, p.wait(t))
+}
+
+// handOver finishes held, waits for its slot to be released, then sends
+// chunk i whole at base: it must be stored.
+func (r *ceilingRig) handOver(t *testing.T, e *slotEvents, held *put, base string, i int) {
+	t.Helper()
+	if got := held.finish(t); got.status != 200 {
+		t.Fatalf("the held chunk: %d %s", got.status, got.code)
+	}
+	e.waitRelease(t)
+	if got := r.startAt(base, i).finish(t); got.status != 200 {
+		t.Fatalf("chunk %d once a slot was free: %d %s", i, got.status, got.code)
+	}
+}
+
 func wantTooMany(t *testing.T, what string, r putReply) {
 	t.Helper()
 	if r.status != http.StatusTooManyRequests || r.code != server.ETooManyStreams || r.retryAfter == "" {
@@ -280,24 +302,13 @@ func TestStreamCeilingAcrossInstances(t *testing.T) {
 			next := len(held) + 1
 			// Either instance refuses.
 			for inst := range 2 {
-				p := r.start(inst, next)
-				if ev.next(t) {
-					t.Fatalf("instance %d admitted a chunk over the ceiling", inst+1)
-				}
-				wantTooMany(t, fmt.Sprintf("instance %d over the ceiling", inst+1), p.wait(t))
+				ev.refused(t, fmt.Sprintf("instance %d over the ceiling", inst+1), r.start(inst, next))
 			}
 
 			// One finishes (on instance 1): a new one is admitted.
-			if got := held[0].finish(t); got.status != 200 {
-				t.Fatalf("held PUT 1: %d %s", got.status, got.code)
-			}
-			ev.waitRelease(t)
-			p := r.start(tc.freed, next)
+			r.handOver(t, ev, held[0], r.envs[tc.freed].url, next)
 			if !ev.next(t) {
-				t.Fatal("a chunk was refused after one of the held ones finished")
-			}
-			if got := p.finish(t); got.status != 200 {
-				t.Fatalf("PUT after a slot was freed: %d %s", got.status, got.code)
+				t.Fatal("no slot was taken for the chunk sent after one of the held ones finished")
 			}
 			for i, p := range held[1:] {
 				if got := p.finish(t); got.status != 200 {
@@ -387,18 +398,8 @@ func TestStreamSlotRenewed(t *testing.T) {
 			t.Fatal("no renewal within a minute")
 		}
 	}
-	p := r.start(1, 1)
-	if ev.next(t) {
-		t.Fatal("a chunk took the slot of one still streaming, five leases on")
-	}
-	wantTooMany(t, "a chunk over the ceiling", p.wait(t))
-	if got := held.finish(t); got.status != 200 {
-		t.Fatalf("the long chunk: %d %s", got.status, got.code)
-	}
-	ev.waitRelease(t)
-	if got := r.start(1, 1).finish(t); got.status != 200 {
-		t.Fatalf("a chunk after the long one ended: %d %s", got.status, got.code)
-	}
+	ev.refused(t, "a chunk while the long one streams, five leases on", r.start(1, 1))
+	r.handOver(t, ev, held, r.envs[1].url, 1)
 }
 
 // TestStreamCeilingThroughRelay: a relay that forwards chunks to the
@@ -456,18 +457,8 @@ func TestStreamCeilingThroughRelay(t *testing.T) {
 		t.Fatal("the origin admitted a chunk over the ceiling through the relay")
 	}
 	wantTooMany(t, "a chunk over the ceiling through the relay", got)
-	over := r.start(0, ceilingN)
-	if ev.next(t) {
-		t.Fatal("an instance admitted a chunk over the ceiling")
-	}
-	wantTooMany(t, "a chunk over the ceiling on an instance", over.wait(t))
-	if got := viaRelay.finish(t); got.status != 200 {
-		t.Fatalf("the chunk through the relay: %d %s", got.status, got.code)
-	}
-	ev.waitRelease(t)
-	if got := r.startAt(edge, ceilingN).finish(t); got.status != 200 {
-		t.Fatalf("a chunk through the relay once a slot was free: %d %s", got.status, got.code)
-	}
+	ev.refused(t, "a chunk over the ceiling on an instance", r.start(0, ceilingN))
+	r.handOver(t, ev, viaRelay, edge, ceilingN)
 	for i, p := range held {
 		if got := p.finish(t); got.status != 200 {
 			t.Fatalf("held PUT %d: %d %s", i+1, got.status, got.code)
