@@ -96,6 +96,7 @@ func (s *Server) takeStream(ctx context.Context, sessionID string, ceiling int) 
 	id, ok, err := s.streams.Acquire(ctx, sessionID, ceiling, lease)
 	if err != nil {
 		s.log.Warn("stream ceiling unavailable, allowing the chunk", "session", sessionID, "err", err)
+		s.metrics.streamsDown.Inc()
 		return func() {}, true
 	}
 	if !ok {
@@ -661,6 +662,7 @@ func (s *Server) handlePutChunk(w http.ResponseWriter, r *http.Request) {
 	}
 	release, ok := s.takeStream(ctx, sess.ID, max(c.Claims.MaxWorkers, 1))
 	if !ok {
+		s.metrics.chunks.WithLabelValues("too_many_streams").Inc()
 		s.writeError(w, r, &rateLimitError{
 			err:        server.Errorf(server.ETooManyStreams, "more than %d chunk uploads at once on this session (your tier's ceiling); retry after the Retry-After seconds", c.Claims.MaxWorkers),
 			retryAfter: time.Second,

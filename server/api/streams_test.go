@@ -8,13 +8,17 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/jettythunder/jetty/internal/testenv"
 	"github.com/jettythunder/jetty/protocol/edgeauth"
 	"github.com/jettythunder/jetty/server"
 	"github.com/jettythunder/jetty/server/api"
+	"github.com/jettythunder/jetty/server/blob/fsblob"
 	"github.com/jettythunder/jetty/server/kvtest"
 	"github.com/jettythunder/jetty/server/memory"
 	"github.com/jettythunder/jetty/server/redis"
@@ -330,7 +334,7 @@ func TestStreamSlotsOfACrashedInstance(t *testing.T) {
 	r := newCeilingRig(t, func(t *testing.T) [2]server.Semaphore {
 		s := redis.NewSemaphore(c, prefix+"streams:", redis.WithClock(clk.Now))
 		return [2]server.Semaphore{ev.watch(s), ev.watch(s)}
-	}, lease)
+	}, lease, func(c *api.Config) { c.MetricsPublic = true })
 	// The dead instance: N chunks in flight, then SIGKILL (nothing runs
 	// after Acquire: no Release, no renewal).
 	dead := redis.NewSemaphore(c, prefix+"streams:", redis.WithClock(clk.Now))
@@ -355,6 +359,9 @@ func TestStreamSlotsOfACrashedInstance(t *testing.T) {
 	}
 	if got := chunk(1, 1); got.status != 200 {
 		t.Fatalf("a second chunk: %d %s", got.status, got.code)
+	}
+	if m := r.envs[0].do("GET", "/metrics", "", nil); !strings.Contains(m.raw, `jetty_chunks_total{outcome="too_many_streams"} 1`+"\n") {
+		t.Fatalf("instance 1 does not count its refusal:\n%s", m.raw)
 	}
 }
 
@@ -463,5 +470,42 @@ func TestStreamCeilingThroughRelay(t *testing.T) {
 		if got := p.finish(t); got.status != 200 {
 			t.Fatalf("held PUT %d: %d %s", i+1, got.status, got.code)
 		}
+	}
+}
+
+// TestStreamCeilingRedisDown: when the ceiling's Redis fails, chunks go
+// through (as with the rate limits, an outage of Redis does not take
+// uploads down), logged and counted.
+func TestStreamCeilingRedisDown(t *testing.T) {
+	c, prefix := testenv.Redis(t)
+	opt := *c.Options()
+	opt.Addr = "127.0.0.1:1" // nothing listens here
+	opt.MaxRetries = -1
+	down := goredis.NewClient(&opt)
+	t.Cleanup(func() { down.Close() })
+	b := backends()[0]
+	fs, err := fsblob.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnvConfig(t, b.store(t), b.limit(t), fs, nil, func(c *api.Config) {
+		c.Streams = redis.NewSemaphore(down, prefix)
+		c.MetricsPublic = true
+	})
+	key, secret := e.provision("usr_ceiling_down", "pro")
+	data := randBytes(22, 1024)
+	m := plan("down.bin", data, 5*mib)
+	o := e.open(key, secret, m)
+	if o.status != 201 {
+		t.Fatalf("open: %d %s", o.status, o.raw)
+	}
+	if st, code := putChunk(t, o.Session, o.Session.Token, 0, m.Chunks[0].SHA256, data); st != 200 {
+		t.Fatalf("chunk with the ceiling's Redis down: %d %s, want 200", st, code)
+	}
+	if !strings.Contains(e.logs.String(), "stream ceiling unavailable") {
+		t.Fatalf("no warning logged:\n%s", e.logs.String())
+	}
+	if r := e.do("GET", "/metrics", "", nil); !strings.Contains(r.raw, "jetty_stream_ceiling_unavailable_total 1\n") {
+		t.Fatalf("metrics do not count the chunk let through:\n%s", r.raw)
 	}
 }
