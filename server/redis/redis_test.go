@@ -91,12 +91,7 @@ func TestCacheKeysAreRaw(t *testing.T) {
 }
 
 func TestRedisDown(t *testing.T) {
-	c, prefix := testenv.Redis(t)
-	c2 := *c.Options()
-	c2.Addr = "127.0.0.1:1" // nothing listens here
-	c2.MaxRetries = -1
-	down := goredis.NewClient(&c2)
-	defer down.Close()
+	down, prefix := deadRedis(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if _, err := redis.NewLimiter(down, prefix).Allow(ctx, "k", 1, time.Second); err == nil {
@@ -154,12 +149,7 @@ func TestSemaphoreSharedAcrossInstances(t *testing.T) {
 }
 
 func TestSemaphoreRedisDown(t *testing.T) {
-	c, prefix := testenv.Redis(t)
-	c2 := *c.Options()
-	c2.Addr = "127.0.0.1:1"
-	c2.MaxRetries = -1
-	down := goredis.NewClient(&c2)
-	defer down.Close()
+	down, prefix := deadRedis(t)
 	s := redis.NewSemaphore(down, prefix)
 	ctx := context.Background()
 	if _, _, err := s.Acquire(ctx, "k", 1, time.Second); err == nil {
@@ -171,4 +161,16 @@ func TestSemaphoreRedisDown(t *testing.T) {
 	if err := s.Release(ctx, "k", "id"); err == nil {
 		t.Error("Release against a dead Redis succeeded")
 	}
+}
+
+// deadRedis is a client of a Redis that is down (nothing listens at its
+// address), and a key prefix.
+func deadRedis(t *testing.T) (*goredis.Client, string) {
+	c, prefix := testenv.Redis(t)
+	opt := *c.Options()
+	opt.Addr = "127.0.0.1:1" // nothing listens here
+	opt.MaxRetries = -1
+	down := goredis.NewClient(&opt)
+	t.Cleanup(func() { down.Close() })
+	return down, prefix
 }
