@@ -1,7 +1,8 @@
 // Package server holds the domain of the jetty companion server: accounts,
 // tiers, quota reservations and request logs, the one error type the server
 // speaks, and the small interfaces its technology adapters implement
-// (Store for SQL, Limiter and Cache for Redis or in-process memory).
+// (Store for SQL; Limiter, Cache and Semaphore for Redis or in-process
+// memory).
 //
 // Adapters live in sub-packages, one per technology: server/sqlstore
 // (SQLite and PostgreSQL), server/redis and server/memory. The HTTP API is in
@@ -232,4 +233,40 @@ type Cache interface {
 	// SetNX stores value only if key is absent and reports whether it did.
 	SetNX(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, error)
 	Delete(ctx context.Context, key string) error
+}
+
+// Semaphore caps how many holders hold slots under one key at once: the
+// chunk uploads in flight on one upload session, whichever instance took
+// them. Implementations: server/memory (one process) and server/redis
+// (shared by every instance on the same Redis); both pass
+// server/kvtest.RunSemaphore.
+//
+// A slot is a lease: it lapses lease after it was taken or last renewed,
+// so a holder that dies without releasing (its process killed mid-chunk)
+// frees its slot within a bounded time. Holders renew well inside the
+// lease while they work.
+type Semaphore interface {
+	// Acquire takes one of limit slots under key for lease. ok is false
+	// when limit live slots are held; id names the slot taken otherwise.
+	// A limit or lease that is not positive is an EInvalid error.
+	Acquire(ctx context.Context, key string, limit int, lease time.Duration) (id string, ok bool, err error)
+	// Renew extends the slot's lease to lease from now. It reports false
+	// when the slot is no longer held (released, or lapsed: then it may
+	// have been given to another holder, and is not taken back).
+	Renew(ctx context.Context, key, id string, lease time.Duration) (bool, error)
+	// Release gives the slot back; releasing a slot not held (twice, or
+	// after it lapsed) changes nothing.
+	Release(ctx context.Context, key, id string) error
+}
+
+// CheckSlot refuses a Semaphore limit or lease that is not positive
+// (EInvalid), as every Semaphore does.
+func CheckSlot(limit int, lease time.Duration) error {
+	if limit <= 0 {
+		return Errorf(EInvalid, "slot limit must be positive, got %d", limit)
+	}
+	if lease <= 0 {
+		return Errorf(EInvalid, "slot lease must be positive, got %s", lease)
+	}
+	return nil
 }

@@ -113,6 +113,15 @@ type Config struct {
 	// RateCeiling is the server-wide ceiling beside the tiers' limits
 	// (RATE_LIMIT_MAX_REQUESTS per RATE_LIMIT_WINDOW_MS; ceiling.go).
 	RateCeiling RateCeiling
+	// Streams holds the slots of the per-session ceiling on concurrent
+	// chunk uploads (the token's max workers): server/redis's with
+	// REDIS_URL, so that every instance counts the same slots; an
+	// in-process one when nil (the embedded default, one instance).
+	Streams server.Semaphore
+	// StreamLease is how long a chunk's slot lives without renewal
+	// (DefaultStreamLease when 0): the slots of an instance that died
+	// mid-chunk are free again within it.
+	StreamLease time.Duration
 	// JettySpeedDisabled (JETTYSPEED_ENABLED=false) turns chunked uploads
 	// off: opening a session answers 403 jettyspeed_disabled, and quota,
 	// whoami and optimal-edges report JettySpeed off.
@@ -139,9 +148,11 @@ type Server struct {
 	edgeKeys   *edgeauth.Keys
 	backend    string
 	directURL  string
-	streams    streamLimiter
-	bodyIdle   time.Duration
-	manifests  manifestCache
+	streams    server.Semaphore
+	// streamLease: see Config.StreamLease.
+	streamLease time.Duration
+	bodyIdle    time.Duration
+	manifests   manifestCache
 	// completionLease: see Config.CompletionLease.
 	completionLease time.Duration
 	minFree         MinFree
@@ -192,13 +203,22 @@ func New(cfg Config) *Server {
 		backend:    cfg.Backend,
 		directURL:  strings.TrimRight(cfg.DirectURL, "/"),
 		bodyIdle:   cfg.BodyIdleTimeout,
-		minFree:    cfg.StorageMinFree,
+		streams:    cfg.Streams,
+
+		streamLease: cfg.StreamLease,
+		minFree:     cfg.StorageMinFree,
 
 		completionLease: cfg.CompletionLease,
 		webhookPolicy:   cfg.WebhookURLs,
 		webhookNotify:   cfg.WebhookNotify,
 		rateCeiling:     cfg.RateCeiling,
 		jettySpeedOff:   cfg.JettySpeedDisabled,
+	}
+	if s.streams == nil {
+		s.streams = memory.NewSemaphore()
+	}
+	if s.streamLease <= 0 {
+		s.streamLease = DefaultStreamLease
 	}
 	if s.completionLease <= 0 {
 		s.completionLease = DefaultCompletionLease

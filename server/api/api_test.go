@@ -163,18 +163,30 @@ func eachStorageWith(t *testing.T, edit func(*api.Config), fn func(t *testing.T,
 	})
 	t.Run("postgres+s3", func(t *testing.T) {
 		b := backends()[1]
-		m := testenv.MinIO(t)
-		s3, err := s3blob.New(context.Background(), s3blob.Config{
-			Endpoint: m.Endpoint, Region: m.Region, AccessKeyID: m.AccessKey, SecretAccessKey: m.SecretKey, Bucket: m.Bucket,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s3.Setup(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		fn(t, newEnvConfig(t, b.store(t), b.limit(t), s3, nil, edit))
+		fn(t, newEnvConfig(t, b.store(t), b.limit(t), minioBlobs(t), nil, edit))
 	})
+}
+
+// minioBlobs is an object store in a bucket of its own on MinIO, as in
+// production.
+func minioBlobs(t *testing.T) blob.Store {
+	t.Helper()
+	return s3Blobs(t, testenv.MinIO(t))
+}
+
+// s3Blobs is an object store on m's bucket, set up.
+func s3Blobs(t *testing.T, m testenv.S3) *s3blob.Store {
+	t.Helper()
+	s3, err := s3blob.New(context.Background(), s3blob.Config{
+		Endpoint: m.Endpoint, Region: m.Region, AccessKeyID: m.AccessKey, SecretAccessKey: m.SecretKey, Bucket: m.Bucket,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s3.Setup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return s3
 }
 
 type resp struct {

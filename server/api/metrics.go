@@ -52,6 +52,7 @@ type metrics struct {
 	downloadedBytes prometheus.Counter
 	sessions        *prometheus.CounterVec
 	chunks          *prometheus.CounterVec
+	streamsDown     prometheus.Counter
 	edgeHeartbeats  prometheus.Counter
 	presigned       prometheus.Counter
 	webhookSigs     *prometheus.CounterVec
@@ -99,8 +100,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"event"}),
 		chunks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jetty_chunks_total",
-			Help: "Chunk PUTs by outcome (stored, checksum_mismatch).",
+			Help: "Chunk PUTs by outcome (stored, checksum_mismatch, too_many_streams).",
 		}, []string{"outcome"}),
+		streamsDown: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jetty_stream_ceiling_unavailable_total",
+			Help: "Chunk PUTs let through without the per-session stream ceiling because its store (Redis) failed.",
+		}),
 		edgeHeartbeats: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "jetty_edge_heartbeats_total",
 			Help: "Relay heartbeats accepted.",
@@ -115,6 +120,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"outcome"}),
 	}
 	m.usage = newUsageMetrics(reg)
-	reg.MustRegister(m.requests, m.duration, m.provisioning, m.rateLimited, m.reqlogDropped, m.reqlogSkipped, m.uploadedBytes, m.downloadedBytes, m.sessions, m.chunks, m.edgeHeartbeats, m.presigned, m.webhookSigs)
+	reg.MustRegister(m.requests, m.duration, m.provisioning, m.rateLimited, m.reqlogDropped, m.reqlogSkipped, m.uploadedBytes, m.downloadedBytes, m.sessions, m.chunks, m.streamsDown, m.edgeHeartbeats, m.presigned, m.webhookSigs)
 	return m
 }

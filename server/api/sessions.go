@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -79,65 +80,110 @@ func workersFor(t server.Tier) (suggested, ceiling int) {
 	return 1, 1
 }
 
-// streamLimiter caps concurrent chunk PUTs per session at the token's
-// worker ceiling, in this process.
-type streamLimiter struct {
-	mu sync.Mutex
-	n  map[string]int
+// DefaultStreamLease is how long a chunk upload's slot under its
+// session's ceiling lives without renewal (see Config.StreamLease).
+const DefaultStreamLease = 30 * time.Second
+
+// takeStream takes one of a session's ceiling slots for a chunk upload,
+// through the Semaphore every instance shares (server/redis with
+// REDIS_URL, in-process otherwise). ok is false when the ceiling is held.
+// The slot is renewed every third of its lease while the chunk streams,
+// so it lapses within a lease of this process dying; release gives it
+// back. A Semaphore that fails (Redis down) fails open, as the rate
+// limits do: an outage of Redis must not take uploads down with it.
+func (s *Server) takeStream(ctx context.Context, sessionID string, ceiling int) (release func(), ok bool) {
+	lease := s.streamLease
+	id, ok, err := s.streams.Acquire(ctx, sessionID, ceiling, lease)
+	if err != nil {
+		s.log.Warn("stream ceiling unavailable, allowing the chunk", "session", sessionID, "err", err)
+		s.metrics.streamsDown.Inc()
+		return func() {}, true
+	}
+	if !ok {
+		return nil, false
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		renew := time.NewTicker(max(lease/3, time.Millisecond))
+		defer renew.Stop()
+		for s.renewStream(ctx, stop, renew.C, sessionID, id, lease) {
+		}
+	}()
+	return func() {
+		close(stop)
+		<-done
+		if err := s.streams.Release(context.WithoutCancel(ctx), sessionID, id); err != nil {
+			s.log.Warn("stream slot not released; it lapses with its lease", "session", sessionID, "lease", lease, "err", err)
+		}
+	}, true
 }
 
-func (l *streamLimiter) acquire(id string, max int) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.n == nil {
-		l.n = map[string]int{}
+// renewStream waits for the next tick and renews the slot; false when
+// the chunk is done (stop) or the slot lapsed (it is not taken back).
+func (s *Server) renewStream(ctx context.Context, stop <-chan struct{}, tick <-chan time.Time, sessionID, id string, lease time.Duration) bool {
+	select {
+	case <-stop:
+		return false
+	case <-tick:
 	}
-	if l.n[id] >= max {
+	held, err := s.streams.Renew(context.WithoutCancel(ctx), sessionID, id, lease)
+	switch {
+	case err != nil:
+		s.log.Warn("stream slot not renewed", "session", sessionID, "err", err)
+	case !held:
+		s.log.Warn("stream slot lapsed while its chunk streamed", "session", sessionID)
 		return false
 	}
-	l.n[id]++
 	return true
 }
 
-func (l *streamLimiter) release(id string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.n[id]--; l.n[id] <= 0 {
-		delete(l.n, id)
-	}
+// manifestCache keeps parsed manifests of recent sessions so chunk PUTs
+// do not parse up to a megabyte of JSON each. An entry is used only for
+// the very manifest it was parsed from (a keyed hash of the bytes the
+// store holds): a stream session's manifest is replaced when a failed
+// completion is tried again with another one (SetSessionManifest),
+// through whichever instance, so the session's id alone does not name
+// one manifest.
+type manifestCache struct {
+	mu   sync.Mutex
+	seed maphash.Seed
+	m    map[string]cachedManifest
 }
 
-// manifestCache keeps parsed manifests of recent sessions so chunk PUTs
-// do not parse up to a megabyte of JSON each.
-type manifestCache struct {
-	mu sync.Mutex
-	m  map[string]*protocol.Manifest
+type cachedManifest struct {
+	sum uint64 // maphash of the manifest's bytes
+	m   *protocol.Manifest
 }
 
 const manifestCacheSize = 256
 
 func (c *manifestCache) get(s server.UploadSession) (*protocol.Manifest, error) {
 	c.mu.Lock()
-	m, ok := c.m[s.ID]
+	if c.m == nil {
+		c.seed = maphash.MakeSeed()
+		c.m = map[string]cachedManifest{}
+	}
+	seed := c.seed
+	e, ok := c.m[s.ID]
 	c.mu.Unlock()
-	if ok {
-		return m, nil
+	sum := maphash.Bytes(seed, s.Manifest)
+	if ok && e.sum == sum {
+		return e.m, nil
 	}
 	m, err := protocol.ParseManifest(s.Manifest)
 	if err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
-	if c.m == nil {
-		c.m = map[string]*protocol.Manifest{}
-	}
-	if len(c.m) >= manifestCacheSize {
+	if _, ok := c.m[s.ID]; !ok && len(c.m) >= manifestCacheSize {
 		for k := range c.m { // evict one at random
 			delete(c.m, k)
 			break
 		}
 	}
-	c.m[s.ID] = m
+	c.m[s.ID] = cachedManifest{sum: sum, m: m}
 	c.mu.Unlock()
 	return m, nil
 }
@@ -614,14 +660,16 @@ func (s *Server) handlePutChunk(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if !s.streams.acquire(sess.ID, max(c.Claims.MaxWorkers, 1)) {
+	release, ok := s.takeStream(ctx, sess.ID, max(c.Claims.MaxWorkers, 1))
+	if !ok {
+		s.metrics.chunks.WithLabelValues("too_many_streams").Inc()
 		s.writeError(w, r, &rateLimitError{
 			err:        server.Errorf(server.ETooManyStreams, "more than %d chunk uploads at once on this session (your tier's ceiling); retry after the Retry-After seconds", c.Claims.MaxWorkers),
 			retryAfter: time.Second,
 		})
 		return
 	}
-	defer s.streams.release(sess.ID)
+	defer release()
 	body := c.Body(w, r, s.bodyIdle, false) // the blob store checks the hash
 	if _, err := s.blobs.PutPart(ctx, sess.ObjectKey, sess.UploadID, c.Index+1, body, c.Size, c.Digest); err != nil {
 		if ref := body.Failed(ctx, err, s.now(), lookup); ref != nil {

@@ -1,7 +1,6 @@
 package api_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -16,7 +15,6 @@ import (
 	"github.com/jettythunder/jetty/server"
 	"github.com/jettythunder/jetty/server/api"
 	"github.com/jettythunder/jetty/server/blob/fsblob"
-	"github.com/jettythunder/jetty/server/blob/s3blob"
 )
 
 // fullEnv is a server whose object store lives on a small filesystem
@@ -52,15 +50,7 @@ func eachSmallStorage(t *testing.T, fn func(t *testing.T, e *fullEnv)) {
 	t.Run("postgres+s3", func(t *testing.T) {
 		mnt := testenv.SmallFS(t, 96*mib)
 		m := testenv.MinIOOn(t, filepath.Join(mnt, "data"))
-		s3, err := s3blob.New(context.Background(), s3blob.Config{
-			Endpoint: m.Endpoint, Region: m.Region, AccessKeyID: m.AccessKey, SecretAccessKey: m.SecretKey, Bucket: m.Bucket,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s3.Setup(context.Background()); err != nil {
-			t.Fatal(err)
-		}
+		s3 := s3Blobs(t, m)
 		b := backends()[1]
 		clock, advance := clockFor()
 		fn(t, &fullEnv{env: newEnvFull(t, b.store(t), b.limit(t), s3, clock), mnt: mnt, advance: advance, full: func() { testenv.WaitMinIOFull(t, m) }})

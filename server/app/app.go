@@ -63,6 +63,7 @@ type parts struct {
 	blobs   blob.Store
 	limiter server.Limiter
 	cache   server.Cache
+	streams server.Semaphore // the per-session stream ceiling's slots
 	redis   *goredis.Client
 	closers []func()
 }
@@ -141,11 +142,13 @@ func openParts(ctx context.Context, cfg Config, log *slog.Logger) (_ *parts, err
 		}
 		p.limiter = redis.NewLimiter(p.redis, "jetty:rl:")
 		p.cache = redis.NewCache(p.redis, "jetty:cache:")
+		p.streams = redis.NewSemaphore(p.redis, "jetty:streams:")
 	} else {
 		ml := memory.NewLimiter()
 		mc := memory.NewCache()
 		p.closers = append(p.closers, func() { ml.Close(); mc.Close() })
 		p.limiter, p.cache = ml, mc
+		p.streams = memory.NewSemaphore()
 	}
 	return p, nil
 }
@@ -360,6 +363,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		PreviousWebhookSecret: a.cfg.PreviousWebhookSecret,
 		RequireSignature:      a.cfg.RequireSignature,
 		Cache:                 a.cache,
+		Streams:               a.streams,
 		LiveKeys:              a.cfg.LiveKeys,
 		Bucket:                a.cfg.Bucket,
 		Relay:                 relay,

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jettythunder/jetty/internal/testenv"
+	"github.com/jettythunder/jetty/server/redis"
 )
 
 func TestFromEnv(t *testing.T) {
@@ -133,6 +134,10 @@ func TestProductionParts(t *testing.T) {
 	a, err := New(ctx, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Every instance on this Redis counts the same stream slots.
+	if _, ok := a.streams.(*redis.Semaphore); !ok {
+		t.Fatalf("stream ceiling on %T, want *redis.Semaphore with REDIS_URL", a.streams)
 	}
 	done := make(chan error, 1)
 	go func() { done <- a.Serve(ctx) }()

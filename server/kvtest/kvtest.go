@@ -1,10 +1,12 @@
-// Package kvtest is the conformance suite every server.Limiter and
-// server.Cache implementation passes (server/memory and server/redis). An
-// implementation's tests call RunLimiter and RunCache with a constructor;
-// each subtest gets a fresh instance and uses its own keys.
+// Package kvtest is the conformance suite every server.Limiter,
+// server.Cache and server.Semaphore implementation passes (server/memory
+// and server/redis). An implementation's tests call RunLimiter, RunCache
+// and RunSemaphore with a constructor; each subtest gets a fresh instance
+// and uses its own keys.
 //
-// The suite uses real time with short windows (a few hundred
-// milliseconds), and runs its subtests in parallel to keep the total small.
+// The Limiter and Cache suites use real time with short windows (a few
+// hundred milliseconds); the Semaphore suite moves a Clock by hand. All
+// run their subtests in parallel to keep the total small.
 package kvtest
 
 import (

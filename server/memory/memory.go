@@ -1,9 +1,9 @@
-// Package memory implements server.Limiter and server.Cache in process
-// memory, for a single server instance (the embedded default). Several
-// instances behind a load balancer need server/redis instead, or each
-// instance counts and caches on its own.
+// Package memory implements server.Limiter, server.Cache and
+// server.Semaphore in process memory, for a single server instance (the
+// embedded default). Several instances behind a load balancer need
+// server/redis instead, or each instance counts and caches on its own.
 //
-// Both types are safe for concurrent use. They start no goroutine: expired
+// All three types are safe for concurrent use. They start no goroutine: expired
 // entries are swept lazily, from the calls themselves, whenever a sweep
 // interval has passed or the number of entries has doubled since the last
 // sweep, so memory stays proportional to the live keys at amortized O(1)

@@ -165,3 +165,35 @@ func TestClose(t *testing.T) {
 	l.Close()
 	c.Close()
 }
+
+func TestSemaphoreConformance(t *testing.T) {
+	kvtest.RunSemaphore(t, func(t *testing.T, now func() time.Time) server.Semaphore { return NewSemaphore(WithClock(now)) })
+}
+
+// TestSemaphoreSweep checks that slots never released (their holders
+// gone) on keys never asked again do not pile up.
+func TestSemaphoreSweep(t *testing.T) {
+	ctx := context.Background()
+	clk := newFakeClock()
+	s := NewSemaphore(WithClock(clk.Now), WithSweepInterval(time.Minute))
+	for i := 0; i < 10; i++ {
+		if _, ok, err := s.Acquire(ctx, fmt.Sprint(i), 1, time.Second); err != nil || !ok {
+			t.Fatalf("Acquire %d: %v, %v", i, ok, err)
+		}
+	}
+	live, _, _ := s.Acquire(ctx, "live", 1, time.Hour)
+	clk.Advance(2 * time.Minute)
+	if _, ok, _ := s.Acquire(ctx, "trigger", 1, time.Hour); !ok {
+		t.Fatal("Acquire on a fresh key refused")
+	}
+	if n := s.Len(); n != 2 {
+		t.Fatalf("%d keys after a timed sweep, want 2 (live, trigger)", n)
+	}
+	if s.Held("live") != 1 {
+		t.Fatal("the live slot was swept")
+	}
+	s.Release(ctx, "live", live)
+	if n := s.Len(); n != 1 {
+		t.Fatalf("%d keys after the live slot's release, want 1", n)
+	}
+}

@@ -1,6 +1,7 @@
-// Package redis implements server.Limiter and server.Cache on Redis
-// (github.com/redis/go-redis/v9), so every server instance that points at
-// the same Redis shares one rate-limit count and one cache.
+// Package redis implements server.Limiter, server.Cache and
+// server.Semaphore on Redis (github.com/redis/go-redis/v9), so every server
+// instance that points at the same Redis shares one rate-limit count, one
+// cache and one count of each session's chunk uploads.
 //
 // Every key is the prefix passed to the constructor followed by the
 // caller's key, unchanged: NewCache(c, "") stores "jettythunder:lock:u1" as

@@ -91,12 +91,7 @@ func TestCacheKeysAreRaw(t *testing.T) {
 }
 
 func TestRedisDown(t *testing.T) {
-	c, prefix := testenv.Redis(t)
-	c2 := *c.Options()
-	c2.Addr = "127.0.0.1:1" // nothing listens here
-	c2.MaxRetries = -1
-	down := goredis.NewClient(&c2)
-	defer down.Close()
+	down, prefix := deadRedis(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if _, err := redis.NewLimiter(down, prefix).Allow(ctx, "k", 1, time.Second); err == nil {
@@ -105,4 +100,77 @@ func TestRedisDown(t *testing.T) {
 	if _, _, err := redis.NewCache(down, prefix).Get(ctx, "k"); err == nil {
 		t.Error("Get against a dead Redis succeeded")
 	}
+}
+
+func TestSemaphoreConformance(t *testing.T) {
+	kvtest.RunSemaphore(t, func(t *testing.T, now func() time.Time) server.Semaphore {
+		c, prefix := testenv.Redis(t)
+		return redis.NewSemaphore(c, prefix, redis.WithClock(now))
+	})
+}
+
+// TestSemaphoreSharedAcrossInstances checks that two Semaphores on the
+// same Redis and prefix (two server instances) count one set of slots,
+// that another prefix counts its own, and that the set expires in Redis
+// once its holders are gone.
+func TestSemaphoreSharedAcrossInstances(t *testing.T) {
+	c, prefix := testenv.Redis(t)
+	ctx := context.Background()
+	a := redis.NewSemaphore(c, prefix)
+	b := redis.NewSemaphore(c, prefix)
+	other := redis.NewSemaphore(c, prefix+"other:")
+	var ids []string
+	for i, s := range []*redis.Semaphore{a, b, a} {
+		id, ok, err := s.Acquire(ctx, "sess", 3, time.Minute)
+		if err != nil || !ok {
+			t.Fatalf("slot %d: %v, %v", i+1, ok, err)
+		}
+		ids = append(ids, id)
+	}
+	if _, ok, err := b.Acquire(ctx, "sess", 3, time.Minute); err != nil || ok {
+		t.Fatalf("4th slot through the second instance: %v, %v; want refused", ok, err)
+	}
+	if _, ok, err := other.Acquire(ctx, "sess", 3, time.Minute); err != nil || !ok {
+		t.Fatalf("other prefix: %v, %v; want a slot", ok, err)
+	}
+	// A slot taken on one instance is released through the other.
+	if err := b.Release(ctx, "sess", ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := b.Acquire(ctx, "sess", 3, time.Minute); err != nil || !ok {
+		t.Fatalf("after a release on the other instance: %v, %v; want a slot", ok, err)
+	}
+	if n := c.ZCard(ctx, prefix+"sess").Val(); n != 3 {
+		t.Fatalf("ZCARD %d, want 3", n)
+	}
+	if ttl := c.PTTL(ctx, prefix+"sess").Val(); ttl <= time.Minute || ttl > 2*time.Minute {
+		t.Fatalf("set PTTL %s, want in (1m, 2m]: it outlives every lease, then goes", ttl)
+	}
+}
+
+func TestSemaphoreRedisDown(t *testing.T) {
+	down, prefix := deadRedis(t)
+	s := redis.NewSemaphore(down, prefix)
+	ctx := context.Background()
+	if _, _, err := s.Acquire(ctx, "k", 1, time.Second); err == nil {
+		t.Error("Acquire against a dead Redis succeeded")
+	}
+	if _, err := s.Renew(ctx, "k", "id", time.Second); err == nil {
+		t.Error("Renew against a dead Redis succeeded")
+	}
+	if err := s.Release(ctx, "k", "id"); err == nil {
+		t.Error("Release against a dead Redis succeeded")
+	}
+}
+
+// deadRedis is a client of a Redis that is down (nothing listens at its
+// address), and a key prefix.
+func deadRedis(t *testing.T) (*goredis.Client, string) {
+	c, prefix := testenv.Redis(t)
+	opt := *c.Options()
+	opt.Addr = "127.0.0.1:1" // nothing listens here
+	opt.MaxRetries = -1
+	down := goredis.NewClient(&opt)
+	t.Cleanup(func() { down.Close() })
+	return down, prefix
 }
