@@ -41,6 +41,37 @@ func (s *srv) act(t *testing.T, c *http.Client, accountID string, form url.Value
 	return result
 }
 
+// partner sends a partner call and wants 200.
+func partner(t *testing.T, s *srv, path, body string) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", s.url+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+webhookSecret)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if readBody(t, res); res.StatusCode != http.StatusOK {
+		t.Fatalf("POST %s: %s", path, res.Status)
+	}
+}
+
+// upload stores a file in one request.
+func upload(t *testing.T, s *srv, key, secret, name, content string) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", s.url+"/api/storage/upload", strings.NewReader(content))
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("X-API-Secret", secret)
+	req.Header.Set("X-Filename", name)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body := readBody(t, res); res.StatusCode/100 != 2 {
+		t.Fatalf("upload: %s %s", res.Status, body)
+	}
+}
+
 var newSecretRE = regexp.MustCompile(`id="new-secret">([^<]+)<`)
 
 // TestConsoleRotateShowsSecretOnce: a rotation shows the new key and
@@ -49,9 +80,14 @@ var newSecretRE = regexp.MustCompile(`id="new-secret">([^<]+)<`)
 // old one does not; an upgrade changes the tier and records the partner's
 // status event (the same operation as POST /api/agentcache/upgrade).
 func TestConsoleRotateShowsSecretOnce(t *testing.T) {
-	s := startServer(t, nil)
+	s := startServer(t, func(c *app.Config) {
+		// Status events recorded for a receiver that never answers.
+		c.Webhooks.AllowHTTP, c.Webhooks.AllowPrivate = true, true
+	})
 	oldKey, oldSecret := testenv.Provision(t, s.url, webhookSecret, "usr_console_rot", "starter")
 	ctx := context.Background()
+	partner(t, s, "/api/agentcache/webhook-url", `{"agentcache_user_id":"usr_console_rot","webhook_url":"http://127.0.0.1:9/hook"}`)
+	upload(t, s, oldKey, oldSecret, "report.pdf", strings.Repeat("x", 3000))
 	acct, err := s.Store().AccountByUserID(ctx, "usr_console_rot")
 	if err != nil {
 		t.Fatal(err)
@@ -86,6 +122,11 @@ func TestConsoleRotateShowsSecretOnce(t *testing.T) {
 	if a, _ := s.Store().AccountByUserID(ctx, "usr_console_rot"); a.Tier != "business" || a.StorageQuotaGB != 100 {
 		t.Fatalf("after the upgrade: tier %s, quota %d GiB", a.Tier, a.StorageQuotaGB)
 	}
+	_, page = s.get(t, c, "/console/accounts/"+acct.ID)
+	// The file and its upload; the partner's status events, from the
+	// console's actions as from the partner's calls.
+	contains(t, "the account page", page, "report.pdf", "2.9 KiB", "<td>api</td>",
+		"account.tier_changed", "credentials.rotated")
 	res, body := s.post(t, c, "/console/accounts/"+acct.ID+"/action", url.Values{"action": {"upgrade"}, "tier": {"platinum"}, "confirm": {"yes"}, "csrf": {csrfOf(t, page)}})
 	if res.StatusCode != http.StatusConflict || !strings.Contains(body, `id="result-error"`) {
 		t.Fatalf("an unknown tier: %s\n%s", res.Status, body)
