@@ -224,6 +224,12 @@ func (c *Console) handleSignIn(w http.ResponseWriter, r *http.Request) {
 	value := base64.RawURLEncoding.EncodeToString(raw)
 	now := c.now().UTC()
 	h := hashToken(value)
+	// Sessions abandoned without signing out end here (sign-ins are
+	// limited, so this stays cheap).
+	if err := c.store.DeleteConsoleSession(ctx, "", now, c.cfg.SessionIdle); err != nil {
+		c.serverError(w, r, err)
+		return
+	}
 	if err := c.store.CreateConsoleSession(ctx, server.ConsoleSession{IDHash: h, CreatedAt: now, LastSeen: now, ExpiresAt: now.Add(c.cfg.SessionMax)}); err != nil {
 		c.serverError(w, r, err)
 		return

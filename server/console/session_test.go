@@ -12,6 +12,7 @@ import (
 
 	"github.com/jettythunder/jetty/internal/testenv"
 	"github.com/jettythunder/jetty/server"
+	"github.com/jettythunder/jetty/server/app"
 	"github.com/jettythunder/jetty/server/console"
 	"github.com/jettythunder/jetty/server/memory"
 	"github.com/jettythunder/jetty/server/sqlstore"
@@ -111,5 +112,28 @@ func TestConsoleAuditPages(t *testing.T) {
 	}
 	if pages != 3 || len(seen) != 120 || seen[0] != "usr_120" || seen[119] != "usr_1" {
 		t.Fatalf("%d pages, %d entries, first %v", pages, len(seen), seen[:3])
+	}
+}
+
+// TestConsoleSecureCookie: JETTY_CONSOLE_SECURE_COOKIE=1 marks the
+// session cookie Secure on plain http (behind a TLS-terminating
+// balancer); the variables are read from the environment.
+func TestConsoleSecureCookie(t *testing.T) {
+	cfg := app.FromEnv(func(k string) string {
+		return map[string]string{"JETTY_CONSOLE_TOKEN": consoleToken, "JETTY_CONSOLE_SECURE_COOKIE": "1"}[k]
+	})
+	if cfg.ConsoleToken != consoleToken || !cfg.ConsoleSecureCookie {
+		t.Fatalf("FromEnv: token set %v, secure cookie %v", cfg.ConsoleToken != "", cfg.ConsoleSecureCookie)
+	}
+	s := startServer(t, func(c *app.Config) { c.ConsoleSecureCookie = true })
+	res, _ := s.signIn(t, client(t), consoleToken)
+	var ck *http.Cookie
+	for _, c := range res.Cookies() {
+		if c.Name == "jetty_console" {
+			ck = c
+		}
+	}
+	if ck == nil || !ck.Secure || !ck.HttpOnly || ck.SameSite != http.SameSiteStrictMode || ck.Path != "/console" {
+		t.Fatalf("session cookie %+v: want Secure, HttpOnly, SameSite=Strict, Path=/console", ck)
 	}
 }
