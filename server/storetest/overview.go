@@ -158,7 +158,7 @@ func testEdgeNodes(t *testing.T, s server.Store) {
 	ctx := ctxFor(t)
 	now := time.Now().UTC()
 	for _, n := range []server.EdgeNode{
-		{ID: "edge_b", URL: "http://b.example", LocationID: "fra", Mode: "relay", Capacity: 8, InFlight: 3, Interval: time.Second},
+		{ID: "edge_b", URL: "http://b.example", LocationID: "fra", Mode: "relay", Capacity: 8, InFlight: 3, Interval: time.Second, BytesIn: 5 << 20, Throughput: 1 << 20},
 		{ID: "edge_a", URL: "http://a.example", Mode: "relay", Capacity: 4, Interval: time.Second, Draining: true},
 	} {
 		if _, err := s.EdgeHeartbeat(ctx, n, now.Add(-time.Hour)); err != nil {
@@ -179,7 +179,7 @@ func testEdgeNodes(t *testing.T, s server.Store) {
 	if !slices.Equal(ids, []string{"edge_a", "edge_b", "edge_c"}) {
 		t.Fatalf("EdgeNodes = %v, want edge_a, edge_b, edge_c (stale and draining ones too)", ids)
 	}
-	if b := ns[1]; b.LocationID != "fra" || b.Capacity != 8 || b.InFlight != 3 || b.Interval != time.Second || !b.LastSeen.Equal(now.Add(-time.Hour).Truncate(time.Microsecond)) {
+	if b := ns[1]; b.LocationID != "fra" || b.Capacity != 8 || b.InFlight != 3 || b.Interval != time.Second || b.BytesIn != 5<<20 || b.Throughput != 1<<20 || !b.LastSeen.Equal(now.Add(-time.Hour).Truncate(time.Microsecond)) {
 		t.Fatalf("edge_b = %+v", b)
 	}
 	if !ns[0].Draining {
