@@ -54,6 +54,10 @@ and object files under --data-dir, rate limits in memory. In production set:
   JETTY_METRICS_LISTEN       serve GET /metrics on this address only, e.g. 127.0.0.1:9090
   JETTY_METRICS_TOKEN        require Authorization: Bearer <token> for /metrics
                              (with neither, /metrics is not served; --dev serves it to anyone)
+  JETTY_CONSOLE_TOKEN        turns on the operator console at /console; operators sign in with this
+                             token (a secret: at least 32 random characters; docs/console.md)
+  JETTY_CONSOLE_SECURE_COOKIE  1: mark the console's session cookie Secure on plain-http requests too
+                             (behind a TLS-terminating proxy; requests over TLS get it anyway)
   JETTY_BODY_TIMEOUT         how long an upload body may send nothing, and any other body may
                              take in all (default 30s)
   JETTY_S3_PUBLIC_ENDPOINT   the S3 endpoint as clients reach it, for presigned direct uploads

@@ -202,26 +202,21 @@ func (s *Server) provision(r *http.Request, w http.ResponseWriter) (server.Accou
 
 // handleUpgrade moves an account to another tier (up or down).
 func (s *Server) handleUpgrade(w http.ResponseWriter, r *http.Request) {
-	acct, err := func() (server.Account, error) {
-		req, userID, err := decodePartner(w, r)
-		if err != nil {
-			return server.Account{}, err
-		}
-		tier, err := pick(req.NewTier, req.Tier, "new_tier", "tier")
-		if err != nil {
-			return server.Account{}, err
-		}
-		if err := server.ValidateTierName(tier); err != nil {
-			return server.Account{}, err
-		}
-		return s.store.ChangeTier(r.Context(), userID, tier)
-	}()
-	s.outcome("upgrade", err)
+	req, userID, err := decodePartner(w, r)
+	var tier string
+	if err == nil {
+		tier, err = pick(req.NewTier, req.Tier, "new_tier", "tier")
+	}
+	if err != nil {
+		s.outcome("upgrade", err)
+		s.writeError(w, r, err)
+		return
+	}
+	acct, err := s.ChangeTier(r.Context(), userID, tier)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	s.notifyWebhooks()
 	s.log.Info("changed tier", "account", acct.ID, "user_id", acct.UserID, "tier", acct.Tier)
 	writeJSON(w, http.StatusOK, accountResponse{Success: true, Message: "tier changed to " + acct.Tier, Account: newAccountBody(acct)})
 }
@@ -235,23 +230,17 @@ func (s *Server) handleStatus(status server.AccountStatus) http.HandlerFunc {
 		server.StatusDeleted:   "delete",
 	}[status]
 	return func(w http.ResponseWriter, r *http.Request) {
-		acct, err := func() (server.Account, error) {
-			_, userID, err := decodePartner(w, r)
-			if err != nil {
-				return server.Account{}, err
-			}
-			acct, err := s.store.SetStatus(r.Context(), userID, status)
-			if status == server.StatusDeleted && server.ErrorCode(err) == server.EAccountDeleted {
-				return s.store.AccountByUserID(r.Context(), userID)
-			}
-			return acct, err
-		}()
-		s.outcome(op, err)
+		_, userID, err := decodePartner(w, r)
+		if err != nil {
+			s.outcome(op, err)
+			s.writeError(w, r, err)
+			return
+		}
+		acct, err := s.SetAccountStatus(r.Context(), userID, status)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
-		s.notifyWebhooks()
 		s.log.Info("changed account status", "account", acct.ID, "user_id", acct.UserID, "status", acct.Status)
 		writeJSON(w, http.StatusOK, accountResponse{Success: true, Message: "account " + string(acct.Status), Account: newAccountBody(acct)})
 	}
@@ -262,31 +251,20 @@ func (s *Server) handleStatus(status server.AccountStatus) http.HandlerFunc {
 // secret is dealt with); with it, the old pair keeps working that long so
 // a fleet can move over without downtime.
 func (s *Server) handleRotate(w http.ResponseWriter, r *http.Request) {
-	var secret string
-	acct, err := func() (server.Account, error) {
-		req, userID, err := decodePartner(w, r)
-		if err != nil {
-			return server.Account{}, err
-		}
-		if req.OverlapSeconds < 0 || req.OverlapSeconds > int64(server.MaxKeyOverlap/time.Second) {
-			return server.Account{}, server.Errorf(server.EInvalid, "overlap_seconds must be 0 to %d (7 days)", int64(server.MaxKeyOverlap/time.Second))
-		}
-		var key string
-		if key, secret, err = s.newCredentials(); err != nil {
-			return server.Account{}, err
-		}
-		var until time.Time
-		if req.OverlapSeconds > 0 {
-			until = s.now().Add(time.Duration(req.OverlapSeconds) * time.Second)
-		}
-		return s.store.RotateCredentials(r.Context(), userID, key, apikey.HashSecret(secret), until)
-	}()
-	s.outcome("rotate", err)
+	req, userID, err := decodePartner(w, r)
+	if err == nil && (req.OverlapSeconds < 0 || req.OverlapSeconds > int64(server.MaxKeyOverlap/time.Second)) {
+		err = server.Errorf(server.EInvalid, "overlap_seconds must be 0 to %d (7 days)", int64(server.MaxKeyOverlap/time.Second))
+	}
+	if err != nil {
+		s.outcome("rotate", err)
+		s.writeError(w, r, err)
+		return
+	}
+	acct, secret, err := s.RotateCredentials(r.Context(), userID, time.Duration(req.OverlapSeconds)*time.Second)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	s.notifyWebhooks()
 	s.log.Info("rotated credentials", "account", acct.ID, "user_id", acct.UserID, "api_key", apikey.Redact(acct.APIKey), "previous_valid_until", acct.PrevKeyExpiresAt)
 	body := newAccountBody(acct)
 	body.APIKey, body.APISecret = acct.APIKey, secret
@@ -301,19 +279,17 @@ func (s *Server) handleRotate(w http.ResponseWriter, r *http.Request) {
 // stop working with the next request. (The current pair is revoked by
 // rotating without an overlap, or by suspending the account.)
 func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
-	acct, err := func() (server.Account, error) {
-		_, userID, err := decodePartner(w, r)
-		if err != nil {
-			return server.Account{}, err
-		}
-		return s.store.RevokePreviousCredentials(r.Context(), userID)
-	}()
-	s.outcome("revoke", err)
+	_, userID, err := decodePartner(w, r)
+	if err != nil {
+		s.outcome("revoke", err)
+		s.writeError(w, r, err)
+		return
+	}
+	acct, err := s.RevokePreviousCredentials(r.Context(), userID)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	s.notifyWebhooks()
 	s.log.Info("revoked previous credentials", "account", acct.ID, "user_id", acct.UserID)
 	writeJSON(w, http.StatusOK, accountResponse{Success: true, Message: "previous credentials revoked", Account: newAccountBody(acct)})
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/jettythunder/jetty/server/blob"
 	"github.com/jettythunder/jetty/server/blob/fsblob"
 	"github.com/jettythunder/jetty/server/blob/s3blob"
+	"github.com/jettythunder/jetty/server/console"
 	"github.com/jettythunder/jetty/server/jobs"
 	"github.com/jettythunder/jetty/server/memory"
 	"github.com/jettythunder/jetty/server/redis"
@@ -375,10 +376,14 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		RateCeiling:           api.RateCeiling{Max: a.cfg.RateLimitMax, Window: a.cfg.RateLimitWindow},
 		JettySpeedDisabled:    a.cfg.JettySpeedDisabled,
 	})
+	handler, err := a.withConsole(a.api.Handler())
+	if err != nil {
+		return nil, err
+	}
 	a.drain = newDrainTracker(reg)
 	a.endDelay = make(chan struct{})
 	a.http = &http.Server{
-		Handler:           a.drain.wrap(a.api.Handler()),
+		Handler:           a.drain.wrap(handler),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
@@ -403,6 +408,42 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 	a.jobs = newRunner(a.cfg, a.parts, log)
 	ok = true
 	return a, nil
+}
+
+// withConsole mounts the operator console (server/console) beside the
+// API under /console when JETTY_CONSOLE_TOKEN is set; otherwise the API
+// alone answers (404 under /console).
+func (a *App) withConsole(apiHandler http.Handler) (http.Handler, error) {
+	if a.cfg.ConsoleToken == "" {
+		return apiHandler, nil
+	}
+	cs, ok := a.store.(console.Store)
+	if !ok {
+		return nil, fmt.Errorf("console: the store %T keeps no console sessions", a.store)
+	}
+	c, err := console.New(console.Config{
+		Token:        a.cfg.ConsoleToken,
+		SecureCookie: a.cfg.ConsoleSecureCookie,
+	}, console.Deps{
+		Store:   cs,
+		Limiter: a.limiter,
+		Accounts: console.AccountOps{
+			ChangeTier:     a.api.ChangeTier,
+			SetStatus:      a.api.SetAccountStatus,
+			Rotate:         a.api.RotateCredentials,
+			RevokePrevious: a.api.RevokePreviousCredentials,
+		},
+		Logger: a.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.log.Info("operator console on", "path", console.Prefix+"/")
+	mux := http.NewServeMux()
+	mux.Handle(console.Prefix+"/", c.Handler())
+	mux.Handle(console.Prefix, c.Handler())
+	mux.Handle("/", apiHandler)
+	return mux, nil
 }
 
 // Serve serves HTTP until ctx ends, then drains and shuts down

@@ -122,6 +122,14 @@ type Config struct {
 	// With neither set the main listener serves /metrics only in --dev.
 	MetricsToken string
 
+	// ConsoleToken (JETTY_CONSOLE_TOKEN), when set, mounts the operator
+	// console under /console; operators sign in with it (server/console).
+	// ConsoleSecureCookie (JETTY_CONSOLE_SECURE_COOKIE=1) marks its
+	// session cookie Secure on plain-http requests too: set it behind a
+	// TLS-terminating proxy.
+	ConsoleToken        string
+	ConsoleSecureCookie bool
+
 	// CORSOrigins (JETTY_CORS_ORIGINS, --cors-origins) lists the browser
 	// origins allowed to call the user API, comma-separated; empty: no
 	// CORS (see api.ParseCORSOrigins).
@@ -201,6 +209,8 @@ func FromEnv(getenv func(string) string) Config {
 	c.Webhooks = webhooksFromEnv(getenv, &c.envErr)
 	c.MetricsListen = getenv("JETTY_METRICS_LISTEN")
 	c.MetricsToken = getenv("JETTY_METRICS_TOKEN")
+	c.ConsoleToken = getenv("JETTY_CONSOLE_TOKEN")
+	c.ConsoleSecureCookie = isTrue(getenv("JETTY_CONSOLE_SECURE_COOKIE"))
 	c.CORSOrigins = getenv("JETTY_CORS_ORIGINS")
 	c.DrainDelay, c.ShutdownTimeout = DefaultDrainDelay, DefaultShutdownTimeout
 	if v := getenv("JETTY_DRAIN_DELAY"); v != "" {
@@ -391,6 +401,7 @@ func (c *Config) checkSecrets() error {
 		{tokenVar, c.TokenSecret},
 		{"JETTY_RELAY_ENCRYPTION_KEY", c.RelayKey},
 		{"JETTY_METRICS_TOKEN", c.MetricsToken},
+		{"JETTY_CONSOLE_TOKEN", c.ConsoleToken},
 	} {
 		if err := secrets.Check(s.name, s.value); err != nil {
 			return err

@@ -77,23 +77,29 @@ func (s *Store) AccountsToPurge(ctx context.Context, deletedBefore time.Time, li
 	if limit < 1 {
 		return nil, server.Errorf(server.EInvalid, "limit must be positive, got %d", limit)
 	}
-	rows, err := s.rdb.QueryContext(ctx, s.q(`SELECT `+accountCols+` FROM agentcache_accounts
+	return s.queryAccounts(ctx, "accounts to purge", `SELECT `+accountCols+` FROM agentcache_accounts
 WHERE status = 'deleted' AND purged_at IS NULL AND deleted_at < ?
-ORDER BY deleted_at, id LIMIT ?`), ts(deletedBefore), limit)
+ORDER BY deleted_at, id LIMIT ?`, ts(deletedBefore), limit)
+}
+
+// queryAccounts runs a query of accountCols (with '?' placeholders) on
+// the read pool and scans every row; never nil.
+func (s *Store) queryAccounts(ctx context.Context, op, query string, args ...any) ([]server.Account, error) {
+	rows, err := s.rdb.QueryContext(ctx, s.q(query), args...)
 	if err != nil {
-		return nil, wrap("accounts to purge", err)
+		return nil, wrap(op, err)
 	}
 	defer rows.Close()
 	out := []server.Account{}
 	for rows.Next() {
 		a, err := s.scanAccount(rows)
 		if err != nil {
-			return nil, wrap("accounts to purge", err)
+			return nil, wrap(op, err)
 		}
 		out = append(out, a)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, wrap("accounts to purge", err)
+		return nil, wrap(op, err)
 	}
 	return out, nil
 }
