@@ -262,10 +262,19 @@ func buildOverview(o server.Overview, tiers []server.TierUsage, now time.Time) o
 
 // fill sets the percentage and meter of a storage row.
 func (s *storageRow) fill() {
-	s.Percent = percent(s.UsedBytes+s.ReservedBytes, s.QuotaBytes)
+	s.Percent = share(s.UsedBytes+s.ReservedBytes, s.QuotaBytes)
 	if s.QuotaBytes > 0 {
 		s.Meter = math.Min(100, float64(s.UsedBytes+s.ReservedBytes)*100/float64(s.QuotaBytes))
 	}
+}
+
+// share is percent, except that a part too small to show as 0.1% reads
+// "<0.1%" rather than "0.0%".
+func share(part, whole int64) string {
+	if part > 0 && whole > 0 && float64(part)*1000 < float64(whole) {
+		return "<0.1%"
+	}
+	return percent(part, whole)
 }
 
 // Percentile is the p-th percentile (0 < p <= 100) of sorted, by the
