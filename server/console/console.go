@@ -185,7 +185,7 @@ func securityHeaders(next http.Handler) http.Handler {
 		h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Referrer-Policy", "same-origin") // not no-referrer: Chromium then sends "Origin: null" with the forms
 		if !strings.HasPrefix(r.URL.Path, Prefix+"/static/") {
 			h.Set("Cache-Control", "no-store")
 		}
