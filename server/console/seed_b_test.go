@@ -87,9 +87,9 @@ type seeded struct {
 
 // seed provisions three accounts (pro, starter, free) and one refused
 // call (the user exists), suspends the free one, uploads three files (the
-// second the first's bytes under another name: deduplicated), rolls the
-// day's usage up, and waits until the request log holds the provisioning
-// calls (it is written in batches).
+// second the first's bytes under another name: deduplicated), waits
+// until the request log holds the provisioning calls (it is written in
+// batches), and rolls the day's usage up.
 func seed(t *testing.T, s *srv) seeded {
 	t.Helper()
 	ctx := context.Background()
@@ -109,9 +109,6 @@ func seed(t *testing.T, s *srv) seeded {
 	s.upload(t, d.pro, "report.pdf", same)
 	s.upload(t, d.pro, "report-copy.pdf", same)
 	s.upload(t, d.starter, "notes.txt", randomBytes(40<<10))
-	if _, err := s.Store().RollupUsageDay(ctx, time.Now(), false); err != nil {
-		t.Fatal(err)
-	}
 	for start := time.Now(); ; {
 		o, err := s.Store().Overview(ctx, time.Now())
 		if err != nil {
@@ -124,6 +121,10 @@ func seed(t *testing.T, s *srv) seeded {
 			t.Fatal("the request log never recorded the provisioning calls")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	// The roll-up counts the day's requests from the log, now written.
+	if _, err := s.Store().RollupUsageDay(ctx, time.Now(), false); err != nil {
+		t.Fatal(err)
 	}
 	return d
 }
