@@ -28,6 +28,7 @@ func TestConsoleScreenshots(t *testing.T) {
 	startRelay(t, s, "edge_fra_1", "fra")
 	startRelay(t, s, "edge_ams_1", "ams")
 	deadRelay(t, s, "edge_nrt_1", "nrt")
+	s.signIn(t, client(t), "a_wrong_token_for_the_audit_log_0123456789") // a refused sign-in, for the audit page
 	acct, err := s.Store().AccountByUserID(context.Background(), "usr_overview_pro")
 	if err != nil {
 		t.Fatal(err)
