@@ -4,12 +4,20 @@ PKGS    ?= ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(shell git rev-parse --short HEAD 2>/dev/null || echo none) -X main.date=$(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 
-.PHONY: run demo test scale-out test-deps cli-captures test-keyring services minio toxiproxy check build clean bench-server bench-client bench-engine bench-peers bench-peers-short release-check ci-smoke fuzz-short
+.PHONY: run demo console console-screenshots test scale-out test-deps cli-captures test-keyring services minio toxiproxy check build clean bench-server bench-client bench-engine bench-peers bench-peers-short release-check ci-smoke fuzz-short
 
 ## demo: the main job on the embedded default, end to end: dev server, login, upload
 ## with progress, download, verify, logout, stop (all in a temporary directory)
 demo:
 	@./scripts/demo.sh
+
+## console: a dev server with the operator console on, seeded with the demo's data; prints the URL and a one-time token, runs until Ctrl-C
+console:
+	@./scripts/console.sh
+
+## console-screenshots: PNGs of every console page at 1280 and 390 px wide into docs/console/ (needs Chromium)
+console-screenshots:
+	JETTY_CONSOLE_SCREENSHOTS=$(CURDIR)/docs/console $(GO) test -count=1 -run TestConsoleScreenshots ./server/console/
 
 ## run: a dev server on the embedded default (SQLite + local disk) that stays up
 run:

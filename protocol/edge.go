@@ -75,6 +75,11 @@ type Heartbeat struct {
 	IntervalMS int64  `json:"interval_ms"`
 	Draining   bool   `json:"draining,omitempty"`
 	Version    string `json:"version,omitempty"`
+	// BytesIn is the payload bytes of the chunks the relay stored (or
+	// forwarded and the origin took) since it started; ThroughputBps the
+	// bytes per second of those over the relay's last heartbeat interval.
+	BytesIn       int64 `json:"bytes_in,omitempty"`
+	ThroughputBps int64 `json:"throughput_bps,omitempty"`
 	// Bucket is the S3 bucket a relay in mode s3 writes to; the origin
 	// refuses a relay whose bucket is not its own.
 	Bucket string `json:"bucket,omitempty"`

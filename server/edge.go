@@ -33,6 +33,11 @@ type EdgeNode struct {
 	Interval  time.Duration
 	StartedAt time.Time
 	LastSeen  time.Time
+	// BytesIn is the payload bytes the relay stored since it started;
+	// Throughput the bytes per second it stored over its last heartbeat
+	// interval (both as the relay measured them).
+	BytesIn    int64
+	Throughput int64
 }
 
 // EdgeLiveness is how long after its last heartbeat a node is still
@@ -50,7 +55,7 @@ type EdgeStore interface {
 	// n.LastSeen are ignored). An unknown n.LocationID is EInvalid, and so
 	// is a node that does not validate: an empty ID or one over 128 bytes,
 	// an empty URL, a Mode other than "s3" or "relay", a negative Capacity,
-	// InFlight or Interval.
+	// InFlight, Interval, BytesIn or Throughput.
 	EdgeHeartbeat(ctx context.Context, n EdgeNode, now time.Time) (EdgeNode, error)
 	// RemoveEdge deletes a node (deregistration); a missing one is not an
 	// error.

@@ -203,6 +203,7 @@ type Store interface {
 	RetentionStore
 	UsageStore
 	WebhookStore
+	OverviewStore
 
 	LogRequests(ctx context.Context, reqs []APIRequest) error
 	// RecentRequests lists the newest logged requests, newest first

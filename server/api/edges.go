@@ -88,6 +88,7 @@ func (s *Server) handleEdgeHeartbeat(w http.ResponseWriter, r *http.Request) {
 	node, err := s.store.EdgeHeartbeat(r.Context(), server.EdgeNode{
 		ID: hb.ID, URL: strings.TrimRight(hb.URL, "/"), LocationID: hb.Location, Mode: hb.Mode,
 		Capacity: hb.Capacity, InFlight: hb.InFlight, Draining: hb.Draining, Interval: interval,
+		BytesIn: hb.BytesIn, Throughput: hb.ThroughputBps,
 	}, s.now())
 	if err != nil {
 		s.writeError(w, r, err)

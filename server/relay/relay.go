@@ -140,6 +140,11 @@ type Relay struct {
 	stored   atomic.Int64 // chunks taken, and refused, reported when the relay stops
 	refused  atomic.Int64
 	lastBeat atomic.Int64 // unix nanos of the last accepted heartbeat
+
+	storedBytes atomic.Int64 // payload bytes of the chunks taken
+	rateMu      sync.Mutex   // the heartbeats' throughput measure
+	rateBytes   int64        // storedBytes at the previous heartbeat
+	rateAt      time.Time    // when the previous heartbeat was sent
 }
 
 type sessionEntry struct {
@@ -401,10 +406,11 @@ func (r *Relay) heartbeatLoop(ctx context.Context) {
 
 // heartbeat reports the relay's load and takes the token key.
 func (r *Relay) heartbeat(ctx context.Context) error {
+	bytesIn, rate := r.throughput(time.Now())
 	hb := protocol.Heartbeat{
 		ID: r.cfg.ID, URL: r.cfg.PublicURL, Location: r.cfg.Location, Mode: r.mode,
 		Capacity: r.cfg.Capacity, InFlight: int(r.inflight.Load()), IntervalMS: r.cfg.Interval.Milliseconds(),
-		Draining: r.draining.Load(), Version: r.cfg.Version,
+		Draining: r.draining.Load(), Version: r.cfg.Version, BytesIn: bytesIn, ThroughputBps: rate,
 	}
 	if r.mode == protocol.ModeS3 && r.cfg.S3 != nil {
 		hb.Bucket = r.cfg.S3.Bucket
@@ -425,6 +431,22 @@ func (r *Relay) heartbeat(ctx context.Context) error {
 	r.signer.Store(s)
 	r.lastBeat.Store(time.Now().UnixNano())
 	return nil
+}
+
+// throughput returns the payload bytes stored since the relay started
+// and the bytes per second stored since the previous heartbeat (0 at the
+// first).
+func (r *Relay) throughput(now time.Time) (total, perSecond int64) {
+	total = r.storedBytes.Load()
+	r.rateMu.Lock()
+	defer r.rateMu.Unlock()
+	if !r.rateAt.IsZero() {
+		if secs := now.Sub(r.rateAt).Seconds(); secs > 0 {
+			perSecond = int64(float64(total-r.rateBytes) / secs)
+		}
+	}
+	r.rateBytes, r.rateAt = total, now
+	return total, perSecond
 }
 
 func (r *Relay) deregister(ctx context.Context) error {
@@ -597,6 +619,7 @@ func (r *Relay) takeChunk(w http.ResponseWriter, req *http.Request, signer *uplo
 		return server.Errorf(protocol.CodeBadGateway, "storage did not take the chunk; send it again")
 	}
 	r.stored.Add(1)
+	r.storedBytes.Add(c.Size)
 	writeJSON(w, http.StatusOK, protocol.ChunkAck{Index: c.Index, Size: c.Size, SHA256: c.SHA256, Edge: r.cfg.ID})
 	return nil
 }
@@ -691,6 +714,7 @@ func (r *Relay) forward(w http.ResponseWriter, req *http.Request, c chunkadmit.C
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode/100 == 2 {
 		r.stored.Add(1)
+		r.storedBytes.Add(c.Size)
 	} else if resp.StatusCode >= 500 && resp.StatusCode != http.StatusInsufficientStorage {
 		if ref := body.Refusal(ctx); ref != nil {
 			return ref

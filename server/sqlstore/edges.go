@@ -26,7 +26,7 @@ const (
 	edgeModeRelay = "relay"
 )
 
-const edgeNodeCols = `id, url, location_id, mode, capacity, inflight, draining, interval_ms, started_at, last_seen`
+const edgeNodeCols = `id, url, location_id, mode, capacity, inflight, draining, interval_ms, started_at, last_seen, bytes_in, throughput_bps`
 
 func scanEdgeNode(r scanner) (server.EdgeNode, error) {
 	var (
@@ -34,7 +34,7 @@ func scanEdgeNode(r scanner) (server.EdgeNode, error) {
 		loc      sql.NullString
 		interval int64
 	)
-	if err := r.Scan(&n.ID, &n.URL, &loc, &n.Mode, &n.Capacity, &n.InFlight, &n.Draining, &interval, &n.StartedAt, &n.LastSeen); err != nil {
+	if err := r.Scan(&n.ID, &n.URL, &loc, &n.Mode, &n.Capacity, &n.InFlight, &n.Draining, &interval, &n.StartedAt, &n.LastSeen, &n.BytesIn, &n.Throughput); err != nil {
 		return server.EdgeNode{}, err
 	}
 	n.LocationID = loc.String
@@ -57,6 +57,8 @@ func checkEdgeNode(n server.EdgeNode) error {
 		return server.Errorf(server.EInvalid, "edge node capacity must be between 0 and %d, got %d", maxEdgeCount, n.Capacity)
 	case n.InFlight < 0 || n.InFlight > maxEdgeCount:
 		return server.Errorf(server.EInvalid, "edge node inflight must be between 0 and %d, got %d", maxEdgeCount, n.InFlight)
+	case n.BytesIn < 0 || n.Throughput < 0:
+		return server.Errorf(server.EInvalid, "edge node bytes_in and throughput must not be negative")
 	case n.Interval < 0 || n.Interval > maxEdgeInterval:
 		return server.Errorf(server.EInvalid, "edge node heartbeat interval must be between 0 and %s, got %s", maxEdgeInterval, n.Interval)
 	case !validText(n.LocationID, maxEdgeLocLen):
@@ -125,12 +127,13 @@ func (s *Store) EdgeHeartbeat(ctx context.Context, n server.EdgeNode, now time.T
 		loc = n.LocationID
 	}
 	got, err := scanEdgeNode(s.db.QueryRowContext(ctx, s.q(`INSERT INTO edge_nodes (`+edgeNodeCols+`, live_until)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET url = excluded.url, location_id = excluded.location_id, mode = excluded.mode,
   capacity = excluded.capacity, inflight = excluded.inflight, draining = excluded.draining,
-  interval_ms = excluded.interval_ms, last_seen = excluded.last_seen, live_until = excluded.live_until
+  interval_ms = excluded.interval_ms, last_seen = excluded.last_seen, live_until = excluded.live_until,
+  bytes_in = excluded.bytes_in, throughput_bps = excluded.throughput_bps
 RETURNING `+edgeNodeCols),
-		n.ID, n.URL, loc, n.Mode, n.Capacity, n.InFlight, n.Draining, intervalMS, now, now, liveUntil))
+		n.ID, n.URL, loc, n.Mode, n.Capacity, n.InFlight, n.Draining, intervalMS, now, now, n.BytesIn, n.Throughput, liveUntil))
 	if isForeignKeyViolation(err) {
 		return server.EdgeNode{}, unknownEdgeLocation(n.LocationID)
 	}

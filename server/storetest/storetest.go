@@ -59,6 +59,7 @@ func Run(t *testing.T, open func(t *testing.T) server.Store) {
 	tests = append(tests, webhookTests...)
 	tests = append(tests, assetLookupTests...)
 	tests = append(tests, sameEntryTests...)
+	tests = append(tests, overviewTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t)
