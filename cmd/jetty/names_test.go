@@ -163,6 +163,11 @@ func TestFilesByName(t *testing.T) {
 	if r := c.run("", "rm", "big.bin"); r.code != ExitFailure || !strings.Contains(r.err, "no file named big.bin") {
 		t.Fatalf("rm of a deleted name: exit %d %q", r.code, r.err)
 	}
+	// rm takes names, not patterns: the hint says how to see what a
+	// pattern matches.
+	if r := c.run("", "rm", "photos/*.jpg"); r.code != ExitFailure || !strings.Contains(r.err, "not as patterns") || !strings.Contains(r.err, "jetty ls 'photos/*.jpg'") {
+		t.Fatalf("rm of a pattern: exit %d %q", r.code, r.err)
+	}
 	// One good name, one shared: partial, the good one deleted.
 	r = c.run("", "rm", "photos.txt", "report.pdf")
 	if r.code != ExitPartial || !strings.Contains(r.out, "(photos.txt, freed") || !strings.Contains(r.err, "jetty: report.pdf: 2 files are named report.pdf") {

@@ -77,6 +77,8 @@ func resolveFiles(ctx context.Context, c *engine.Client, arg string, v versions,
 	switch {
 	case len(as) == 0 && uuid:
 		return nil, &ExitError{Code: ExitFailure, Err: fmt.Errorf("no file with id or name %s\n(run `jetty ls` to list your files' names and ids)", arg)}
+	case len(as) == 0 && isGlob(arg) && !strings.Contains(arg, "'"):
+		return nil, &ExitError{Code: ExitFailure, Err: fmt.Errorf("no file named %s\n(names are matched exactly, not as patterns: run `jetty ls '%s'` to see the files it matches and their ids)", quoteName(arg), arg)}
 	case len(as) == 0:
 		return nil, &ExitError{Code: ExitFailure, Err: fmt.Errorf("no file named %s\n(names are matched exactly, with their folders; run `jetty ls` to list your files' names and ids)", quoteName(arg))}
 	case len(as) == 1 || v == allVersions:

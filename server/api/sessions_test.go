@@ -16,7 +16,9 @@ import (
 
 	"github.com/jettythunder/jetty/internal/testenv"
 	"github.com/jettythunder/jetty/server"
+	"github.com/jettythunder/jetty/server/api"
 	"github.com/jettythunder/jetty/server/jobs"
+	"github.com/jettythunder/jetty/server/memory"
 )
 
 const mib = 1 << 20
@@ -325,7 +327,9 @@ func TestTokenExpiry(t *testing.T) {
 // TestSessionLimits: quota and size refusals at open; a tier without
 // JettySpeed gets one stream, enforced.
 func TestSessionLimits(t *testing.T) {
-	eachStorage(t, func(t *testing.T, e *env) {
+	var slots *slotEvents
+	watch := func(cfg *api.Config) { slots = newSlotEvents(); cfg.Streams = slots.watch(memory.NewSemaphore()) }
+	eachStorageWith(t, watch, func(t *testing.T, e *env) {
 		key, secret := e.provision("usr_slim", "starter") // 50 MiB files, 2 GiB
 		big := tmanifest{Version: 1, Name: "big", Size: 60 * mib, ChunkSize: 60 * mib, SHA256: strings.Repeat("a", 64),
 			Chunks: []tchunk{{Index: 0, Size: 60 * mib, SHA256: strings.Repeat("a", 64)}}}
@@ -356,7 +360,9 @@ func TestSessionLimits(t *testing.T) {
 			done <- res.StatusCode
 		}()
 		pw.Write(data[:1*mib])
-		time.Sleep(200 * time.Millisecond)
+		if !slots.next(t) { // the first chunk holds the session's one slot
+			t.Fatal("the first chunk was refused a slot")
+		}
 		st, code := putChunk(t, o.Session, o.Session.Token, 1, m.Chunks[1].SHA256, data[5*mib:])
 		if st != 429 || code != server.ETooManyStreams {
 			t.Fatalf("second stream on a one-stream tier: %d %s", st, code)
