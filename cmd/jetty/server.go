@@ -133,6 +133,9 @@ func serverRun(ctx context.Context, opts *ServerOptions) error {
 		cfg.CORSOrigins = opts.CORSOrigins
 	}
 	cfg.Dev = opts.Dev
+	if err := cfg.CheckShared(); err != nil {
+		return err
+	}
 	format := cfg.LogFormat
 	if format == "" && opts.Dev {
 		format = "text"

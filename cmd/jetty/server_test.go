@@ -196,3 +196,21 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		}
 	}
 }
+
+// TestServerRedisNeedsSharedTokenKey: with REDIS_URL (instances share
+// it), jetty server refuses to start without a token key every instance
+// shares, naming the variable to set; with one it gets past that check
+// (here to the unreachable Redis), and --dev generates its own.
+func TestServerRedisNeedsSharedTokenKey(t *testing.T) {
+	env := map[string]string{"REDIS_URL": "redis://127.0.0.1:1/0", "AGENTCACHE_WEBHOOK_SECRET": e2eSecret}
+	args := []string{"server", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir()}
+	_, errOut, code := runJetty(t, env, "", args...)
+	if code == ExitOK || !strings.Contains(errOut, "JETTY_TOKEN_SECRET to the same value on every instance") {
+		t.Fatalf("no token key: exit %d %q", code, errOut)
+	}
+	env["JETTY_TOKEN_SECRET"] = e2eTokenSecret
+	_, errOut, code = runJetty(t, env, "", args...)
+	if code == ExitOK || strings.Contains(errOut, "JETTY_TOKEN_SECRET") || !strings.Contains(errOut, "Redis") {
+		t.Fatalf("with a token key: exit %d %q", code, errOut)
+	}
+}

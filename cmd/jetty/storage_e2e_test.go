@@ -19,6 +19,10 @@ import (
 
 const e2eSecret = "whsec_e2e_test_bbc7650ce333c70a5f425eec89abbea0"
 
+// e2eTokenSecret signs upload tokens where REDIS_URL is set (jetty server
+// then refuses to start without a shared key).
+const e2eTokenSecret = "tok_e2e_test_58d1f0c2a7b94e3d6c05a9e81f27b4c6"
+
 // deployment is a server configuration a child process runs with, and
 // direct handles on its database and object store for checking.
 type deployment struct {
@@ -63,7 +67,7 @@ func deployments(t testing.TB) []func(t testing.TB) deployment {
 			}
 			return deployment{
 				name: "postgres+s3+redis",
-				env: []string{"AGENTCACHE_WEBHOOK_SECRET=" + e2eSecret, "DATABASE_URL=" + pg, "REDIS_URL=" + testenv.RedisURL(t),
+				env: []string{"AGENTCACHE_WEBHOOK_SECRET=" + e2eSecret, "DATABASE_URL=" + pg, "REDIS_URL=" + testenv.RedisURL(t), "JETTY_TOKEN_SECRET=" + e2eTokenSecret,
 					"LYVE_ENDPOINT=" + m.Endpoint, "LYVE_REGION=" + m.Region, "LYVE_ACCESS_KEY=" + m.AccessKey,
 					"LYVE_SECRET_KEY=" + m.SecretKey, "LYVE_BUCKET_NAME=" + m.Bucket},
 				args:  []string{"server", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir()},

@@ -384,6 +384,20 @@ func (c *Config) validate() error {
 	return c.checkSecrets()
 }
 
+// CheckShared refuses, for a `jetty server` process configured from the
+// environment, what breaks as soon as a second instance runs: Redis is
+// what instances share, so with REDIS_URL several are meant, and each
+// must verify the upload tokens the others sign. A per-process key
+// passes a one-instance test and fails every chunk the balancer sends
+// to another instance. (Tests that build a Config in code pick their
+// own keys and do not call it.)
+func (c Config) CheckShared() error {
+	if c.RedisURL != "" && c.TokenSecret == "" && !c.Dev {
+		return fmt.Errorf("REDIS_URL is set (instances share it) but neither JETTY_TOKEN_SECRET nor JETTY_EDGE_SECRET is: every instance must sign upload tokens with the same key; set JETTY_TOKEN_SECRET to the same value on every instance (%s)", secrets.HowToMake)
+	}
+	return nil
+}
+
 // checkSecrets refuses secrets too weak to start with (see
 // internal/secrets). Unset ones stay allowed: their feature is off, or
 // --dev generates them.
