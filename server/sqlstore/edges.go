@@ -162,8 +162,14 @@ func (s *Store) LiveEdges(ctx context.Context, now time.Time) ([]server.EdgeNode
 	if now.IsZero() {
 		now = s.now()
 	}
-	rows, err := s.rdb.QueryContext(ctx, s.q(`SELECT `+edgeNodeCols+` FROM edge_nodes
+	return s.edgeNodes(ctx, op, s.q(`SELECT `+edgeNodeCols+` FROM edge_nodes
 WHERE live_until > ? AND draining = false ORDER BY id`), ts(now))
+}
+
+// edgeNodes runs a query of edgeNodeCols rows and returns them sorted
+// (sortEdgeNodes); op names the failure.
+func (s *Store) edgeNodes(ctx context.Context, op, query string, args ...any) ([]server.EdgeNode, error) {
+	rows, err := s.rdb.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, wrap(op, err)
 	}

@@ -180,23 +180,5 @@ func closeRows(rows interface {
 
 // EdgeNodes lists every recorded relay; see server.OverviewStore.
 func (s *Store) EdgeNodes(ctx context.Context) ([]server.EdgeNode, error) {
-	const op = "edge nodes"
-	rows, err := s.rdb.QueryContext(ctx, `SELECT `+edgeNodeCols+` FROM edge_nodes ORDER BY id`)
-	if err != nil {
-		return nil, wrap(op, err)
-	}
-	defer rows.Close()
-	out := []server.EdgeNode{}
-	for rows.Next() {
-		n, err := scanEdgeNode(rows)
-		if err != nil {
-			return nil, wrap(op, err)
-		}
-		out = append(out, n)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, wrap(op, err)
-	}
-	sortEdgeNodes(out)
-	return out, nil
+	return s.edgeNodes(ctx, "edge nodes", `SELECT `+edgeNodeCols+` FROM edge_nodes ORDER BY id`)
 }
